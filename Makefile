@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: MIT
+# Thin wrapper around Meson so that each entry point works as the first
+# command on a fresh Debian 12 machine: it installs what it needs, builds,
+# then does its job.
+#
+#   make          build into build/
+#   make run      the main job: the end-to-end demo
+#   make check    the whole test suite (plain, ASan+UBSan, TSan, fuzz corpora)
+#   make bench    every benchmark (bench/run NAME for one)
+#   make fuzz     run the fuzz targets under libFuzzer (FUZZ_SECONDS each)
+
+BUILD ?= build
+FUZZ_SECONDS ?= 60
+MESON_OPTS ?=
+
+.PHONY: all deps run check bench fuzz clean
+
+all: deps
+	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) $(MESON_OPTS) >/dev/null
+	@ninja -C $(BUILD) --quiet
+
+deps:
+	@tools/setup-deps build
+
+run: all
+	@$(BUILD)/tools/qp-demo
+
+check:
+	@tools/setup-deps check
+	@tests/check
+
+bench: all
+	@bench/run all
+
+fuzz:
+	@tools/setup-deps fuzz
+	@tools/fuzz $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/* The libFuzzer entry point every target defines (fuzz-main.c replays corpora). */
+#ifndef VMFABRIC_FUZZ_H
+#define VMFABRIC_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Input cursor: targets take bytes as they need them, zeros past the end. */
+struct fz {
+	const uint8_t *p;
+	size_t n;
+};
+
+static inline uint64_t
+fz_take(struct fz *f, unsigned bytes)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < bytes; i++) {
+		uint8_t b = 0;
+		if (f->n) {
+			b = *f->p++;
+			f->n--;
+		}
+		v |= (uint64_t)b << (8 * i);
+	}
+	return v;
+}
+
+#endif

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every test, once: X(name, timeout in seconds). The runner's table and the
+ * declarations are generated from this list, so a test that is written but
+ * not listed does not link silently unused (-Wmissing-prototypes catches it).
+ * Names starting with qp_ form the ring suite that also runs under TSan.
+ */
+#define TEST_LIST(X)                    \
+	X(qp_create_sizes, 10)          \
+	X(qp_attach_checks, 10)         \
+	X(qp_wrap_every_offset, 30)     \
+	X(qp_full_and_empty, 10)        \
+	X(qp_iov, 10)                   \
+	X(qp_msg_sizes, 30)             \
+	X(qp_msg_straddle, 10)          \
+	X(qp_msg_truncate, 10)          \
+	X(qp_nonblock_and_timeout, 10)  \
+	X(qp_shutdown_eof_epipe, 10)    \
+	X(qp_peer_death, 20)            \
+	X(qp_corrupt_indices, 10)       \
+	X(qp_corrupt_records, 10)       \
+	X(qp_arm_events, 10)            \
+	X(qp_threads_stream, 120)       \
+	X(qp_threads_msgs, 120)         \
+	X(qp_process_stream_1gib, 300)
