@@ -48,6 +48,7 @@ pair_shared_map(size_t s0, size_t s1, struct qp **a, struct qp **b)
 	(*b)->wake = peer.wake;
 	(*b)->peer_wake = peer.peer_wake;
 	(*b)->alive = peer.alive;
+	ASSERT_OK(qp__wait_init(*b));
 }
 
 /* b lives on a's mapping: it must go first. */

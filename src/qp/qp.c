@@ -24,6 +24,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -288,16 +289,21 @@ qp_spin(struct qp *qp, unsigned ev, uint64_t min, int64_t deadline, int64_t spin
 	}
 }
 
+/*
+ * Sleep on the endpoint's epoll set: the wake eventfd, edge-triggered, so
+ * every signal is one edge and the counter never needs a read() to reset it
+ * (one system call per sleep), and the liveness socket.
+ */
 static int
 qp_sleep(struct qp *qp, unsigned ev, uint64_t min, int64_t deadline)
 {
-	struct pollfd p[2] = { { .fd = qp->wake, .events = POLLIN },
-			       { .fd = qp->alive, .events = POLLIN } };
+	struct epoll_event e[2];
 	struct timespec ts, *tsp = NULL;
-	eventfd_t v;
 	int64_t left;
 	int r, n;
 
+	if (qp->ep < 0)
+		return -EAGAIN; /* no descriptors: cannot sleep */
 	qp_sleep_prepare(qp, ev);
 	r = qp_probe(qp, ev, min);
 	if (r != 0) {
@@ -315,15 +321,14 @@ qp_sleep(struct qp *qp, unsigned ev, uint64_t min, int64_t deadline)
 		tsp = &ts;
 	}
 	qp->st.sleeps++;
-	n = ppoll(p, qp->alive >= 0 ? 2 : 1, tsp, NULL);
+	n = epoll_pwait2(qp->ep, e, 2, tsp, NULL);
 	if (n < 0)
 		r = -errno;
 	else if (n == 0)
 		r = -ETIMEDOUT;
-	if (n > 0 && p[0].revents)
-		(void)eventfd_read(qp->wake, &v); /* reset; nonblocking */
-	if (n > 0 && p[1].revents)
-		qp->peer_gone = true;
+	for (int i = 0; i < n; i++)
+		if (e[i].data.u32 == QP_EP_ALIVE)
+			qp->peer_gone = true;
 	qp_sleep_finish(qp, ev);
 	return r;
 }
@@ -690,17 +695,19 @@ qp_arm(struct qp *qp, unsigned events)
 void
 qp_ack(struct qp *qp)
 {
-	eventfd_t v;
+	struct epoll_event e[2];
+	int n = qp->ep >= 0 ? epoll_wait(qp->ep, e, 2, 0) : 0;
 
-	if (qp->wake >= 0)
-		(void)eventfd_read(qp->wake, &v);
+	for (int i = 0; i < n; i++)
+		if (e[i].data.u32 == QP_EP_ALIVE)
+			qp->peer_gone = true;
 	qp_sleep_finish(qp, QP_EV_READ | QP_EV_WRITE);
 }
 
 int
 qp_poll_fd(const struct qp *qp)
 {
-	return qp->wake;
+	return qp->ep;
 }
 
 size_t

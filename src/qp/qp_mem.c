@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -41,10 +42,30 @@ qp__init(struct qp *qp, void *base, uint64_t s0, uint64_t s1, int side)
 	qp->tx = side == 0 ? q0 : q1;
 	qp->rx = side == 0 ? q1 : q0;
 	qp->map = base;
-	qp->wake = qp->peer_wake = qp->alive = -1;
+	qp->wake = qp->peer_wake = qp->alive = qp->ep = -1;
 	qp->mode = QP_BLOCKING;
 	qp->timeout_ns = -1;
+	qp->spin_ns = QP_SPIN_DEFAULT_NS;
 	qp->tx_want = 1;
+}
+
+int
+qp__wait_init(struct qp *qp)
+{
+	struct epoll_event w = { .events = EPOLLIN | EPOLLET, .data.u32 = QP_EP_WAKE };
+	struct epoll_event a = { .events = EPOLLIN | EPOLLRDHUP, .data.u32 = QP_EP_ALIVE };
+
+	qp->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (qp->ep < 0)
+		return -errno;
+	if (epoll_ctl(qp->ep, EPOLL_CTL_ADD, qp->wake, &w) < 0 ||
+	    (qp->alive >= 0 && epoll_ctl(qp->ep, EPOLL_CTL_ADD, qp->alive, &a) < 0)) {
+		int err = -errno;
+		close(qp->ep);
+		qp->ep = -1;
+		return err;
+	}
+	return 0;
 }
 
 static void
@@ -100,14 +121,17 @@ qp_create(size_t produce_size, size_t consume_size, struct qp **qpp, struct qp_f
 
 	qp__init(qp, base, produce_size, consume_size, 0);
 	qp->map_len = len;
-	close(fd[0]); /* the mapping keeps the object alive */
 	qp->wake = fd[1];
 	qp->peer_wake = fd[7];
 	qp->alive = fd[3];
+	err = qp__wait_init(qp);
+	if (err)
+		goto fail;
 	peer->mem = fd[5];
 	peer->wake = fd[2];
 	peer->peer_wake = fd[6];
 	peer->alive = fd[4];
+	close(fd[0]); /* the mapping keeps the object alive */
 	*qpp = qp;
 	return 0;
 
@@ -177,10 +201,15 @@ qp_attach(const struct qp_fds *fds, struct qp **qpp)
 	}
 	qp__init(qp, base, size[0], size[1], 1);
 	qp->map_len = len;
-	close(fds->mem);
 	qp->wake = fds->wake;
-	qp->peer_wake = fds->peer_wake;
 	qp->alive = fds->alive;
+	err = qp__wait_init(qp);
+	if (err) {
+		free(qp);
+		goto fail;
+	}
+	qp->peer_wake = fds->peer_wake;
+	close(fds->mem);
 	*qpp = qp;
 	return 0;
 fail:
@@ -200,7 +229,7 @@ qp_shutdown(struct qp *qp, int how)
 void
 qp_detach(struct qp *qp)
 {
-	int fds[3];
+	int fds[4];
 
 	if (!qp)
 		return;
@@ -209,7 +238,8 @@ qp_detach(struct qp *qp)
 	fds[0] = qp->wake;
 	fds[1] = qp->peer_wake;
 	fds[2] = qp->alive;
-	qp_close_fds(fds, 3);
+	fds[3] = qp->ep;
+	qp_close_fds(fds, 4);
 	free(qp);
 }
 

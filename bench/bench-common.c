@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared benchmark plumbing; see bench.h for the result convention. Results
+ * are kept in memory so that targets can be computed as ratios of
+ * measurements taken in the same run, against peers on the same machine.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+struct result {
+	char bench[32], system[32], mode[16], metric[16];
+	long msg_bytes;
+	double value;
+};
+
+struct target {
+	char name[48], op[4], what[96];
+	double value, goal;
+};
+
+static struct result results[256];
+static size_t nresults;
+static struct target targets[32];
+static size_t ntargets;
+static FILE *out;
+
+void
+bench_parse(int argc, char **argv, struct bench_opts *o, const char *usage)
+{
+	memset(o, 0, sizeof(*o));
+	o->pin = true;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick")) {
+			o->quick = true;
+		} else if (!strcmp(argv[i], "--no-pin")) {
+			o->pin = false;
+		} else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
+			o->out = argv[++i];
+		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+			o->only = argv[++i];
+		} else {
+			fprintf(stderr,
+				"usage: %s [--quick] [--no-pin] [--out FILE] [--only BENCH]\n%s\n"
+				"  --quick     short run (under 30 s)\n"
+				"  --no-pin    do not pin the two sides to CPUs 0 and 1\n"
+				"  --out FILE  append the JSON lines to FILE as well\n"
+				"  --only B    run only the measurements named B...\n",
+				argv[0], usage);
+			exit(strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0);
+		}
+	}
+	if (o->out) {
+		out = fopen(o->out, "a");
+		if (!out) {
+			fprintf(stderr, "%s: %s\n", o->out, strerror(errno));
+			exit(1);
+		}
+	}
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		o->pin = false;
+}
+
+double
+bench_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void
+bench_emit(const char *bench, const char *system, long msg_bytes, const char *mode,
+	   const char *metric, double value)
+{
+	char line[512];
+	struct result *r;
+
+	snprintf(line, sizeof(line),
+		 "{\"bench\":\"%s\",\"system\":\"%s\",\"msg_bytes\":%ld,\"mode\":\"%s\","
+		 "\"metric\":\"%s\",\"value\":%.4g}\n",
+		 bench, system, msg_bytes, mode, metric, value);
+	fputs(line, stdout);
+	fflush(stdout);
+	if (out) {
+		fputs(line, out);
+		fflush(out);
+	}
+	if (nresults == sizeof(results) / sizeof(results[0]))
+		return;
+	r = &results[nresults++];
+	snprintf(r->bench, sizeof(r->bench), "%s", bench);
+	snprintf(r->system, sizeof(r->system), "%s", system);
+	snprintf(r->mode, sizeof(r->mode), "%s", mode);
+	snprintf(r->metric, sizeof(r->metric), "%s", metric);
+	r->msg_bytes = msg_bytes;
+	r->value = value;
+}
+
+double
+bench_value(const char *bench, const char *system, long msg_bytes, const char *mode,
+	    const char *metric)
+{
+	for (size_t i = 0; i < nresults; i++) {
+		struct result *r = &results[i];
+		if (!strcmp(r->bench, bench) && !strcmp(r->system, system) &&
+		    r->msg_bytes == msg_bytes && !strcmp(r->mode, mode) &&
+		    !strcmp(r->metric, metric))
+			return r->value;
+	}
+	return NAN;
+}
+
+void
+bench_target(const char *name, double value, const char *op, double goal, const char *what)
+{
+	char line[512];
+	bool met = !strcmp(op, ">=") ? value >= goal : value <= goal;
+	struct target *t;
+
+	if (isnan(value))
+		return; /* not measured in this run (--only) */
+	snprintf(line, sizeof(line),
+		 "{\"bench\":\"target\",\"target\":\"%s\",\"value\":%.4g,\"goal\":\"%s %g\","
+		 "\"met\":%s}\n",
+		 name, value, op, goal, met ? "true" : "false");
+	fputs(line, stdout);
+	if (out)
+		fputs(line, out);
+	if (ntargets == sizeof(targets) / sizeof(targets[0]))
+		return;
+	t = &targets[ntargets++];
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	snprintf(t->op, sizeof(t->op), "%s", op);
+	snprintf(t->what, sizeof(t->what), "%s", what);
+	t->value = value;
+	t->goal = goal;
+}
+
+int
+bench_report(void)
+{
+	printf("\n%-12s %-14s %9s %-16s %-11s %12s\n", "bench", "system", "msg_bytes", "mode",
+	       "metric", "value");
+	for (size_t i = 0; i < nresults; i++) {
+		struct result *r = &results[i];
+		printf("%-12s %-14s %9ld %-16s %-11s %12.3f\n", r->bench, r->system, r->msg_bytes,
+		       r->mode, r->metric, r->value);
+	}
+	if (ntargets)
+		printf("\n%-26s %10s %-10s %-5s %s\n", "target", "measured", "goal", "met",
+		       "meaning");
+	for (size_t i = 0; i < ntargets; i++) {
+		struct target *t = &targets[i];
+		bool met = !strcmp(t->op, ">=") ? t->value >= t->goal : t->value <= t->goal;
+		char goal[24];
+
+		snprintf(goal, sizeof(goal), "%s %g", t->op, t->goal);
+		printf("%-26s %10.3f %-10s %-5s %s\n", t->name, t->value, goal,
+		       met ? "yes" : "NO", t->what);
+	}
+	if (out)
+		fclose(out);
+	return 0;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+double
+bench_percentile(double *v, size_t n, double p)
+{
+	size_t i;
+
+	if (n == 0)
+		return NAN;
+	qsort(v, n, sizeof(*v), cmp_double);
+	i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
+	return v[i < n ? i : n - 1];
+}
+
+void
+bench_pin(const struct bench_opts *o, int cpu)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+
+	if (!o->pin || n < 1)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(cpu % n, &set);
+	(void)sched_setaffinity(0, sizeof(set), &set);
+}
+
+pid_t
+bench_fork(const struct bench_opts *o)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		exit(1);
+	}
+	bench_pin(o, pid == 0 ? 1 : 0);
+	return pid;
+}
+
+int
+bench_wait(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) < 0)
+		return -errno;
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		fprintf(stderr, "bench: child %d ended with status 0x%x\n", (int)pid, status);
+		return -1;
+	}
+	return 0;
+}
+
+int
+bench_tcp_pair(int fd[2], bool nodelay)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int one = 1, l;
+
+	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&a, &len) < 0)
+		return -errno;
+	fd[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd[0] < 0 || connect(fd[0], (struct sockaddr *)&a, sizeof(a)) < 0)
+		return -errno;
+	fd[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	close(l);
+	if (fd[1] < 0)
+		return -errno;
+	if (nodelay) {
+		setsockopt(fd[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	return 0;
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Benchmark harness shared by the programs under bench/: command-line options, timing,
+ * percentiles, CPU pinning, process helpers, and the result convention of
+ * the project: one JSON line per measurement
+ *   {"bench":"qp_stream","system":"vmfabric_qp","msg_bytes":65536,
+ *    "mode":"blocking","metric":"gbit_s","value":123.4}
+ * on stdout (and appended to --out FILE), then a human table, then the
+ * targets as ratios measured in the same run.
+ */
+#ifndef VMFABRIC_BENCH_H
+#define VMFABRIC_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct bench_opts {
+	bool quick;	 /* short run: well under 30 s in all */
+	bool pin;	 /* pin the two sides to different CPUs */
+	const char *out; /* JSON lines appended here too, or NULL */
+	const char *only; /* run only measurements whose bench name starts so */
+};
+
+/* Parses --quick, --no-pin, --out FILE, --only NAME, --help. Exits on --help. */
+void bench_parse(int argc, char **argv, struct bench_opts *o, const char *usage);
+
+double bench_now(void); /* seconds, monotonic */
+
+/* Record one measurement: prints its JSON line and keeps it for the table. */
+void bench_emit(const char *bench, const char *system, long msg_bytes, const char *mode,
+		const char *metric, double value);
+/* Look a recorded value up (NaN when absent). */
+double bench_value(const char *bench, const char *system, long msg_bytes, const char *mode,
+		   const char *metric);
+/* A target, as a ratio or a bound measured in this run. */
+void bench_target(const char *name, double value, const char *op, double goal,
+		  const char *what);
+/* Human table of every measurement, then the targets. Returns 0. */
+int bench_report(void);
+
+/* Percentile p (0..100) of n samples; sorts the array. */
+double bench_percentile(double *v, size_t n, double p);
+
+/* Pin the calling process to CPU @cpu (modulo the CPUs available). */
+void bench_pin(const struct bench_opts *o, int cpu);
+
+/* fork() with the child pinned to CPU 1 and the parent to CPU 0. */
+pid_t bench_fork(const struct bench_opts *o);
+/* Wait for a child, report a non-zero exit on stderr. */
+int bench_wait(pid_t pid);
+
+/* A connected TCP loopback pair (127.0.0.1), NODELAY set if asked. */
+int bench_tcp_pair(int fd[2], bool nodelay);
+
+#endif
