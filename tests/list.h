@@ -22,4 +22,29 @@
 	X(qp_arm_events, 10)            \
 	X(qp_threads_stream, 120)       \
 	X(qp_threads_msgs, 120)         \
-	X(qp_process_stream_1gib, 300)
+	X(qp_process_stream_1gib, 300)  \
+	X(conf_examples, 10)            \
+	X(conf_syntax, 10)              \
+	X(conf_escapes, 10)             \
+	X(conf_case_insensitive, 10)    \
+	X(conf_errors, 10)              \
+	X(conf_limits, 20)              \
+	X(conf_get_bool, 10)            \
+	X(conf_get_u64, 10)             \
+	X(conf_iteration, 10)           \
+	X(conf_unused, 10)              \
+	X(conf_error_str, 10)           \
+	X(conf_load, 20)                \
+	X(vmci_stream_basic, 30)        \
+	X(vmci_seqpacket_basic, 30)     \
+	X(vmci_seqpacket_boundaries, 30) \
+	X(vmci_refusals, 30)            \
+	X(vmci_ports, 30)               \
+	X(vmci_backlog, 30)             \
+	X(vmci_connect_timeout, 30)     \
+	X(vmci_peer_death, 30)          \
+	X(vmci_daemon_restart, 60)      \
+	X(vmci_dgram, 30)               \
+	X(vmci_nonblocking, 30)         \
+	X(vmci_buffer_size, 30)         \
+	X(vmci_stream_6gib, 600)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "common/clock.h"
 #include "qp/qp_internal.h"
 
 static void
@@ -57,15 +58,6 @@ unpair_shared_map(struct qp *a, struct qp *b)
 {
 	qp_close(b);
 	qp_close(a);
-}
-
-static int64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 TEST(qp_create_sizes)
@@ -355,9 +347,9 @@ TEST(qp_nonblock_and_timeout)
 
 	qp_set_mode(b, QP_BLOCKING);
 	qp_set_timeout(b, 50 * 1000000);
-	t0 = mono_ns();
+	t0 = clock_ns();
 	ASSERT_EQ(qp_read(b, buf, 1, 0), -ETIMEDOUT);
-	dt = mono_ns() - t0;
+	dt = clock_ns() - t0;
 	ASSERT_GE(dt, 50 * 1000000);
 	ASSERT_LT(dt, 2000 * 1000000LL);
 
@@ -365,9 +357,9 @@ TEST(qp_nonblock_and_timeout)
 	ASSERT_EQ(qp_read(b, buf, 1, 0), -ETIMEDOUT);
 
 	qp_set_mode(b, QP_BUSY_POLL);
-	t0 = mono_ns();
+	t0 = clock_ns();
 	ASSERT_EQ(qp_read(b, buf, 1, 0), -ETIMEDOUT);
-	ASSERT_GE(mono_ns() - t0, 50 * 1000000);
+	ASSERT_GE(clock_ns() - t0, 50 * 1000000);
 
 	/* Writers wait for space the same way. */
 	qp_set_timeout(a, 30 * 1000000);
@@ -477,9 +469,9 @@ TEST(qp_peer_death)
 	qp_set_timeout(a, 5000 * 1000000LL);
 	usleep(20000);
 	kill(pid, SIGKILL);
-	t0 = mono_ns();
+	t0 = clock_ns();
 	ASSERT_EQ(qp_read(a, buf, sizeof(buf), 0), 0);
-	ASSERT_LT(mono_ns() - t0, 100 * 1000000); /* noticed within 100 ms */
+	ASSERT_LT(clock_ns() - t0, 100 * 1000000); /* noticed within 100 ms */
 	waitpid(pid, NULL, 0);
 	qp_close(a);
 

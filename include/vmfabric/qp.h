@@ -17,6 +17,7 @@
 #define VMFABRIC_QP_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -98,6 +99,17 @@ struct qp_msg_hdr {
 };
 _Static_assert(sizeof(struct qp_msg_hdr) == 8, "qp_msg_hdr layout");
 #define QP_MSG_ALIGN 8u
+
+/* The queue size for a wanted buffer size: the next power of two, clamped. */
+static inline size_t
+qp_size_round(uint64_t want)
+{
+	size_t p = QP_SIZE_MIN;
+
+	while (p < want && p < QP_SIZE_MAX)
+		p <<= 1;
+	return p;
+}
 
 /* Total memfd size for the given queue sizes. */
 static inline size_t
@@ -233,6 +245,26 @@ void qp_get_stats(const struct qp *qp, struct qp_stats *st);
 size_t qp_tx_size(const struct qp *qp);
 size_t qp_rx_size(const struct qp *qp);
 size_t qp_rx_ready(struct qp *qp); /* bytes published and not yet read */
+
+/*
+ * Peer-side view for monitoring (a broker holding a duplicate of the memfd):
+ * validates the seals and the layout like qp_attach(), then reads each
+ * queue's indices once. The values are whatever the endpoints last wrote:
+ * for display, never for decisions.
+ */
+struct qp_counts {
+	uint64_t size[2]; /* queue 0 (side 0 produces), queue 1 */
+	uint64_t tail[2]; /* bytes produced into each queue */
+	uint64_t head[2]; /* bytes consumed from each queue */
+};
+int qp_peek(int memfd, struct qp_counts *c);
+
+/*
+ * True when the peer is gone without having shut its sending side down: it
+ * died, or its process ended without closing (a socket layer reports
+ * ECONNRESET then, rather than EOF).
+ */
+bool qp_peer_reset(const struct qp *qp);
 
 /* Why the queue pair is broken (-EPROTO), or NULL. Static storage in @qp. */
 const char *qp_broken_reason(const struct qp *qp);

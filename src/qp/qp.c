@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "qp_internal.h"
+#include "common/clock.h"
 
 /* Spinning longer than this without progress starts yielding the CPU. */
 #define QP_SPIN_YIELD_NS 50000
@@ -45,15 +46,6 @@ cpu_relax(void)
 #elif defined(__aarch64__)
 	__asm__ volatile("yield" ::: "memory");
 #endif
-}
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static int
@@ -271,7 +263,7 @@ qp_spin(struct qp *qp, unsigned ev, uint64_t min, int64_t deadline, int64_t spin
 		cpu_relax();
 		if (i % 256)
 			continue;
-		t = now_ns();
+		t = clock_ns();
 		if (t >= deadline)
 			return -ETIMEDOUT;
 		if (t >= spin_until)
@@ -311,7 +303,7 @@ qp_sleep(struct qp *qp, unsigned ev, uint64_t min, int64_t deadline)
 		return r < 0 ? r : 0;
 	}
 	if (deadline != INT64_MAX) {
-		left = deadline - now_ns();
+		left = deadline - clock_ns();
 		if (left <= 0) {
 			qp_sleep_finish(qp, ev);
 			return -ETIMEDOUT;
@@ -349,11 +341,11 @@ qp_wait(struct qp *qp, unsigned ev, uint64_t min, int flags, int64_t *deadline)
 		return qp_check_alive(qp) ? -EAGAIN : 0;
 	}
 	if (*deadline == 0)
-		*deadline = qp->timeout_ns < 0 ? INT64_MAX : now_ns() + qp->timeout_ns;
+		*deadline = qp->timeout_ns < 0 ? INT64_MAX : clock_ns() + qp->timeout_ns;
 	if (mode == QP_BUSY_POLL)
 		return qp_spin(qp, ev, min, *deadline, INT64_MAX);
 	if (qp->spin_ns) {
-		r = qp_spin(qp, ev, min, *deadline, now_ns() + qp->spin_ns);
+		r = qp_spin(qp, ev, min, *deadline, clock_ns() + qp->spin_ns);
 		if (r <= 0)
 			return r;
 	}
@@ -676,9 +668,12 @@ qp_arm(struct qp *qp, unsigned events)
 	unsigned ready = 0;
 	int r;
 
+	/*
+	 * No liveness check here: it would cost a system call per arm, and
+	 * the liveness socket is in the epoll set behind qp_poll_fd(), so a
+	 * dead peer wakes the caller, whose qp_ack() records it.
+	 */
 	events &= QP_EV_READ | QP_EV_WRITE;
-	if (!qp->err)
-		qp_check_alive(qp);
 	qp_sleep_prepare(qp, events);
 	r = qp_probe(qp, events, qp->tx_want);
 	if (r < 0)

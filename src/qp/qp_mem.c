@@ -147,7 +147,7 @@ fail:
 
 /* Read the creator's meta page once and check it against the memfd. */
 static int
-qp_check_layout(void *base, size_t len, uint64_t size[2])
+qp_check_layout(const void *base, size_t len, uint64_t size[2])
 {
 	struct qp_meta m;
 
@@ -163,27 +163,64 @@ qp_check_layout(void *base, size_t len, uint64_t size[2])
 	return 0;
 }
 
-int
-qp_attach(const struct qp_fds *fds, struct qp **qpp)
+/* The memfd must be sealed and of a size some layout can have. */
+static int
+qp_check_mem(int mem, size_t *len)
 {
 	struct stat st;
-	uint64_t size[2];
-	struct qp *qp;
-	void *base;
-	size_t len;
-	int seals, err;
+	int seals;
 
-	if (fds->mem < 0 || fds->wake < 0 || fds->peer_wake < 0)
-		return -EBADF;
-	if (fstat(fds->mem, &st) < 0)
+	if (fstat(mem, &st) < 0)
 		return -errno;
-	seals = fcntl(fds->mem, F_GET_SEALS);
+	seals = fcntl(mem, F_GET_SEALS);
 	if (seals < 0 || (seals & QP_SEALS) != QP_SEALS)
 		return -EPROTO;
 	if (st.st_size < (off_t)qp_layout_size(QP_SIZE_MIN, QP_SIZE_MIN) ||
 	    st.st_size > (off_t)qp_layout_size(QP_SIZE_MAX, QP_SIZE_MAX))
 		return -EPROTO;
-	len = (size_t)st.st_size;
+	*len = (size_t)st.st_size;
+	return 0;
+}
+
+int
+qp_peek(int memfd, struct qp_counts *c)
+{
+	const struct qp_queue *q[2];
+	size_t len;
+	void *base;
+	int err;
+
+	if ((err = qp_check_mem(memfd, &len)))
+		return err;
+	base = mmap(NULL, len, PROT_READ, MAP_SHARED, memfd, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	err = qp_check_layout(base, len, c->size);
+	if (!err) {
+		q[0] = (const struct qp_queue *)((const uint8_t *)base + QP_PAGE);
+		q[1] = (const struct qp_queue *)((const uint8_t *)base + 2 * QP_PAGE + c->size[0]);
+		for (int i = 0; i < 2; i++) {
+			c->tail[i] = atomic_load_explicit(&q[i]->prod.index, memory_order_relaxed);
+			c->head[i] = atomic_load_explicit(&q[i]->cons.index, memory_order_relaxed);
+		}
+	}
+	munmap(base, len);
+	return err;
+}
+
+int
+qp_attach(const struct qp_fds *fds, struct qp **qpp)
+{
+	uint64_t size[2];
+	struct qp *qp;
+	void *base;
+	size_t len;
+	int err;
+
+	if (fds->mem < 0 || fds->wake < 0 || fds->peer_wake < 0)
+		return -EBADF;
+	if ((err = qp_check_mem(fds->mem, &len)))
+		return err;
 	/* Our own wakeups of the peer must never block us. */
 	if (fcntl(fds->peer_wake, F_SETFL, O_NONBLOCK) < 0 ||
 	    fcntl(fds->wake, F_SETFL, O_NONBLOCK) < 0)
@@ -292,6 +329,13 @@ size_t
 qp_rx_size(const struct qp *qp)
 {
 	return qp->rx.size;
+}
+
+bool
+qp_peer_reset(const struct qp *qp)
+{
+	return qp->peer_gone && !qp->rx.peer_shut &&
+	       !(atomic_load_explicit(&qp->rx.q->prod.flags, memory_order_acquire) & QP_LINE_CLOSED);
 }
 
 const char *

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The vmfabric command-line tool: what its parts share. main.c parses the
+ * command line and dispatches through the command table of commands.c;
+ * client.c asks the daemon (one WIRE_MGMT request, a JSON document back in
+ * a memfd); output.c prints the document as a table, as "key: value" lines
+ * or as JSON. Every function returns 0 or -errno and has already told the
+ * user what went wrong; only main() exits.
+ */
+#ifndef VMFABRIC_CLI_H
+#define VMFABRIC_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#define CLI_NAME	   "vmfabric"
+#define CLI_DEFAULT_SOCKET "/run/vmfabric/vmfabricd.sock"
+#define CLI_TIMEOUT_MS	   5000
+#define CLI_MAX_REPLY	   (64u << 20) /* bytes of JSON we accept */
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+enum cli_format { CLI_FMT_TABLE, CLI_FMT_JSON };
+
+/* What one invocation is about. */
+struct cli_ctx {
+	const char *socket; /* the daemon's control socket */
+	enum cli_format format;
+	const char *what; /* the command as typed, e.g. "vmci context list" */
+};
+
+struct cli_cmd {
+	const char *noun; /* namespace path, e.g. "vmci context" */
+	const char *verb; /* e.g. "list" */
+	const char *wire; /* the daemon's name for it, e.g. "vmci.context.list" */
+	int (*run)(const struct cli_ctx *cx, const struct cli_cmd *cmd);
+	const char *help;    /* one line */
+	const char *detail;  /* a paragraph for the command's own --help */
+	const char *example; /* arguments after "vmfabric " */
+};
+
+struct cli_ns {
+	const char *path; /* e.g. "vmci context" */
+	const char *help; /* one line */
+	const char *example;
+};
+
+extern const struct cli_cmd cli_cmds[];
+extern const size_t cli_ncmds;
+extern const struct cli_ns cli_nss[];
+extern const size_t cli_nnss;
+
+/* client.c: send @cmd with @arg, return the reply's JSON object in @out. */
+int cli_call(const struct cli_ctx *cx, const char *cmd, const char *arg, json_t **out);
+
+/* client.c: "vmfabric: [command: ]message" on stderr; @cx may be NULL. */
+__attribute__((format(printf, 2, 3))) void cli_error(const struct cli_ctx *cx, const char *fmt,
+						     ...);
+
+/* output.c */
+
+enum col_kind {
+	COL_STR,   /* a string */
+	COL_INT,   /* an integer */
+	COL_YESNO, /* a boolean as yes / no */
+	COL_BYTES, /* a byte count in human units: 100 B, 1.5 MiB */
+	COL_KIB,   /* a byte count in KiB */
+	COL_ADDR,  /* {"cid": C, "port": P} as C:P */
+	COL_FN,	   /* computed from the whole row by fn */
+};
+
+#define CELL_MAX 96 /* bytes of one table cell, NUL included */
+
+struct table_col {
+	const char *title;
+	const char *key; /* the row's field (not for COL_FN) */
+	enum col_kind kind;
+	/* COL_FN: write the cell (at most CELL_MAX bytes) or "-" */
+	void (*fn)(json_t *row, char *buf, size_t size);
+};
+
+/* Print the array @rows of objects, one line each, columns per @cols. */
+int table_print(FILE *f, json_t *rows, const struct table_col *cols, size_t ncols);
+/* Print an object as aligned "key: value" lines, nested keys joined by '.'. */
+int kv_print(FILE *f, json_t *obj);
+/* Print a document as JSON, 2-space indent, keys in the daemon's order. */
+int json_print(FILE *f, json_t *doc);
+
+/* Cell helpers for COL_FN: fields of the wrong type count as missing. */
+bool json_get_int(json_t *obj, const char *key, long long *v);
+bool json_get_bool(json_t *obj, const char *key, bool *v);
+
+#endif

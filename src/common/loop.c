@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/* epoll loop with a short adaptive spin; see loop.h. */
+#include <errno.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loop.h"
+#include "clock.h"
+
+int
+loop_init(struct loop *l)
+{
+	l->ep = epoll_create1(EPOLL_CLOEXEC);
+	l->stop = false;
+	l->spin_ns = LOOP_SPIN_NS;
+	return l->ep < 0 ? -errno : 0;
+}
+
+void
+loop_free(struct loop *l)
+{
+	if (l->ep >= 0)
+		close(l->ep);
+	l->ep = -1;
+}
+
+int
+loop_add(struct loop *l, struct loop_src *s, uint32_t events)
+{
+	struct epoll_event e = { .events = events, .data.ptr = s };
+
+	return epoll_ctl(l->ep, EPOLL_CTL_ADD, s->fd, &e) < 0 ? -errno : 0;
+}
+
+int
+loop_mod(struct loop *l, struct loop_src *s, uint32_t events)
+{
+	struct epoll_event e = { .events = events, .data.ptr = s };
+
+	return epoll_ctl(l->ep, EPOLL_CTL_MOD, s->fd, &e) < 0 ? -errno : 0;
+}
+
+int
+loop_del(struct loop *l, struct loop_src *s)
+{
+	return epoll_ctl(l->ep, EPOLL_CTL_DEL, s->fd, NULL) < 0 ? -errno : 0;
+}
+
+int
+loop_run(struct loop *l)
+{
+	struct epoll_event ev[64];
+	int64_t spin_until = 0;
+
+	while (!l->stop) {
+		/* Poll without sleeping while recently busy, then block. */
+		int timeout = clock_ns() < spin_until ? 0 : -1;
+		int n = epoll_wait(l->ep, ev, 64, timeout);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (int i = 0; i < n && !l->stop; i++) {
+			struct loop_src *s = ev[i].data.ptr;
+			s->fn(s, ev[i].events);
+		}
+		if (n > 0)
+			spin_until = clock_ns() + l->spin_ns;
+	}
+	return 0;
+}

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Control-protocol framing: one message per SOCK_SEQPACKET datagram, a
+ * fixed header and a fixed body per type, descriptors by SCM_RIGHTS.
+ * wire_recv() is the parser of untrusted input here: it accepts a message
+ * only when its length is exactly the header plus its type's body and it
+ * carries exactly the descriptors its type allows; anything else is
+ * -EPROTO with every received descriptor closed.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "wire.h"
+#include "wire_io.h"
+
+size_t
+wire_body_size(unsigned type)
+{
+	switch (type) {
+#define WIRE_SIZE(n, v, s, fq, fr) \
+	case v:                     \
+		return sizeof(struct s);
+		WIRE_MESSAGES(WIRE_SIZE)
+#undef WIRE_SIZE
+	}
+	return 0;
+}
+
+int
+wire_fds(unsigned type, int reply)
+{
+	switch (type) {
+#define WIRE_FDS(n, v, s, fq, fr) \
+	case v:                    \
+		return reply ? fr : fq;
+		WIRE_MESSAGES(WIRE_FDS)
+#undef WIRE_FDS
+	}
+	return 0;
+}
+
+const char *
+wire_name(unsigned type)
+{
+	switch (type) {
+#define WIRE_NAME_CASE(n, v, s, fq, fr) \
+	case v:                          \
+		return #n;
+		WIRE_MESSAGES(WIRE_NAME_CASE)
+#undef WIRE_NAME_CASE
+	}
+	return "unknown";
+}
+
+ssize_t
+wire_send(int sock, const struct wire_hdr *h, const void *body, const int *fds, int nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov[2] = { { (void *)(uintptr_t)h, sizeof(*h) },
+				{ (void *)(uintptr_t)body, h->len } };
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = h->len ? 2 : 1 };
+	ssize_t n;
+
+	if (nfds < 0 || nfds > WIRE_MAX_FDS)
+		return -EINVAL;
+	if (nfds) {
+		struct cmsghdr *c;
+
+		memset(&u, 0, sizeof(u));
+		m.msg_control = u.buf;
+		m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
+	do
+		n = sendmsg(sock, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+static void
+close_all(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/* Collect SCM_RIGHTS descriptors; any other control message is an error. */
+static int
+take_fds(struct msghdr *m, int *fds, int *nfds)
+{
+	int err = 0;
+
+	*nfds = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+		size_t n;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+		    c->cmsg_len < CMSG_LEN(0)) {
+			err = -EPROTO;
+			continue;
+		}
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (*nfds < WIRE_MAX_FDS)
+				fds[(*nfds)++] = fd;
+			else {
+				close(fd);
+				err = -EPROTO;
+			}
+		}
+	}
+	return err;
+}
+
+int
+wire_validate(const struct wire_hdr *h, size_t got, int nfds)
+{
+	size_t body = wire_body_size(h->type);
+	int reply = !!(h->flags & WIRE_F_REPLY);
+
+	if (got < sizeof(*h) || body == 0 || h->len != body || got != sizeof(*h) + body)
+		return -EPROTO;
+	if (h->flags & ~WIRE_F_REPLY)
+		return -EPROTO;
+	/* A failed reply carries no descriptors. */
+	if (nfds != (reply && h->status ? 0 : wire_fds(h->type, reply)))
+		return -EPROTO;
+	return 0;
+}
+
+ssize_t
+wire_recv(int sock, struct wire_msg *msg, int flags)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * (WIRE_MAX_FDS + 1))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { &msg->hdr, sizeof(msg->hdr) + sizeof(msg->body) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf) };
+	ssize_t n;
+	int err;
+
+	do
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC | flags);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	err = take_fds(&m, msg->fds, &msg->nfds);
+	if (n == 0 && msg->nfds == 0)
+		return 0; /* orderly close */
+	if (!err && (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+		err = -EPROTO;
+	if (!err)
+		err = wire_validate(&msg->hdr, (size_t)n, msg->nfds);
+	if (err) {
+		close_all(msg->fds, msg->nfds);
+		msg->nfds = 0;
+		return err;
+	}
+	return n;
+}
+
+void
+wire_msg_close_fds(struct wire_msg *msg)
+{
+	close_all(msg->fds, msg->nfds);
+	msg->nfds = 0;
+}

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control protocol between libvmfabric and vmfabricd. One SOCK_SEQPACKET
+ * connection per VMCI socket (so that the kernel routes a listener's
+ * incoming connections and a socket's replies to that socket's descriptor,
+ * and the daemon sees a process die the moment its connections close).
+ * Every message is one datagram: struct wire_hdr, then a fixed-size body
+ * for its type; descriptors travel with SCM_RIGHTS. Replies carry the
+ * request's seq and a status (0 or -errno).
+ *
+ * Threat model: both ends treat every field as untrusted. A message whose
+ * length is not exactly its type's body size, whose type is unknown, or
+ * which carries the wrong number of descriptors is refused (and, from a
+ * client, ends that connection). Strings are fixed arrays, NUL-terminated
+ * by the receiver before use.
+ */
+#ifndef VMFABRIC_WIRE_H
+#define VMFABRIC_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WIRE_VERSION 1u
+#define WIRE_MAX_FDS 5
+#define WIRE_NAME 64
+
+struct wire_hdr {
+	uint16_t type;	 /* WIRE_* */
+	uint16_t flags;	 /* WIRE_F_* */
+	uint32_t len;	 /* body bytes after this header */
+	uint32_t seq;	 /* request sequence; echoed in the reply */
+	int32_t status;	 /* replies: 0 or -errno */
+};
+_Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr layout");
+
+#define WIRE_F_REPLY 0x1u
+
+/*
+ * X(name, number, body struct, fds in request, fds in reply)
+ * The table the daemon's dispatcher and the size checks are built from.
+ */
+#define WIRE_MESSAGES(X)                                               \
+	X(HELLO, 1, wire_hello, 0, 0)          /* act as a context */    \
+	X(BIND, 2, wire_bind, 0, 0)            /* claim a port */        \
+	X(LISTEN, 3, wire_listen, 0, 0)        /* accept connections */  \
+	X(CONNECT, 4, wire_connect, 4, 0)      /* with the queue pair */ \
+	X(INCOMING, 5, wire_incoming, 5, 0)    /* daemon -> listener */  \
+	X(ACCEPTED, 6, wire_accepted, 0, 0)    /* listener consumed one */ \
+	X(DGRAM_OPEN, 7, wire_bind, 0, 4)      /* datagram rings */      \
+	X(MGMT, 8, wire_mgmt, 0, 1)            /* management request */ \
+	X(CHECK, 9, wire_check, 0, 0)          /* may I send to this CID? */
+
+enum wire_type {
+#define WIRE_ENUM(n, v, s, fq, fr) WIRE_##n = v,
+	WIRE_MESSAGES(WIRE_ENUM)
+#undef WIRE_ENUM
+	WIRE_TYPE_MAX
+};
+
+/* HELLO: which context this connection acts as. */
+struct wire_hello {
+	uint32_t version;	 /* WIRE_VERSION */
+	uint32_t cid;		 /* wanted CID, or VMADDR_CID_ANY: by name, else host */
+	char name[WIRE_NAME];	 /* context name, or "" */
+	uint32_t sock_type;	 /* SOCK_STREAM / SOCK_DGRAM / SOCK_SEQPACKET */
+	uint32_t pad;
+	/* reply */
+	uint32_t out_cid;	 /* the context granted */
+	uint32_t out_flags;	 /* WIRE_CTX_* */
+};
+#define WIRE_CTX_PRIVILEGED 0x1u /* may bind ports below 1024 */
+
+/* BIND / DGRAM_OPEN: claim (type, port) in the context's port space. */
+struct wire_bind {
+	uint32_t port;	   /* VMADDR_PORT_ANY: an ephemeral port */
+	uint32_t out_port; /* reply: the port bound */
+	uint64_t ring;	   /* DGRAM_OPEN: ring bytes per direction; reply: granted */
+};
+
+struct wire_listen {
+	uint32_t backlog;
+	uint32_t pad;
+	uint64_t buf_size, buf_min, buf_max; /* SO_VM_SOCKETS_BUFFER_* */
+};
+
+/*
+ * CONNECT carries side 1 of a queue pair the connector made (memfd, wake,
+ * peer_wake, alive). The daemon checks policy, the listener and its backlog
+ * and the size against the listener's [min, max], forwards the descriptors
+ * as INCOMING plus a fresh control connection for the accepted socket, and
+ * replies. A size outside the listener's range is refused with -EMSGSIZE
+ * and the size the listener wants in out_size; the connector retries once.
+ */
+struct wire_connect {
+	uint32_t dst_cid;
+	uint32_t dst_port;
+	uint64_t size; /* queue bytes per direction */
+	/* reply */
+	uint32_t out_port;  /* local port (ephemeral when unbound) */
+	uint32_t out_cid;   /* local CID */
+	uint64_t out_size;  /* with -EMSGSIZE: the size to use */
+	uint64_t out_conn;  /* connection id, for the CLI */
+};
+
+/*
+ * INCOMING: daemon -> listener, with the queue pair's side 1 descriptors
+ * and, fifth, the accepted socket's own control connection.
+ */
+struct wire_incoming {
+	uint64_t conn;
+	uint32_t src_cid, src_port;
+	uint32_t dst_cid, dst_port;
+	uint64_t size;
+};
+
+struct wire_accepted {
+	uint64_t conn;
+};
+
+/*
+ * MGMT: a management request (the CLI); the reply's descriptor is a sealed
+ * memfd holding the JSON answer, so that a listing of any size fits.
+ */
+struct wire_mgmt {
+	char cmd[64];	  /* e.g. "vmci.context.list" */
+	char arg[192];	  /* command argument, or "" */
+	uint64_t out_len; /* reply: bytes of JSON in the memfd */
+};
+
+/* CHECK: policy for datagrams to @cid, answered 0 or -EACCES / -EHOSTUNREACH. */
+struct wire_check {
+	uint32_t cid;
+	uint32_t pad;
+};
+
+/* Datagram records on the rings of DGRAM_OPEN (qp records, see qp.h). */
+struct wire_dgram {
+	uint32_t cid;	/* outbound: destination; inbound: true source (stamped) */
+	uint32_t port;	/* outbound: destination; inbound: source */
+};
+_Static_assert(sizeof(struct wire_dgram) == 8, "wire_dgram layout");
+
+#define WIRE_DGRAM_MAX 65536u /* payload bytes */
+
+/* Body size of a message type, or 0 for an unknown type. */
+size_t wire_body_size(unsigned type);
+/* Descriptors a request / reply of this type carries. */
+int wire_fds(unsigned type, int reply);
+const char *wire_name(unsigned type);
+
+#endif

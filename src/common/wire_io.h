@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* Sending and receiving control messages (see wire.h for the protocol). */
+#ifndef VMFABRIC_WIRE_IO_H
+#define VMFABRIC_WIRE_IO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "wire.h"
+
+/* A received message: header, the largest body, descriptors. */
+struct wire_msg {
+	struct wire_hdr hdr;
+	union {
+		struct wire_hello hello;
+		struct wire_bind bind;
+		struct wire_listen listen;
+		struct wire_connect connect;
+		struct wire_incoming incoming;
+		struct wire_accepted accepted;
+		struct wire_mgmt mgmt;
+		struct wire_check check;
+	} body;
+	int fds[WIRE_MAX_FDS];
+	int nfds;
+};
+/* wire_recv() reads header and body in one piece. */
+_Static_assert(offsetof(struct wire_msg, body) == sizeof(struct wire_hdr), "wire_msg layout");
+
+/*
+ * Send one message (non-blocking: the peer's queue being full is -EAGAIN).
+ * Returns bytes sent or -errno. Descriptors stay the caller's.
+ */
+ssize_t wire_send(int sock, const struct wire_hdr *h, const void *body, const int *fds, int nfds);
+
+/*
+ * Receive and validate one message. Returns bytes, 0 on orderly close,
+ * -EAGAIN, -EPROTO (malformed: every descriptor closed) or -errno.
+ * @flags: recvmsg flags (MSG_DONTWAIT).
+ */
+ssize_t wire_recv(int sock, struct wire_msg *msg, int flags);
+
+/* Validate a header against the bytes and descriptors that came with it. */
+int wire_validate(const struct wire_hdr *h, size_t got, int nfds);
+
+void wire_msg_close_fds(struct wire_msg *msg);
+
+#endif

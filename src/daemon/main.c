@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmfabricd: the daemon. Loads the host configuration (or the built-in
+ * one), starts the VMCI broker on its control socket, and runs the event
+ * loop until SIGTERM or SIGINT. This is the only place in the project that
+ * exits the process.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "common/conf.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "vmci/broker.h"
+
+#ifndef VMFABRIC_VERSION
+#define VMFABRIC_VERSION "0.1.0"
+#endif
+
+#define DEFAULT_SOCKET "/run/vmfabric/vmfabricd.sock"
+
+/* The configuration vmfabricd runs with when given none. */
+static const char default_config[] =
+	"# vmfabricd built-in configuration (vmfabricd --print-default-config)\n"
+	".encoding = \"UTF-8\"\n"
+	"vmfabricd.socket = \"" DEFAULT_SOCKET "\"\n"
+	"vmfabricd.log_level = \"info\"\n"
+	"\n"
+	"# Two process contexts for the demo; only root may act as them.\n"
+	"# VMCI is off for a context unless vmci0.present is TRUE.\n"
+	"context0.name = \"demo-a\"\n"
+	"context0.uid = \"0\"\n"
+	"context0.vmci0.present = \"TRUE\"\n"
+	"context1.name = \"demo-b\"\n"
+	"context1.uid = \"0\"\n"
+	"context1.vmci0.present = \"TRUE\"\n";
+
+struct daemon {
+	struct loop loop;
+	struct vmci_broker broker;
+	struct loop_src sig;
+	struct conf *conf;
+	const char *config_path;
+	char socket_path[108];
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vmfabricd [options]\n"
+		"The vmfabric daemon: VMCI contexts and sockets for processes (and, later,\n"
+		"VMs), brokered over a control socket.\n\n"
+		"  -c, --config FILE        host configuration (default: the built-in one)\n"
+		"  -s, --socket PATH        control socket (default: %s,\n"
+		"                           or vmfabricd.socket in the configuration)\n"
+		"  -l, --log-level LEVEL    error, warn, info or debug (default: info)\n"
+		"      --print-default-config  print the built-in configuration and exit\n"
+		"      --check-config       load the configuration, report errors, and exit\n"
+		"  -h, --help               this text\n"
+		"  -V, --version            the version\n\n"
+		"Signals: SIGTERM or SIGINT stop the daemon cleanly.\n",
+		DEFAULT_SOCKET);
+}
+
+static void
+on_signal(struct loop_src *s, uint32_t events)
+{
+	struct daemon *d = (struct daemon *)((char *)s - offsetof(struct daemon, sig));
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(s->fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			log_info("SIGHUP: configuration reload is not supported yet; ignored");
+			continue;
+		}
+		log_info("%s: stopping", strsignal((int)si.ssi_signo));
+		d->loop.stop = true;
+	}
+}
+
+static int
+report(const char *path, const struct conf_error *e)
+{
+	char buf[700];
+	struct conf_error c = *e;
+
+	if (!c.file[0])
+		snprintf(c.file, sizeof(c.file), "%s", path);
+	log_err("configuration: %s", conf_error_str(&c, buf, sizeof(buf)));
+	return -EINVAL;
+}
+
+/* Read the configuration: daemon keys, then contexts; warn of unknown keys. */
+static int
+load_config(struct daemon *d)
+{
+	const char *name = d->config_path ? d->config_path : "(built-in)";
+	struct conf_error e = { 0 };
+	const char *v;
+	enum log_level lvl;
+	int err;
+
+	if (d->config_path)
+		err = conf_load(d->config_path, &d->conf, &e);
+	else
+		err = conf_parse(name, default_config, sizeof(default_config) - 1, &d->conf, &e);
+	if (err)
+		return report(name, &e);
+	conf_mark_used(d->conf, ".encoding");
+	if (conf_mark_used(d->conf, "vmfabricd.log_level")) {
+		v = conf_get(d->conf, "vmfabricd.log_level");
+		if (log_parse_level(v, &lvl) < 0) {
+			log_err("configuration: %s: vmfabricd.log_level: \"%s\" is not one of error, "
+				"warn, info, debug", name, v);
+			return -EINVAL;
+		}
+		log_set_level(lvl);
+	}
+	if (!d->socket_path[0]) {
+		v = conf_mark_used(d->conf, "vmfabricd.socket") ? conf_get(d->conf, "vmfabricd.socket")
+								 : DEFAULT_SOCKET;
+		snprintf(d->socket_path, sizeof(d->socket_path), "%s", v);
+	}
+	if ((err = vmci_reg_init(&d->broker.reg)))
+		return err;
+	if ((err = vmci_reg_load(&d->broker.reg, d->conf, &e)))
+		return report(name, &e);
+	for (size_t i = conf_first_unused(d->conf, 0, &e); i < conf_count(d->conf);
+	     i = conf_first_unused(d->conf, i + 1, &e)) {
+		char buf[700];
+		if (!e.file[0])
+			snprintf(e.file, sizeof(e.file), "%s", name);
+		log_warn("configuration: %s (ignored)", conf_error_str(&e, buf, sizeof(buf)));
+	}
+	d->broker.config_name = name;
+	return 0;
+}
+
+static void
+log_contexts(const struct vmci_reg *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		const struct vmci_ctx *x = &r->ctx[i];
+		log_info("context %u \"%s\"%s: VMCI %s", x->cid, x->name,
+			 x->assigned ? " (CID assigned)" : "",
+			 !x->present ? "off" : x->restricted ? "on, host only" : "on");
+	}
+}
+
+static int
+setup_signals(struct daemon *d)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	d->sig.fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	d->sig.fn = on_signal;
+	if (d->sig.fd < 0)
+		return -errno;
+	return loop_add(&d->loop, &d->sig, EPOLLIN);
+}
+
+static void
+raise_fd_limit(void)
+{
+	struct rlimit r;
+
+	/* Every socket is a connection here: take all the descriptors allowed. */
+	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+		r.rlim_cur = r.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &r);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "print-default-config", no_argument, NULL, 'P' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	struct daemon d = { 0 };
+	enum log_level lvl;
+	bool check = false;
+	int o, err;
+
+	while ((o = getopt_long(argc, argv, "c:s:l:hV", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c':
+			d.config_path = optarg;
+			break;
+		case 's':
+			snprintf(d.socket_path, sizeof(d.socket_path), "%s", optarg);
+			break;
+		case 'l':
+			if (log_parse_level(optarg, &lvl) < 0) {
+				fprintf(stderr, "vmfabricd: unknown log level '%s'\n", optarg);
+				return 2;
+			}
+			log_set_level(lvl);
+			break;
+		case 'P':
+			fputs(default_config, stdout);
+			return 0;
+		case 'C':
+			check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("vmfabricd %s\n", VMFABRIC_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "vmfabricd: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (load_config(&d) < 0)
+		return 1;
+	if (check) {
+		log_contexts(&d.broker.reg);
+		printf("configuration OK\n");
+		return 0;
+	}
+	raise_fd_limit();
+	if ((err = loop_init(&d.loop)) || (err = setup_signals(&d))) {
+		log_err("startup: %s", strerror(-err));
+		return 1;
+	}
+	if (broker_start(&d.broker, &d.loop, d.socket_path) < 0)
+		return 1;
+	log_info("vmfabricd %s listening on %s (configuration: %s)", VMFABRIC_VERSION,
+		 d.socket_path, d.broker.config_name);
+	log_contexts(&d.broker.reg);
+	err = loop_run(&d.loop);
+	broker_stop(&d.broker);
+	vmci_reg_free(&d.broker.reg);
+	conf_free(d.conf);
+	loop_free(&d.loop);
+	log_info("stopped");
+	return err ? 1 : 0;
+}

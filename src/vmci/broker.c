@@ -1,0 +1,698 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Control connections (see broker.h). One SOCK_SEQPACKET connection per
+ * client socket; its first message says which context it acts as, which
+ * the daemon checks against SO_PEERCRED and the configuration. Requests are
+ * dispatched through a table built from WIRE_MESSAGES.
+ *
+ * Threat model: clients are untrusted. wire_recv() has already checked the
+ * size and descriptor count of every message; handlers check the state,
+ * every number, and that the descriptors they pass on are what they claim
+ * to be (the listener's library validates the queue pair again before it
+ * maps it). A client that breaks the protocol is disconnected and logged
+ * (rate-limited); a client that does not read its replies is disconnected
+ * rather than allowed to stall the daemon.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/wire_io.h"
+#include "vmfabric/qp.h"
+
+#define BACKLOG_MAX 4096u
+
+static void conn_close(struct vmci_conn *c, const char *why);
+
+static enum vmci_space
+space_of(uint32_t type)
+{
+	return type == SOCK_DGRAM ? VMCI_SPACE_DGRAM : VMCI_SPACE_CONN;
+}
+
+static int
+reply(struct vmci_conn *c, const struct wire_hdr *req, int status, const void *body,
+      const int *fds, int nfds)
+{
+	struct wire_hdr h = { .type = req->type, .flags = WIRE_F_REPLY, .len = req->len,
+			      .seq = req->seq, .status = status };
+	ssize_t n = wire_send(c->src.fd, &h, body, status ? NULL : fds, status ? 0 : nfds);
+
+	if (n < 0) {
+		/* A client that lets its replies pile up is not waited for. */
+		log_rl(LOG_LVL_WARN, "conn %llu (pid %d): reply failed: %s",
+		       (unsigned long long)c->id, (int)c->pid, strerror((int)-n));
+		return (int)n;
+	}
+	return 0;
+}
+
+static struct vmci_ctx *
+conn_ctx(const struct vmci_conn *c)
+{
+	return vmci_reg_find(&c->b->reg, c->cid);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Handlers. Each returns 0 when it has replied, -errno to reply that error,
+ * or WIRE_FATAL to end the connection. */
+
+#define WIRE_FATAL (-10000)
+
+static int
+on_hello(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_hello *h = &m->body.hello;
+	struct vmci_ctx *x;
+
+	if (c->state != CONN_NEW || h->version != WIRE_VERSION)
+		return WIRE_FATAL;
+	if (h->sock_type != SOCK_STREAM && h->sock_type != SOCK_DGRAM &&
+	    h->sock_type != SOCK_SEQPACKET)
+		return -ESOCKTNOSUPPORT;
+	h->name[sizeof(h->name) - 1] = 0;
+	if (h->cid != VMCI_CID_ANY)
+		x = vmci_reg_find(&c->b->reg, h->cid);
+	else if (h->name[0])
+		x = vmci_reg_find_name(&c->b->reg, h->name);
+	else
+		x = vmci_reg_find(&c->b->reg, VMCI_CID_HOST);
+	if (!x)
+		return -ENOENT;
+	if (vmci_may_act_as(x, c->uid, c->gid)) {
+		log_rl(LOG_LVL_WARN, "pid %d (uid %u) may not act as context %u \"%s\"", (int)c->pid,
+		       (unsigned)c->uid, x->cid, x->name);
+		return -EACCES;
+	}
+	if (!x->present) {
+		log_rl(LOG_LVL_WARN, "pid %d: context %u \"%s\" has VMCI off (vmci0.present)",
+		       (int)c->pid, x->cid, x->name);
+		return -EACCES;
+	}
+	c->cid = x->cid;
+	c->type = h->sock_type;
+	c->privileged = x->privileged || c->uid == 0;
+	c->state = CONN_READY;
+	x->refs++;
+	h->out_cid = x->cid;
+	h->out_flags = c->privileged ? WIRE_CTX_PRIVILEGED : 0;
+	return reply(c, &m->hdr, 0, h, NULL, 0);
+}
+
+static int
+do_bind(struct vmci_conn *c, uint32_t port)
+{
+	int err;
+
+	if (c->bound)
+		return -EINVAL;
+	if (port < VMCI_PORT_PRIVILEGED && !c->privileged) {
+		log_rl(LOG_LVL_WARN, "context %u (pid %d): port %u needs privilege", c->cid,
+		       (int)c->pid, port);
+		return -EACCES;
+	}
+	err = vmci_port_bind(&c->b->ports, space_of(c->type), c->cid, port, c, &c->port);
+	if (err)
+		return err;
+	c->bound = true;
+	if (c->state == CONN_READY)
+		c->state = CONN_BOUND;
+	return 0;
+}
+
+static int
+on_bind(struct vmci_conn *c, struct wire_msg *m)
+{
+	int err;
+
+	if (c->state != CONN_READY)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	err = do_bind(c, m->body.bind.port);
+	if (err)
+		return err;
+	m->body.bind.out_port = c->port;
+	return reply(c, &m->hdr, 0, &m->body.bind, NULL, 0);
+}
+
+static int
+on_listen(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_listen *l = &m->body.listen;
+	int err;
+
+	if (c->type == SOCK_DGRAM)
+		return -EOPNOTSUPP;
+	if (c->state != CONN_READY && c->state != CONN_BOUND)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	if (l->buf_min > l->buf_max || l->buf_size < l->buf_min || l->buf_size > l->buf_max)
+		return -EINVAL;
+	if (!c->bound && (err = do_bind(c, VMCI_PORT_ANY)))
+		return err;
+	c->state = CONN_LISTENING;
+	c->backlog = l->backlog < 1 ? 1 : l->backlog > BACKLOG_MAX ? BACKLOG_MAX : l->backlog;
+	c->buf_size = l->buf_size;
+	c->buf_min = l->buf_min;
+	c->buf_max = l->buf_max;
+	return reply(c, &m->hdr, 0, l, NULL, 0);
+}
+
+/* Resolve a destination CID as seen from @c (1 = itself). */
+static struct vmci_ctx *
+dest_ctx(struct vmci_conn *c, uint32_t cid)
+{
+	if (cid == VMCI_CID_LOCAL)
+		cid = c->cid;
+	return vmci_reg_find(&c->b->reg, cid);
+}
+
+static struct vmci_conn *conn_new(struct vmci_broker *b, int fd, pid_t pid, uid_t uid,
+				  gid_t gid);
+
+/*
+ * The descriptors a connector passes on must be what a queue pair is made
+ * of (a sealed memfd, two eventfds, a socket), so that a listener is never
+ * handed a pipe or a device. Eventfds are anonymous inodes (no file type in
+ * st_mode); qp_attach() then checks the memfd's layout.
+ */
+static int
+check_qp_fds(const int *fds)
+{
+	struct stat st[3];
+
+	if (fcntl(fds[0], F_GET_SEALS) < 0 || fstat(fds[1], &st[0]) < 0 ||
+	    fstat(fds[2], &st[1]) < 0 || fstat(fds[3], &st[2]) < 0 ||
+	    (st[0].st_mode & S_IFMT) || (st[1].st_mode & S_IFMT) || !S_ISSOCK(st[2].st_mode))
+		return -EINVAL;
+	return 0;
+}
+
+/* Unlink a pending connection from its listener's backlog. */
+static void
+unpend(struct vmci_conn *a)
+{
+	struct vmci_conn *l = a->listener;
+
+	if (!l)
+		return;
+	*(a->pprev) = a->pnext;
+	if (a->pnext)
+		a->pnext->pprev = a->pprev;
+	l->pending--;
+	a->listener = NULL;
+}
+
+/*
+ * Accepted sockets say so with a one-way ACCEPTED that the daemon does not
+ * wake up for: it reads them here, when a full backlog would refuse a
+ * connection (or a listing asks), instead of once per connection.
+ */
+static void
+sweep_backlog(struct vmci_conn *l)
+{
+	struct vmci_conn *a = l->phead, *next;
+	struct wire_msg m;
+
+	for (; a; a = next) {
+		next = a->pnext;
+		if (wire_recv(a->src.fd, &m, MSG_DONTWAIT) <= 0)
+			continue; /* not yet accepted (or gone: its HUP will say) */
+		wire_msg_close_fds(&m);
+		if (m.hdr.type == WIRE_ACCEPTED && !(m.hdr.flags & WIRE_F_REPLY)) {
+			unpend(a);
+			a->state = CONN_CONNECTED;
+		}
+	}
+}
+
+void
+broker_sweep(struct vmci_broker *b)
+{
+	for (struct vmci_conn *c = b->conns; c; c = c->next)
+		if (c->state == CONN_LISTENING && c->pending)
+			sweep_backlog(c);
+}
+
+/* Make the accepted side's connection and hand everything to the listener. */
+static int
+offer(struct vmci_conn *c, struct vmci_conn *l, struct wire_msg *m, uint64_t size)
+{
+	struct wire_incoming in = { .src_cid = c->cid, .src_port = c->port, .dst_cid = l->cid,
+				    .dst_port = l->port, .size = size };
+	struct wire_hdr h = { .type = WIRE_INCOMING, .len = sizeof(in) };
+	struct vmci_conn *a;
+	int sp[2], fds[5];
+	ssize_t n;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sp) < 0)
+		return -errno;
+	a = conn_new(c->b, sp[0], l->pid, l->uid, l->gid);
+	if (!a) {
+		close(sp[0]);
+		close(sp[1]);
+		return -ENOMEM;
+	}
+	in.conn = a->id;
+	memcpy(fds, m->fds, 4 * sizeof(int));
+	fds[4] = sp[1];
+	n = wire_send(l->src.fd, &h, &in, fds, 5);
+	close(sp[1]);
+	if (n < 0) {
+		conn_close(a, NULL);
+		return n == -EAGAIN ? -ECONNREFUSED : (int)n;
+	}
+	a->cid = l->cid;
+	a->type = l->type;
+	a->state = CONN_PENDING;
+	a->port = l->port;
+	a->peer_cid = c->cid;
+	a->peer_port = c->port;
+	a->qsize = size;
+	a->listener = l;
+	a->side = 1;
+	a->pnext = l->phead;
+	a->pprev = &l->phead;
+	if (l->phead)
+		l->phead->pprev = &a->pnext;
+	l->phead = a;
+	l->pending++;
+	loop_mod(c->b->loop, &a->src, 0); /* hang-ups only: see sweep_backlog() */
+	conn_ctx(a)->refs++;
+	/* Both ends share a descriptor of the queue pair for byte counters. */
+	c->peek = calloc(1, sizeof(*c->peek));
+	if (c->peek) {
+		c->peek->memfd = fcntl(m->fds[0], F_DUPFD_CLOEXEC, 0);
+		c->peek->refs = 2;
+		a->peek = c->peek;
+	}
+	return 0;
+}
+
+static int
+on_connect(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_connect *w = &m->body.connect;
+	struct vmci_ctx *src = conn_ctx(c), *dst;
+	struct vmci_conn *l;
+	int err;
+
+	if (c->type == SOCK_DGRAM || (c->state != CONN_READY && c->state != CONN_BOUND))
+		return c->state == CONN_NEW ? WIRE_FATAL : -EISCONN;
+	dst = dest_ctx(c, w->dst_cid);
+	if (!dst)
+		return -EHOSTUNREACH;
+	if (vmci_policy(src, dst)) {
+		log_rl(LOG_LVL_WARN, "refused: context %u -> %u:%u (VMCI policy)", c->cid,
+		       dst->cid, w->dst_port);
+		return -EACCES;
+	}
+	l = vmci_port_find(&c->b->ports, VMCI_SPACE_CONN, dst->cid, w->dst_port);
+	if (!l || l->state != CONN_LISTENING || l->type != c->type)
+		return -ECONNREFUSED;
+	if (l->pending >= l->backlog)
+		sweep_backlog(l);
+	if (l->pending >= l->backlog)
+		return -ECONNREFUSED;
+	if (qp_size_round(w->size) != w->size || check_qp_fds(m->fds))
+		return -EINVAL;
+	if (w->size != qp_size_round(l->buf_size) && (w->size < l->buf_min || w->size > l->buf_max)) {
+		/* As VMCI: the listener's size, when the connector's is out of its range. */
+		w->out_size = qp_size_round(l->buf_size);
+		return reply(c, &m->hdr, -EMSGSIZE, w, NULL, 0);
+	}
+	if (!c->bound && (err = do_bind(c, VMCI_PORT_ANY)))
+		return err;
+	err = offer(c, l, m, w->size);
+	if (err)
+		return err;
+	c->state = CONN_CONNECTED;
+	loop_mod(c->b->loop, &c->src, 0); /* nothing more to say but hang up */
+	c->peer_cid = dst->cid;
+	c->peer_port = w->dst_port;
+	c->qsize = w->size;
+	c->side = 0;
+	w->out_port = c->port;
+	w->out_cid = c->cid;
+	w->out_conn = c->id;
+	log_debug("conn %llu: %u:%u -> %u:%u", (unsigned long long)c->id, c->cid, c->port,
+		  dst->cid, w->dst_port);
+	return reply(c, &m->hdr, 0, w, NULL, 0);
+}
+
+static int
+on_accepted(struct vmci_conn *c, struct wire_msg *m)
+{
+	(void)m;
+	if (c->state != CONN_PENDING)
+		return WIRE_FATAL;
+	unpend(c);
+	c->state = CONN_CONNECTED;
+	return 0; /* one-way */
+}
+
+static int
+on_dgram_open(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_bind *w = &m->body.bind;
+	struct dgram_ep *e;
+	struct qp_fds peer;
+	int err, fds[4];
+
+	if (c->type != SOCK_DGRAM || c->state != CONN_READY)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	w->ring = qp_size_round(w->ring < QP_SIZE_DEFAULT ? QP_SIZE_DEFAULT : w->ring);
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	err = do_bind(c, w->port);
+	if (!err)
+		err = qp_create(w->ring, w->ring, &e->qp, &peer);
+	if (err) {
+		free(e);
+		return err;
+	}
+	e->cid = c->cid;
+	e->port = c->port;
+	e->pol = *conn_ctx(c);
+	fds[0] = peer.mem, fds[1] = peer.wake, fds[2] = peer.peer_wake, fds[3] = peer.alive;
+	w->out_port = c->port;
+	err = dgram_add(&c->b->router, e);
+	if (err) {
+		qp_close(e->qp);
+		free(e);
+	} else {
+		c->ep = e;
+		c->state = CONN_DGRAM;
+		c->qsize = w->ring;
+		err = reply(c, &m->hdr, 0, w, fds, 4);
+	}
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	return err;
+}
+
+static int
+on_check(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct vmci_ctx *dst;
+
+	if (c->state == CONN_NEW)
+		return WIRE_FATAL;
+	dst = dest_ctx(c, m->body.check.cid);
+	if (!dst)
+		return -EHOSTUNREACH;
+	if (vmci_policy(conn_ctx(c), dst)) {
+		log_rl(LOG_LVL_WARN, "refused: context %u -> %u datagrams (VMCI policy)", c->cid,
+		       dst->cid);
+		return -EACCES;
+	}
+	return reply(c, &m->hdr, 0, &m->body.check, NULL, 0);
+}
+
+static int
+on_mgmt(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_mgmt *w = &m->body.mgmt;
+	char *json = NULL;
+	size_t len;
+	int fd, err;
+
+	w->cmd[sizeof(w->cmd) - 1] = 0;
+	w->arg[sizeof(w->arg) - 1] = 0;
+	err = broker_mgmt(c->b, w->cmd, w->arg, &json);
+	if (err)
+		return err;
+	len = strlen(json);
+	fd = memfd_create("vmfabric-mgmt", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || write(fd, json, len) != (ssize_t)len ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+		err = -errno;
+		free(json);
+		if (fd >= 0)
+			close(fd);
+		return err ? err : -EIO;
+	}
+	free(json);
+	w->out_len = len;
+	err = reply(c, &m->hdr, 0, w, &fd, 1);
+	close(fd);
+	return err;
+}
+
+static int
+on_unexpected(struct vmci_conn *c, struct wire_msg *m)
+{
+	(void)c;
+	(void)m;
+	return WIRE_FATAL; /* INCOMING comes from the daemon, never to it */
+}
+
+typedef int handler_fn(struct vmci_conn *c, struct wire_msg *m);
+
+static handler_fn *const handlers[WIRE_TYPE_MAX] = {
+	[WIRE_HELLO] = on_hello,     [WIRE_BIND] = on_bind,
+	[WIRE_LISTEN] = on_listen,   [WIRE_CONNECT] = on_connect,
+	[WIRE_INCOMING] = on_unexpected, [WIRE_ACCEPTED] = on_accepted,
+	[WIRE_DGRAM_OPEN] = on_dgram_open, [WIRE_MGMT] = on_mgmt,
+	[WIRE_CHECK] = on_check,
+};
+
+/* ---------------------------------------------------------------------- */
+/* Connections */
+
+static void
+conn_readable(struct loop_src *s, uint32_t events)
+{
+	struct vmci_conn *c = (struct vmci_conn *)s;
+	struct wire_msg m;
+	ssize_t n;
+	int r;
+
+	for (int budget = 0; budget < 16; budget++) {
+		n = wire_recv(c->src.fd, &m, MSG_DONTWAIT);
+		if (n == -EAGAIN) {
+			if (events & (EPOLLHUP | EPOLLERR))
+				conn_close(c, "hung up");
+			return;
+		}
+		if (n == 0) {
+			conn_close(c, NULL);
+			return;
+		}
+		if (n < 0) {
+			log_rl(LOG_LVL_WARN, "conn %llu (pid %d): bad message: %s",
+			       (unsigned long long)c->id, (int)c->pid, strerror((int)-n));
+			conn_close(c, "protocol error");
+			return;
+		}
+		if (m.hdr.flags & WIRE_F_REPLY) {
+			wire_msg_close_fds(&m);
+			conn_close(c, "protocol error: unexpected reply");
+			return;
+		}
+		r = handlers[m.hdr.type](c, &m);
+		wire_msg_close_fds(&m);
+		if (r == WIRE_FATAL) {
+			log_rl(LOG_LVL_WARN, "conn %llu (pid %d): %s not allowed now",
+			       (unsigned long long)c->id, (int)c->pid, wire_name(m.hdr.type));
+			conn_close(c, "protocol error");
+			return;
+		}
+		if (r < 0 && reply(c, &m.hdr, r, &m.body, NULL, 0) < 0) {
+			conn_close(c, "client not reading");
+			return;
+		}
+	}
+}
+
+static struct vmci_conn *
+conn_new(struct vmci_broker *b, int fd, pid_t pid, uid_t uid, gid_t gid)
+{
+	struct vmci_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->src.fd = fd;
+	c->src.fn = conn_readable;
+	c->b = b;
+	c->id = ++b->next_id;
+	c->pid = pid;
+	c->uid = uid;
+	c->gid = gid;
+	c->cid = VMCI_CID_ANY;
+	if (loop_add(b->loop, &c->src, EPOLLIN | EPOLLRDHUP) < 0) {
+		free(c);
+		return NULL;
+	}
+	c->next = b->conns;
+	if (b->conns)
+		b->conns->prev = c;
+	b->conns = c;
+	b->nconns++;
+	return c;
+}
+
+static void
+conn_close(struct vmci_conn *c, const char *why)
+{
+	struct vmci_broker *b = c->b;
+	struct vmci_ctx *x = conn_ctx(c);
+
+	if (why)
+		log_debug("conn %llu (pid %d): closed: %s", (unsigned long long)c->id, (int)c->pid,
+			  why);
+	if (c->bound)
+		vmci_port_unbind(&b->ports, space_of(c->type), c->cid, c->port);
+	while (c->phead) /* its pending connections lose their listener */
+		unpend(c->phead);
+	unpend(c);
+	if (c->ep)
+		dgram_remove(&b->router, c->ep);
+	if (c->peek && --c->peek->refs == 0) {
+		if (c->peek->memfd >= 0)
+			close(c->peek->memfd);
+		free(c->peek);
+	}
+	if (x && c->state != CONN_NEW && x->refs)
+		x->refs--;
+	loop_del(b->loop, &c->src);
+	close(c->src.fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		b->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	b->nconns--;
+	free(c);
+}
+
+static void
+listen_readable(struct loop_src *s, uint32_t events)
+{
+	struct vmci_broker *b = (struct vmci_broker *)((char *)s - offsetof(struct vmci_broker, listen));
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	(void)events;
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_rl(LOG_LVL_WARN, "accept: %s", strerror(errno));
+			return;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
+		    !conn_new(b, fd, cr.pid, cr.uid, cr.gid)) {
+			log_rl(LOG_LVL_WARN, "cannot take a connection: %s", strerror(errno));
+			close(fd);
+		}
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+
+static int
+make_dirs(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = 0;
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int
+bind_socket(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd, probe, err;
+
+	if (strlen(path) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(a.sun_path, path);
+	if ((err = make_dirs(path)))
+		return err;
+	/* A socket file left behind by a daemon that died is reused; a live one is not. */
+	probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		close(probe);
+		return -EADDRINUSE;
+	}
+	if (probe >= 0)
+		close(probe);
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(path, 0666) < 0 ||
+	    listen(fd, 4096) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int
+broker_start(struct vmci_broker *b, struct loop *loop, const char *path)
+{
+	int fd, err;
+
+	b->loop = loop;
+	b->started_ns = clock_ns();
+	snprintf(b->path, sizeof(b->path), "%s", path);
+	if ((err = vmci_ports_init(&b->ports)))
+		return err;
+	fd = bind_socket(path);
+	if (fd < 0) {
+		log_err("cannot listen on %s: %s%s", path, strerror(-fd),
+			fd == -EADDRINUSE ? " (another vmfabricd is running there)" : "");
+		return fd;
+	}
+	b->listen.fd = fd;
+	b->listen.fn = listen_readable;
+	if ((err = loop_add(loop, &b->listen, EPOLLIN)) || (err = dgram_start(&b->router))) {
+		close(fd);
+		return err;
+	}
+	return 0;
+}
+
+void
+broker_stop(struct vmci_broker *b)
+{
+	while (b->conns)
+		conn_close(b->conns, NULL);
+	dgram_stop(&b->router);
+	loop_del(b->loop, &b->listen);
+	close(b->listen.fd);
+	unlink(b->path);
+	vmci_ports_free(&b->ports);
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VMCI connection broker: the daemon's side of every control
+ * connection. It knows the contexts and their policy, owns the port
+ * tables, brokers connect/accept by passing the connector's queue pair to
+ * the listener, opens datagram rings to the router, and answers management
+ * requests. It is never in a stream's data path.
+ */
+#ifndef VMFABRIC_VMCI_BROKER_H
+#define VMFABRIC_VMCI_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/loop.h"
+#include "ctx.h"
+#include "dgram.h"
+#include "port.h"
+
+enum conn_state {
+	CONN_NEW,	/* no HELLO yet */
+	CONN_READY,	/* acting as a context */
+	CONN_BOUND,	/* owns a port */
+	CONN_LISTENING, /* listener */
+	CONN_CONNECTED, /* stream/seqpacket established */
+	CONN_PENDING,	/* accepted side, waiting in the listener's backlog */
+	CONN_DGRAM,	/* datagram socket with rings */
+};
+
+/* Byte counters of a stream: read from its queue pair's shared indices. */
+struct qp_peek {
+	int memfd;
+	unsigned refs; /* the two ends' connections */
+};
+
+struct vmci_conn {
+	struct loop_src src; /* fd: the control socket */
+	struct vmci_broker *b;
+	struct vmci_conn *prev, *next;
+	uint64_t id;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	uint32_t cid; /* the context it acts as (VMCI_CID_ANY before HELLO) */
+	bool privileged;
+	uint32_t type; /* SOCK_STREAM / SOCK_SEQPACKET / SOCK_DGRAM */
+	enum conn_state state;
+	bool bound; /* owns (space, cid, port) in the port table */
+	uint32_t port;
+	uint32_t peer_cid, peer_port;
+	uint64_t qsize;
+	/* Listener */
+	uint32_t backlog, pending;
+	uint64_t buf_size, buf_min, buf_max;
+	/* Listener: its backlog, the accepted sides not yet known accepted. */
+	struct vmci_conn *phead;
+	/* Pending accepted side: its listener (cleared if the listener goes). */
+	struct vmci_conn *listener;
+	struct vmci_conn *pnext, **pprev;
+	/* Streams: both ends share one peek; side 0 (connector) produces queue 0. */
+	struct qp_peek *peek;
+	int side;
+	/* Datagram */
+	struct dgram_ep *ep;
+};
+
+struct vmci_broker {
+	struct loop *loop;
+	struct vmci_reg reg;
+	struct vmci_ports ports;
+	struct dgram_router router;
+	struct vmci_conn *conns; /* every control connection */
+	uint64_t next_id;
+	size_t nconns;
+	struct loop_src listen; /* the daemon's socket */
+	char path[108];
+	const char *config_name;
+	int64_t started_ns;
+};
+
+/*
+ * Listen on @path (creating its directory, refusing if a daemon answers
+ * there already) and start the datagram router. The registry must be
+ * loaded. Returns 0 or -errno (with a log line saying why).
+ */
+int broker_start(struct vmci_broker *b, struct loop *loop, const char *path);
+void broker_stop(struct vmci_broker *b);
+
+/* Read the ACCEPTED notices waiting in every backlog (for listings). */
+void broker_sweep(struct vmci_broker *b);
+
+/* Management: JSON text for @cmd (malloc'd, NUL-terminated) or -errno. */
+int broker_mgmt(struct vmci_broker *b, const char *cmd, const char *arg, char **json);
+
+#endif

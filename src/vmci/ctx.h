@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VMCI contexts: who may talk to whom. A context is a CID with a name, an
+ * owner (uid/gid allowed to act as it) and the VMCI settings of VMware's
+ * .vmx files: vmci0.present (off by default) and restricted (host only).
+ * CIDs 0 (hypervisor), 1 (local) and 2 (host) are reserved; every process
+ * or VM context has a CID >= 3, unique across both kinds.
+ */
+#ifndef VMFABRIC_VMCI_CTX_H
+#define VMFABRIC_VMCI_CTX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/conf.h"
+
+#define VMCI_CID_HYPERVISOR 0u
+#define VMCI_CID_LOCAL 1u
+#define VMCI_CID_HOST 2u
+#define VMCI_CID_FIRST 3u
+#define VMCI_CID_ANY 0xffffffffu
+#define VMCI_NAME 64
+
+enum vmci_kind { VMCI_KIND_HOST, VMCI_KIND_PROCESS, VMCI_KIND_VM };
+
+struct vmci_ctx {
+	uint32_t cid;
+	char name[VMCI_NAME];
+	enum vmci_kind kind;
+	bool present;	 /* vmci0.present: VMCI switched on */
+	bool restricted; /* vmci0.restricted: the host only */
+	bool privileged; /* may bind ports below 1024 */
+	bool assigned;	 /* the daemon chose the CID */
+	bool has_uid, has_gid;
+	uid_t uid;
+	gid_t gid;
+	unsigned line; /* where it was configured (0: not from a file) */
+	uint32_t refs; /* control connections acting as it */
+};
+
+struct vmci_reg {
+	struct vmci_ctx *ctx; /* sorted by cid */
+	size_t n, cap;
+};
+
+/* A registry holding the host context only. */
+int vmci_reg_init(struct vmci_reg *r);
+void vmci_reg_free(struct vmci_reg *r);
+
+/*
+ * Add every contextN.* group of a host configuration: name, uid, gid,
+ * vmci0.present, vmci0.restricted, vmci0.id (the CID; assigned when absent),
+ * privileged. Marks the keys it used. Errors (-EINVAL, -EEXIST) name the
+ * file, line and key in @err; nothing is added then.
+ */
+int vmci_reg_load(struct vmci_reg *r, struct conf *c, struct conf_error *err);
+
+/*
+ * Add one context; cid VMCI_CID_ANY assigns the lowest free CID >= 3.
+ * -EINVAL for a reserved CID, -EEXIST for a CID or name in use (@why says
+ * which), -ENOMEM. Returns the registry's copy in *@out (may be NULL).
+ */
+int vmci_reg_add(struct vmci_reg *r, const struct vmci_ctx *c, struct vmci_ctx **out, char *why,
+		 size_t whylen);
+int vmci_reg_remove(struct vmci_reg *r, uint32_t cid);
+struct vmci_ctx *vmci_reg_find(const struct vmci_reg *r, uint32_t cid);
+struct vmci_ctx *vmci_reg_find_name(const struct vmci_reg *r, const char *name);
+
+/* 0 if @a may exchange data with @b, -EACCES if not (policy of VMCI). */
+int vmci_policy(const struct vmci_ctx *a, const struct vmci_ctx *b);
+
+/* 0 if a process with these credentials may act as @c, -EACCES if not. */
+int vmci_may_act_as(const struct vmci_ctx *c, uid_t uid, gid_t gid);
+
+#endif

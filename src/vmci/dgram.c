@@ -1,0 +1,392 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Datagram router thread (see dgram.h). Adaptive polling: while any ring
+ * had work in the last DGRAM_SPIN_NS the thread keeps polling the rings;
+ * after that it arms every ring (the sockets then signal its epoll set when
+ * they publish) and sleeps. Senders never make a system call while the
+ * router is polling.
+ *
+ * Threat model: each socket's outbound ring is written by an untrusted
+ * process. The queue pair validates indices and record framing; here every
+ * record must hold a whole struct wire_dgram and at most WIRE_DGRAM_MAX
+ * bytes of payload, or the socket is cut off. The source address of what
+ * is forwarded comes from the daemon's records, never from the ring.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/clock.h"
+#include "common/wire.h"
+#include "dgram.h"
+#include "vmfabric/qp.h"
+
+#define DGRAM_BATCH 64
+#define DGRAM_SPIN_NS 50000
+#define DGRAM_HOLD_NS 1000000 /* 1 ms: a live receiver frees room sooner */
+
+enum dgram_op { DGRAM_ADD, DGRAM_REMOVE, DGRAM_STOP };
+
+struct dgram_cmd {
+	struct dgram_cmd *next;
+	enum dgram_op op;
+	struct dgram_ep *e;
+};
+
+/* ---------------------------------------------------------------------- */
+/* (cid, port) -> endpoint, owned by the thread */
+
+static size_t
+slot(const struct dgram_router *d, uint32_t cid, uint32_t port)
+{
+	uint64_t k = ((uint64_t)cid << 32 | port) * 0x9e3779b97f4a7c15ull;
+
+	return (size_t)(k >> 40) & (d->nhash - 1);
+}
+
+static struct dgram_ep *
+lookup(const struct dgram_router *d, uint32_t cid, uint32_t port)
+{
+	for (struct dgram_ep *e = d->hash[slot(d, cid, port)]; e; e = e->hnext)
+		if (e->cid == cid && e->port == port && !e->dead)
+			return e;
+	return NULL;
+}
+
+static void
+unhash(struct dgram_router *d, struct dgram_ep *e)
+{
+	for (struct dgram_ep **p = &d->hash[slot(d, e->cid, e->port)]; *p; p = &(*p)->hnext)
+		if (*p == e) {
+			*p = e->hnext;
+			return;
+		}
+}
+
+static int
+add(struct dgram_router *d, struct dgram_ep *e)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = e };
+	size_t h = slot(d, e->cid, e->port);
+
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct dgram_ep **p = realloc(d->all, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		d->all = p;
+		d->cap = cap;
+	}
+	if (epoll_ctl(d->ep, EPOLL_CTL_ADD, qp_poll_fd(e->qp), &ev) < 0)
+		return -errno;
+	d->all[d->n++] = e;
+	e->hnext = d->hash[h];
+	d->hash[h] = e;
+	atomic_fetch_add(&d->endpoints, 1);
+	return 0;
+}
+
+static void drop_held(struct dgram_router *d, struct dgram_ep *e);
+
+static void
+drop_ep(struct dgram_router *d, struct dgram_ep *e)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->all[i] == e) {
+			d->all[i] = d->all[--d->n];
+			break;
+		}
+	unhash(d, e);
+	epoll_ctl(d->ep, EPOLL_CTL_DEL, qp_poll_fd(e->qp), NULL);
+	if (e->holding)
+		drop_held(d, e);
+	qp_close(e->qp);
+	free(e->held);
+	free(e);
+	atomic_fetch_sub(&d->endpoints, 1);
+}
+
+/* Apply the control plane's commands. Returns false on STOP. */
+static bool
+commands(struct dgram_router *d)
+{
+	struct dgram_cmd *c, *next, *rev = NULL;
+	eventfd_t v;
+	bool run = true;
+
+	(void)eventfd_read(d->cmd_ev, &v);
+	pthread_mutex_lock(&d->lock);
+	c = d->cmds;
+	d->cmds = NULL;
+	pthread_mutex_unlock(&d->lock);
+	/* The list is newest first: reverse it so that commands apply in order. */
+	for (; c; c = next) {
+		next = c->next;
+		c->next = rev;
+		rev = c;
+	}
+	c = rev;
+	for (; c; c = next) {
+		next = c->next;
+		if (c->op == DGRAM_ADD && add(d, c->e) < 0) {
+			log_err("dgram: cannot add %u:%u", c->e->cid, c->e->port);
+			qp_close(c->e->qp);
+			free(c->e);
+		} else if (c->op == DGRAM_REMOVE) {
+			drop_ep(d, c->e);
+		} else if (c->op == DGRAM_STOP) {
+			run = false;
+		}
+		free(c);
+	}
+	return run;
+}
+
+/* ---------------------------------------------------------------------- */
+
+/*
+ * Deliver one datagram. Returns 0 when it is done with (delivered, or
+ * refused and counted) and -EAGAIN when the destination's ring is full.
+ */
+static int
+forward(struct dgram_router *d, struct dgram_ep *src, const struct wire_dgram *to,
+	const uint8_t *buf, size_t len)
+{
+	uint32_t cid = to->cid == VMCI_CID_LOCAL ? src->cid : to->cid;
+	struct wire_dgram from = { .cid = src->cid, .port = src->port };
+	struct dgram_ep *dst = lookup(d, cid, to->port);
+	struct iovec iov[2] = { { &from, sizeof(from) }, { (void *)(uintptr_t)buf, len } };
+	ssize_t r;
+
+	if (!dst) {
+		atomic_fetch_add_explicit(&src->tx_no_port, 1, memory_order_relaxed);
+		return 0;
+	}
+	if (vmci_policy(&src->pol, &dst->pol)) {
+		atomic_fetch_add_explicit(&src->tx_refused, 1, memory_order_relaxed);
+		log_rl(LOG_LVL_WARN, "dgram: refused %u:%u -> %u:%u (VMCI policy)", src->cid,
+		       src->port, dst->cid, dst->port);
+		return 0;
+	}
+	r = qp_msg_sendv(dst->qp, iov, 2, QP_DONTWAIT);
+	if (r == -EAGAIN)
+		return -EAGAIN;
+	if (r < 0) { /* that socket's ring is gone or broken */
+		atomic_fetch_add_explicit(&dst->rx_drops, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&d->drops, 1, memory_order_relaxed);
+		return 0;
+	}
+	atomic_fetch_add_explicit(&dst->rx_msgs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&dst->rx_bytes, len, memory_order_relaxed);
+	atomic_fetch_add_explicit(&d->forwarded, 1, memory_order_relaxed);
+	return 0;
+}
+
+static void
+drop_held(struct dgram_router *d, struct dgram_ep *e)
+{
+	struct dgram_ep *dst = lookup(d, e->held_to.cid == VMCI_CID_LOCAL ? e->cid : e->held_to.cid,
+				      e->held_to.port);
+
+	if (dst)
+		atomic_fetch_add_explicit(&dst->rx_drops, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&d->drops, 1, memory_order_relaxed);
+	e->holding = false;
+}
+
+/* Retry a held datagram. Returns true when the socket may be drained again. */
+static bool
+retry_held(struct dgram_router *d, struct dgram_ep *e, int64_t now)
+{
+	if (!e->holding)
+		return true;
+	if (forward(d, e, &e->held_to, e->held, e->held_len) == 0) {
+		e->holding = false;
+		return true;
+	}
+	if (now - e->held_since >= DGRAM_HOLD_NS) {
+		drop_held(d, e);
+		return true;
+	}
+	return false;
+}
+
+static void
+hold(struct dgram_ep *e, const struct wire_dgram *to, const uint8_t *buf, size_t len)
+{
+	if (!e->held)
+		e->held = malloc(WIRE_DGRAM_MAX);
+	if (!e->held)
+		return; /* no memory: dropped */
+	memcpy(e->held, buf, len);
+	e->held_len = len;
+	e->held_to = *to;
+	e->held_since = clock_ns();
+	e->holding = true;
+}
+
+/* Drain up to DGRAM_BATCH records of one socket. Returns how many. */
+static int
+drain(struct dgram_router *d, struct dgram_ep *e, int64_t now)
+{
+	static _Thread_local uint8_t buf[WIRE_DGRAM_MAX];
+	struct wire_dgram to;
+	struct iovec iov[2] = { { &to, sizeof(to) }, { buf, sizeof(buf) } };
+	size_t ml;
+	int n;
+
+	if (!retry_held(d, e, now))
+		return 0;
+	for (n = 0; n < DGRAM_BATCH; n++) {
+		ssize_t r = qp_msg_recvv(e->qp, iov, 2, &ml, QP_DONTWAIT);
+
+		if (r == -EAGAIN)
+			break;
+		if (r < 0 || ml < sizeof(to) || ml > sizeof(to) + WIRE_DGRAM_MAX) {
+			if (r != -ESHUTDOWN)
+				log_rl(LOG_LVL_WARN, "dgram: socket %u:%u cut off: %s", e->cid,
+				       e->port,
+				       r < 0 ? (qp_broken_reason(e->qp) ?: "ring error")
+					     : "malformed datagram record");
+			e->dead = true;
+			epoll_ctl(d->ep, EPOLL_CTL_DEL, qp_poll_fd(e->qp), NULL);
+			break;
+		}
+		atomic_fetch_add_explicit(&e->tx_msgs, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&e->tx_bytes, ml - sizeof(to), memory_order_relaxed);
+		if (forward(d, e, &to, buf, ml - sizeof(to)) == -EAGAIN) {
+			hold(e, &to, buf, ml - sizeof(to));
+			n++;
+			break;
+		}
+	}
+	return n;
+}
+
+static void
+sleep_until_work(struct dgram_router *d)
+{
+	struct epoll_event ev[64];
+	bool holding = false;
+	int n;
+
+	for (size_t i = 0; i < d->n; i++) {
+		struct dgram_ep *e = d->all[i];
+
+		if (e->dead)
+			continue;
+		if (e->holding) {
+			/* Woken when the receiver makes room; retried every ms anyway. */
+			struct dgram_ep *dst = lookup(d, e->held_to.cid == VMCI_CID_LOCAL
+								 ? e->cid
+								 : e->held_to.cid,
+						      e->held_to.port);
+			if (!dst || qp_arm(dst->qp, QP_EV_WRITE))
+				return; /* room already, or nowhere to go: retry now */
+			holding = true;
+			continue;
+		}
+		if (qp_arm(e->qp, QP_EV_READ))
+			return; /* something arrived meanwhile */
+	}
+	n = epoll_wait(d->ep, ev, 64, holding ? 1 : -1);
+	for (int i = 0; i < n; i++)
+		if (ev[i].data.ptr)
+			qp_ack(((struct dgram_ep *)ev[i].data.ptr)->qp);
+}
+
+static void *
+dgram_main(void *arg)
+{
+	struct dgram_router *d = arg;
+	int64_t idle_since = clock_ns();
+
+	for (;;) {
+		int work = 0;
+
+		int64_t now = clock_ns();
+
+		if (!commands(d))
+			break;
+		for (size_t i = 0; i < d->n; i++)
+			if (!d->all[i]->dead)
+				work += drain(d, d->all[i], now);
+		if (work) {
+			idle_since = clock_ns();
+			continue;
+		}
+		if (clock_ns() - idle_since < DGRAM_SPIN_NS)
+			continue;
+		sleep_until_work(d);
+		idle_since = clock_ns();
+	}
+	while (d->n)
+		drop_ep(d, d->all[0]);
+	return NULL;
+}
+
+static int
+post(struct dgram_router *d, enum dgram_op op, struct dgram_ep *e)
+{
+	struct dgram_cmd *c = malloc(sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->op = op;
+	c->e = e;
+	pthread_mutex_lock(&d->lock);
+	c->next = d->cmds;
+	d->cmds = c;
+	pthread_mutex_unlock(&d->lock);
+	(void)eventfd_write(d->cmd_ev, 1);
+	return 0;
+}
+
+int
+dgram_start(struct dgram_router *d)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	int err;
+
+	memset(d, 0, sizeof(*d));
+	pthread_mutex_init(&d->lock, NULL);
+	d->nhash = 4096;
+	d->hash = calloc(d->nhash, sizeof(*d->hash));
+	d->cmd_ev = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	d->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (!d->hash || d->cmd_ev < 0 || d->ep < 0 ||
+	    epoll_ctl(d->ep, EPOLL_CTL_ADD, d->cmd_ev, &ev) < 0)
+		return -ENOMEM;
+	err = pthread_create(&d->thread, NULL, dgram_main, d);
+	return -err;
+}
+
+void
+dgram_stop(struct dgram_router *d)
+{
+	if (post(d, DGRAM_STOP, NULL) == 0)
+		pthread_join(d->thread, NULL);
+	close(d->cmd_ev);
+	close(d->ep);
+	free(d->hash);
+	free(d->all);
+	pthread_mutex_destroy(&d->lock);
+}
+
+int
+dgram_add(struct dgram_router *d, struct dgram_ep *e)
+{
+	return post(d, DGRAM_ADD, e);
+}
+
+void
+dgram_remove(struct dgram_router *d, struct dgram_ep *e)
+{
+	if (post(d, DGRAM_REMOVE, e) < 0)
+		log_err("dgram: out of memory removing %u:%u", e->cid, e->port);
+}

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Management answers of the broker, as JSON documents built with jansson:
+ * vmci.context.list, vmci.socket.list, system.status. The CLI prints them
+ * as tables or passes them through (--format=json); their fields are
+ * documented in docs/MANAGEMENT.md.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "vmfabric/qp.h"
+
+#ifndef VMFABRIC_VERSION
+#define VMFABRIC_VERSION "0.1.0"
+#endif
+
+static const char *
+kind_name(enum vmci_kind k)
+{
+	return k == VMCI_KIND_HOST ? "host" : k == VMCI_KIND_VM ? "vm" : "process";
+}
+
+static json_t *
+contexts(struct vmci_broker *b)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < b->reg.n; i++) {
+		const struct vmci_ctx *x = &b->reg.ctx[i];
+		json_t *o = json_pack("{s:I, s:s, s:s, s:b, s:b, s:b, s:b, s:I}", "cid",
+				      (json_int_t)x->cid, "name", x->name, "kind",
+				      kind_name(x->kind), "present", x->present, "restricted",
+				      x->restricted, "privileged", x->privileged, "assigned",
+				      x->assigned, "connections", (json_int_t)x->refs);
+
+		json_object_set_new(o, "uid", x->has_uid ? json_integer(x->uid) : json_null());
+		json_object_set_new(o, "gid", x->has_gid ? json_integer(x->gid) : json_null());
+		json_array_append_new(arr, o);
+	}
+	return json_pack("{s:o}", "contexts", arr);
+}
+
+static const char *
+type_name(uint32_t t)
+{
+	return t == SOCK_DGRAM ? "dgram" : t == SOCK_SEQPACKET ? "seqpacket" : "stream";
+}
+
+static const char *
+state_name(enum conn_state s)
+{
+	static const char *const n[] = { "new", "ready", "bound", "listening", "connected",
+					 "pending", "bound" };
+
+	return s < sizeof(n) / sizeof(n[0]) ? n[s] : "?";
+}
+
+static json_t *
+addr(uint32_t cid, uint32_t port)
+{
+	return json_pack("{s:I, s:I}", "cid", (json_int_t)cid, "port", (json_int_t)port);
+}
+
+/* Counters of one socket: from the shared indices (streams) or the router. */
+static void
+counters(const struct vmci_conn *c, json_t *o)
+{
+	json_t *tx = json_null(), *rx = json_null(), *drops = json_null();
+	struct qp_counts k;
+
+	if (c->peek && c->peek->memfd >= 0 && qp_peek(c->peek->memfd, &k) == 0) {
+		int s = c->side;
+		tx = json_integer((json_int_t)k.tail[s]);
+		rx = json_integer((json_int_t)k.head[!s]);
+		drops = json_integer(0);
+	} else if (c->ep) {
+		tx = json_integer((json_int_t)atomic_load(&c->ep->tx_bytes));
+		rx = json_integer((json_int_t)atomic_load(&c->ep->rx_bytes));
+		drops = json_integer((json_int_t)atomic_load(&c->ep->rx_drops));
+		json_object_set_new(o, "tx_msgs", json_integer((json_int_t)atomic_load(&c->ep->tx_msgs)));
+		json_object_set_new(o, "rx_msgs", json_integer((json_int_t)atomic_load(&c->ep->rx_msgs)));
+		json_object_set_new(o, "tx_refused",
+				    json_integer((json_int_t)atomic_load(&c->ep->tx_refused)));
+		json_object_set_new(o, "tx_no_port",
+				    json_integer((json_int_t)atomic_load(&c->ep->tx_no_port)));
+	}
+	json_object_set_new(o, "tx_bytes", tx);
+	json_object_set_new(o, "rx_bytes", rx);
+	json_object_set_new(o, "drops", drops);
+}
+
+static json_t *
+sockets(struct vmci_broker *b)
+{
+	json_t *arr = json_array();
+
+	for (const struct vmci_conn *c = b->conns; c; c = c->next) {
+		json_t *o;
+
+		if (c->state == CONN_NEW)
+			continue; /* not a socket yet (or the CLI itself) */
+		o = json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)c->id, "type",
+			      type_name(c->type), "state", state_name(c->state), "pid",
+			      (json_int_t)c->pid);
+		json_object_set_new(o, "local", c->bound || c->state >= CONN_LISTENING
+							? addr(c->cid, c->port)
+							: addr(c->cid, VMCI_PORT_ANY));
+		json_object_set_new(o, "peer",
+				    c->state == CONN_CONNECTED || c->state == CONN_PENDING
+					    ? addr(c->peer_cid, c->peer_port)
+					    : json_null());
+		json_object_set_new(o, "queue_bytes",
+				    c->qsize ? json_integer((json_int_t)c->qsize) : json_null());
+		if (c->state == CONN_LISTENING) {
+			json_object_set_new(o, "backlog", json_integer(c->backlog));
+			json_object_set_new(o, "pending", json_integer(c->pending));
+		}
+		counters(c, o);
+		json_array_append_new(arr, o);
+	}
+	return json_pack("{s:o}", "sockets", arr);
+}
+
+static long
+rss_kib(void)
+{
+	long pages = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (f) {
+		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static json_t *
+status(struct vmci_broker *b)
+{
+	struct timespec ts;
+	double up;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	up = (double)((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - b->started_ns) / 1e9;
+	return json_pack("{s:s, s:I, s:f, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I}}", "version",
+			 VMFABRIC_VERSION, "pid", (json_int_t)getpid(), "uptime_s", up, "socket",
+			 b->path, "config", b->config_name ? b->config_name : "(built-in)",
+			 "contexts", (json_int_t)b->reg.n, "connections", (json_int_t)b->nconns,
+			 "rss_kib", (json_int_t)rss_kib(), "dgram", "endpoints",
+			 (json_int_t)atomic_load(&b->router.endpoints), "forwarded",
+			 (json_int_t)atomic_load(&b->router.forwarded), "drops",
+			 (json_int_t)atomic_load(&b->router.drops));
+}
+
+int
+broker_mgmt(struct vmci_broker *b, const char *cmd, const char *arg, char **json)
+{
+	json_t *doc;
+
+	(void)arg;
+	if (!strcmp(cmd, "vmci.context.list"))
+		doc = contexts(b);
+	else if (!strcmp(cmd, "vmci.socket.list"))
+		broker_sweep(b), doc = sockets(b);
+	else if (!strcmp(cmd, "system.status"))
+		doc = status(b);
+	else
+		return -EOPNOTSUPP;
+	if (!doc)
+		return -ENOMEM;
+	*json = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	return *json ? 0 : -ENOMEM;
+}

@@ -1,0 +1,649 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VMCI sockets end to end: a private vmfabricd per test, processes acting
+ * as contexts a (CID 3), b (4), off (5, VMCI off), r (6, host only) and
+ * u (7, uid 1000); every behaviour users of sockets expect, every refusal,
+ * peer death, a daemon restart under a live stream, and 6 GiB checked.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "common/clock.h"
+#include "harness.h"
+
+static void
+send_all(int s, const void *buf, size_t len)
+{
+	ASSERT_EQ(vmci_send(s, buf, len, 0), (ssize_t)len);
+}
+
+static void
+recv_all(int s, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = vmci_recv(s, p, len, 0);
+		ASSERT_GT(n, 0);
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/*
+ * A non-blocking connect is done when the socket reports POLLOUT (or an
+ * error); the descriptor being readable only says "look again".
+ */
+static void
+wait_connected(int c)
+{
+	int64_t deadline = clock_ns() + 2000000000LL;
+	short r;
+
+	while ((r = vmci_poll_arm(c, POLLOUT)) == 0) {
+		struct pollfd p = { .fd = c, .events = POLLIN };
+		ASSERT_LT(clock_ns(), deadline);
+		poll(&p, 1, 100);
+	}
+	ASSERT_EQ(r & (POLLOUT | POLLERR), POLLOUT);
+}
+
+/* Fork a child that runs @fn(arg) and exits 0 if it returns. */
+static pid_t
+child(void (*fn)(void *), void *arg)
+{
+	pid_t pid = fork();
+
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		fn(arg);
+		_exit(0);
+	}
+	return pid;
+}
+
+static void
+reap(pid_t pid)
+{
+	int status;
+
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		th_fail(__FILE__, __LINE__, "child failed (status 0x%x)", status);
+}
+
+/* ---------------------------------------------------------------------- */
+
+static void
+echo_client(void *arg)
+{
+	int type = *(int *)arg, s = td_socket("b", type);
+	struct sockaddr_vm a = td_addr(3, 5000), me, peer;
+	char buf[64];
+
+	ASSERT_OK(vmci_connect(s, &a));
+	ASSERT_OK(vmci_getsockname(s, &me));
+	ASSERT_OK(vmci_getpeername(s, &peer));
+	ASSERT_EQ(me.svm_cid, 4);
+	ASSERT_GE(me.svm_port, 1024);
+	ASSERT_EQ(peer.svm_cid, 3);
+	ASSERT_EQ(peer.svm_port, 5000);
+	send_all(s, "hello", 5);
+	recv_all(s, buf, 5);
+	ASSERT(!memcmp(buf, "HELLO", 5));
+	ASSERT_OK(vmci_shutdown(s, SHUT_WR));
+	ASSERT_EQ(vmci_recv(s, buf, sizeof(buf), 0), 0); /* EOF after the server's shutdown */
+	ASSERT_OK(vmci_close(s));
+}
+
+static void
+echo_server(int type)
+{
+	struct tdaemon d;
+	int l, s, t = type;
+	struct sockaddr_vm peer;
+	char buf[64];
+	pid_t pid;
+
+	td_start(&d, NULL);
+	l = td_listener("a", type, 5000);
+	pid = child(echo_client, &t);
+	s = vmci_accept(l, &peer, 0);
+	ASSERT_GE(s, 0);
+	ASSERT_EQ(peer.svm_cid, 4);
+	recv_all(s, buf, 5);
+	for (int i = 0; i < 5; i++)
+		buf[i] = (char)(buf[i] - 32);
+	send_all(s, buf, 5);
+	ASSERT_EQ(vmci_recv(s, buf, sizeof(buf), 0), 0); /* the client's SHUT_WR */
+	ASSERT_OK(vmci_shutdown(s, SHUT_WR));
+	reap(pid);
+	vmci_close(s);
+	vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+TEST(vmci_stream_basic)
+{
+	echo_server(SOCK_STREAM);
+}
+
+TEST(vmci_seqpacket_basic)
+{
+	echo_server(SOCK_SEQPACKET);
+}
+
+TEST(vmci_seqpacket_boundaries)
+{
+	struct tdaemon d;
+	struct sockaddr_vm a = td_addr(3, 6000);
+	char buf[300], big[200000];
+	int l, c, s;
+
+	td_start(&d, NULL);
+	l = td_listener("a", SOCK_SEQPACKET, 6000);
+	c = td_socket("b", SOCK_SEQPACKET);
+	ASSERT_OK(vmci_connect(c, &a));
+	s = vmci_accept(l, NULL, 0);
+	ASSERT_GE(s, 0);
+	ASSERT_EQ(vmci_send(c, "one", 3, 0), 3);
+	ASSERT_EQ(vmci_send(c, "", 0, 0), 0);
+	ASSERT_EQ(vmci_send(c, "three!", 6, 0), 6);
+	ASSERT_EQ(vmci_send(c, big, sizeof(big), 0), -EMSGSIZE); /* larger than the queue */
+	ASSERT_EQ(vmci_recv(s, buf, sizeof(buf), 0), 3);
+	ASSERT_EQ(vmci_recv(s, buf, sizeof(buf), 0), 0);
+	ASSERT_EQ(vmci_recv(s, buf, 2, MSG_TRUNC), 6); /* full length reported */
+	ASSERT_EQ(vmci_recv(s, buf, sizeof(buf), MSG_DONTWAIT), -EAGAIN);
+	vmci_close(c);
+	ASSERT_EQ(vmci_recv(s, buf, sizeof(buf), 0), 0);
+	vmci_close(s);
+	vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+TEST(vmci_refusals)
+{
+	struct tdaemon d;
+	struct sockaddr_vm a;
+	int s, l;
+
+	td_start(&d, NULL);
+	/* Nothing listens: ECONNREFUSED. No such CID: EHOSTUNREACH. */
+	s = td_socket("b", SOCK_STREAM);
+	a = td_addr(3, 4444);
+	ASSERT_EQ(vmci_connect(s, &a), -ECONNREFUSED);
+	a = td_addr(99, 4444);
+	ASSERT_EQ(vmci_connect(s, &a), -EHOSTUNREACH);
+	vmci_close(s);
+	/* A stream listener does not take seqpacket connections. */
+	l = td_listener("a", SOCK_STREAM, 4445);
+	s = td_socket("b", SOCK_SEQPACKET);
+	a = td_addr(3, 4445);
+	ASSERT_EQ(vmci_connect(s, &a), -ECONNREFUSED);
+	vmci_close(s);
+	/* VMCI off for a context: everything it tries is EACCES. */
+	s = td_socket("off", SOCK_STREAM);
+	ASSERT_EQ(vmci_connect(s, &a), -EACCES);
+	vmci_close(s);
+	s = td_socket("off", SOCK_DGRAM);
+	ASSERT_EQ(vmci_sendto(s, "x", 1, 0, &a), -EACCES);
+	vmci_close(s);
+	/* Restricted: the host only. */
+	s = td_socket("r", SOCK_STREAM);
+	ASSERT_EQ(vmci_connect(s, &a), -EACCES);
+	vmci_close(s);
+	s = td_socket("b", SOCK_STREAM);
+	a = td_addr(6, 1);
+	ASSERT_EQ(vmci_connect(s, &a), -EACCES); /* toward r: refused too */
+	vmci_close(s);
+	int h = td_listener(NULL, SOCK_STREAM, 4446);
+	s = td_socket("r", SOCK_STREAM);
+	a = td_addr(VMADDR_CID_HOST, 4446);
+	ASSERT_OK(vmci_connect(s, &a));
+	vmci_close(s);
+	vmci_close(h);
+	/* An unknown context name. */
+	s = td_socket("nosuch", SOCK_STREAM);
+	ASSERT_EQ(vmci_listen(s, 1), -ENOENT);
+	vmci_close(s);
+	vmci_close(l);
+	/* Every refusal was logged with both CIDs. */
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "grep -q 'refused: context 6 -> 3:4445' %s", d.log);
+	ASSERT_EQ(system(cmd), 0);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+static void
+unprivileged(void *arg)
+{
+	struct sockaddr_vm a = td_addr(VMADDR_CID_ANY, 80);
+	int s;
+
+	(void)arg;
+	if (setgid(1000) || setuid(1000))
+		_exit(3);
+	s = td_socket("u", SOCK_STREAM);
+	ASSERT_EQ(vmci_bind(s, &a), -EACCES); /* below 1024 */
+	a.svm_port = 5080;
+	ASSERT_OK(vmci_bind(s, &a));
+	vmci_close(s);
+	s = td_socket("a", SOCK_STREAM); /* a belongs to uid 0 */
+	ASSERT_EQ(vmci_bind(s, &a), -EACCES);
+	vmci_close(s);
+}
+
+TEST(vmci_ports)
+{
+	struct tdaemon d;
+	struct sockaddr_vm a = td_addr(VMADDR_CID_ANY, 7000), got;
+	int s1, s2, s3;
+
+	td_start(&d, NULL);
+	s1 = td_socket("a", SOCK_STREAM);
+	ASSERT_OK(vmci_bind(s1, &a));
+	s2 = td_socket("a", SOCK_STREAM);
+	ASSERT_EQ(vmci_bind(s2, &a), -EADDRINUSE);
+	/* Another context has its own port space; datagrams have theirs. */
+	s3 = td_socket("b", SOCK_STREAM);
+	ASSERT_OK(vmci_bind(s3, &a));
+	vmci_close(s3);
+	s3 = td_socket("a", SOCK_DGRAM);
+	ASSERT_OK(vmci_bind(s3, &a));
+	vmci_close(s3);
+	/* Ephemeral ports. */
+	a.svm_port = VMADDR_PORT_ANY;
+	ASSERT_OK(vmci_bind(s2, &a));
+	ASSERT_OK(vmci_getsockname(s2, &got));
+	ASSERT_GE(got.svm_port, 1024);
+	ASSERT_NE(got.svm_port, VMADDR_PORT_ANY);
+	ASSERT_EQ(got.svm_cid, 3);
+	/* A closed socket's port is free again at once. */
+	vmci_close(s1);
+	s1 = td_socket("a", SOCK_STREAM);
+	a.svm_port = 7000;
+	ASSERT_OK(vmci_bind(s1, &a));
+	vmci_close(s1);
+	vmci_close(s2);
+	reap(child(unprivileged, NULL));
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+TEST(vmci_backlog)
+{
+	struct tdaemon d;
+	struct sockaddr_vm a = td_addr(3, 5100);
+	int l, c[4], s;
+
+	td_start(&d, NULL);
+	l = td_socket("a", SOCK_STREAM);
+	ASSERT_OK(vmci_bind(l, &(struct sockaddr_vm){ .svm_family = AF_VSOCK,
+						      .svm_cid = VMADDR_CID_ANY, .svm_port = 5100 }));
+	ASSERT_OK(vmci_listen(l, 2));
+	for (int i = 0; i < 3; i++)
+		c[i] = td_socket("b", SOCK_STREAM);
+	ASSERT_OK(vmci_connect(c[0], &a));
+	ASSERT_OK(vmci_connect(c[1], &a));
+	ASSERT_EQ(vmci_connect(c[2], &a), -ECONNREFUSED); /* beyond the backlog */
+	s = vmci_accept(l, NULL, 0);
+	ASSERT_GE(s, 0);
+	usleep(20000); /* the ACCEPTED notice reaches the daemon */
+	ASSERT_OK(vmci_connect(c[2], &a));
+	/* The daemon is not stalled by a full backlog: others still connect. */
+	int l2 = td_listener("a", SOCK_STREAM, 5101);
+	c[3] = td_socket("b", SOCK_STREAM);
+	ASSERT_OK(vmci_connect(c[3], &(struct sockaddr_vm){ .svm_family = AF_VSOCK,
+							    .svm_cid = 3, .svm_port = 5101 }));
+	for (int i = 0; i < 4; i++)
+		vmci_close(c[i]);
+	vmci_close(s);
+	vmci_close(l);
+	vmci_close(l2);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+TEST(vmci_connect_timeout)
+{
+	struct tdaemon d;
+	struct sockaddr_vm a = td_addr(3, 5200);
+	struct timeval tv = { 0, 300000 }, got;
+	socklen_t len = sizeof(got);
+	int64_t t0, dt;
+	int l, s;
+
+	td_start(&d, NULL);
+	l = td_listener("a", SOCK_STREAM, 5200);
+	s = td_socket("b", SOCK_STREAM);
+	ASSERT_OK(vmci_getsockopt(s, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &got, &len));
+	ASSERT_EQ(got.tv_sec, 2); /* the default */
+	ASSERT_OK(vmci_setsockopt(s, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &tv, sizeof(tv)));
+	/* Open the control connection first, so that only CONNECT waits. */
+	ASSERT_OK(vmci_bind(s, &(struct sockaddr_vm){ .svm_family = AF_VSOCK,
+						      .svm_cid = VMADDR_CID_ANY,
+						      .svm_port = VMADDR_PORT_ANY }));
+	td_kill(&d, SIGSTOP);
+	t0 = clock_ns();
+	ASSERT_EQ(vmci_connect(s, &a), -ETIMEDOUT);
+	dt = clock_ns() - t0;
+	td_kill(&d, SIGCONT);
+	ASSERT_GE(dt, 290 * 1000000LL);
+	ASSERT_LT(dt, 1500 * 1000000LL);
+	vmci_close(s);
+	vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+static void
+connect_then_die(void *arg)
+{
+	int s = td_socket("b", SOCK_STREAM);
+	struct sockaddr_vm a = td_addr(3, 5300);
+
+	(void)arg;
+	ASSERT_OK(vmci_connect(s, &a));
+	send_all(s, "last words", 10);
+	raise(SIGKILL);
+}
+
+TEST(vmci_peer_death)
+{
+	struct tdaemon d;
+	char buf[64], *json;
+	int l, s;
+	pid_t pid;
+
+	td_start(&d, NULL);
+	l = td_listener("a", SOCK_STREAM, 5300);
+	pid = child(connect_then_die, NULL);
+	s = vmci_accept(l, NULL, 0);
+	ASSERT_GE(s, 0);
+	waitpid(pid, NULL, 0);
+	recv_all(s, buf, 10); /* what it sent before dying */
+	ASSERT(!memcmp(buf, "last words", 10));
+	ASSERT_EQ(vmci_recv(s, buf, sizeof(buf), 0), -ECONNRESET);
+	ASSERT_EQ(vmci_send(s, buf, 1, 0), -ECONNRESET);
+	/* The daemon noticed within 100 ms and freed what the process held. */
+	usleep(100000);
+	json = td_mgmt(&d, "vmci.socket.list");
+	th_log("%s", json);
+	ASSERT(!strstr(json, "\"peer\": {\"cid\": 3, \"port\": 5300}"));
+	ASSERT(strstr(json, "\"listening\""));
+	free(json);
+	vmci_close(s);
+	vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+TEST(vmci_daemon_restart)
+{
+	struct tdaemon d;
+	struct sockaddr_vm a = td_addr(3, 5400);
+	char buf[4096];
+	int l, c, s, c2, s2;
+
+	td_start(&d, NULL);
+	l = td_listener("a", SOCK_STREAM, 5400);
+	c = td_socket("b", SOCK_STREAM);
+	ASSERT_OK(vmci_connect(c, &a));
+	s = vmci_accept(l, NULL, 0);
+	ASSERT_GE(s, 0);
+	send_all(c, "before", 6);
+	td_stop(&d); /* the data path does not pass through the daemon */
+	recv_all(s, buf, 6);
+	for (int i = 0; i < 1000; i++) {
+		send_all(c, buf, sizeof(buf));
+		recv_all(s, buf, sizeof(buf));
+	}
+	/* No daemon: new connections cannot be made. */
+	c2 = td_socket("b", SOCK_STREAM);
+	ASSERT_EQ(vmci_connect(c2, &a), -ENETDOWN);
+	td_restart(&d);
+	/* Back: the listener registers again when it next accepts. */
+	ASSERT_EQ(vmci_connect(c2, &a), -ECONNREFUSED);
+	struct timeval tv = { 0, 200000 };
+	ASSERT_OK(vmci_setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	ASSERT_EQ(vmci_accept(l, NULL, 0), -EAGAIN);
+	ASSERT_OK(vmci_connect(c2, &a));
+	s2 = vmci_accept(l, NULL, 0);
+	ASSERT_GE(s2, 0);
+	send_all(c2, "after", 5);
+	recv_all(s2, buf, 5);
+	send_all(s, "still", 5); /* the first stream lives on */
+	recv_all(c, buf, 5);
+	ASSERT(!memcmp(buf, "still", 5));
+	vmci_close(c), vmci_close(s), vmci_close(c2), vmci_close(s2), vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+TEST(vmci_dgram)
+{
+	struct tdaemon d;
+	struct sockaddr_vm a = td_addr(VMADDR_CID_ANY, 6000), from;
+	static char big[VMCI_DGRAM_MAX + 1], buf[VMCI_DGRAM_MAX + 16];
+	int r, s, x;
+	ssize_t n;
+
+	td_start(&d, NULL);
+	r = td_socket("a", SOCK_DGRAM);
+	ASSERT_OK(vmci_bind(r, &a));
+	s = td_socket("b", SOCK_DGRAM);
+	a = td_addr(3, 6000);
+	ASSERT_EQ(vmci_sendto(s, "ping", 4, 0, &a), 4);
+	n = vmci_recvfrom(r, buf, sizeof(buf), 0, &from);
+	ASSERT_EQ(n, 4);
+	ASSERT(!memcmp(buf, "ping", 4));
+	ASSERT_EQ(from.svm_cid, 4); /* stamped by the daemon */
+	ASSERT_GE(from.svm_port, 1024);
+	/* Reply to the source. */
+	ASSERT_EQ(vmci_sendto(r, "pong", 4, 0, &from), 4);
+	ASSERT_EQ(vmci_recvfrom(s, buf, sizeof(buf), 0, NULL), 4);
+	/* Sizes: 0, the maximum, beyond it; truncation. */
+	ASSERT_EQ(vmci_sendto(s, big, 0, 0, &a), 0);
+	ASSERT_EQ(vmci_recvfrom(r, buf, sizeof(buf), 0, NULL), 0);
+	ASSERT_EQ(vmci_sendto(s, big, VMCI_DGRAM_MAX, 0, &a), VMCI_DGRAM_MAX);
+	ASSERT_EQ(vmci_recvfrom(r, buf, sizeof(buf), 0, NULL), VMCI_DGRAM_MAX);
+	ASSERT_EQ(vmci_sendto(s, big, VMCI_DGRAM_MAX + 1, 0, &a), -EMSGSIZE);
+	ASSERT_EQ(vmci_sendto(s, "truncated", 9, 0, &a), 9);
+	ASSERT_EQ(vmci_recvfrom(r, buf, 4, MSG_TRUNC, NULL), 9);
+	ASSERT_EQ(vmci_recvfrom(r, buf, 4, MSG_DONTWAIT, NULL), -EAGAIN);
+	/* Policy: not toward the restricted context. */
+	a = td_addr(6, 1);
+	ASSERT_EQ(vmci_sendto(s, "x", 1, 0, &a), -EACCES);
+	a = td_addr(99, 1);
+	ASSERT_EQ(vmci_sendto(s, "x", 1, 0, &a), -EHOSTUNREACH);
+	/* A receiver that does not read: bounded queue, drops counted. */
+	a = td_addr(3, 6000);
+	for (int i = 0; i < 2000; i++)
+		ASSERT_EQ(vmci_sendto(s, big, 1024, 0, &a), 1024);
+	usleep(100000);
+	char *json = td_mgmt(&d, "vmci.socket.list");
+	th_log("%s", json);
+	ASSERT(strstr(json, "\"drops\":"));
+	free(json);
+	int got = 0;
+	for (int pass = 0; pass < 3; pass++) { /* held ones arrive as room appears */
+		while (vmci_recvfrom(r, buf, sizeof(buf), MSG_DONTWAIT, NULL) == 1024)
+			got++;
+		usleep(30000);
+	}
+	ASSERT_GT(got, 50);
+	ASSERT_LT(got, 2000);
+	/* Connected datagram socket: default destination, only its peer heard. */
+	x = td_socket("b", SOCK_DGRAM);
+	ASSERT_OK(vmci_connect(x, &a));
+	ASSERT_EQ(vmci_send(x, "c", 1, 0), 1);
+	ASSERT_EQ(vmci_recvfrom(r, buf, sizeof(buf), 0, &from), 1);
+	vmci_close(x), vmci_close(s), vmci_close(r);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+TEST(vmci_nonblocking)
+{
+	struct tdaemon d;
+	struct sockaddr_vm a = td_addr(3, 5500);
+	struct pollfd p;
+	int l, c, s, err;
+	socklen_t len = sizeof(err);
+	char buf[16];
+
+	td_start(&d, NULL);
+	l = td_listener("a", SOCK_STREAM | SOCK_NONBLOCK, 5500);
+	ASSERT_EQ(vmci_accept(l, NULL, 0), -EAGAIN);
+	c = td_socket("b", SOCK_STREAM | SOCK_NONBLOCK);
+	ASSERT_EQ(vmci_connect(c, &a), -EINPROGRESS);
+	wait_connected(c);
+	ASSERT_OK(vmci_getsockopt(c, SOL_SOCKET, SO_ERROR, &err, &len));
+	ASSERT_EQ(err, 0);
+	/* The listener's descriptor becomes readable. */
+	p = (struct pollfd){ .fd = l, .events = POLLIN };
+	ASSERT_EQ(poll(&p, 1, 2000), 1);
+	s = vmci_accept(l, NULL, SOCK_NONBLOCK);
+	ASSERT_GE(s, 0);
+	ASSERT_EQ(vmci_recv(s, buf, sizeof(buf), 0), -EAGAIN);
+	/* Arm, wait on the descriptor, then data. */
+	ASSERT_EQ(vmci_poll_arm(s, POLLIN), 0);
+	ASSERT_EQ(vmci_send(c, "x", 1, 0), 1);
+	p = (struct pollfd){ .fd = s, .events = POLLIN };
+	ASSERT_EQ(poll(&p, 1, 2000), 1);
+	ASSERT_EQ(vmci_poll_arm(s, POLLIN | POLLOUT), POLLIN | POLLOUT);
+	ASSERT_EQ(vmci_recv(s, buf, sizeof(buf), 0), 1);
+	/* Non-blocking send fills the queue, then EAGAIN. */
+	static char big[1 << 20];
+	ssize_t n = vmci_send(c, big, sizeof(big), 0);
+	ASSERT_EQ(n, 128 << 10);
+	ASSERT_EQ(vmci_send(c, big, 1, 0), -EAGAIN);
+	vmci_close(c), vmci_close(s), vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+TEST(vmci_buffer_size)
+{
+	struct tdaemon d;
+	struct sockaddr_vm a = td_addr(3, 5600);
+	uint64_t v;
+	socklen_t len = sizeof(v);
+	static char big[1 << 20];
+	int l, c, s;
+
+	td_start(&d, NULL);
+	c = td_socket("b", SOCK_STREAM | SOCK_NONBLOCK);
+	ASSERT_OK(vmci_getsockopt(c, AF_VSOCK, SO_VM_SOCKETS_BUFFER_SIZE, &v, &len));
+	ASSERT_EQ(v, 128 << 10);
+	/* The size stays within [min, max]. */
+	v = 1 << 20;
+	ASSERT_OK(vmci_setsockopt(c, AF_VSOCK, SO_VM_SOCKETS_BUFFER_SIZE, &v, sizeof(v)));
+	ASSERT_OK(vmci_getsockopt(c, AF_VSOCK, SO_VM_SOCKETS_BUFFER_SIZE, &v, &len));
+	ASSERT_EQ(v, 256 << 10);
+	v = 4 << 20;
+	ASSERT_OK(vmci_setsockopt(c, AF_VSOCK, SO_VM_SOCKETS_BUFFER_MAX_SIZE, &v, sizeof(v)));
+	ASSERT_OK(vmci_setsockopt(c, AF_VSOCK, SO_VM_SOCKETS_BUFFER_SIZE, &v, sizeof(v)));
+	ASSERT_OK(vmci_getsockopt(c, AF_VSOCK, SO_VM_SOCKETS_BUFFER_SIZE, &v, &len));
+	ASSERT_EQ(v, 4 << 20);
+	/* A listener whose range is smaller imposes its own size (VMCI). */
+	l = td_socket("a", SOCK_STREAM);
+	v = 64 << 10;
+	ASSERT_OK(vmci_setsockopt(l, AF_VSOCK, SO_VM_SOCKETS_BUFFER_SIZE, &v, sizeof(v)));
+	ASSERT_OK(vmci_setsockopt(l, AF_VSOCK, SO_VM_SOCKETS_BUFFER_MAX_SIZE, &v, sizeof(v)));
+	ASSERT_OK(vmci_bind(l, &(struct sockaddr_vm){ .svm_family = AF_VSOCK,
+						      .svm_cid = VMADDR_CID_ANY, .svm_port = 5600 }));
+	ASSERT_OK(vmci_listen(l, 4));
+	int cb = td_socket("b", SOCK_STREAM);
+	ASSERT_OK(vmci_setsockopt(cb, AF_VSOCK, SO_VM_SOCKETS_BUFFER_MAX_SIZE, &v, sizeof(v)));
+	v = 4 << 20;
+	vmci_close(c);
+	c = td_socket("b", SOCK_STREAM | SOCK_NONBLOCK);
+	ASSERT_OK(vmci_setsockopt(c, AF_VSOCK, SO_VM_SOCKETS_BUFFER_MAX_SIZE, &v, sizeof(v)));
+	ASSERT_OK(vmci_setsockopt(c, AF_VSOCK, SO_VM_SOCKETS_BUFFER_SIZE, &v, sizeof(v)));
+	ASSERT_EQ(vmci_connect(c, &a), -EINPROGRESS);
+	wait_connected(c);
+	s = vmci_accept(l, NULL, 0);
+	ASSERT_GE(s, 0);
+	ASSERT_EQ(vmci_send(c, big, sizeof(big), 0), 64 << 10);
+	vmci_close(cb), vmci_close(c), vmci_close(s), vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+/* Word-wise FNV-style checksum: fast enough for gigabytes, order-sensitive. */
+static uint64_t
+sum64(uint64_t h, const uint64_t *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ w[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static void
+big_sender(void *arg)
+{
+	static uint64_t buf[8192]; /* 64 KiB */
+	uint64_t total = *(uint64_t *)arg, sent = 0, h = 0xcbf29ce484222325ull, x = 7;
+	struct sockaddr_vm a = td_addr(3, 5700);
+	int s = td_socket("b", SOCK_STREAM);
+
+	ASSERT_OK(vmci_connect(s, &a));
+	while (sent < total) {
+		for (size_t i = 0; i < 8192; i++)
+			buf[i] = (x += 0x9e3779b97f4a7c15ull);
+		h = sum64(h, buf, 8192);
+		send_all(s, buf, sizeof(buf));
+		sent += sizeof(buf);
+	}
+	send_all(s, &h, sizeof(h));
+	vmci_close(s);
+}
+
+TEST(vmci_stream_6gib)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	uint64_t total = 1ull << 30; /* sanitizers: 1 GiB keeps the suite short */
+#else
+	uint64_t total = 6ull << 30; /* the largest file in the VMQ study */
+#endif
+	static uint64_t buf[8192];
+	uint64_t got = 0, h = 0xcbf29ce484222325ull, theirs;
+	struct tdaemon d;
+	int64_t t0;
+	int l, s;
+	pid_t pid;
+
+	td_start(&d, NULL);
+	l = td_listener("a", SOCK_STREAM, 5700);
+	pid = child(big_sender, &total);
+	s = vmci_accept(l, NULL, 0);
+	ASSERT_GE(s, 0);
+	t0 = clock_ns();
+	while (got < total) {
+		recv_all(s, buf, sizeof(buf));
+		h = sum64(h, buf, 8192);
+		got += sizeof(buf);
+	}
+	recv_all(s, &theirs, sizeof(theirs));
+	ASSERT_EQ(h, theirs);
+	ASSERT_EQ(vmci_recv(s, buf, 8, 0), 0);
+	th_log("%llu GiB in %.2f s, checksum %016llx", (unsigned long long)(total >> 30),
+	       (double)(clock_ns() - t0) / 1e9, (unsigned long long)h);
+	reap(pid);
+	vmci_close(s);
+	vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}
