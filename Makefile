@@ -23,7 +23,7 @@ deps:
 	@tools/setup-deps build
 
 run: all
-	@$(BUILD)/tools/qp-demo
+	@tools/run-demo
 
 check:
 	@tools/setup-deps check

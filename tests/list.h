@@ -47,4 +47,7 @@
 	X(vmci_dgram, 30)               \
 	X(vmci_nonblocking, 30)         \
 	X(vmci_buffer_size, 30)         \
-	X(vmci_stream_6gib, 600)
+	X(vmci_stream_6gib, 600)        \
+	X(vmci_cli, 30)                 \
+	X(vmci_config_errors, 30)       \
+	X(vmci_many, 120)

@@ -647,3 +647,142 @@ TEST(vmci_stream_6gib)
 	td_stop(&d);
 	td_cleanup(&d);
 }
+
+/* Run a command, capture its output (at most @len - 1 bytes); returns its status. */
+static int
+run(const char *cmd, char *out, size_t len)
+{
+	FILE *p = popen(cmd, "r");
+	size_t n = 0;
+	int status;
+
+	ASSERT(p);
+	while (n + 1 < len && fgets(out + n, (int)(len - n), p))
+		n += strlen(out + n);
+	out[n] = 0;
+	status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(vmci_cli)
+{
+	struct tdaemon d;
+	char cmd[512], out[8192];
+	int l;
+
+	td_start(&d, NULL);
+	l = td_listener("a", SOCK_STREAM, 5800);
+	snprintf(cmd, sizeof(cmd), "%s --socket %s vmci context list 2>&1", VMFABRIC_CLI_PATH,
+		 d.sock);
+	ASSERT_EQ(run(cmd, out, sizeof(out)), 0);
+	th_log("%s", out);
+	ASSERT(strstr(out, "CID") && strstr(out, "host-only") && strstr(out, "uid=1000"));
+	snprintf(cmd, sizeof(cmd), "%s --socket %s vmci socket list --format=json 2>&1",
+		 VMFABRIC_CLI_PATH, d.sock);
+	ASSERT_EQ(run(cmd, out, sizeof(out)), 0);
+	th_log("%s", out);
+	ASSERT(strstr(out, "\"listening\"") && strstr(out, "\"port\": 5800"));
+	snprintf(cmd, sizeof(cmd), "%s --socket %s system status 2>&1", VMFABRIC_CLI_PATH, d.sock);
+	ASSERT_EQ(run(cmd, out, sizeof(out)), 0);
+	ASSERT(strstr(out, "rss_kib"));
+	snprintf(cmd, sizeof(cmd), "%s --socket %s/nope system status 2>&1", VMFABRIC_CLI_PATH,
+		 d.dir);
+	ASSERT_EQ(run(cmd, out, sizeof(out)), 1);
+	ASSERT(strstr(out, "is the daemon running"));
+	snprintf(cmd, sizeof(cmd), "%s vmci frobnicate 2>&1", VMFABRIC_CLI_PATH);
+	ASSERT_EQ(run(cmd, out, sizeof(out)), 2);
+	vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+/* vmfabricd --check-config: errors name the file, the line and the key. */
+TEST(vmci_config_errors)
+{
+	static const struct {
+		const char *text, *want;
+	} cases[] = {
+		{ "context0.vmci0.id = \"2\"\n", ":1: context0.vmci0.id: CIDs 0, 1 and 2 are reserved" },
+		{ "context0.vmci0.id = \"7\"\ncontext1.vmci0.id = \"7\"\n", "CID 7 is already used" },
+		{ "context0.name = \"x\"\ncontext1.name = \"x\"\n", "name \"x\" is already used" },
+		{ "context0.vmci0.present = \"maybe\"\n", ":1: context0.vmci0.present:" },
+		{ "vmfabricd.log_level = \"loud\"\n", "vmfabricd.log_level" },
+		{ "context0.vmci0.id = \"abc\"\n", ":1: context0.vmci0.id:" },
+		{ "# ok\ncontext0.name = \"a\nb\"\n", ":2:" },
+	};
+	char dir[] = "/tmp/vmf-cfg-XXXXXX", path[64], cmd[256], out[2048];
+
+	ASSERT(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/host.cfg", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		FILE *f = fopen(path, "w");
+		fputs(cases[i].text, f);
+		fclose(f);
+		snprintf(cmd, sizeof(cmd), "%s --check-config -c %s 2>&1", VMFABRICD_PATH, path);
+		ASSERT_EQ(run(cmd, out, sizeof(out)), 1);
+		th_log("case %zu: %s", i, out);
+		ASSERT(strstr(out, path));
+		ASSERT(strstr(out, cases[i].want));
+	}
+	/* A good one, with a CID left for the daemon to assign. */
+	FILE *f = fopen(path, "w");
+	fputs("context0.name = \"web\"\ncontext0.vmci0.present = \"TRUE\"\n"
+	      "context1.vmci0.id = \"3\"\ncontext1.unknown = \"1\"\n", f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "%s --check-config -c %s 2>&1", VMFABRICD_PATH, path);
+	ASSERT_EQ(run(cmd, out, sizeof(out)), 0);
+	th_log("%s", out);
+	ASSERT(strstr(out, "context 4 \"web\" (CID assigned)"));
+	ASSERT(strstr(out, "context1.unknown: unknown key"));
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ASSERT_EQ(system(cmd), 0);
+}
+
+/* Many contexts and connections at once, all cleaned up afterwards. */
+TEST(vmci_many)
+{
+	enum { CONTEXTS = 100, STREAMS = 1000 };
+	static int c[STREAMS], s[STREAMS];
+	char *config = malloc(CONTEXTS * 128), *json;
+	struct tdaemon d;
+	size_t off = 0;
+	int l;
+
+	for (int i = 0; i < CONTEXTS; i++)
+		off += (size_t)snprintf(config + off, 128,
+					"context%d.vmci0.present = \"TRUE\"\ncontext%d.uid = \"0\"\n",
+					i, i);
+	td_start(&d, config);
+	free(config);
+	l = td_socket("3", SOCK_STREAM);
+	ASSERT_OK(vmci_bind(l, &(struct sockaddr_vm){ .svm_family = AF_VSOCK,
+						      .svm_cid = VMADDR_CID_ANY, .svm_port = 5900 }));
+	ASSERT_OK(vmci_listen(l, 64));
+	for (int i = 0; i < STREAMS; i++) {
+		char ctx[16];
+		struct sockaddr_vm a = td_addr(3, 5900);
+
+		snprintf(ctx, sizeof(ctx), "%d", 3 + i % CONTEXTS);
+		c[i] = td_socket(ctx, SOCK_STREAM);
+		ASSERT_OK(vmci_connect(c[i], &a));
+		s[i] = vmci_accept(l, NULL, 0);
+		ASSERT_GE(s[i], 0);
+		ASSERT_EQ(vmci_send(c[i], &i, sizeof(i), 0), (ssize_t)sizeof(i));
+	}
+	for (int i = 0; i < STREAMS; i++) {
+		int v;
+		ASSERT_EQ(vmci_recv(s[i], &v, sizeof(v), 0), (ssize_t)sizeof(v));
+		ASSERT_EQ(v, i);
+		vmci_close(c[i]);
+		vmci_close(s[i]);
+	}
+	usleep(100000);
+	json = td_mgmt(&d, "system.status");
+	th_log("%s", json);
+	/* Left: the listener, and the management query asking. */
+	ASSERT(strstr(json, "\"connections\":2,"));
+	free(json);
+	vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}

@@ -48,25 +48,31 @@ loop_del(struct loop *l, struct loop_src *s)
 }
 
 int
-loop_run(struct loop *l)
+loop_once(struct loop *l, int timeout_ms)
 {
 	struct epoll_event ev[64];
+	int n = epoll_wait(l->ep, ev, 64, timeout_ms);
+
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n && !l->stop; i++) {
+		struct loop_src *s = ev[i].data.ptr;
+		s->fn(s, ev[i].events);
+	}
+	return n;
+}
+
+int
+loop_run(struct loop *l)
+{
 	int64_t spin_until = 0;
 
 	while (!l->stop) {
 		/* Poll without sleeping while recently busy, then block. */
-		int timeout = clock_ns() < spin_until ? 0 : -1;
-		int n = epoll_wait(l->ep, ev, 64, timeout);
+		int n = loop_once(l, clock_ns() < spin_until ? 0 : -1);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		for (int i = 0; i < n && !l->stop; i++) {
-			struct loop_src *s = ev[i].data.ptr;
-			s->fn(s, ev[i].events);
-		}
+		if (n < 0)
+			return n;
 		if (n > 0)
 			spin_until = clock_ns() + l->spin_ns;
 	}

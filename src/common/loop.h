@@ -35,5 +35,7 @@ int loop_mod(struct loop *l, struct loop_src *s, uint32_t events);
 int loop_del(struct loop *l, struct loop_src *s);
 /* Run until l->stop is set by a callback. Returns 0 or -errno. */
 int loop_run(struct loop *l);
+/* One round: wait up to @timeout_ms (-1: forever), dispatch. Returns events or -errno. */
+int loop_once(struct loop *l, int timeout_ms);
 
 #endif

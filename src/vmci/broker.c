@@ -661,25 +661,57 @@ bind_socket(const char *path)
 }
 
 int
+broker__init(struct vmci_broker *b, struct loop *loop)
+{
+	int err;
+
+	b->loop = loop;
+	b->started_ns = clock_ns();
+	b->listen.fd = -1;
+	if ((err = vmci_ports_init(&b->ports)))
+		return err;
+	if ((err = dgram_start(&b->router))) {
+		vmci_ports_free(&b->ports);
+		return err;
+	}
+	return 0;
+}
+
+void
+broker__fini(struct vmci_broker *b)
+{
+	while (b->conns)
+		conn_close(b->conns, NULL);
+	dgram_stop(&b->router);
+	vmci_ports_free(&b->ports);
+}
+
+struct vmci_conn *
+broker__adopt(struct vmci_broker *b, int fd, pid_t pid, uid_t uid, gid_t gid)
+{
+	return conn_new(b, fd, pid, uid, gid);
+}
+
+int
 broker_start(struct vmci_broker *b, struct loop *loop, const char *path)
 {
 	int fd, err;
 
-	b->loop = loop;
-	b->started_ns = clock_ns();
 	snprintf(b->path, sizeof(b->path), "%s", path);
-	if ((err = vmci_ports_init(&b->ports)))
+	if ((err = broker__init(b, loop)))
 		return err;
 	fd = bind_socket(path);
 	if (fd < 0) {
 		log_err("cannot listen on %s: %s%s", path, strerror(-fd),
 			fd == -EADDRINUSE ? " (another vmfabricd is running there)" : "");
+		broker__fini(b);
 		return fd;
 	}
 	b->listen.fd = fd;
 	b->listen.fn = listen_readable;
-	if ((err = loop_add(loop, &b->listen, EPOLLIN)) || (err = dgram_start(&b->router))) {
+	if ((err = loop_add(loop, &b->listen, EPOLLIN))) {
 		close(fd);
+		broker__fini(b);
 		return err;
 	}
 	return 0;
@@ -688,11 +720,8 @@ broker_start(struct vmci_broker *b, struct loop *loop, const char *path)
 void
 broker_stop(struct vmci_broker *b)
 {
-	while (b->conns)
-		conn_close(b->conns, NULL);
-	dgram_stop(&b->router);
 	loop_del(b->loop, &b->listen);
 	close(b->listen.fd);
 	unlink(b->path);
-	vmci_ports_free(&b->ports);
+	broker__fini(b);
 }

@@ -87,6 +87,14 @@ struct vmci_broker {
 int broker_start(struct vmci_broker *b, struct loop *loop, const char *path);
 void broker_stop(struct vmci_broker *b);
 
+/*
+ * Seams for the fuzz target and tests: set up everything but the listening
+ * socket, and take a connected control socket as if accepted.
+ */
+int broker__init(struct vmci_broker *b, struct loop *loop);
+void broker__fini(struct vmci_broker *b);
+struct vmci_conn *broker__adopt(struct vmci_broker *b, int fd, pid_t pid, uid_t uid, gid_t gid);
+
 /* Read the ACCEPTED notices waiting in every backlog (for listings). */
 void broker_sweep(struct vmci_broker *b);
 
