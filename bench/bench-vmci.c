@@ -418,52 +418,83 @@ raise_nofile(rlim_t n)
 	}
 }
 
+/*
+ * One pair of processes of the scale run: a listener acting as context a
+ * on its own port, and a connector opening @n streams to it, each from a
+ * context taken in turn from ctx2.. Both write a byte to @ready when all
+ * their streams are up, then wait to be killed.
+ */
+static void
+scale_pair(int idx, int n, int contexts, int ready, pid_t *pids)
+{
+	struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
+				 .svm_port = 9000 + (unsigned)idx };
+	int l, err;
+
+	vmci_set_context("a");
+	l = vmci_socket(SOCK_STREAM);
+	if (l < 0 || (err = vmci_bind(l, &a)) || (err = vmci_listen(l, 4096)))
+		die("scale listen", l < 0 ? l : err);
+	pids[0] = fork();
+	if (pids[0] == 0) {
+		for (int i = 0; i < n; i++)
+			if (vmci_accept(l, NULL, 0) < 0)
+				die("scale accept", EIO);
+		if (write(ready, "l", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	pids[1] = fork();
+	if (pids[1] == 0) {
+		a.svm_cid = 3;
+		for (int i = 0; i < n; i++) {
+			char name[16];
+			int s;
+
+			snprintf(name, sizeof(name), "ctx%d", 2 + (idx * n + i) % (contexts - 2));
+			vmci_set_context(name);
+			s = vmci_socket(SOCK_STREAM);
+			if (s < 0 || (err = vmci_connect(s, &a)))
+				die("scale connect", s < 0 ? s : err);
+		}
+		if (write(ready, "c", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	vmci_close(l);
+}
+
+/*
+ * 1,000 contexts, 10,000 streams on one daemon. The streams are spread over
+ * five pairs of processes so that no process needs more descriptors than
+ * the usual hard limit (20,000) allows: a stream end holds five or six.
+ */
 static void
 run_scale(const struct bench_opts *o)
 {
+	enum { PAIRS = 5 };
 	const int contexts = 1000, streams = o->quick ? 2000 : 10000;
-	struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
-				 .svm_port = 9000 };
+	pid_t pids[PAIRS][2];
 	struct daemon d;
 	long before, after;
-	int l, p[2], err;
 	double t0, t1;
-	pid_t pid;
+	int p[2];
+	char c;
 
 	raise_nofile(200000);
 	daemon_start(&d, contexts);
 	usleep(100000);
 	before = rss_kib(d.pid);
-	vmci_set_context("a");
-	l = vmci_socket(SOCK_STREAM);
-	if (l < 0 || (err = vmci_bind(l, &a)) || (err = vmci_listen(l, 4096)))
-		die("scale listen", l < 0 ? l : err);
 	if (pipe(p))
 		die("pipe", errno);
 	t0 = bench_now();
-	pid = fork();
-	if (pid == 0) {
-		char c = 1;
-		a.svm_cid = 3;
-		for (int i = 0; i < streams; i++) {
-			char name[16];
-			snprintf(name, sizeof(name), "ctx%d", 2 + i % (contexts - 2));
-			vmci_set_context(name);
-			int s = vmci_socket(SOCK_STREAM);
-			if (s < 0 || (err = vmci_connect(s, &a)))
-				die("scale connect", s < 0 ? s : err);
-		}
-		if (write(p[1], &c, 1) != 1)
-			_exit(1);
-		pause(); /* hold them until killed */
-		_exit(0);
-	}
-	for (int i = 0; i < streams; i++)
-		if (vmci_accept(l, NULL, 0) < 0)
-			die("scale accept", EIO);
-	char c;
-	if (read(p[0], &c, 1) != 1)
-		die("scale client", EIO);
+	for (int i = 0; i < PAIRS; i++)
+		scale_pair(i, streams / PAIRS, contexts, p[1], pids[i]);
+	for (int i = 0; i < 2 * PAIRS; i++)
+		if (read(p[0], &c, 1) != 1)
+			die("scale processes", EIO);
 	t1 = bench_now();
 	usleep(100000);
 	after = rss_kib(d.pid);
@@ -474,10 +505,14 @@ run_scale(const struct bench_opts *o)
 		   (double)(after - before) / streams);
 	bench_emit("vmci_scale", "vmfabricd", streams, "blocking", "setup_conn_s",
 		   streams / (t1 - t0));
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	for (int i = 0; i < PAIRS; i++)
+		for (int k = 0; k < 2; k++) {
+			kill(pids[i][k], SIGKILL);
+			waitpid(pids[i][k], NULL, 0);
+		}
+	close(p[0]);
+	close(p[1]);
 	daemon_stop(&d);
-	(void)o;
 }
 
 static bool

@@ -247,17 +247,24 @@ size_t qp_rx_size(const struct qp *qp);
 size_t qp_rx_ready(struct qp *qp); /* bytes published and not yet read */
 
 /*
- * Peer-side view for monitoring (a broker holding a duplicate of the memfd):
- * validates the seals and the layout like qp_attach(), then reads each
- * queue's indices once. The values are whatever the endpoints last wrote:
- * for display, never for decisions.
+ * A broker's view of a queue pair it does not take part in, for listings:
+ * qp_watch_open() validates the seals and the layout like qp_attach(), then
+ * maps the two queue headers read-only (no descriptor is kept); reads give
+ * each queue's indices as the endpoints last wrote them: for display,
+ * never for decisions.
  */
 struct qp_counts {
 	uint64_t size[2]; /* queue 0 (side 0 produces), queue 1 */
 	uint64_t tail[2]; /* bytes produced into each queue */
 	uint64_t head[2]; /* bytes consumed from each queue */
 };
-int qp_peek(int memfd, struct qp_counts *c);
+struct qp_watch {
+	const struct qp_queue *q[2];
+	uint64_t size[2];
+};
+int qp_watch_open(int memfd, struct qp_watch *w);
+void qp_watch_read(const struct qp_watch *w, struct qp_counts *c);
+void qp_watch_close(struct qp_watch *w);
 
 /*
  * True when the peer is gone without having shut its sending side down: it

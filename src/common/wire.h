@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #define WIRE_VERSION 1u
-#define WIRE_MAX_FDS 5
+#define WIRE_MAX_FDS 4
 #define WIRE_NAME 64
 
 struct wire_hdr {
@@ -44,8 +44,8 @@ _Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr layout");
 	X(BIND, 2, wire_bind, 0, 0)            /* claim a port */        \
 	X(LISTEN, 3, wire_listen, 0, 0)        /* accept connections */  \
 	X(CONNECT, 4, wire_connect, 4, 0)      /* with the queue pair */ \
-	X(INCOMING, 5, wire_incoming, 5, 0)    /* daemon -> listener */  \
-	X(ACCEPTED, 6, wire_accepted, 0, 0)    /* listener consumed one */ \
+	X(INCOMING, 5, wire_incoming, 4, 0)    /* daemon -> listener */  \
+	X(ACCEPTED, 6, wire_accepted, 0, 0)    /* listener took one */   \
 	X(DGRAM_OPEN, 7, wire_bind, 0, 4)      /* datagram rings */      \
 	X(MGMT, 8, wire_mgmt, 0, 1)            /* management request */ \
 	X(CHECK, 9, wire_check, 0, 0)          /* may I send to this CID? */
@@ -87,8 +87,7 @@ struct wire_listen {
  * CONNECT carries side 1 of a queue pair the connector made (memfd, wake,
  * peer_wake, alive). The daemon checks policy, the listener and its backlog
  * and the size against the listener's [min, max], forwards the descriptors
- * as INCOMING plus a fresh control connection for the accepted socket, and
- * replies. A size outside the listener's range is refused with -EMSGSIZE
+ * as INCOMING, and replies. A size outside the listener's range is refused with -EMSGSIZE
  * and the size the listener wants in out_size; the connector retries once.
  */
 struct wire_connect {
@@ -103,8 +102,9 @@ struct wire_connect {
 };
 
 /*
- * INCOMING: daemon -> listener, with the queue pair's side 1 descriptors
- * and, fifth, the accepted socket's own control connection.
+ * INCOMING: daemon -> listener, with the queue pair's side 1 descriptors.
+ * The accepted socket needs no control connection of its own; the daemon
+ * follows the connection through the connector's.
  */
 struct wire_incoming {
 	uint64_t conn;
@@ -113,6 +113,10 @@ struct wire_incoming {
 	uint64_t size;
 };
 
+/*
+ * ACCEPTED: listener -> daemon, one way, when accept() has taken an
+ * INCOMING: frees a place in the backlog. The daemon reads these lazily.
+ */
 struct wire_accepted {
 	uint64_t conn;
 };

@@ -294,26 +294,25 @@ adopt(struct vsk *l, struct wire_msg *m, struct sockaddr_vm *peer, int flags)
 {
 	struct qp_fds f = { m->fds[0], m->fds[1], m->fds[2], m->fds[3] };
 	struct wire_accepted acc = { .conn = m->body.incoming.conn };
-	struct vsk *n = vsk_new(l->type, flags & SOCK_NONBLOCK);
-
-	if (n) { /* the accepted socket acts as the listener's context */
-		n->want_cid = l->want_cid;
-		memcpy(n->want_name, l->want_name, sizeof(n->want_name));
-	}
+	struct vsk *n;
 	struct qp *q;
 	int err;
 
-	if (!n) {
-		wire_msg_close_fds(m);
-		return -ENOMEM;
-	}
+	/* A place in the backlog is free again, whatever happens next. */
+	ctl_send(l, WIRE_ACCEPTED, &acc, NULL, 0);
 	err = qp_attach(&f, &q);
 	if (err) {
 		wire_msg_close_fds(m);
-		vsk_free(n);
 		return -ECONNABORTED; /* the connector's queue pair was not valid */
 	}
-	n->ctrl = m->fds[4];
+	n = vsk_new(l->type, flags & SOCK_NONBLOCK);
+	if (!n) {
+		qp_close(q);
+		return -ENOMEM;
+	}
+	/* An accepted socket needs no control connection: it acts as the listener's context. */
+	n->want_cid = l->want_cid;
+	memcpy(n->want_name, l->want_name, sizeof(n->want_name));
 	n->cid = m->body.incoming.dst_cid;
 	n->port = m->body.incoming.dst_port;
 	n->peer_cid = m->body.incoming.src_cid;
@@ -321,13 +320,12 @@ adopt(struct vsk *l, struct wire_msg *m, struct sockaddr_vm *peer, int flags)
 	n->has_peer = true;
 	n->state = VSK_CONNECTED;
 	n->rcvtimeo_ns = l->rcvtimeo_ns;
+	n->busy_poll_us = l->busy_poll_us;
 	if ((err = attach_qp(n, q))) {
-		if (!n->qp)
-			qp_close(q);
+		qp_close(q);
 		vsk_free(n);
 		return err;
 	}
-	ctl_send(n, WIRE_ACCEPTED, &acc, NULL, 0);
 	if (peer)
 		*peer = (struct sockaddr_vm){ .svm_family = AF_VSOCK, .svm_cid = n->peer_cid,
 					      .svm_port = n->peer_port };

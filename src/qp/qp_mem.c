@@ -183,29 +183,54 @@ qp_check_mem(int mem, size_t *len)
 }
 
 int
-qp_peek(int memfd, struct qp_counts *c)
+qp_watch_open(int memfd, struct qp_watch *w)
 {
-	const struct qp_queue *q[2];
+	off_t at[2];
 	size_t len;
 	void *base;
 	int err;
 
 	if ((err = qp_check_mem(memfd, &len)))
 		return err;
-	base = mmap(NULL, len, PROT_READ, MAP_SHARED, memfd, 0);
+	base = mmap(NULL, QP_PAGE, PROT_READ, MAP_SHARED, memfd, 0);
 	if (base == MAP_FAILED)
 		return -errno;
-	err = qp_check_layout(base, len, c->size);
-	if (!err) {
-		q[0] = (const struct qp_queue *)((const uint8_t *)base + QP_PAGE);
-		q[1] = (const struct qp_queue *)((const uint8_t *)base + 2 * QP_PAGE + c->size[0]);
-		for (int i = 0; i < 2; i++) {
-			c->tail[i] = atomic_load_explicit(&q[i]->prod.index, memory_order_relaxed);
-			c->head[i] = atomic_load_explicit(&q[i]->cons.index, memory_order_relaxed);
+	err = qp_check_layout(base, len, w->size);
+	munmap(base, QP_PAGE);
+	if (err)
+		return err;
+	at[0] = QP_PAGE;
+	at[1] = (off_t)(2 * QP_PAGE + w->size[0]);
+	for (int i = 0; i < 2; i++) {
+		void *m = mmap(NULL, QP_PAGE, PROT_READ, MAP_SHARED, memfd, at[i]);
+		if (m == MAP_FAILED) {
+			err = -errno;
+			if (i)
+				munmap((void *)(uintptr_t)w->q[0], QP_PAGE);
+			return err;
 		}
+		w->q[i] = m;
 	}
-	munmap(base, len);
-	return err;
+	return 0;
+}
+
+void
+qp_watch_read(const struct qp_watch *w, struct qp_counts *c)
+{
+	for (int i = 0; i < 2; i++) {
+		c->size[i] = w->size[i];
+		c->tail[i] = atomic_load_explicit(&w->q[i]->prod.index, memory_order_relaxed);
+		c->head[i] = atomic_load_explicit(&w->q[i]->cons.index, memory_order_relaxed);
+	}
+}
+
+void
+qp_watch_close(struct qp_watch *w)
+{
+	for (int i = 0; i < 2; i++)
+		if (w->q[i])
+			munmap((void *)(uintptr_t)w->q[i], QP_PAGE);
+	w->q[0] = w->q[1] = NULL;
 }
 
 int

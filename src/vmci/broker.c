@@ -161,6 +161,7 @@ on_listen(struct vmci_conn *c, struct wire_msg *m)
 	if (!c->bound && (err = do_bind(c, VMCI_PORT_ANY)))
 		return err;
 	c->state = CONN_LISTENING;
+	loop_mod(c->b->loop, &c->src, 0); /* hang-ups only: see sweep_backlog() */
 	c->backlog = l->backlog < 1 ? 1 : l->backlog > BACKLOG_MAX ? BACKLOG_MAX : l->backlog;
 	c->buf_size = l->buf_size;
 	c->buf_min = l->buf_min;
@@ -176,9 +177,6 @@ dest_ctx(struct vmci_conn *c, uint32_t cid)
 		cid = c->cid;
 	return vmci_reg_find(&c->b->reg, cid);
 }
-
-static struct vmci_conn *conn_new(struct vmci_broker *b, int fd, pid_t pid, uid_t uid,
-				  gid_t gid);
 
 /*
  * The descriptors a connector passes on must be what a queue pair is made
@@ -198,41 +196,24 @@ check_qp_fds(const int *fds)
 	return 0;
 }
 
-/* Unlink a pending connection from its listener's backlog. */
-static void
-unpend(struct vmci_conn *a)
-{
-	struct vmci_conn *l = a->listener;
-
-	if (!l)
-		return;
-	*(a->pprev) = a->pnext;
-	if (a->pnext)
-		a->pnext->pprev = a->pprev;
-	l->pending--;
-	a->listener = NULL;
-}
-
 /*
- * Accepted sockets say so with a one-way ACCEPTED that the daemon does not
- * wake up for: it reads them here, when a full backlog would refuse a
- * connection (or a listing asks), instead of once per connection.
+ * Accepted sockets say so with a one-way ACCEPTED on the listener's
+ * connection, which the daemon does not wake up for (listeners are polled
+ * for hang-ups only): it reads them here, when a full backlog would refuse
+ * a connection or a listing asks, instead of once per connection.
  */
 static void
 sweep_backlog(struct vmci_conn *l)
 {
-	struct vmci_conn *a = l->phead, *next;
 	struct wire_msg m;
+	ssize_t n;
 
-	for (; a; a = next) {
-		next = a->pnext;
-		if (wire_recv(a->src.fd, &m, MSG_DONTWAIT) <= 0)
-			continue; /* not yet accepted (or gone: its HUP will say) */
+	while ((n = wire_recv(l->src.fd, &m, MSG_DONTWAIT)) != -EAGAIN && n != 0) {
+		if (n < 0)
+			continue; /* malformed: dropped; the listener only hurts itself */
 		wire_msg_close_fds(&m);
-		if (m.hdr.type == WIRE_ACCEPTED && !(m.hdr.flags & WIRE_F_REPLY)) {
-			unpend(a);
-			a->state = CONN_CONNECTED;
-		}
+		if (m.hdr.type == WIRE_ACCEPTED && !(m.hdr.flags & WIRE_F_REPLY) && l->pending)
+			l->pending--;
 	}
 }
 
@@ -244,58 +225,20 @@ broker_sweep(struct vmci_broker *b)
 			sweep_backlog(c);
 }
 
-/* Make the accepted side's connection and hand everything to the listener. */
+/* Hand the connector's queue pair to the listener. */
 static int
 offer(struct vmci_conn *c, struct vmci_conn *l, struct wire_msg *m, uint64_t size)
 {
-	struct wire_incoming in = { .src_cid = c->cid, .src_port = c->port, .dst_cid = l->cid,
-				    .dst_port = l->port, .size = size };
+	struct wire_incoming in = { .conn = c->id, .src_cid = c->cid, .src_port = c->port,
+				    .dst_cid = l->cid, .dst_port = l->port, .size = size };
 	struct wire_hdr h = { .type = WIRE_INCOMING, .len = sizeof(in) };
-	struct vmci_conn *a;
-	int sp[2], fds[5];
-	ssize_t n;
+	ssize_t n = wire_send(l->src.fd, &h, &in, m->fds, 4);
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sp) < 0)
-		return -errno;
-	a = conn_new(c->b, sp[0], l->pid, l->uid, l->gid);
-	if (!a) {
-		close(sp[0]);
-		close(sp[1]);
-		return -ENOMEM;
-	}
-	in.conn = a->id;
-	memcpy(fds, m->fds, 4 * sizeof(int));
-	fds[4] = sp[1];
-	n = wire_send(l->src.fd, &h, &in, fds, 5);
-	close(sp[1]);
-	if (n < 0) {
-		conn_close(a, NULL);
+	if (n < 0) /* the listener's queue is full: it is not keeping up */
 		return n == -EAGAIN ? -ECONNREFUSED : (int)n;
-	}
-	a->cid = l->cid;
-	a->type = l->type;
-	a->state = CONN_PENDING;
-	a->port = l->port;
-	a->peer_cid = c->cid;
-	a->peer_port = c->port;
-	a->qsize = size;
-	a->listener = l;
-	a->side = 1;
-	a->pnext = l->phead;
-	a->pprev = &l->phead;
-	if (l->phead)
-		l->phead->pprev = &a->pnext;
-	l->phead = a;
 	l->pending++;
-	loop_mod(c->b->loop, &a->src, 0); /* hang-ups only: see sweep_backlog() */
-	conn_ctx(a)->refs++;
-	/* Both ends share a descriptor of the queue pair for byte counters. */
-	c->peek = calloc(1, sizeof(*c->peek));
-	if (c->peek) {
-		c->peek->memfd = fcntl(m->fds[0], F_DUPFD_CLOEXEC, 0);
-		c->peek->refs = 2;
-		a->peek = c->peek;
-	}
+	/* Byte counters for listings: the headers, mapped; no descriptor kept. */
+	c->watching = qp_watch_open(m->fds[0], &c->watch) == 0;
 	return 0;
 }
 
@@ -341,7 +284,6 @@ on_connect(struct vmci_conn *c, struct wire_msg *m)
 	c->peer_cid = dst->cid;
 	c->peer_port = w->dst_port;
 	c->qsize = w->size;
-	c->side = 0;
 	w->out_port = c->port;
 	w->out_cid = c->cid;
 	w->out_conn = c->id;
@@ -354,10 +296,10 @@ static int
 on_accepted(struct vmci_conn *c, struct wire_msg *m)
 {
 	(void)m;
-	if (c->state != CONN_PENDING)
+	if (c->state != CONN_LISTENING)
 		return WIRE_FATAL;
-	unpend(c);
-	c->state = CONN_CONNECTED;
+	if (c->pending)
+		c->pending--;
 	return 0; /* one-way */
 }
 
@@ -554,16 +496,10 @@ conn_close(struct vmci_conn *c, const char *why)
 			  why);
 	if (c->bound)
 		vmci_port_unbind(&b->ports, space_of(c->type), c->cid, c->port);
-	while (c->phead) /* its pending connections lose their listener */
-		unpend(c->phead);
-	unpend(c);
 	if (c->ep)
 		dgram_remove(&b->router, c->ep);
-	if (c->peek && --c->peek->refs == 0) {
-		if (c->peek->memfd >= 0)
-			close(c->peek->memfd);
-		free(c->peek);
-	}
+	if (c->watching)
+		qp_watch_close(&c->watch);
 	if (x && c->state != CONN_NEW && x->refs)
 		x->refs--;
 	loop_del(b->loop, &c->src);

@@ -17,21 +17,15 @@
 #include "ctx.h"
 #include "dgram.h"
 #include "port.h"
+#include "vmfabric/qp.h"
 
 enum conn_state {
 	CONN_NEW,	/* no HELLO yet */
 	CONN_READY,	/* acting as a context */
 	CONN_BOUND,	/* owns a port */
 	CONN_LISTENING, /* listener */
-	CONN_CONNECTED, /* stream/seqpacket established */
-	CONN_PENDING,	/* accepted side, waiting in the listener's backlog */
+	CONN_CONNECTED, /* stream/seqpacket established (the connector's side) */
 	CONN_DGRAM,	/* datagram socket with rings */
-};
-
-/* Byte counters of a stream: read from its queue pair's shared indices. */
-struct qp_peek {
-	int memfd;
-	unsigned refs; /* the two ends' connections */
 };
 
 struct vmci_conn {
@@ -50,17 +44,12 @@ struct vmci_conn {
 	uint32_t port;
 	uint32_t peer_cid, peer_port;
 	uint64_t qsize;
-	/* Listener */
+	/* Listener: INCOMING sent and not yet known accepted (see sweep_backlog). */
 	uint32_t backlog, pending;
 	uint64_t buf_size, buf_min, buf_max;
-	/* Listener: its backlog, the accepted sides not yet known accepted. */
-	struct vmci_conn *phead;
-	/* Pending accepted side: its listener (cleared if the listener goes). */
-	struct vmci_conn *listener;
-	struct vmci_conn *pnext, **pprev;
-	/* Streams: both ends share one peek; side 0 (connector) produces queue 0. */
-	struct qp_peek *peek;
-	int side;
+	/* Connected: the queue pair's headers, for byte counters; listener's address. */
+	struct qp_watch watch;
+	bool watching;
 	/* Datagram */
 	struct dgram_ep *ep;
 };

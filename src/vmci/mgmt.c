@@ -56,7 +56,7 @@ static const char *
 state_name(enum conn_state s)
 {
 	static const char *const n[] = { "new", "ready", "bound", "listening", "connected",
-					 "pending", "bound" };
+					 "bound" };
 
 	return s < sizeof(n) / sizeof(n[0]) ? n[s] : "?";
 }
@@ -74,10 +74,10 @@ counters(const struct vmci_conn *c, json_t *o)
 	json_t *tx = json_null(), *rx = json_null(), *drops = json_null();
 	struct qp_counts k;
 
-	if (c->peek && c->peek->memfd >= 0 && qp_peek(c->peek->memfd, &k) == 0) {
-		int s = c->side;
-		tx = json_integer((json_int_t)k.tail[s]);
-		rx = json_integer((json_int_t)k.head[!s]);
+	if (c->watching) { /* the connector produces queue 0 */
+		qp_watch_read(&c->watch, &k);
+		tx = json_integer((json_int_t)k.tail[0]);
+		rx = json_integer((json_int_t)k.head[1]);
 		drops = json_integer(0);
 	} else if (c->ep) {
 		tx = json_integer((json_int_t)atomic_load(&c->ep->tx_bytes));
@@ -111,10 +111,9 @@ sockets(struct vmci_broker *b)
 		json_object_set_new(o, "local", c->bound || c->state >= CONN_LISTENING
 							? addr(c->cid, c->port)
 							: addr(c->cid, VMCI_PORT_ANY));
-		json_object_set_new(o, "peer",
-				    c->state == CONN_CONNECTED || c->state == CONN_PENDING
-					    ? addr(c->peer_cid, c->peer_port)
-					    : json_null());
+		json_object_set_new(o, "peer", c->state == CONN_CONNECTED
+						       ? addr(c->peer_cid, c->peer_port)
+						       : json_null());
 		json_object_set_new(o, "queue_bytes",
 				    c->qsize ? json_integer((json_int_t)c->qsize) : json_null());
 		if (c->state == CONN_LISTENING) {
