@@ -188,6 +188,20 @@ raise_fd_limit(void)
 	}
 }
 
+static int
+run(struct daemon *d)
+{
+	int err;
+
+	log_info("vmfabricd %s listening on %s (configuration: %s)", VMFABRIC_VERSION,
+		 d->socket_path, d->broker.config_name);
+	log_contexts(&d->broker.reg);
+	err = loop_run(&d->loop);
+	broker_stop(&d->broker);
+	log_info("stopped");
+	return err;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -242,28 +256,24 @@ main(int argc, char **argv)
 		fprintf(stderr, "vmfabricd: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (load_config(&d) < 0)
-		return 1;
-	if (check) {
+	d.loop.ep = d.sig.fd = -1;
+	if (load_config(&d) < 0) {
+		err = -EINVAL;
+	} else if (check) {
 		log_contexts(&d.broker.reg);
 		printf("configuration OK\n");
-		return 0;
+		err = 0;
+	} else {
+		raise_fd_limit();
+		if ((err = loop_init(&d.loop)) || (err = setup_signals(&d)))
+			log_err("startup: %s", strerror(-err));
+		else if (!(err = broker_start(&d.broker, &d.loop, d.socket_path)))
+			err = run(&d);
 	}
-	raise_fd_limit();
-	if ((err = loop_init(&d.loop)) || (err = setup_signals(&d))) {
-		log_err("startup: %s", strerror(-err));
-		return 1;
-	}
-	if (broker_start(&d.broker, &d.loop, d.socket_path) < 0)
-		return 1;
-	log_info("vmfabricd %s listening on %s (configuration: %s)", VMFABRIC_VERSION,
-		 d.socket_path, d.broker.config_name);
-	log_contexts(&d.broker.reg);
-	err = loop_run(&d.loop);
-	broker_stop(&d.broker);
 	vmci_reg_free(&d.broker.reg);
 	conf_free(d.conf);
+	if (d.sig.fd >= 0)
+		close(d.sig.fd);
 	loop_free(&d.loop);
-	log_info("stopped");
 	return err ? 1 : 0;
 }
