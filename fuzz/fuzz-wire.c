@@ -63,30 +63,6 @@ drain(int fd)
 			wire_msg_close_fds(&m);
 }
 
-static void
-send_raw(int fd, const uint8_t *buf, size_t len, const int *fds, int nfds)
-{
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 8)];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { (void *)(uintptr_t)buf, len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (nfds) {
-		struct cmsghdr *c;
-		memset(&u, 0, sizeof(u));
-		m.msg_control = u.b;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-	}
-	(void)sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-}
-
 /* Descriptors of the kinds the protocol carries, chosen by the input. */
 static int
 make_fds(struct fz *f, int n, int *fds)
@@ -173,7 +149,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < len; i++)
 			buf[i] = (uint8_t)fz_take(&f, 1);
 		nfds = make_fds(&f, nfds, fds);
-		send_raw(sp[1], buf, len, fds, nfds);
+		struct iovec v = { buf, len };
+		(void)wire_send_iov(sp[1], &v, 1, fds, nfds);
 		for (int i = 0; i < nfds; i++)
 			if (fds[i] >= 0)
 				close(fds[i]);

@@ -55,15 +55,13 @@ wire_name(unsigned type)
 }
 
 ssize_t
-wire_send(int sock, const struct wire_hdr *h, const void *body, const int *fds, int nfds)
+wire_send_iov(int sock, const struct iovec *iov, int iovcnt, const int *fds, int nfds)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
 		struct cmsghdr align;
 	} u;
-	struct iovec iov[2] = { { (void *)(uintptr_t)h, sizeof(*h) },
-				{ (void *)(uintptr_t)body, h->len } };
-	struct msghdr m = { .msg_iov = iov, .msg_iovlen = h->len ? 2 : 1 };
+	struct msghdr m = { .msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)iovcnt };
 	ssize_t n;
 
 	if (nfds < 0 || nfds > WIRE_MAX_FDS)
@@ -84,6 +82,15 @@ wire_send(int sock, const struct wire_hdr *h, const void *body, const int *fds, 
 		n = sendmsg(sock, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	return n < 0 ? -errno : n;
+}
+
+ssize_t
+wire_send(int sock, const struct wire_hdr *h, const void *body, const int *fds, int nfds)
+{
+	struct iovec iov[2] = { { (void *)(uintptr_t)h, sizeof(*h) },
+				{ (void *)(uintptr_t)body, h->len } };
+
+	return wire_send_iov(sock, iov, h->len ? 2 : 1, fds, nfds);
 }
 
 static void

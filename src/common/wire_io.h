@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "wire.h"
 
@@ -32,6 +33,8 @@ _Static_assert(offsetof(struct wire_msg, body) == sizeof(struct wire_hdr), "wire
  * Returns bytes sent or -errno. Descriptors stay the caller's.
  */
 ssize_t wire_send(int sock, const struct wire_hdr *h, const void *body, const int *fds, int nfds);
+/* The same for any bytes (the fuzz target sends malformed messages with it). */
+ssize_t wire_send_iov(int sock, const struct iovec *iov, int iovcnt, const int *fds, int nfds);
 
 /*
  * Receive and validate one message. Returns bytes, 0 on orderly close,

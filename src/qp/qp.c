@@ -431,15 +431,75 @@ qp_iov_total(const struct iovec *iov, int cnt)
 /* ---------------------------------------------------------------------- */
 /* Byte stream */
 
+/*
+ * Room to write: at least @min bytes, looking at the peer's real head only
+ * when the cached one shows less than @want. Returns the space, or -EPIPE,
+ * -EAGAIN, -ETIMEDOUT, -EINTR, -EPROTO.
+ */
+static int64_t
+qp_tx_room(struct qp *qp, uint64_t want, uint64_t min, int flags)
+{
+	struct qp_dir *d = &qp->tx;
+	int64_t deadline = 0, space;
+	int r;
+
+	for (;;) {
+		/* The peer's CLOSED flag sits on the line we load to kick it anyway. */
+		if (qp_tx_epipe(qp))
+			return -EPIPE;
+		space = (int64_t)(d->size - (d->pos - d->peer));
+		if ((uint64_t)space < want) {
+			space = qp_tx_refresh(qp);
+			if (space < 0)
+				return space;
+		}
+		if ((uint64_t)space >= min)
+			return space;
+		r = qp_wait(qp, QP_EV_WRITE, min, flags, &deadline);
+		if (r < 0)
+			return r;
+	}
+}
+
+/*
+ * Bytes to read: looks at the peer's real tail only when the cached one
+ * shows less than @want. Returns the bytes (> 0), 0 at end of stream, or
+ * -EAGAIN, -ETIMEDOUT, -EINTR, -EPROTO.
+ */
+static int64_t
+qp_rx_data(struct qp *qp, uint64_t want, int flags)
+{
+	struct qp_dir *d = &qp->rx;
+	int64_t deadline = 0, avail;
+	bool end;
+	int r;
+
+	for (;;) {
+		avail = (int64_t)(d->peer - d->pos);
+		if ((uint64_t)avail < want) {
+			end = qp_rx_eof(qp); /* the flag before the index: see qp_rx_eof() */
+			avail = qp_rx_refresh(qp);
+			if (avail < 0)
+				return avail;
+			if (avail == 0 && end)
+				return 0;
+		}
+		if (avail > 0)
+			return avail;
+		r = qp_wait(qp, QP_EV_READ, 1, flags, &deadline);
+		if (r < 0)
+			return r;
+	}
+}
+
 ssize_t
 qp_writev(struct qp *qp, const struct iovec *iov, int iovcnt, int flags)
 {
 	struct qp_dir *d = &qp->tx;
 	struct qp_cursor c = { iov, iovcnt, 0 };
 	ssize_t total = qp_iov_total(iov, iovcnt);
-	int64_t deadline = 0, space;
+	int64_t space;
 	size_t n;
-	int r;
 
 	if (total < 0)
 		return total;
@@ -449,25 +509,9 @@ qp_writev(struct qp *qp, const struct iovec *iov, int iovcnt, int flags)
 		return -EPIPE;
 	if (total == 0)
 		return 0;
-	for (;;) {
-		/* The peer's CLOSED flag sits on the line we load to kick it anyway. */
-		if (qp_tx_epipe(qp))
-			return -EPIPE;
-		space = (int64_t)(d->size - (d->pos - d->peer));
-		if ((uint64_t)space < (uint64_t)total) {
-			/* The cached head says too little: look at the real one. */
-			space = qp_tx_refresh(qp);
-			if (space < 0)
-				return space;
-		}
-		if (space > 0)
-			break;
-		r = qp_wait(qp, QP_EV_WRITE, 1, flags, &deadline);
-		if (r < 0)
-			return r;
-		if (qp->peer_gone)
-			return -EPIPE;
-	}
+	space = qp_tx_room(qp, (uint64_t)total, 1, flags);
+	if (space < 0)
+		return space;
 	n = (size_t)total < (uint64_t)space ? (size_t)total : (size_t)space;
 	qp_cursor_copy(d, d->pos, &c, n, true);
 	d->pos += n;
@@ -490,10 +534,8 @@ qp_readv(struct qp *qp, const struct iovec *iov, int iovcnt, int flags)
 	struct qp_dir *d = &qp->rx;
 	struct qp_cursor c = { iov, iovcnt, 0 };
 	ssize_t total = qp_iov_total(iov, iovcnt);
-	int64_t deadline = 0, avail;
-	bool end;
+	int64_t avail;
 	size_t n;
-	int r;
 
 	if (total < 0)
 		return total;
@@ -501,23 +543,9 @@ qp_readv(struct qp *qp, const struct iovec *iov, int iovcnt, int flags)
 		return qp->err;
 	if (total == 0)
 		return 0;
-	for (;;) {
-		avail = (int64_t)(d->peer - d->pos);
-		if ((uint64_t)avail < (uint64_t)total) {
-			/* The cached tail says too little: look at the real one. */
-			end = qp_rx_eof(qp);
-			avail = qp_rx_refresh(qp);
-			if (avail < 0)
-				return avail;
-			if (avail == 0 && end)
-				return 0;
-		}
-		if (avail > 0)
-			break;
-		r = qp_wait(qp, QP_EV_READ, 1, flags, &deadline);
-		if (r < 0)
-			return r;
-	}
+	avail = qp_rx_data(qp, (uint64_t)total, flags);
+	if (avail <= 0)
+		return avail;
 	n = (size_t)total < (uint64_t)avail ? (size_t)total : (size_t)avail;
 	qp_cursor_copy(d, d->pos, &c, n, false);
 	d->pos += n;
@@ -550,9 +578,8 @@ qp_msg_sendv(struct qp *qp, const struct iovec *iov, int iovcnt, int flags)
 	struct qp_cursor c = { iov, iovcnt, 0 };
 	ssize_t total = qp_iov_total(iov, iovcnt);
 	struct qp_msg_hdr h = { 0 };
-	int64_t deadline = 0, space;
+	int64_t space;
 	uint64_t rec;
-	int r;
 
 	if (total < 0)
 		return total;
@@ -563,23 +590,9 @@ qp_msg_sendv(struct qp *qp, const struct iovec *iov, int iovcnt, int flags)
 	if (d->shut || qp->peer_gone)
 		return -EPIPE;
 	rec = sizeof(h) + QP_ALIGN_UP((uint64_t)total, QP_MSG_ALIGN);
-	for (;;) {
-		if (qp_tx_epipe(qp))
-			return -EPIPE;
-		space = (int64_t)(d->size - (d->pos - d->peer));
-		if ((uint64_t)space < rec) {
-			space = qp_tx_refresh(qp);
-			if (space < 0)
-				return space;
-		}
-		if ((uint64_t)space >= rec)
-			break;
-		r = qp_wait(qp, QP_EV_WRITE, rec, flags, &deadline);
-		if (r < 0)
-			return r;
-		if (qp->peer_gone)
-			return -EPIPE;
-	}
+	space = qp_tx_room(qp, rec, rec, flags);
+	if (space < 0)
+		return space;
 	h.len = (uint32_t)total;
 	qp_ring_in(d, d->pos, &h, sizeof(h));
 	qp_cursor_copy(d, d->pos + sizeof(h), &c, (size_t)total, true);
@@ -605,32 +618,19 @@ qp_msg_recvv(struct qp *qp, const struct iovec *iov, int iovcnt, size_t *msg_len
 	struct qp_cursor c = { iov, iovcnt, 0 };
 	ssize_t total = qp_iov_total(iov, iovcnt);
 	struct qp_msg_hdr h;
-	int64_t deadline = 0, avail;
+	int64_t avail;
 	uint64_t rec;
 	size_t n;
-	bool end;
-	int r;
 
 	if (total < 0)
 		return total;
 	if (qp->err)
 		return qp->err;
-	for (;;) {
-		avail = (int64_t)(d->peer - d->pos);
-		if (avail == 0) {
-			end = qp_rx_eof(qp);
-			avail = qp_rx_refresh(qp);
-			if (avail < 0)
-				return avail;
-			if (avail == 0 && end)
-				return -ESHUTDOWN;
-		}
-		if (avail > 0)
-			break;
-		r = qp_wait(qp, QP_EV_READ, 1, flags, &deadline);
-		if (r < 0)
-			return r;
-	}
+	avail = qp_rx_data(qp, 1, flags);
+	if (avail == 0)
+		return -ESHUTDOWN;
+	if (avail < 0)
+		return avail;
 	/* Records are published whole: anything shorter than one is a lie. */
 	if ((uint64_t)avail < sizeof(h))
 		return qp_break(qp, "partial record header", (uint64_t)avail, sizeof(h));
