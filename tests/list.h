@@ -50,4 +50,5 @@
 	X(vmci_stream_6gib, 600)        \
 	X(vmci_cli, 30)                 \
 	X(vmci_config_errors, 30)       \
-	X(vmci_many, 120)
+	X(vmci_many, 120)               \
+	X(vmci_dgram_restart, 30)

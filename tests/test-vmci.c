@@ -796,3 +796,35 @@ TEST(vmci_many)
 	td_stop(&d);
 	td_cleanup(&d);
 }
+
+/* Datagram sockets reopen their rings, on the same port, after a daemon restart. */
+TEST(vmci_dgram_restart)
+{
+	struct tdaemon d;
+	struct sockaddr_vm a = td_addr(VMADDR_CID_ANY, 6100), from;
+	struct timeval tv = { 2, 0 };
+	char buf[16];
+	int r, s;
+
+	td_start(&d, NULL);
+	r = td_socket("a", SOCK_DGRAM);
+	ASSERT_OK(vmci_bind(r, &a));
+	ASSERT_OK(vmci_setsockopt(r, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	s = td_socket("b", SOCK_DGRAM);
+	a = td_addr(3, 6100);
+	ASSERT_EQ(vmci_sendto(s, "one", 3, 0, &a), 3);
+	ASSERT_EQ(vmci_recvfrom(r, buf, sizeof(buf), 0, NULL), 3);
+	td_stop(&d);
+	ASSERT_EQ(vmci_sendto(s, "lost", 4, 0, &a), -ENETDOWN);
+	td_restart(&d);
+	/* The receiver notices first (it re-registers port 6100), then the sender. */
+	ASSERT_EQ(vmci_recvfrom(r, buf, sizeof(buf), MSG_DONTWAIT, NULL), -EAGAIN);
+	ASSERT_EQ(vmci_sendto(s, "two", 3, 0, &a), 3);
+	ASSERT_EQ(vmci_recvfrom(r, buf, sizeof(buf), 0, &from), 3);
+	ASSERT(!memcmp(buf, "two", 3));
+	ASSERT_EQ(from.svm_cid, 4);
+	vmci_close(s);
+	vmci_close(r);
+	td_stop(&d);
+	td_cleanup(&d);
+}

@@ -681,8 +681,11 @@ dgram_recv(struct vsk *v, void *buf, size_t len, int flags, struct sockaddr_vm *
 	for (;;) {
 		r = qp_msg_recvv(v->qp, iov, 2, &ml, qflags(v, flags));
 		if (r == -ESHUTDOWN || r == -EPIPE) {
-			ctl_drop(v); /* daemon gone; reopen on the next call */
-			return -EAGAIN;
+			/* The daemon went away: reopen on the same port and go on waiting. */
+			ctl_drop(v);
+			if ((err = dgram_ready(v)))
+				return err;
+			continue;
 		}
 		if (r < 0)
 			return stream_err(v, r);

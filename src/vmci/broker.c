@@ -250,8 +250,12 @@ on_connect(struct vmci_conn *c, struct wire_msg *m)
 	struct vmci_conn *l;
 	int err;
 
-	if (c->type == SOCK_DGRAM || (c->state != CONN_READY && c->state != CONN_BOUND))
-		return c->state == CONN_NEW ? WIRE_FATAL : -EISCONN;
+	if (c->state == CONN_NEW)
+		return WIRE_FATAL;
+	if (c->type == SOCK_DGRAM)
+		return -EOPNOTSUPP;
+	if (c->state != CONN_READY && c->state != CONN_BOUND)
+		return -EISCONN;
 	dst = dest_ctx(c, w->dst_cid);
 	if (!dst)
 		return -EHOSTUNREACH;
