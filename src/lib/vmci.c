@@ -144,7 +144,7 @@ get(int s)
 	return lib_table_get(s);
 }
 
-/* Queue-pair flags and timeout for one call. */
+/* Queue-pair flags for one call: the socket's mode, or MSG_DONTWAIT. */
 static int
 qflags(const struct vsk *v, int flags)
 {
