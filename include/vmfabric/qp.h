@@ -228,7 +228,19 @@ size_t qp_msg_max(const struct qp *qp);
 #define QP_EV_WRITE 0x2u /* space to write */
 #define QP_EV_HUP 0x4u	 /* peer gone or shut down */
 #define QP_EV_ERR 0x8u	 /* broken: protocol violation */
-int qp_poll_fd(const struct qp *qp);
+int qp_poll_fd(struct qp *qp); /* made on first use; -errno if it cannot be */
+
+/*
+ * Sleep on @ep, an epoll set the caller owns, instead of a set of the
+ * endpoint's own (which costs a descriptor and, nested, a wakeup hop): the
+ * wake eventfd and the liveness socket join @ep with data.u64 QP_EPOLL_WAKE
+ * and QP_EPOLL_ALIVE; the caller's own members must use other values. Call
+ * before anything has slept on the endpoint or asked for qp_poll_fd().
+ * Returns 0, -EBUSY, or -errno from epoll_ctl.
+ */
+#define QP_EPOLL_WAKE 0u
+#define QP_EPOLL_ALIVE 1u
+int qp_share_epoll(struct qp *qp, int ep);
 unsigned qp_arm(struct qp *qp, unsigned events);
 void qp_ack(struct qp *qp);
 

@@ -73,10 +73,13 @@ lib_table_del(int fd)
 
 /* ---------------------------------------------------------------------- */
 
+/* The socket's own members of its epoll set; the queue pair's are QP_EPOLL_*. */
+#define VSK_EPOLL_CTRL 2u
+
 static int
 ep_add(struct vsk *v, int fd)
 {
-	struct epoll_event e = { .events = EPOLLIN, .data.fd = fd };
+	struct epoll_event e = { .events = EPOLLIN, .data.u64 = VSK_EPOLL_CTRL };
 
 	return epoll_ctl(v->fd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
 }
@@ -154,7 +157,8 @@ qflags(const struct vsk *v, int flags)
 static int
 attach_qp(struct vsk *v, struct qp *q)
 {
-	int err = ep_add(v, qp_poll_fd(q));
+	/* The queue pair sleeps on the socket's own set: one set, no nesting. */
+	int err = qp_share_epoll(q, v->fd);
 
 	if (err)
 		return err;

@@ -294,7 +294,7 @@ qp_sleep(struct qp *qp, unsigned ev, uint64_t min, int64_t deadline)
 	int64_t left;
 	int r, n;
 
-	if (qp->ep < 0)
+	if (qp__ep(qp) < 0)
 		return -EAGAIN; /* no descriptors: cannot sleep */
 	qp_sleep_prepare(qp, ev);
 	r = qp_probe(qp, ev, min);
@@ -319,7 +319,7 @@ qp_sleep(struct qp *qp, unsigned ev, uint64_t min, int64_t deadline)
 	else if (n == 0)
 		r = -ETIMEDOUT;
 	for (int i = 0; i < n; i++)
-		if (e[i].data.u32 == QP_EP_ALIVE)
+		if (e[i].data.u64 == QP_EPOLL_ALIVE)
 			qp->peer_gone = true;
 	qp_sleep_finish(qp, ev);
 	return r;
@@ -694,15 +694,15 @@ qp_ack(struct qp *qp)
 	int n = qp->ep >= 0 ? epoll_wait(qp->ep, e, 2, 0) : 0;
 
 	for (int i = 0; i < n; i++)
-		if (e[i].data.u32 == QP_EP_ALIVE)
+		if (e[i].data.u64 == QP_EPOLL_ALIVE)
 			qp->peer_gone = true;
 	qp_sleep_finish(qp, QP_EV_READ | QP_EV_WRITE);
 }
 
 int
-qp_poll_fd(const struct qp *qp)
+qp_poll_fd(struct qp *qp)
 {
-	return qp->ep;
+	return qp__ep(qp);
 }
 
 size_t

@@ -31,7 +31,8 @@ struct qp {
 	void *map;	/* mapping of the whole layout */
 	size_t map_len; /* 0 when the mapping is not ours (qp__init callers) */
 	int wake, peer_wake, alive; /* owned; -1 when absent */
-	int ep; /* epoll set: wake (edge-triggered) and alive; what sleepers wait on */
+	int ep; /* epoll set: wake (edge-triggered) and alive; what sleepers wait on; -1: not yet */
+	bool ep_owned; /* ours to close (not the caller's, see qp_share_epoll()) */
 	enum qp_mode mode;
 	int64_t timeout_ns; /* < 0: forever */
 	uint32_t spin_ns;
@@ -51,12 +52,10 @@ void qp__init(struct qp *qp, void *base, uint64_t s0, uint64_t s1, int side);
 
 bool qp__size_ok(uint64_t size);
 
-/* epoll_event.data.u32 of the two members of qp->ep */
-#define QP_EP_WAKE 0u
-#define QP_EP_ALIVE 1u
-
-/* Build qp->ep from qp->wake and qp->alive. Returns 0 or -errno. */
+/* Build qp->ep, the endpoint's own set, from qp->wake and qp->alive. 0 or -errno. */
 int qp__wait_init(struct qp *qp);
+/* qp->ep, made if need be: the set or -errno (-EBADF without descriptors). */
+int qp__ep(struct qp *qp);
 
 /* Mark directions shut in our lines and wake the peer. */
 void qp__shut(struct qp *qp, bool rd, bool wr);

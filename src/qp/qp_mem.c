@@ -49,22 +49,64 @@ qp__init(struct qp *qp, void *base, uint64_t s0, uint64_t s1, int side)
 	qp->tx_want = 1;
 }
 
+static int
+qp_ep_add(struct qp *qp, int ep)
+{
+	struct epoll_event w = { .events = EPOLLIN | EPOLLET, .data.u64 = QP_EPOLL_WAKE };
+	struct epoll_event a = { .events = EPOLLIN | EPOLLRDHUP, .data.u64 = QP_EPOLL_ALIVE };
+
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, qp->wake, &w) < 0)
+		return -errno;
+	if (qp->alive >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, qp->alive, &a) < 0) {
+		int err = -errno;
+		epoll_ctl(ep, EPOLL_CTL_DEL, qp->wake, NULL);
+		return err;
+	}
+	return 0;
+}
+
 int
 qp__wait_init(struct qp *qp)
 {
-	struct epoll_event w = { .events = EPOLLIN | EPOLLET, .data.u32 = QP_EP_WAKE };
-	struct epoll_event a = { .events = EPOLLIN | EPOLLRDHUP, .data.u32 = QP_EP_ALIVE };
+	int ep = epoll_create1(EPOLL_CLOEXEC), err;
 
-	qp->ep = epoll_create1(EPOLL_CLOEXEC);
-	if (qp->ep < 0)
+	if (ep < 0)
 		return -errno;
-	if (epoll_ctl(qp->ep, EPOLL_CTL_ADD, qp->wake, &w) < 0 ||
-	    (qp->alive >= 0 && epoll_ctl(qp->ep, EPOLL_CTL_ADD, qp->alive, &a) < 0)) {
-		int err = -errno;
-		close(qp->ep);
-		qp->ep = -1;
+	if ((err = qp_ep_add(qp, ep))) {
+		close(ep);
 		return err;
 	}
+	qp->ep = ep;
+	qp->ep_owned = true;
+	return 0;
+}
+
+int
+qp__ep(struct qp *qp)
+{
+	int err;
+
+	if (qp->ep >= 0)
+		return qp->ep;
+	if (qp->wake < 0)
+		return -EBADF;
+	err = qp__wait_init(qp);
+	return err ? err : qp->ep;
+}
+
+int
+qp_share_epoll(struct qp *qp, int ep)
+{
+	int err;
+
+	if (qp->ep >= 0)
+		return -EBUSY;
+	if (qp->wake < 0)
+		return -EBADF;
+	if ((err = qp_ep_add(qp, ep)))
+		return err;
+	qp->ep = ep;
+	qp->ep_owned = false;
 	return 0;
 }
 
@@ -124,9 +166,6 @@ qp_create(size_t produce_size, size_t consume_size, struct qp **qpp, struct qp_f
 	qp->wake = fd[1];
 	qp->peer_wake = fd[7];
 	qp->alive = fd[3];
-	err = qp__wait_init(qp);
-	if (err)
-		goto fail;
 	peer->mem = fd[5];
 	peer->wake = fd[2];
 	peer->peer_wake = fd[6];
@@ -265,11 +304,6 @@ qp_attach(const struct qp_fds *fds, struct qp **qpp)
 	qp->map_len = len;
 	qp->wake = fds->wake;
 	qp->alive = fds->alive;
-	err = qp__wait_init(qp);
-	if (err) {
-		free(qp);
-		goto fail;
-	}
 	qp->peer_wake = fds->peer_wake;
 	close(fds->mem);
 	*qpp = qp;
@@ -300,7 +334,7 @@ qp_detach(struct qp *qp)
 	fds[0] = qp->wake;
 	fds[1] = qp->peer_wake;
 	fds[2] = qp->alive;
-	fds[3] = qp->ep;
+	fds[3] = qp->ep_owned ? qp->ep : -1;
 	qp_close_fds(fds, 4);
 	free(qp);
 }
