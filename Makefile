@@ -8,12 +8,13 @@
 #   make check    the whole test suite (plain, ASan+UBSan, TSan, fuzz corpora)
 #   make bench    every benchmark (bench/run NAME for one)
 #   make fuzz     run the fuzz targets under libFuzzer (FUZZ_SECONDS each)
+#   make guest    build the guest image (Debian cloud kernel + busybox)
 
 BUILD ?= build
 FUZZ_SECONDS ?= 60
 MESON_OPTS ?=
 
-.PHONY: all deps run check bench fuzz clean
+.PHONY: all deps run check bench fuzz guest boot-smoke clean
 
 all: deps
 	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) $(MESON_OPTS) >/dev/null
@@ -35,6 +36,13 @@ bench: all
 fuzz:
 	@tools/setup-deps fuzz
 	@tools/fuzz $(FUZZ_SECONDS)
+
+guest:
+	@tools/setup-deps vm
+	@guest/build-image $(BUILD)/guest
+
+boot-smoke: guest
+	@guest/boot-smoke $(BUILD)/guest
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

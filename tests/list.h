@@ -51,4 +51,5 @@
 	X(vmci_cli, 30)                 \
 	X(vmci_config_errors, 30)       \
 	X(vmci_many, 120)               \
-	X(vmci_dgram_restart, 30)
+	X(vmci_dgram_restart, 30)       \
+	X(guest_boot, 120)
