@@ -271,8 +271,9 @@ struct qp_counts {
 	uint64_t head[2]; /* bytes consumed from each queue */
 };
 struct qp_watch {
-	const struct qp_queue *q[2];
+	const struct qp_queue *q[2]; /* inside one read-only mapping at q[0] */
 	uint64_t size[2];
+	size_t map_len;
 };
 int qp_watch_open(int memfd, struct qp_watch *w);
 void qp_watch_read(const struct qp_watch *w, struct qp_counts *c);

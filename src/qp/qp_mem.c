@@ -224,32 +224,24 @@ qp_check_mem(int mem, size_t *len)
 int
 qp_watch_open(int memfd, struct qp_watch *w)
 {
-	off_t at[2];
+	struct qp_meta m;
 	size_t len;
-	void *base;
+	uint8_t *base;
 	int err;
 
 	if ((err = qp_check_mem(memfd, &len)))
 		return err;
-	base = mmap(NULL, QP_PAGE, PROT_READ, MAP_SHARED, memfd, 0);
+	if (pread(memfd, &m, sizeof(m), 0) != (ssize_t)sizeof(m))
+		return -EPROTO;
+	if ((err = qp_check_layout(&m, len, w->size)))
+		return err;
+	/* One mapping from queue 0's header to queue 1's header, both included. */
+	w->map_len = 2 * QP_PAGE + w->size[0];
+	base = mmap(NULL, w->map_len, PROT_READ, MAP_SHARED, memfd, QP_PAGE);
 	if (base == MAP_FAILED)
 		return -errno;
-	err = qp_check_layout(base, len, w->size);
-	munmap(base, QP_PAGE);
-	if (err)
-		return err;
-	at[0] = QP_PAGE;
-	at[1] = (off_t)(2 * QP_PAGE + w->size[0]);
-	for (int i = 0; i < 2; i++) {
-		void *m = mmap(NULL, QP_PAGE, PROT_READ, MAP_SHARED, memfd, at[i]);
-		if (m == MAP_FAILED) {
-			err = -errno;
-			if (i)
-				munmap((void *)(uintptr_t)w->q[0], QP_PAGE);
-			return err;
-		}
-		w->q[i] = m;
-	}
+	w->q[0] = (const struct qp_queue *)base;
+	w->q[1] = (const struct qp_queue *)(base + QP_PAGE + w->size[0]);
 	return 0;
 }
 
@@ -266,9 +258,8 @@ qp_watch_read(const struct qp_watch *w, struct qp_counts *c)
 void
 qp_watch_close(struct qp_watch *w)
 {
-	for (int i = 0; i < 2; i++)
-		if (w->q[i])
-			munmap((void *)(uintptr_t)w->q[i], QP_PAGE);
+	if (w->q[0])
+		munmap((void *)(uintptr_t)w->q[0], w->map_len);
 	w->q[0] = w->q[1] = NULL;
 }
 

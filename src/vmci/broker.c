@@ -180,18 +180,19 @@ dest_ctx(struct vmci_conn *c, uint32_t cid)
 
 /*
  * The descriptors a connector passes on must be what a queue pair is made
- * of (a sealed memfd, two eventfds, a socket), so that a listener is never
- * handed a pipe or a device. Eventfds are anonymous inodes (no file type in
- * st_mode); qp_attach() then checks the memfd's layout.
+ * of, so that a listener is never handed a pipe or a device: the memfd is
+ * checked (seals, layout) by qp_watch_open() in on_connect(); eventfds are
+ * anonymous inodes (no file type in st_mode); the last is a socket.
  */
 static int
 check_qp_fds(const int *fds)
 {
 	struct stat st[3];
 
-	if (fcntl(fds[0], F_GET_SEALS) < 0 || fstat(fds[1], &st[0]) < 0 ||
-	    fstat(fds[2], &st[1]) < 0 || fstat(fds[3], &st[2]) < 0 ||
-	    (st[0].st_mode & S_IFMT) || (st[1].st_mode & S_IFMT) || !S_ISSOCK(st[2].st_mode))
+	for (int i = 0; i < 3; i++)
+		if (fstat(fds[i + 1], &st[i]) < 0)
+			return -EINVAL;
+	if ((st[0].st_mode & S_IFMT) || (st[1].st_mode & S_IFMT) || !S_ISSOCK(st[2].st_mode))
 		return -EINVAL;
 	return 0;
 }
@@ -237,8 +238,6 @@ offer(struct vmci_conn *c, struct vmci_conn *l, struct wire_msg *m, uint64_t siz
 	if (n < 0) /* the listener's queue is full: it is not keeping up */
 		return n == -EAGAIN ? -ECONNREFUSED : (int)n;
 	l->pending++;
-	/* Byte counters for listings: the headers, mapped; no descriptor kept. */
-	c->watching = qp_watch_open(m->fds[0], &c->watch) == 0;
 	return 0;
 }
 
@@ -247,6 +246,7 @@ on_connect(struct vmci_conn *c, struct wire_msg *m)
 {
 	struct wire_connect *w = &m->body.connect;
 	struct vmci_ctx *src = conn_ctx(c), *dst;
+	struct qp_watch watch;
 	struct vmci_conn *l;
 	int err;
 
@@ -278,11 +278,15 @@ on_connect(struct vmci_conn *c, struct wire_msg *m)
 		w->out_size = qp_size_round(l->buf_size);
 		return reply(c, &m->hdr, -EMSGSIZE, w, NULL, 0);
 	}
-	if (!c->bound && (err = do_bind(c, VMCI_PORT_ANY)))
+	/* Validates the memfd, and keeps its headers mapped for byte counters. */
+	if (qp_watch_open(m->fds[0], &watch))
+		return -EINVAL;
+	if ((!c->bound && (err = do_bind(c, VMCI_PORT_ANY))) || (err = offer(c, l, m, w->size))) {
+		qp_watch_close(&watch);
 		return err;
-	err = offer(c, l, m, w->size);
-	if (err)
-		return err;
+	}
+	c->watch = watch;
+	c->watching = true;
 	c->state = CONN_CONNECTED;
 	loop_mod(c->b->loop, &c->src, 0); /* nothing more to say but hang up */
 	c->peer_cid = dst->cid;
