@@ -244,9 +244,6 @@ int qp_share_epoll(struct qp *qp, int ep);
 unsigned qp_arm(struct qp *qp, unsigned events);
 void qp_ack(struct qp *qp);
 
-/* Tell the endpoint its peer is gone (learned from a broker). */
-void qp_set_peer_gone(struct qp *qp);
-
 struct qp_stats {
 	uint64_t tx_bytes, rx_bytes; /* payload bytes */
 	uint64_t tx_msgs, rx_msgs;   /* records (message operations only) */

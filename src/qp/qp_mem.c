@@ -358,12 +358,6 @@ qp_set_spin(struct qp *qp, uint32_t spin_ns)
 }
 
 void
-qp_set_peer_gone(struct qp *qp)
-{
-	qp->peer_gone = true;
-}
-
-void
 qp_get_stats(const struct qp *qp, struct qp_stats *st)
 {
 	*st = qp->st;
