@@ -52,4 +52,12 @@
 	X(vmci_config_errors, 30)       \
 	X(vmci_many, 120)               \
 	X(vmci_dgram_restart, 30)       \
-	X(guest_boot, 120)
+	X(guest_boot, 120)              \
+	X(vhost_vsock_sequence, 10)     \
+	X(vhost_translate, 10)          \
+	X(vhost_mem_table_checks, 10)   \
+	X(vhost_malformed, 10)          \
+	X(vhost_split_writes, 10)       \
+	X(vhost_reply_ack, 10)          \
+	X(vhost_ring_rules, 10)         \
+	X(vhost_config_and_reset, 10)
