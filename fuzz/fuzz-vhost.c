@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/fdpass.h"
 #include "fuzz.h"
 #include "vhost/vhost.h"
 
@@ -86,26 +87,10 @@ make_fd(unsigned kind)
 static void
 send_piece(int sock, const uint8_t *buf, size_t len, const int *fds, int nfds)
 {
-	union {
-		char b[CMSG_SPACE(sizeof(int) * (VHU_MAX_FDS + 2))];
-		struct cmsghdr align;
-	} u;
 	struct iovec iov = { (void *)(uintptr_t)buf, len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (nfds && len) {
-		struct cmsghdr *c;
-
-		memset(&u, 0, sizeof(u));
-		m.msg_control = u.b;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-	}
-	(void)sendmsg(sock, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	/* Descriptors need at least one byte to ride on. */
+	(void)fdpass_send(sock, &iov, 1, fds, len ? nfds : 0, MSG_DONTWAIT);
 }
 
 /* Open descriptors: every one the server received must be closed by the end. */

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/fdpass.h"
 #include "harness.h"
 #include "vhost/vhost.h"
 
@@ -90,26 +91,9 @@ t_close(struct t *t)
 static void
 send_raw(int fd, const void *buf, size_t len, const int *fds, int nfds)
 {
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 16)];
-		struct cmsghdr align;
-	} u;
 	struct iovec iov = { (void *)(uintptr_t)buf, len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&u, 0, sizeof(u));
-		m.msg_control = u.b;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-	}
-	ASSERT_EQ(sendmsg(fd, &m, MSG_NOSIGNAL), (ssize_t)len);
+	ASSERT_EQ(fdpass_send(fd, &iov, 1, fds, nfds, 0), (ssize_t)len);
 }
 
 static size_t

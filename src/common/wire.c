@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "wire.h"
 #include "wire_io.h"
 
@@ -57,31 +58,9 @@ wire_name(unsigned type)
 ssize_t
 wire_send_iov(int sock, const struct iovec *iov, int iovcnt, const int *fds, int nfds)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
-		struct cmsghdr align;
-	} u;
-	struct msghdr m = { .msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)iovcnt };
-	ssize_t n;
-
-	if (nfds < 0 || nfds > WIRE_MAX_FDS)
+	if (nfds > WIRE_MAX_FDS)
 		return -EINVAL;
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&u, 0, sizeof(u));
-		m.msg_control = u.buf;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-	}
-	do
-		n = sendmsg(sock, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : n;
+	return fdpass_send(sock, iov, iovcnt, fds, nfds, MSG_DONTWAIT);
 }
 
 ssize_t
@@ -99,37 +78,6 @@ close_all(int *fds, int n)
 	for (int i = 0; i < n; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
-}
-
-/* Collect SCM_RIGHTS descriptors; any other control message is an error. */
-static int
-take_fds(struct msghdr *m, int *fds, int *nfds)
-{
-	int err = 0;
-
-	*nfds = 0;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
-		size_t n;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-		    c->cmsg_len < CMSG_LEN(0)) {
-			err = -EPROTO;
-			continue;
-		}
-		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			int fd;
-
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (*nfds < WIRE_MAX_FDS)
-				fds[(*nfds)++] = fd;
-			else {
-				close(fd);
-				err = -EPROTO;
-			}
-		}
-	}
-	return err;
 }
 
 int
@@ -166,7 +114,8 @@ wire_recv(int sock, struct wire_msg *msg, int flags)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	err = take_fds(&m, msg->fds, &msg->nfds);
+	msg->nfds = 0;
+	err = fdpass_collect(&m, msg->fds, &msg->nfds, WIRE_MAX_FDS);
 	if (n == 0 && msg->nfds == 0)
 		return 0; /* orderly close */
 	if (!err && (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))

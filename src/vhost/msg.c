@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/fdpass.h"
 #include "vhost.h"
 
 #define HDR sizeof(struct vhu_hdr)
@@ -69,38 +70,6 @@ vhu_rx_reset(struct vhu_rx *rx)
 	vhu_rx_init(rx);
 }
 
-/* Collect SCM_RIGHTS descriptors onto the message; too many is an error. */
-static int
-take_fds(struct msghdr *mh, struct vhu_msg *m)
-{
-	int err = 0;
-
-	if (mh->msg_flags & MSG_CTRUNC)
-		err = -EPROTO;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-		size_t n;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-		    c->cmsg_len < CMSG_LEN(0)) {
-			err = -EPROTO;
-			continue;
-		}
-		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			int fd;
-
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (m->nfds < VHU_MAX_FDS) {
-				m->fds[m->nfds++] = fd;
-			} else {
-				close(fd);
-				err = -EPROTO;
-			}
-		}
-	}
-	return err;
-}
-
 static int
 check_hdr(const struct vhu_hdr *h)
 {
@@ -140,7 +109,7 @@ vhu_rx_read(int sock, struct vhu_rx *rx)
 		while (n < 0 && errno == EINTR);
 		if (n < 0)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-		err = take_fds(&mh, &rx->msg);
+		err = fdpass_collect(&mh, rx->msg.fds, &rx->msg.nfds, VHU_MAX_FDS);
 		if (err)
 			return err;
 		if (n == 0)
