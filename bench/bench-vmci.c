@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "common/proc.h"
 #include "ends.h"
 #include "vmfabric/vmci.h"
 
@@ -122,23 +123,6 @@ daemon_stop(struct daemon *d)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
 	if (system(cmd)) {
 	}
-}
-
-static long
-rss_kib(pid_t pid)
-{
-	char path[64], line[256];
-	long kib = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (!(f = fopen(path, "r")))
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
-	fclose(f);
-	return kib;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -486,7 +470,7 @@ run_scale(const struct bench_opts *o)
 	raise_nofile(200000);
 	daemon_start(&d, contexts);
 	usleep(100000);
-	before = rss_kib(d.pid);
+	before = proc_rss_kib(d.pid);
 	if (pipe(p))
 		die("pipe", errno);
 	t0 = bench_now();
@@ -497,7 +481,7 @@ run_scale(const struct bench_opts *o)
 			die("scale processes", EIO);
 	t1 = bench_now();
 	usleep(100000);
-	after = rss_kib(d.pid);
+	after = proc_rss_kib(d.pid);
 	bench_emit("vmci_scale", "vmfabricd", streams, "blocking", "streams", streams);
 	bench_emit("vmci_scale", "vmfabricd", streams, "blocking", "contexts", contexts);
 	bench_emit("vmci_scale", "vmfabricd", streams, "blocking", "rss_kib", (double)after);
@@ -534,7 +518,7 @@ main(int argc, char **argv)
 	daemon_start(&d, 2);
 	usleep(200000);
 	if (want(&o, "vmci_idle"))
-		bench_emit("vmci_idle", "vmfabricd", 0, "idle", "rss_kib", (double)rss_kib(d.pid));
+		bench_emit("vmci_idle", "vmfabricd", 0, "idle", "rss_kib", (double)proc_rss_kib(d.pid));
 	if (want(&o, "vmci_stream"))
 		bench_run_stream(&o, "vmci", VMCI_SYSTEMS, 1u << BMODE_BLOCKING);
 	if (want(&o, "vmci_rr"))

@@ -48,7 +48,5 @@ int td_listener(const char *ctx, int type, unsigned port);
 
 /* The daemon's JSON answer to a management command (malloc'd). */
 char *td_mgmt(struct tdaemon *d, const char *cmd);
-/* Resident memory of a process, KiB. */
-long td_rss_kib(pid_t pid);
 
 #endif

@@ -149,11 +149,12 @@ inside(uint64_t base, uint64_t size, uint64_t addr, uint64_t len)
 	return (int64_t)off;
 }
 
-void *
-vhu_mem_gpa(const struct vhu_mem *m, uint64_t gpa, uint64_t len)
+/* The host address of [addr, addr + len) in guest-physical or QEMU-user space. */
+static void *
+translate(const struct vhu_mem *m, uint64_t addr, uint64_t len, bool user)
 {
 	for (uint32_t i = 0; i < m->n; i++) {
-		int64_t off = inside(m->r[i].gpa, m->r[i].size, gpa, len);
+		int64_t off = inside(user ? m->r[i].uaddr : m->r[i].gpa, m->r[i].size, addr, len);
 
 		if (off >= 0)
 			return m->r[i].host + off;
@@ -162,13 +163,13 @@ vhu_mem_gpa(const struct vhu_mem *m, uint64_t gpa, uint64_t len)
 }
 
 void *
+vhu_mem_gpa(const struct vhu_mem *m, uint64_t gpa, uint64_t len)
+{
+	return translate(m, gpa, len, false);
+}
+
+void *
 vhu_mem_uva(const struct vhu_mem *m, uint64_t uva, uint64_t len)
 {
-	for (uint32_t i = 0; i < m->n; i++) {
-		int64_t off = inside(m->r[i].uaddr, m->r[i].size, uva, len);
-
-		if (off >= 0)
-			return m->r[i].host + off;
-	}
-	return NULL;
+	return translate(m, uva, len, true);
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "common/proc.h"
 #include "vmfabric/qp.h"
 
 #ifndef VMFABRIC_VERSION
@@ -126,20 +127,6 @@ sockets(struct vmci_broker *b)
 	return json_pack("{s:o}", "sockets", arr);
 }
 
-static long
-rss_kib(void)
-{
-	long pages = 0, rss = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-
-	if (f) {
-		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-			rss = 0;
-		fclose(f);
-	}
-	return rss * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 static json_t *
 status(struct vmci_broker *b)
 {
@@ -152,7 +139,7 @@ status(struct vmci_broker *b)
 			 VMFABRIC_VERSION, "pid", (json_int_t)getpid(), "uptime_s", up, "socket",
 			 b->path, "config", b->config_name ? b->config_name : "(built-in)",
 			 "contexts", (json_int_t)b->reg.n, "connections", (json_int_t)b->nconns,
-			 "rss_kib", (json_int_t)rss_kib(), "dgram", "endpoints",
+			 "rss_kib", (json_int_t)proc_rss_kib(0), "dgram", "endpoints",
 			 (json_int_t)atomic_load(&b->router.endpoints), "forwarded",
 			 (json_int_t)atomic_load(&b->router.forwarded), "drops",
 			 (json_int_t)atomic_load(&b->router.drops));
