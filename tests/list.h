@@ -60,4 +60,45 @@
 	X(vhost_split_writes, 10)       \
 	X(vhost_reply_ack, 10)          \
 	X(vhost_ring_rules, 10)         \
-	X(vhost_config_and_reset, 10)
+	X(vhost_config_and_reset, 10)   \
+	X(vm_parse_keys, 10)            \
+	X(vm_defaults, 10)              \
+	X(vm_case_insensitive, 10)      \
+	X(vm_errors, 10)                \
+	X(vm_name_from_file, 10)        \
+	X(vm_unknown_keys, 10)          \
+	X(vm_paths, 10)                 \
+	X(vm_examples, 10)              \
+	X(vm_argv, 10)                  \
+	X(vm_argv_devices, 10)          \
+	X(vm_argv_errors, 10)           \
+	X(vm_spawn_stop, 20)            \
+	X(vm_spawn_child_state, 20)     \
+	X(vm_boot_tcg, 120)             \
+	X(vm_accel_probe, 30)           \
+	X(vm_accel_try_tcg, 60)         \
+	X(virtq_simple, 10)             \
+	X(virtq_read_then_write, 10)    \
+	X(virtq_indirect, 10)           \
+	X(virtq_split_regions, 10)      \
+	X(virtq_zero_length, 10)        \
+	X(virtq_init_checks, 10)        \
+	X(virtq_reject_head_next, 10)   \
+	X(virtq_reject_loop_and_length, 10) \
+	X(virtq_reject_write_then_read, 10) \
+	X(virtq_reject_indirect, 10)    \
+	X(virtq_reject_outside_memory, 10) \
+	X(virtq_reject_avail_idx, 10)   \
+	X(virtq_reject_segments, 10)    \
+	X(virtq_event_idx, 10)          \
+	X(virtq_event_idx_wrap, 10)     \
+	X(virtq_no_interrupt, 10)       \
+	X(virtq_kicks, 10)              \
+	X(virtq_kicks_event_idx, 10)    \
+	X(virtq_read_write_offsets, 10) \
+	X(virtq_threads_flags, 120)     \
+	X(virtq_threads_event_idx, 120) \
+	X(vsock_guest_to_host, 180)     \
+	X(vsock_host_to_guest, 180)     \
+	X(vsock_guest_to_guest, 180)    \
+	X(vsock_seqpacket, 180)

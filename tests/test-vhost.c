@@ -49,9 +49,10 @@ fake_started(void *dev, struct vhu_conn *c, uint32_t i)
 }
 
 static void
-fake_stopped(void *dev, struct vhu_conn *c, uint32_t i)
+fake_stopped(void *dev, struct vhu_conn *c, uint32_t i, uint16_t *last_avail)
 {
 	(void)c;
+	(void)last_avail;
 	((struct fake *)dev)->stopped[i]++;
 }
 

@@ -254,6 +254,17 @@ void qp_get_stats(const struct qp *qp, struct qp_stats *st);
 size_t qp_tx_size(const struct qp *qp);
 size_t qp_rx_size(const struct qp *qp);
 size_t qp_rx_ready(struct qp *qp); /* bytes published and not yet read */
+/*
+ * For a relay that moves a queue pair's bytes into another transport with
+ * its own flow control (the daemon's virtio-vsock bridge):
+ * qp_tx_pending() is the bytes written and not yet released by the peer;
+ * qp_rx_at_eof() is true when the peer shut down or is gone and nothing is
+ * left to read; qp_set_lowat() is the space that makes qp_arm() report
+ * QP_EV_WRITE (1 by default; a blocked write raises it to what it needs).
+ */
+size_t qp_tx_pending(struct qp *qp);
+bool qp_rx_at_eof(struct qp *qp);
+void qp_set_lowat(struct qp *qp, size_t bytes);
 
 /*
  * A broker's view of a queue pair it does not take part in, for listings:

@@ -30,6 +30,7 @@ struct cli_ctx {
 	const char *socket; /* the daemon's control socket */
 	enum cli_format format;
 	const char *what; /* the command as typed, e.g. "vmci context list" */
+	const char *arg;  /* the command's argument (cli_cmd.argname), or NULL */
 };
 
 struct cli_cmd {
@@ -40,6 +41,7 @@ struct cli_cmd {
 	const char *help;    /* one line */
 	const char *detail;  /* a paragraph for the command's own --help */
 	const char *example; /* arguments after "vmfabric " */
+	const char *argname; /* the one argument it takes ("NAME"), or NULL: none */
 };
 
 struct cli_ns {
@@ -55,6 +57,8 @@ extern const size_t cli_nnss;
 
 /* client.c: send @cmd with @arg, return the reply's JSON object in @out. */
 int cli_call(const struct cli_ctx *cx, const char *cmd, const char *arg, json_t **out);
+/* The same with a descriptor for the daemon (WIRE_MGMT_FD): a file it reads. */
+int cli_call_fd(const struct cli_ctx *cx, const char *cmd, const char *arg, int fd, json_t **out);
 
 /* client.c: "vmfabric: [command: ]message" on stderr; @cx may be NULL. */
 __attribute__((format(printf, 2, 3))) void cli_error(const struct cli_ctx *cx, const char *fmt,

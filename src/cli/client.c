@@ -78,9 +78,11 @@ cli_connect(const struct cli_ctx *cx)
 }
 
 static int
-cli_send(const struct cli_ctx *cx, int s, const char *cmd, const char *arg)
+cli_send(const struct cli_ctx *cx, int s, const char *cmd, const char *arg, int fd)
 {
-	struct wire_hdr h = { .type = WIRE_MGMT, .len = sizeof(struct wire_mgmt), .seq = 1 };
+	struct wire_hdr h = { .type = fd >= 0 ? WIRE_MGMT_FD : WIRE_MGMT,
+			      .len = sizeof(struct wire_mgmt),
+			      .seq = 1 };
 	struct wire_mgmt m;
 	ssize_t n;
 
@@ -91,7 +93,7 @@ cli_send(const struct cli_ctx *cx, int s, const char *cmd, const char *arg)
 	}
 	strcpy(m.cmd, cmd);
 	strcpy(m.arg, arg);
-	n = wire_send(s, &h, &m, NULL, 0);
+	n = wire_send(s, &h, &m, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
 	if (n < 0) {
 		cli_error(NULL, "sending to vmfabricd at %s: %s", cx->socket, strerror((int)-n));
 		return (int)n;
@@ -158,7 +160,7 @@ cli_check_reply(const struct cli_ctx *cx, const struct wire_msg *msg)
 {
 	const struct wire_hdr *h = &msg->hdr;
 
-	if (h->type != WIRE_MGMT || !(h->flags & WIRE_F_REPLY) || h->seq != 1 || h->status > 0 ||
+	if ((h->type != WIRE_MGMT && h->type != WIRE_MGMT_FD) || !(h->flags & WIRE_F_REPLY) || h->seq != 1 || h->status > 0 ||
 	    h->status < -4095 || (h->status == 0 && msg->nfds != 1)) {
 		cli_error(cx, "malformed reply from vmfabricd");
 		return -EPROTO;
@@ -239,6 +241,12 @@ cli_parse(const struct cli_ctx *cx, const char *buf, size_t len, json_t **out)
 int
 cli_call(const struct cli_ctx *cx, const char *cmd, const char *arg, json_t **out)
 {
+	return cli_call_fd(cx, cmd, arg, -1, out);
+}
+
+int
+cli_call_fd(const struct cli_ctx *cx, const char *cmd, const char *arg, int fd, json_t **out)
+{
 	struct wire_msg msg;
 	char *buf = NULL;
 	size_t len = 0;
@@ -247,7 +255,7 @@ cli_call(const struct cli_ctx *cx, const char *cmd, const char *arg, json_t **ou
 	s = cli_connect(cx);
 	if (s < 0)
 		return s;
-	err = cli_send(cx, s, cmd, arg);
+	err = cli_send(cx, s, cmd, arg, fd);
 	if (!err)
 		err = cli_wait(cx, s, &msg);
 	close(s);

@@ -150,7 +150,7 @@ find_cmd(const char *noun, const char *verb)
  * ("" for the top).
  */
 static int
-resolve(const struct cli_args *a, char *ns, const struct cli_cmd **cmd)
+resolve(struct cli_args *a, char *ns, const struct cli_cmd **cmd)
 {
 	char next[MAX_PATH];
 	size_t i;
@@ -167,6 +167,13 @@ resolve(const struct cli_args *a, char *ns, const struct cli_cmd **cmd)
 			strcpy(ns, next);
 		else if (!(*cmd = find_cmd(ns, w)))
 			return usage_error("unknown command", w);
+	}
+	if (*cmd && (*cmd)->argname && i < a->nwords) {
+		a->cx.arg = a->words[i++];
+	} else if (*cmd && (*cmd)->argname && !a->help) {
+		cli_error(NULL, "%s %s needs %s; see '" CLI_NAME " %s %s --help'", (*cmd)->noun,
+			  (*cmd)->verb, (*cmd)->argname, (*cmd)->noun, (*cmd)->verb);
+		return -EINVAL;
 	}
 	if (i < a->nwords) {
 		cli_error(NULL, "%s %s takes no argument '%s'; see '" CLI_NAME " %s %s --help'",
@@ -242,8 +249,8 @@ print_level(FILE *f, const char *ns)
 static void
 print_cmd_help(FILE *f, const struct cli_cmd *c)
 {
-	fprintf(f, "usage: " CLI_NAME " %s %s [--format=table|json] [--socket PATH]\n\n%s\n",
-		c->noun, c->verb, c->detail);
+	fprintf(f, "usage: " CLI_NAME " %s %s%s%s [--format=table|json] [--socket PATH]\n\n%s\n",
+		c->noun, c->verb, c->argname ? " " : "", c->argname ? c->argname : "", c->detail);
 	print_options(f);
 	fprintf(f, "\nExample:\n  " CLI_NAME " %s\n", c->example);
 }

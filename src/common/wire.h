@@ -48,7 +48,8 @@ _Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr layout");
 	X(ACCEPTED, 6, wire_accepted, 0, 0)    /* listener took one */   \
 	X(DGRAM_OPEN, 7, wire_bind, 0, 4)      /* datagram rings */      \
 	X(MGMT, 8, wire_mgmt, 0, 1)            /* management request */ \
-	X(CHECK, 9, wire_check, 0, 0)          /* may I send to this CID? */
+	X(CHECK, 9, wire_check, 0, 0)          /* may I send to this CID? */ \
+	X(MGMT_FD, 10, wire_mgmt, 1, 1)        /* management, with a file */
 
 enum wire_type {
 #define WIRE_ENUM(n, v, s, fq, fr) WIRE_##n = v,

@@ -19,6 +19,8 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "vm/qemu.h"
+#include "vm/vms.h"
 #include "vmci/broker.h"
 
 #ifndef VMFABRIC_VERSION
@@ -46,6 +48,8 @@ static const char default_config[] =
 struct daemon {
 	struct loop loop;
 	struct vmci_broker broker;
+	struct vms vms;
+	char accel[8];
 	struct loop_src sig;
 	struct conf *conf;
 	const char *config_path;
@@ -63,7 +67,11 @@ usage(FILE *f)
 		"  -s, --socket PATH        control socket (default: %s,\n"
 		"                           or vmfabricd.socket in the configuration)\n"
 		"  -l, --log-level LEVEL    error, warn, info or debug (default: info)\n"
+		"      --accel auto|kvm|tcg how VMs run (default: vmfabricd.accel, else auto:\n"
+		"                           KVM if a probe boot shows it can run Linux)\n"
 		"      --print-default-config  print the built-in configuration and exit\n"
+		"      --probe-accel KERNEL [INITRD]  boot KERNEL briefly with KVM and print\n"
+		"                           kvm if it ran, else tcg (the reason on stderr)\n"
 		"      --check-config       load the configuration, report errors, and exit\n"
 		"  -h, --help               this text\n"
 		"  -V, --version            the version\n\n"
@@ -131,6 +139,16 @@ load_config(struct daemon *d)
 								 : DEFAULT_SOCKET;
 		snprintf(d->socket_path, sizeof(d->socket_path), "%s", v);
 	}
+	if (!d->accel[0]) {
+		v = conf_mark_used(d->conf, "vmfabricd.accel") ? conf_get(d->conf, "vmfabricd.accel")
+								: "auto";
+		snprintf(d->accel, sizeof(d->accel), "%s", v);
+		if (strcmp(v, "auto") && strcmp(v, "kvm") && strcmp(v, "tcg")) {
+			log_err("configuration: %s: vmfabricd.accel: \"%s\" is not one of auto, kvm, "
+				"tcg", name, v);
+			return -EINVAL;
+		}
+	}
 	if ((err = vmci_reg_init(&d->broker.reg)))
 		return err;
 	if ((err = vmci_reg_load(&d->broker.reg, d->conf, &e)))
@@ -188,6 +206,33 @@ raise_fd_limit(void)
 	}
 }
 
+/* VMs get their directories next to the control socket. */
+static int
+start_vms(struct daemon *d)
+{
+	char dir[sizeof(d->socket_path) + 4];
+	char *slash;
+	int err;
+
+	snprintf(dir, sizeof(dir), "%s", d->socket_path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), "vms");
+	else if ((size_t)(slash - dir) + 5 > sizeof(dir))
+		return -ENAMETOOLONG;
+	else
+		strcpy(slash, "/vms");
+	err = vms_init(&d->vms, &d->loop, &d->broker, dir, d->accel);
+	if (err) {
+		log_err("VM directory %s: %s", dir, strerror(-err));
+		broker_stop(&d->broker);
+		return err;
+	}
+	d->broker.mgmt_ext = vms_mgmt;
+	d->broker.mgmt_ctx = &d->vms;
+	return 0;
+}
+
 static int
 run(struct daemon *d)
 {
@@ -197,9 +242,22 @@ run(struct daemon *d)
 		 d->socket_path, d->broker.config_name);
 	log_contexts(&d->broker.reg);
 	err = loop_run(&d->loop);
+	vms_fini(&d->vms);
 	broker_stop(&d->broker);
 	log_info("stopped");
 	return err;
+}
+
+/* --probe-accel: what `vm start` would pick with vmfabricd.accel = "auto". */
+static int
+probe_accel(const char *kernel, const char *initrd)
+{
+	char accel[8], why[160];
+
+	vm_accel_probe(NULL, kernel, initrd, VM_PROBE_TIMEOUT_MS, accel, why, sizeof(why));
+	printf("%s\n", accel);
+	fprintf(stderr, "vmfabricd: %s\n", why);
+	return 0;
 }
 
 int
@@ -209,8 +267,10 @@ main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "accel", required_argument, NULL, 'A' },
 		{ "print-default-config", no_argument, NULL, 'P' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "probe-accel", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -235,12 +295,22 @@ main(int argc, char **argv)
 			}
 			log_set_level(lvl);
 			break;
+		case 'A':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") && strcmp(optarg, "tcg")) {
+				fprintf(stderr, "vmfabricd: --accel: auto, kvm or tcg, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			snprintf(d.accel, sizeof(d.accel), "%s", optarg);
+			break;
 		case 'P':
 			fputs(default_config, stdout);
 			return 0;
 		case 'C':
 			check = true;
 			break;
+		case 'K':
+			return probe_accel(optarg, optind < argc ? argv[optind] : NULL);
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -267,7 +337,8 @@ main(int argc, char **argv)
 		raise_fd_limit();
 		if ((err = loop_init(&d.loop)) || (err = setup_signals(&d)))
 			log_err("startup: %s", strerror(-err));
-		else if (!(err = broker_start(&d.broker, &d.loop, d.socket_path)))
+		else if (!(err = broker_start(&d.broker, &d.loop, d.socket_path)) &&
+			 !(err = start_vms(&d)))
 			err = run(&d);
 	}
 	vmci_reg_free(&d.broker.reg);

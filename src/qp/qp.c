@@ -713,6 +713,29 @@ qp_rx_ready(struct qp *qp)
 	return n < 0 ? 0 : (size_t)n;
 }
 
+size_t
+qp_tx_pending(struct qp *qp)
+{
+	int64_t n = qp_tx_refresh(qp);
+
+	return n < 0 ? qp->tx.size : (size_t)(qp->tx.size - (uint64_t)n);
+}
+
+bool
+qp_rx_at_eof(struct qp *qp)
+{
+	/* The flag before the index, as in qp_probe(): EOF only once drained. */
+	bool end = qp_rx_eof(qp);
+
+	return end && qp_rx_refresh(qp) == 0;
+}
+
+void
+qp_set_lowat(struct qp *qp, size_t bytes)
+{
+	qp->tx_want = bytes < 1 ? 1 : bytes > qp->tx.size ? qp->tx.size : bytes;
+}
+
 /* Tell the peer about a shutdown: release pairs with qp_rx_eof/qp_tx_epipe. */
 void
 qp__shut(struct qp *qp, bool rd, bool wr)

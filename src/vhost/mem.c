@@ -173,3 +173,18 @@ vhu_mem_uva(const struct vhu_mem *m, uint64_t uva, uint64_t len)
 {
 	return translate(m, uva, len, true);
 }
+
+void *
+vhu_mem_gpa_span(const struct vhu_mem *m, uint64_t gpa, uint64_t *len)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct vhu_region *r = &m->r[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size) {
+			*len = r->size - (gpa - r->gpa);
+			return r->host + (gpa - r->gpa);
+		}
+	}
+	*len = 0;
+	return NULL;
+}

@@ -67,7 +67,7 @@ ring_stop(struct vhu_conn *c, uint32_t i)
 		return;
 	r->started = false;
 	if (c->ops->ring_stopped)
-		c->ops->ring_stopped(c->dev, c, i);
+		c->ops->ring_stopped(c->dev, c, i, &r->last_avail);
 	r->desc = r->avail = r->used = NULL;
 }
 

@@ -206,6 +206,12 @@ void vhu_mem_clear(struct vhu_mem *m);
 /* Host pointer of [addr, addr + len) if it lies inside one region; else NULL. */
 void *vhu_mem_gpa(const struct vhu_mem *m, uint64_t gpa, uint64_t len);
 void *vhu_mem_uva(const struct vhu_mem *m, uint64_t uva, uint64_t len);
+/*
+ * Host pointer of guest-physical @gpa and, in *@len, how many bytes from
+ * there lie in the same region (at least 1); NULL (and 0) if no region
+ * holds @gpa. For buffers that may span regions: translate piece by piece.
+ */
+void *vhu_mem_gpa_span(const struct vhu_mem *m, uint64_t gpa, uint64_t *len);
 
 /* ---- server.c: connections ---- */
 
@@ -227,9 +233,14 @@ struct vhu_device_ops {
 	int (*get_config)(void *dev, uint32_t off, void *buf, uint32_t len);
 	/* Optional; without it SET_CONFIG is refused. */
 	int (*set_config)(void *dev, uint32_t off, const void *buf, uint32_t len);
-	/* A ring's pointers and descriptors are valid from started to stopped. */
+	/*
+	 * A ring's pointers and descriptors are valid from started to stopped.
+	 * ring_stopped() stores the next available index the device would
+	 * have taken into *@last_avail (what GET_VRING_BASE reports and a
+	 * restart resumes from); left alone, the base stays as it was set.
+	 */
 	void (*ring_started)(void *dev, struct vhu_conn *c, uint32_t index);
-	void (*ring_stopped)(void *dev, struct vhu_conn *c, uint32_t index);
+	void (*ring_stopped)(void *dev, struct vhu_conn *c, uint32_t index, uint16_t *last_avail);
 };
 
 /* Takes @sock (made non-blocking) on success; -errno otherwise. */

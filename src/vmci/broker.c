@@ -226,19 +226,168 @@ broker_sweep(struct vmci_broker *b)
 			sweep_backlog(c);
 }
 
-/* Hand the connector's queue pair to the listener. */
+/* Give a listener a queue pair's side-1 descriptors. */
 static int
-offer(struct vmci_conn *c, struct vmci_conn *l, struct wire_msg *m, uint64_t size)
+send_incoming(struct vmci_conn *l, uint64_t conn, uint32_t src_cid, uint32_t src_port,
+	      const int *fds, uint64_t size)
 {
-	struct wire_incoming in = { .conn = c->id, .src_cid = c->cid, .src_port = c->port,
+	struct wire_incoming in = { .conn = conn, .src_cid = src_cid, .src_port = src_port,
 				    .dst_cid = l->cid, .dst_port = l->port, .size = size };
 	struct wire_hdr h = { .type = WIRE_INCOMING, .len = sizeof(in) };
-	ssize_t n = wire_send(l->src.fd, &h, &in, m->fds, 4);
+	ssize_t n = wire_send(l->src.fd, &h, &in, fds, 4);
 
 	if (n < 0) /* the listener's queue is full: it is not keeping up */
 		return n == -EAGAIN ? -ECONNREFUSED : (int)n;
 	l->pending++;
 	return 0;
+}
+
+/* The listener on @cid:@port for @type with room in its backlog, or NULL. */
+static struct vmci_conn *
+find_listener(struct vmci_broker *b, uint32_t cid, uint32_t port, uint32_t type)
+{
+	struct vmci_conn *l = vmci_port_find(&b->ports, VMCI_SPACE_CONN, cid, port);
+
+	if (!l || l->state != CONN_LISTENING || l->type != type)
+		return NULL;
+	if (l->pending >= l->backlog)
+		sweep_backlog(l);
+	return l->pending < l->backlog ? l : NULL;
+}
+
+/* The connector's side of a connection that is now established. */
+static void
+connected(struct vmci_conn *c, struct wire_connect *w, uint32_t peer_cid, struct qp_watch *watch)
+{
+	c->watch = *watch;
+	c->watching = true;
+	c->state = CONN_CONNECTED;
+	loop_mod(c->b->loop, &c->src, 0); /* nothing more to say but hang up */
+	c->peer_cid = peer_cid;
+	c->peer_port = w->dst_port;
+	c->qsize = w->size;
+	w->out_port = c->port;
+	w->out_cid = c->cid;
+	w->out_conn = c->id;
+	log_debug("conn %llu: %u:%u -> %u:%u", (unsigned long long)c->id, c->cid, c->port,
+		  peer_cid, w->dst_port);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Virtual machines: connects to a guest wait for its answer. */
+
+struct vmci_pending {
+	struct vmci_conn *c; /* NULL once the connector went away */
+	struct wire_hdr hdr;
+	struct wire_connect w;
+	uint32_t peer_cid;
+	struct qp_watch watch;
+};
+
+static void
+vm_connect_done(void *arg, int err)
+{
+	struct vmci_pending *p = arg;
+	struct vmci_conn *c = p->c;
+
+	if (c) {
+		c->pend = NULL;
+		if (!err)
+			connected(c, &p->w, p->peer_cid, &p->watch);
+		else
+			qp_watch_close(&p->watch);
+		if (reply(c, &p->hdr, err, &p->w, NULL, 0) < 0)
+			conn_close(c, "client not reading");
+	} else {
+		qp_watch_close(&p->watch);
+	}
+	free(p);
+}
+
+/* CONNECT to a guest: the daemon takes the listener's side and asks the guest. */
+static int
+vm_connect(struct vmci_conn *c, struct wire_msg *m, struct vmci_ctx *dst)
+{
+	struct qp_fds f = { m->fds[0], m->fds[1], m->fds[2], m->fds[3] };
+	struct vmci_pending *p;
+	struct qp *q;
+	int err;
+
+	if (!dst->vsock || !vsock_dev_attached(dst->vsock))
+		return -EHOSTUNREACH; /* no device (VMCI off) or the VM is not running */
+	if (c->pend)
+		return -EALREADY;
+	if (!(p = calloc(1, sizeof(*p))))
+		return -ENOMEM;
+	if (qp_watch_open(m->fds[0], &p->watch)) {
+		free(p);
+		return -EINVAL;
+	}
+	if ((!c->bound && (err = do_bind(c, VMCI_PORT_ANY))) || (err = qp_attach(&f, &q)))
+		goto fail;
+	m->nfds = 0; /* the queue pair owns them now */
+	p->c = c;
+	p->hdr = m->hdr;
+	p->w = m->body.connect;
+	p->peer_cid = dst->cid;
+	err = vsock_offer(dst->vsock, c->cid, c->port, p->w.dst_port, (int)c->type, q,
+			  vm_connect_done, p);
+	if (err) {
+		qp_close(q);
+		goto fail;
+	}
+	c->pend = p;
+	return 0; /* answered in vm_connect_done() */
+fail:
+	qp_watch_close(&p->watch);
+	free(p);
+	return err;
+}
+
+/* A guest's REQUEST: to a listener (a queue pair for it) or to another VM. */
+static int
+vm_route(void *ctx, struct vsock_dev *from, uint32_t src_port, uint32_t dst_cid,
+	 uint32_t dst_port, int type, struct vsock_route *r)
+{
+	struct vmci_broker *b = ctx;
+	uint32_t src_cid = vsock_dev_cid(from);
+	struct vmci_ctx *src = vmci_reg_find(&b->reg, src_cid), *dst;
+	struct vmci_conn *l;
+	struct qp_fds f;
+	uint64_t size;
+	int err;
+
+	if (!src || dst_cid == VMCI_CID_LOCAL || dst_cid == src_cid)
+		return -EHOSTUNREACH;
+	dst = vmci_reg_find(&b->reg, dst_cid);
+	if (!dst)
+		return -EHOSTUNREACH;
+	if (vmci_policy(src, dst)) {
+		log_rl(LOG_LVL_WARN, "refused: context %u -> %u:%u (VMCI policy)", src_cid, dst_cid,
+		       dst_port);
+		return -EACCES;
+	}
+	if (dst->kind == VMCI_KIND_VM) {
+		if (!dst->vsock)
+			return -EHOSTUNREACH;
+		r->vm = dst->vsock;
+		r->qsize = QP_SIZE_DEFAULT;
+		return 0;
+	}
+	l = find_listener(b, dst->cid, dst_port, (uint32_t)type);
+	if (!l)
+		return -ECONNREFUSED;
+	size = qp_size_round(l->buf_size);
+	if ((err = qp_create(size, size, &r->qp, &f)))
+		return err;
+	err = send_incoming(l, 0, src_cid, src_port, (int[]){ f.mem, f.wake, f.peer_wake, f.alive },
+			    size);
+	close(f.mem), close(f.wake), close(f.peer_wake), close(f.alive);
+	if (err) {
+		qp_close(r->qp);
+		r->qp = NULL;
+	}
+	return err;
 }
 
 static int
@@ -264,15 +413,12 @@ on_connect(struct vmci_conn *c, struct wire_msg *m)
 		       dst->cid, w->dst_port);
 		return -EACCES;
 	}
-	l = vmci_port_find(&c->b->ports, VMCI_SPACE_CONN, dst->cid, w->dst_port);
-	if (!l || l->state != CONN_LISTENING || l->type != c->type)
-		return -ECONNREFUSED;
-	if (l->pending >= l->backlog)
-		sweep_backlog(l);
-	if (l->pending >= l->backlog)
-		return -ECONNREFUSED;
 	if (qp_size_round(w->size) != w->size || check_qp_fds(m->fds))
 		return -EINVAL;
+	if (dst->kind == VMCI_KIND_VM)
+		return vm_connect(c, m, dst);
+	if (!(l = find_listener(c->b, dst->cid, w->dst_port, c->type)))
+		return -ECONNREFUSED;
 	if (w->size != qp_size_round(l->buf_size) && (w->size < l->buf_min || w->size > l->buf_max)) {
 		/* As VMCI: the listener's size, when the connector's is out of its range. */
 		w->out_size = qp_size_round(l->buf_size);
@@ -281,22 +427,12 @@ on_connect(struct vmci_conn *c, struct wire_msg *m)
 	/* Validates the memfd, and keeps its headers mapped for byte counters. */
 	if (qp_watch_open(m->fds[0], &watch))
 		return -EINVAL;
-	if ((!c->bound && (err = do_bind(c, VMCI_PORT_ANY))) || (err = offer(c, l, m, w->size))) {
+	if ((!c->bound && (err = do_bind(c, VMCI_PORT_ANY))) ||
+	    (err = send_incoming(l, c->id, c->cid, c->port, m->fds, w->size))) {
 		qp_watch_close(&watch);
 		return err;
 	}
-	c->watch = watch;
-	c->watching = true;
-	c->state = CONN_CONNECTED;
-	loop_mod(c->b->loop, &c->src, 0); /* nothing more to say but hang up */
-	c->peer_cid = dst->cid;
-	c->peer_port = w->dst_port;
-	c->qsize = w->size;
-	w->out_port = c->port;
-	w->out_cid = c->cid;
-	w->out_conn = c->id;
-	log_debug("conn %llu: %u:%u -> %u:%u", (unsigned long long)c->id, c->cid, c->port,
-		  dst->cid, w->dst_port);
+	connected(c, w, dst->cid, &watch);
 	return reply(c, &m->hdr, 0, w, NULL, 0);
 }
 
@@ -378,9 +514,12 @@ on_mgmt(struct vmci_conn *c, struct wire_msg *m)
 	size_t len;
 	int fd, err;
 
+	struct broker_mgmt_req r = { .cmd = w->cmd, .arg = w->arg, .uid = c->uid,
+				     .fd = m->hdr.type == WIRE_MGMT_FD ? m->fds[0] : -1 };
+
 	w->cmd[sizeof(w->cmd) - 1] = 0;
 	w->arg[sizeof(w->arg) - 1] = 0;
-	err = broker_mgmt(c->b, w->cmd, w->arg, &json);
+	err = broker_mgmt(c->b, &r, &json);
 	if (err)
 		return err;
 	len = strlen(json);
@@ -415,7 +554,7 @@ static handler_fn *const handlers[WIRE_TYPE_MAX] = {
 	[WIRE_LISTEN] = on_listen,   [WIRE_CONNECT] = on_connect,
 	[WIRE_INCOMING] = on_unexpected, [WIRE_ACCEPTED] = on_accepted,
 	[WIRE_DGRAM_OPEN] = on_dgram_open, [WIRE_MGMT] = on_mgmt,
-	[WIRE_CHECK] = on_check,
+	[WIRE_CHECK] = on_check, [WIRE_MGMT_FD] = on_mgmt,
 };
 
 /* ---------------------------------------------------------------------- */
@@ -508,6 +647,8 @@ conn_close(struct vmci_conn *c, const char *why)
 		dgram_remove(&b->router, c->ep);
 	if (c->watching)
 		qp_watch_close(&c->watch);
+	if (c->pend)
+		c->pend->c = NULL; /* the guest's answer finds nobody to tell */
 	if (x && c->state != CONN_NEW && x->refs)
 		x->refs--;
 	loop_del(b->loop, &c->src);
@@ -612,6 +753,7 @@ broker__init(struct vmci_broker *b, struct loop *loop)
 	b->loop = loop;
 	b->started_ns = clock_ns();
 	b->listen.fd = -1;
+	b->fabric = (struct vsock_fabric){ .ctx = b, .route = vm_route };
 	if ((err = vmci_ports_init(&b->ports)))
 		return err;
 	if ((err = dgram_start(&b->router))) {

@@ -13,11 +13,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 #include "common/loop.h"
 #include "ctx.h"
 #include "dgram.h"
 #include "port.h"
 #include "vmfabric/qp.h"
+#include "vsock/vsock.h"
 
 enum conn_state {
 	CONN_NEW,	/* no HELLO yet */
@@ -27,6 +30,9 @@ enum conn_state {
 	CONN_CONNECTED, /* stream/seqpacket established (the connector's side) */
 	CONN_DGRAM,	/* datagram socket with rings */
 };
+
+struct broker_mgmt_req;
+struct vmci_pending;
 
 struct vmci_conn {
 	struct loop_src src; /* fd: the control socket */
@@ -52,6 +58,8 @@ struct vmci_conn {
 	bool watching;
 	/* Datagram */
 	struct dgram_ep *ep;
+	/* A connect to a VM waiting for the guest's answer (see vm_connect). */
+	struct vmci_pending *pend;
 };
 
 struct vmci_broker {
@@ -66,6 +74,10 @@ struct vmci_broker {
 	char path[108];
 	const char *config_name;
 	int64_t started_ns;
+	struct vsock_fabric fabric; /* how VMs' devices reach listeners and each other */
+	/* The daemon's other management commands (vm.*): -EOPNOTSUPP if unknown. */
+	int (*mgmt_ext)(void *ctx, const struct broker_mgmt_req *r, json_t **out);
+	void *mgmt_ctx;
 };
 
 /*
@@ -87,7 +99,17 @@ struct vmci_conn *broker__adopt(struct vmci_broker *b, int fd, pid_t pid, uid_t 
 /* Read the ACCEPTED notices waiting in every backlog (for listings). */
 void broker_sweep(struct vmci_broker *b);
 
-/* Management: JSON text for @cmd (malloc'd, NUL-terminated) or -errno. */
-int broker_mgmt(struct vmci_broker *b, const char *cmd, const char *arg, char **json);
+/* A management request as the broker received it. */
+struct broker_mgmt_req {
+	const char *cmd, *arg;
+	int fd;	  /* MGMT_FD's descriptor (the caller's), or -1 */
+	uid_t uid; /* of the requesting process */
+};
+
+/*
+ * Management: JSON text for @r (malloc'd, NUL-terminated) or -errno.
+ * Commands the broker does not know go to b->mgmt_ext when set.
+ */
+int broker_mgmt(struct vmci_broker *b, const struct broker_mgmt_req *r, char **json);
 
 #endif

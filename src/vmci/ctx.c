@@ -158,6 +158,8 @@ vmci_policy(const struct vmci_ctx *a, const struct vmci_ctx *b)
 int
 vmci_may_act_as(const struct vmci_ctx *c, uid_t uid, gid_t gid)
 {
+	if (c->kind == VMCI_KIND_VM)
+		return -EACCES; /* a VM's CID is its guest's: no process acts as it */
 	if (uid == 0 || c->kind == VMCI_KIND_HOST)
 		return 0;
 	if (c->has_uid && c->uid == uid)

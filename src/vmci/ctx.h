@@ -23,6 +23,8 @@
 #define VMCI_CID_ANY 0xffffffffu
 #define VMCI_NAME 64
 
+struct vsock_dev;
+
 enum vmci_kind { VMCI_KIND_HOST, VMCI_KIND_PROCESS, VMCI_KIND_VM };
 
 struct vmci_ctx {
@@ -38,6 +40,7 @@ struct vmci_ctx {
 	gid_t gid;
 	unsigned line; /* where it was configured (0: not from a file) */
 	uint32_t refs; /* control connections acting as it */
+	struct vsock_dev *vsock; /* VM: its virtio-vsock device (none with VMCI off) */
 };
 
 struct vmci_reg {

@@ -146,19 +146,22 @@ status(struct vmci_broker *b)
 }
 
 int
-broker_mgmt(struct vmci_broker *b, const char *cmd, const char *arg, char **json)
+broker_mgmt(struct vmci_broker *b, const struct broker_mgmt_req *r, char **json)
 {
-	json_t *doc;
+	const char *cmd = r->cmd;
+	json_t *doc = NULL;
+	int err;
 
-	(void)arg;
 	if (!strcmp(cmd, "vmci.context.list"))
 		doc = contexts(b);
 	else if (!strcmp(cmd, "vmci.socket.list"))
 		broker_sweep(b), doc = sockets(b);
 	else if (!strcmp(cmd, "system.status"))
 		doc = status(b);
-	else
+	else if (!b->mgmt_ext)
 		return -EOPNOTSUPP;
+	else if ((err = b->mgmt_ext(b->mgmt_ctx, r, &doc)))
+		return err;
 	if (!doc)
 		return -ENOMEM;
 	*json = json_dumps(doc, JSON_COMPACT);

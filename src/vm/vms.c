@@ -1,0 +1,487 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Running VMs (see vms.h). Start: parse the .vmx, claim the CID in the
+ * VMCI registry, make the runtime directory and the vsock device's
+ * listening vhost-user socket, launch QEMU. QEMU connects to the socket
+ * as a vhost-user client; the device takes the accepted connection. Exit:
+ * the pidfd becomes readable, the process is reaped, the device, the CID
+ * and the directory go.
+ *
+ * Only the daemon's user (root) may start and stop VMs: a .vmx names a
+ * kernel that QEMU reads with the daemon's rights.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "qemu.h"
+#include "vmci/broker.h"
+#include "vms.h"
+#include "vsock/vsock.h"
+
+#define STOP_TIMEOUT_MS 3000
+#define CONSOLE_TAIL (64u << 10)
+
+struct vm {
+	struct vm *next;
+	struct vms *m;
+	struct vm_config cfg;
+	uint32_t cid;
+	char vmx[256];
+	char dir[160];
+	char sock_path[192];
+	char serial[192];
+	char accel[8];
+	struct loop_src listen; /* the vsock device's vhost-user socket */
+	struct loop_src proc;	/* pidfd */
+	pid_t pid;
+	struct vsock_dev *vsock;
+	int64_t started_ns;
+};
+
+static int
+make_dir(const char *path)
+{
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int
+vms_init(struct vms *m, struct loop *loop, struct vmci_broker *b, const char *rundir,
+	 const char *accel)
+{
+	memset(m, 0, sizeof(*m));
+	m->loop = loop;
+	m->b = b;
+	if (strlen(rundir) >= sizeof(m->rundir))
+		return -ENAMETOOLONG;
+	snprintf(m->rundir, sizeof(m->rundir), "%s", rundir);
+	snprintf(m->accel, sizeof(m->accel), "%s", accel && *accel ? accel : "auto");
+	if (strcmp(m->accel, "auto") && strcmp(m->accel, "kvm") && strcmp(m->accel, "tcg"))
+		return -EINVAL;
+	return make_dir(m->rundir);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Tear-down */
+
+static void
+rm_dir(struct vm *v)
+{
+	unlink(v->sock_path);
+	/* The console log stays until the next VM of that name: it says why it ended. */
+	rmdir(v->dir);
+}
+
+static void
+vm_free(struct vm *v)
+{
+	struct vms *m = v->m;
+	struct vmci_ctx *x;
+
+	for (struct vm **p = &m->list; *p; p = &(*p)->next) {
+		if (*p == v) {
+			*p = v->next;
+			m->n--;
+			break;
+		}
+	}
+	if (v->listen.fd >= 0) {
+		loop_del(m->loop, &v->listen);
+		close(v->listen.fd);
+	}
+	if (v->proc.fd >= 0) {
+		loop_del(m->loop, &v->proc);
+		close(v->proc.fd);
+	}
+	vsock_dev_free(v->vsock);
+	if ((x = vmci_reg_find(&m->b->reg, v->cid)) && x->kind == VMCI_KIND_VM)
+		vmci_reg_remove(&m->b->reg, v->cid);
+	rm_dir(v);
+	free(v);
+}
+
+static void
+proc_exited(struct loop_src *s, uint32_t events)
+{
+	struct vm *v = (struct vm *)((char *)s - offsetof(struct vm, proc));
+	int st = 0;
+
+	(void)events;
+	if (vm_qemu_reap(v->proc.fd, &st) < 0)
+		return;
+	if (WIFEXITED(st))
+		log_info("vm %s (cid %u): QEMU exited with status %d", v->cfg.name, v->cid,
+			 WEXITSTATUS(st));
+	else
+		log_warn("vm %s (cid %u): QEMU killed by signal %d", v->cfg.name, v->cid,
+			 WTERMSIG(st));
+	vm_free(v);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Start */
+
+static void
+frontend_connected(struct loop_src *s, uint32_t events)
+{
+	struct vm *v = (struct vm *)((char *)s - offsetof(struct vm, listen));
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	int fd, err;
+
+	(void)events;
+	fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0)
+		return;
+	/* Only this VM's QEMU (or root) may be its device's frontend. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
+	    (cr.pid != v->pid && cr.uid != 0)) {
+		log_warn("vm %s: refused vhost-user connection from pid %d", v->cfg.name,
+			 (int)cr.pid);
+		close(fd);
+		return;
+	}
+	if ((err = vsock_dev_attach(v->vsock, fd)))
+		log_warn("vm %s: vhost-user: %s", v->cfg.name, strerror(-err));
+	else
+		log_info("vm %s (cid %u): vsock device connected", v->cfg.name, v->cid);
+}
+
+static int
+listen_unix(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(a.sun_path, path);
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(path, 0600) < 0 ||
+	    listen(fd, 4) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* The accelerator for @c: its own setting, the daemon's, or the probe's. */
+static const char *
+pick_accel(struct vms *m, const struct vm_config *c)
+{
+	if (strcmp(c->accel, "auto"))
+		return c->accel;
+	if (strcmp(m->accel, "auto"))
+		return m->accel;
+	if (!m->probed[0]) {
+		int64_t t = clock_ns();
+
+		vm_accel_probe(m->qemu, c->kernel, c->initrd[0] ? c->initrd : NULL,
+			       VM_PROBE_TIMEOUT_MS, m->probed, m->probe_why, sizeof(m->probe_why));
+		log_info("accelerator: %s (%s; probe took %.1f s)", m->probed, m->probe_why,
+			 (double)(clock_ns() - t) / 1e9);
+	}
+	return m->probed;
+}
+
+static int
+claim_cid(struct vm *v, char *why, size_t whylen)
+{
+	struct vmci_ctx x = { .cid = v->cfg.cid ? v->cfg.cid : VMCI_CID_ANY,
+			      .kind = VMCI_KIND_VM,
+			      .present = v->cfg.vmci,
+			      .restricted = v->cfg.vmci_restricted };
+	struct vmci_ctx *out;
+	int err;
+
+	snprintf(x.name, sizeof(x.name), "%s", v->cfg.name);
+	err = vmci_reg_add(&v->m->b->reg, &x, &out, why, whylen);
+	if (err)
+		return err;
+	v->cid = out->cid;
+	return 0;
+}
+
+static int
+launch(struct vm *v, char *why, size_t whylen)
+{
+	struct vm_launch l = { .qemu = v->m->qemu, .accel = v->accel, .serial_log = v->serial };
+	char qlog[200], **argv;
+	int err;
+
+	snprintf(qlog, sizeof(qlog), "%s/qemu.log", v->dir);
+	l.qemu_log = qlog;
+	l.vsock_sock = v->vsock ? v->sock_path : NULL;
+	if ((err = vm_qemu_argv(&v->cfg, &l, &argv))) {
+		snprintf(why, whylen, "QEMU command line: %s", strerror(-err));
+		return err;
+	}
+	err = vm_qemu_spawn(argv, qlog, &v->proc.fd, &v->pid);
+	vm_qemu_argv_free(argv);
+	if (err) {
+		snprintf(why, whylen, "starting QEMU: %s", strerror(-err));
+		return err;
+	}
+	if (loop_add(v->m->loop, &v->proc, EPOLLIN) < 0) {
+		err = -errno;
+		vm_qemu_stop(v->pid, v->proc.fd, 0);
+		close(v->proc.fd);
+		v->proc.fd = -1;
+		return err;
+	}
+	return 0;
+}
+
+/* The device and its socket, for a VM with VMCI on. */
+static int
+make_device(struct vm *v, char *why, size_t whylen)
+{
+	int err = vsock_dev_new(v->m->loop, v->cid, v->cfg.name, &v->m->b->fabric, &v->vsock);
+
+	if (!err) {
+		v->listen.fd = listen_unix(v->sock_path);
+		err = v->listen.fd < 0 ? v->listen.fd : 0;
+	}
+	if (!err && loop_add(v->m->loop, &v->listen, EPOLLIN) < 0)
+		err = -errno;
+	if (err) {
+		snprintf(why, whylen, "vsock device socket %s: %s", v->sock_path, strerror(-err));
+		return err;
+	}
+	vmci_reg_find(&v->m->b->reg, v->cid)->vsock = v->vsock;
+	return 0;
+}
+
+static void
+report_unknown(void *ctx, const char *key, unsigned line)
+{
+	log_info("%s:%u: %s: not used by vmfabric (kept)", (const char *)ctx, line, key);
+}
+
+int
+vms_start(struct vms *m, const char *text, size_t len, const char *path, char *why,
+	  size_t whylen)
+{
+	struct conf_error e = { 0 };
+	char dir[160], *slash;
+	struct vm *v = calloc(1, sizeof(*v));
+	int err;
+
+	if (!v)
+		return -ENOMEM;
+	v->m = m;
+	v->listen = (struct loop_src){ .fd = -1, .fn = frontend_connected };
+	v->proc = (struct loop_src){ .fd = -1, .fn = proc_exited };
+	snprintf(v->vmx, sizeof(v->vmx), "%s", path);
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	err = vm_config_parse(path, text, len, slash ? dir : ".", &v->cfg, &e, report_unknown,
+			      (void *)(uintptr_t)path);
+	if (err) {
+		conf_error_str(&e, why, whylen);
+		free(v);
+		return err;
+	}
+	for (struct vm *o = m->list; o; o = o->next) {
+		if (!strcmp(o->cfg.name, v->cfg.name)) {
+			snprintf(why, whylen, "a VM named \"%s\" is running (cid %u)", o->cfg.name,
+				 o->cid);
+			free(v);
+			return -EEXIST;
+		}
+	}
+	if ((err = claim_cid(v, why, whylen))) {
+		free(v);
+		return err;
+	}
+	snprintf(v->accel, sizeof(v->accel), "%s", pick_accel(m, &v->cfg));
+	snprintf(v->dir, sizeof(v->dir), "%s/%s", m->rundir, v->cfg.name);
+	snprintf(v->sock_path, sizeof(v->sock_path), "%s/vsock.sock", v->dir);
+	snprintf(v->serial, sizeof(v->serial), "%s/console.log", v->dir);
+	v->next = m->list;
+	m->list = v;
+	m->n++;
+	if ((err = make_dir(v->dir))) {
+		snprintf(why, whylen, "%s: %s", v->dir, strerror(-err));
+	} else if (!(v->cfg.vmci && (err = make_device(v, why, whylen)))) {
+		err = launch(v, why, whylen);
+	}
+	if (err) {
+		vm_free(v);
+		return err;
+	}
+	v->started_ns = clock_ns();
+	log_info("vm %s: started (cid %u, %s, vmci %s, pid %d)", v->cfg.name, v->cid, v->accel,
+		 v->cfg.vmci ? "on" : "off", (int)v->pid);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+
+static struct vm *
+find(struct vms *m, const char *name)
+{
+	char *end;
+	unsigned long cid = strtoul(name, &end, 10);
+
+	for (struct vm *v = m->list; v; v = v->next)
+		if (!strcmp(v->cfg.name, name) || (!*end && end != name && v->cid == cid))
+			return v;
+	return NULL;
+}
+
+int
+vms_stop(struct vms *m, const char *name)
+{
+	struct vm *v = find(m, name);
+
+	if (!v)
+		return -ENOENT;
+	log_info("vm %s (cid %u): stopping", v->cfg.name, v->cid);
+	vm_qemu_stop(v->pid, v->proc.fd, STOP_TIMEOUT_MS);
+	vm_free(v);
+	return 0;
+}
+
+void
+vms_fini(struct vms *m)
+{
+	while (m->list)
+		vms_stop(m, m->list->cfg.name);
+}
+
+static json_t *
+vm_json(const struct vm *v)
+{
+	struct vsock_stats st = { 0 };
+	json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:I, s:I, s:b, s:s, s:s, s:f}", "name",
+			      v->cfg.name, "cid", (json_int_t)v->cid, "pid", (json_int_t)v->pid,
+			      "accel", v->accel, "memsize_mib", (json_int_t)v->cfg.mem_mib,
+			      "vcpus", (json_int_t)v->cfg.vcpus, "vmci", v->cfg.vmci, "vmx",
+			      v->vmx, "console_log", v->serial, "uptime_s",
+			      (double)(clock_ns() - v->started_ns) / 1e9);
+
+	if (!o || !v->vsock)
+		return o;
+	vsock_dev_stats(v->vsock, &st);
+	json_object_set_new(o, "vsock",
+			    json_pack("{s:b, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+				      "connected", vsock_dev_attached(v->vsock), "dropped_because",
+				      vsock_dev_why(v->vsock), "conns", (json_int_t)st.conns,
+				      "opened", (json_int_t)st.opened, "refused",
+				      (json_int_t)st.refused, "to_guest_bytes",
+				      (json_int_t)st.to_guest_bytes, "from_guest_bytes",
+				      (json_int_t)st.from_guest_bytes, "resets",
+				      (json_int_t)st.resets, "proto_errors",
+				      (json_int_t)st.proto_errors, "rx_no_buffers",
+				      (json_int_t)st.rx_no_buffers));
+	return o;
+}
+
+static json_t *
+console_tail(const struct vm *v)
+{
+	char *buf = malloc(CONSOLE_TAIL + 1);
+	int fd = open(v->serial, O_RDONLY | O_CLOEXEC);
+	off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+	ssize_t n = -1;
+	json_t *o = NULL;
+
+	if (buf && end >= 0) {
+		off_t from = end > (off_t)CONSOLE_TAIL ? end - (off_t)CONSOLE_TAIL : 0;
+
+		n = pread(fd, buf, CONSOLE_TAIL, from);
+	}
+	if (n >= 0)
+		o = json_pack("{s:s, s:s, s:s%}", "name", v->cfg.name, "path", v->serial, "text",
+			      buf, (size_t)n);
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return o;
+}
+
+static json_t *
+mgmt_start(struct vms *m, const struct broker_mgmt_req *r)
+{
+	char why[600] = "", *text = malloc(CONF_MAX_FILE);
+	ssize_t n = -1;
+	size_t len = 0;
+	int err;
+
+	if (text)
+		while (len < CONF_MAX_FILE &&
+		       (n = pread(r->fd, text + len, CONF_MAX_FILE - len, (off_t)len)) > 0)
+			len += (size_t)n;
+	if (!text || n < 0) {
+		err = text ? -errno : -ENOMEM;
+		snprintf(why, sizeof(why), "%s: %s", r->arg, strerror(-err));
+	} else if (len == CONF_MAX_FILE) {
+		err = -EFBIG;
+		snprintf(why, sizeof(why), "%s: larger than %u bytes", r->arg, CONF_MAX_FILE);
+	} else {
+		err = vms_start(m, text, len, r->arg, why, sizeof(why));
+	}
+	free(text);
+	if (err)
+		return json_pack("{s:s, s:i}", "error", why[0] ? why : strerror(-err), "errno",
+				 -err);
+	return vm_json(m->list); /* the newest is first */
+}
+
+int
+vms_mgmt(void *ctx, const struct broker_mgmt_req *r, json_t **out)
+{
+	struct vms *m = ctx;
+	bool admin = r->uid == 0 || r->uid == geteuid();
+	struct vm *v;
+
+	if (!strcmp(r->cmd, "vm.list")) {
+		json_t *a = json_array();
+
+		for (v = m->list; a && v; v = v->next)
+			json_array_append_new(a, vm_json(v));
+		*out = json_pack("{s:o, s:s, s:s}", "vms", a, "accel", m->accel, "probed",
+				 m->probed);
+	} else if (!strcmp(r->cmd, "vm.console")) {
+		if (!(v = find(m, r->arg)))
+			return -ENOENT;
+		*out = console_tail(v);
+	} else if (!strcmp(r->cmd, "vm.start")) {
+		if (!admin)
+			return -EPERM;
+		if (r->fd < 0)
+			return -EINVAL;
+		*out = mgmt_start(m, r);
+	} else if (!strcmp(r->cmd, "vm.stop")) {
+		if (!admin)
+			return -EPERM;
+		if (!(v = find(m, r->arg)))
+			return -ENOENT;
+		*out = json_pack("{s:s, s:I}", "stopped", v->cfg.name, "cid", (json_int_t)v->cid);
+		vms_stop(m, r->arg);
+	} else {
+		return -EOPNOTSUPP;
+	}
+	return *out ? 0 : -ENOMEM;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Running VMs: `vmfabric vm start X.vmx` ends here. A VM is a context in
+ * the VMCI registry (its CID from vmci0.id, or assigned), a virtio-vsock
+ * device when vmci0.present is TRUE (none otherwise, as in VMware), a
+ * runtime directory with the device's vhost-user socket and the serial
+ * console log, and a QEMU process watched through a pidfd: when it exits,
+ * everything it held is freed.
+ */
+#ifndef VMFABRIC_VM_VMS_H
+#define VMFABRIC_VM_VMS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/loop.h"
+
+struct vmci_broker;
+struct vm;
+
+struct vms {
+	struct loop *loop;
+	struct vmci_broker *b;
+	char rundir[112]; /* per-VM directories live here */
+	char accel[8];	  /* "auto" (probe once), "kvm" or "tcg" */
+	char probed[8];	  /* the probe's answer, "" until probed */
+	char probe_why[160];
+	const char *qemu; /* binary; NULL: qemu-system-x86_64 */
+	struct vm *list;
+	unsigned n;
+};
+
+/* @rundir: where VM directories go (made if missing); @accel: auto|kvm|tcg. */
+int vms_init(struct vms *m, struct loop *loop, struct vmci_broker *b, const char *rundir,
+	     const char *accel);
+/* Stop every VM (QEMU gets SIGTERM, then SIGKILL) and free everything. */
+void vms_fini(struct vms *m);
+
+/*
+ * Start the VM described by the .vmx text @text (@path names it in errors
+ * and is where relative kernel paths are resolved from). On failure @why
+ * says what was wrong (file:line: key: problem, a CID in use …).
+ */
+int vms_start(struct vms *m, const char *text, size_t len, const char *path, char *why,
+	      size_t whylen);
+/* Stop the VM named @name (or with that CID): 0, -ENOENT. */
+int vms_stop(struct vms *m, const char *name);
+
+/*
+ * Management (the broker's mgmt_ext): "vm.start" (MGMT_FD: the .vmx file,
+ * arg: its path), "vm.stop" (arg: name or CID), "vm.list", "vm.console"
+ * (arg: name or CID: the last 64 KiB of the serial console). Starting and
+ * stopping need root. A refused start is an answer {"error": why, "errno"}.
+ * -EOPNOTSUPP for other commands.
+ */
+struct broker_mgmt_req;
+int vms_mgmt(void *ctx, const struct broker_mgmt_req *r, json_t **out);
+
+#endif

@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * End to end with real guests: a private vmfabricd starts QEMU guests from
+ * .vmx files (`vmfabric vm start`), the guests run vmf-vsock (guest/tools)
+ * over AF_VSOCK, and the host side is a libvmfabric socket in this process:
+ * streams both ways checked byte for byte against the shared pattern,
+ * guest to guest, seqpacket boundaries, refusals (VMCI off, a CID in use),
+ * a guest killed in the middle of a stream. Skips when QEMU or the guest
+ * image is missing.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "daemon.h"
+#include "../guest/tools/vmf-pattern.h"
+#include "harness.h"
+
+#define BIG (64u << 20)
+#define BOOT_TIMEOUT_S 60
+
+struct vt {
+	struct tdaemon d;
+	char guest[4096];
+};
+
+static bool
+have_qemu(void)
+{
+	return system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0;
+}
+
+/* A daemon for VMs, or SKIP when QEMU or the guest image is missing. */
+static void
+vt_start(struct vt *t)
+{
+	const char *dir = getenv("VMFABRIC_GUEST_DIR");
+	const char *accel = getenv("VMF_ACCEL");
+	char conf[4096], path[4200];
+	struct stat st;
+
+	if (!have_qemu())
+		SKIP("qemu-system-x86_64 not found (tools/setup-deps vm)");
+	snprintf(t->guest, sizeof(t->guest), "%s", dir && *dir ? dir : VMFABRIC_SRC_DIR "/build/guest");
+	snprintf(path, sizeof(path), "%s/initramfs.cpio.gz", t->guest);
+	if (stat(path, &st) < 0)
+		SKIP("no guest image at %s (guest/build-image)", t->guest);
+	snprintf(conf, sizeof(conf), "%svmfabricd.accel = \"%s\"\n", TD_CONTEXTS,
+		 accel && *accel ? accel : "auto");
+	td_start(&t->d, conf);
+}
+
+/* Run the CLI; its standard output in @out (malloc'd). Returns the exit status. */
+__attribute__((format(printf, 3, 4))) static int
+cli(struct vt *t, char **out, const char *fmt, ...)
+{
+	char args[1024], cmd[2048];
+	va_list ap;
+	FILE *p;
+	size_t n = 0, cap = 1 << 16;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "%s --socket %s %s", VMFABRIC_CLI_PATH, t->d.sock, args);
+	p = popen(cmd, "r");
+	ASSERT(p);
+	*out = malloc(cap);
+	ASSERT(*out);
+	while (n < cap - 1 && !feof(p))
+		n += fread(*out + n, 1, cap - 1 - n, p);
+	(*out)[n] = 0;
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*
+ * Start a VM named @name running @cmd in the guest. @vmci: vmci0.present;
+ * @cid: vmci0.id or 0. Returns its CID, or -1 when the start was refused
+ * (the CLI's message in @why when given).
+ */
+static int
+vm_start(struct vt *t, const char *name, bool vmci, unsigned cid, const char *cmd, char *why,
+	 size_t whylen)
+{
+	char vmx[256], *out, *p;
+	FILE *f;
+	int st;
+	long v;
+
+	snprintf(vmx, sizeof(vmx), "%s/%s.vmx", t->d.dir, name);
+	f = fopen(vmx, "w");
+	ASSERT(f);
+	fprintf(f, "displayName = \"%s\"\nmemsize = \"256\"\n", name);
+	if (vmci)
+		fprintf(f, "vmci0.present = \"TRUE\"\n");
+	if (cid)
+		fprintf(f, "vmci0.id = \"%u\"\n", cid);
+	fprintf(f, "vmfabric.kernel = \"%s/vmlinuz\"\nvmfabric.initrd = \"%s/initramfs.cpio.gz\"\n",
+		t->guest, t->guest);
+	/* |22 is a double quote in .vmx values. */
+	fprintf(f, "vmfabric.append = \"panic=-1 vmf.cmd=|22%s|22\"\n", cmd);
+	fclose(f);
+	st = cli(t, &out, "vm start --format=json %s 2>&1", vmx);
+	if (st != 0) {
+		th_log("vm start %s: %s", name, out);
+		if (why)
+			snprintf(why, whylen, "%s", out);
+		free(out);
+		return -1;
+	}
+	p = strstr(out, "\"cid\"");
+	ASSERT(p);
+	v = strtol(p + 6, NULL, 10);
+	free(out);
+	return (int)v;
+}
+
+static void
+console_path(struct vt *t, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/vms/%s/console.log", t->d.dir, name);
+}
+
+/* Wait for a console line containing @needle; a copy of it in @line. */
+static void
+wait_console(struct vt *t, const char *name, const char *needle, char *line, size_t len)
+{
+	int64_t deadline = clock_ns() + BOOT_TIMEOUT_S * 1000000000LL;
+	char path[256], buf[1024];
+
+	console_path(t, name, path, sizeof(path));
+	while (clock_ns() < deadline) {
+		FILE *f = fopen(path, "r");
+
+		while (f && fgets(buf, sizeof(buf), f)) {
+			if (strstr(buf, "vmf-guest: powering off"))
+				deadline = 0; /* it will not come any more */
+			if (strstr(buf, needle) && !strstr(buf, "vmf.cmd")) {
+				snprintf(line, len, "%s", buf);
+				fclose(f);
+				return;
+			}
+		}
+		if (f)
+			fclose(f);
+		usleep(50000);
+	}
+	th_log("console of %s (%s): waited for \"%s\"", name, path, needle);
+	snprintf(buf, sizeof(buf), "tail -n 20 %s >&2", path);
+	if (system(buf) < 0)
+		th_log("(cannot show it)");
+	ASSERT(!"the guest never printed what was awaited");
+}
+
+/* Wait until the VM has exited (it powers off after its command). */
+static void
+wait_exit(struct vt *t, const char *name)
+{
+	int64_t deadline = clock_ns() + BOOT_TIMEOUT_S * 1000000000LL;
+	char pat[128];
+
+	snprintf(pat, sizeof(pat), "\"name\":\"%s\"", name);
+	while (clock_ns() < deadline) {
+		char *j = td_mgmt(&t->d, "vm.list");
+		bool running = strstr(j, pat) != NULL;
+
+		free(j);
+		if (!running)
+			return;
+		usleep(100000);
+	}
+	ASSERT(!"the VM did not power off");
+}
+
+/* key=value of a VMF-RESULT line. */
+static unsigned long long
+result_u64(const char *line, const char *key)
+{
+	char k[64];
+	const char *p;
+
+	snprintf(k, sizeof(k), " %s=", key);
+	p = strstr(line, k);
+	ASSERT(p);
+	return strtoull(p + strlen(k), NULL, 0);
+}
+
+/* Accept, waiting at most as long as a guest may take to boot and connect. */
+static int
+accept_guest(int l, struct sockaddr_vm *peer)
+{
+	struct timeval tv = { .tv_sec = BOOT_TIMEOUT_S };
+	int s;
+
+	ASSERT_OK(vmci_setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	s = vmci_accept(l, peer, 0);
+	if (s < 0)
+		th_log("accept: %s", strerror(-s));
+	ASSERT_GE(s, 0);
+	return s;
+}
+
+/* Read a stream to EOF, checking the pattern; returns the checksum. */
+static uint64_t
+read_checked(int s, uint64_t expect_bytes)
+{
+	static uint8_t buf[1 << 16], want[1 << 16];
+	struct vmf_sum sum;
+	uint64_t off = 0;
+	ssize_t n;
+
+	vmf_sum_init(&sum);
+	while ((n = vmci_recv(s, buf, sizeof(buf), 0)) > 0) {
+		vmf_pattern_fill(0, off, want, (size_t)n);
+		if (memcmp(buf, want, (size_t)n)) {
+			th_log("pattern mismatch in [%llu, +%zd)", (unsigned long long)off, n);
+			ASSERT(!"data corrupted");
+		}
+		vmf_sum_update(&sum, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	ASSERT_EQ(n, 0);
+	ASSERT_EQ(off, expect_bytes);
+	return vmf_sum_final(&sum);
+}
+
+TEST(vsock_guest_to_host)
+{
+	struct vt t;
+	char cmd[128], line[1024];
+	uint64_t sum;
+	int l, s, cid;
+	struct sockaddr_vm peer;
+
+	vt_start(&t);
+	l = td_listener(NULL, SOCK_STREAM, 5000);
+	snprintf(cmd, sizeof(cmd), "vmf-vsock send 2 5000 %u", BIG);
+	cid = vm_start(&t, "g2h", true, 0, cmd, NULL, 0);
+	ASSERT_GE(cid, 3);
+	s = accept_guest(l, &peer);
+	ASSERT_EQ(peer.svm_cid, (unsigned)cid);
+	sum = read_checked(s, BIG);
+	/* The guest reads our checksum, then waits for our end of the stream. */
+	ASSERT_EQ(vmci_send(s, &sum, sizeof(sum), 0), (ssize_t)sizeof(sum));
+	ASSERT_OK(vmci_shutdown(s, SHUT_WR));
+	wait_console(&t, "g2h", "VMF-RESULT", line, sizeof(line));
+	th_log("guest: %s", line);
+	ASSERT(strstr(line, " ok=1"));
+	ASSERT_EQ(result_u64(line, "sum"), sum);
+	ASSERT_EQ(result_u64(line, "peer_sum"), sum);
+	vmci_close(s);
+	vmci_close(l);
+	wait_exit(&t, "g2h");
+	td_stop(&t.d);
+	td_cleanup(&t.d);
+}
+
+/* Connect to a guest's port, retrying while the guest is still booting. */
+static int
+connect_guest(unsigned cid, unsigned port, int type)
+{
+	struct sockaddr_vm a = td_addr(cid, port);
+	int64_t deadline = clock_ns() + 10 * 1000000000LL;
+
+	for (;;) {
+		int s = td_socket(NULL, type);
+		int err = vmci_connect(s, &a);
+
+		if (!err)
+			return s;
+		vmci_close(s);
+		if (clock_ns() > deadline) {
+			th_log("connect to %u:%u: %s", cid, port, strerror(-err));
+			ASSERT(!"cannot connect to the guest");
+		}
+		usleep(50000);
+	}
+}
+
+/* Send @bytes of the pattern; returns the checksum. */
+static uint64_t
+write_pattern(int s, uint64_t bytes)
+{
+	static uint8_t buf[1 << 16];
+	struct vmf_sum sum;
+	uint64_t off = 0;
+
+	vmf_sum_init(&sum);
+	while (off < bytes) {
+		size_t n = bytes - off < sizeof(buf) ? (size_t)(bytes - off) : sizeof(buf);
+		ssize_t w;
+
+		vmf_pattern_fill(0, off, buf, n);
+		w = vmci_send(s, buf, n, 0);
+		ASSERT_GT(w, 0);
+		vmf_sum_update(&sum, buf, (size_t)w);
+		off += (uint64_t)w;
+	}
+	return vmf_sum_final(&sum);
+}
+
+TEST(vsock_host_to_guest)
+{
+	struct vt t;
+	char cmd[128], line[1024];
+	uint64_t sum, reply = 0;
+	int s, cid;
+
+	vt_start(&t);
+	snprintf(cmd, sizeof(cmd), "vmf-vsock recv 6000");
+	cid = vm_start(&t, "h2g", true, 0, cmd, NULL, 0);
+	ASSERT_GE(cid, 3);
+	wait_console(&t, "h2g", "VMF-READY", line, sizeof(line));
+	s = connect_guest((unsigned)cid, 6000, SOCK_STREAM);
+	sum = write_pattern(s, BIG);
+	ASSERT_OK(vmci_shutdown(s, SHUT_WR));
+	ASSERT_EQ(vmci_recv(s, &reply, sizeof(reply), MSG_WAITALL), (ssize_t)sizeof(reply));
+	ASSERT_EQ(reply, sum);
+	ASSERT_EQ(vmci_recv(s, &reply, sizeof(reply), 0), 0); /* then its EOF */
+	wait_console(&t, "h2g", "VMF-RESULT", line, sizeof(line));
+	th_log("guest: %s", line);
+	ASSERT(strstr(line, " ok=1"));
+	ASSERT_EQ(result_u64(line, "bytes"), BIG);
+	ASSERT_EQ(result_u64(line, "sum"), sum);
+	vmci_close(s);
+	wait_exit(&t, "h2g");
+	td_stop(&t.d);
+	td_cleanup(&t.d);
+}
+
+/* Sibling VMs: the kernel's vhost-vsock cannot do this; the daemon can. */
+TEST(vsock_guest_to_guest)
+{
+	struct vt t;
+	char cmd[128], line[1024], recv_line[1024];
+	int a, b;
+
+	vt_start(&t);
+	b = vm_start(&t, "gb", true, 0, "vmf-vsock recv 7000", NULL, 0);
+	ASSERT_GE(b, 3);
+	wait_console(&t, "gb", "VMF-READY", line, sizeof(line));
+	snprintf(cmd, sizeof(cmd), "vmf-vsock send %d 7000 %u", b, 16u << 20);
+	a = vm_start(&t, "ga", true, 0, cmd, NULL, 0);
+	ASSERT_GE(a, 3);
+	ASSERT_NE(a, b);
+	wait_console(&t, "ga", "VMF-RESULT", line, sizeof(line));
+	wait_console(&t, "gb", "VMF-RESULT", recv_line, sizeof(recv_line));
+	th_log("sender: %s", line);
+	th_log("receiver: %s", recv_line);
+	ASSERT(strstr(line, " ok=1"));
+	ASSERT(strstr(recv_line, " ok=1"));
+	ASSERT_EQ(result_u64(recv_line, "bytes"), 16u << 20);
+	ASSERT_EQ(result_u64(recv_line, "sum"), result_u64(line, "sum"));
+	ASSERT_EQ(result_u64(line, "peer_sum"), result_u64(line, "sum"));
+	wait_exit(&t, "ga");
+	wait_exit(&t, "gb");
+	td_stop(&t.d);
+	td_cleanup(&t.d);
+}
+
+/* The sizes vmf-vsock --seqpacket cycles through (guest/tools/vmf-vsock.c). */
+static const size_t seq_sizes[] = { 1,	  7,	 8,  9,	    100,  3000, 4096,
+				    4097, 65536, 1500, 65535, 13, 32768, 512 };
+
+TEST(vsock_seqpacket)
+{
+	static uint8_t buf[1 << 17];
+	struct vt t;
+	char line[1024];
+	struct sockaddr_vm peer;
+	unsigned long long msgs = 0, bytes = 0;
+	int l, s, cid;
+	ssize_t n;
+
+	vt_start(&t);
+	/* Guest to host: every message arrives whole, in order, with its size. */
+	l = td_listener(NULL, SOCK_SEQPACKET, 5001);
+	cid = vm_start(&t, "seq", true, 0,
+		       "vmf-vsock send 2 5001 1M --seqpacket && vmf-vsock recv 5002 --seqpacket",
+		       NULL, 0);
+	ASSERT_GE(cid, 3);
+	s = accept_guest(l, &peer);
+	while ((n = vmci_recv(s, buf, sizeof(buf), 0)) > 0) {
+		ASSERT_EQ((size_t)n, seq_sizes[msgs % (sizeof(seq_sizes) / sizeof(seq_sizes[0]))]);
+		if (n >= 8)
+			ASSERT_EQ(vmf_le64_load(buf), (uint64_t)n << 32 | (uint32_t)msgs);
+		msgs++;
+		bytes += (unsigned long long)n;
+	}
+	ASSERT_EQ(n, 0);
+	ASSERT_GE(bytes, 1u << 20);
+	vmci_close(s);
+	wait_console(&t, "seq", "op=send", line, sizeof(line));
+	th_log("guest: %s", line);
+	ASSERT(strstr(line, " ok=1"));
+	ASSERT_EQ(result_u64(line, "msgs"), msgs);
+	/* Host to guest: the guest checks every boundary. */
+	wait_console(&t, "seq", "VMF-READY", line, sizeof(line));
+	s = connect_guest((unsigned)cid, 5002, SOCK_SEQPACKET);
+	bytes = 0;
+	for (unsigned i = 0; bytes < (1u << 20); i++) {
+		size_t len = seq_sizes[i % (sizeof(seq_sizes) / sizeof(seq_sizes[0]))];
+
+		vmf_pattern_fill(0, bytes, buf, len);
+		if (len >= 8) /* as vmf-vsock: its size and number first */
+			vmf_le64_store(buf, (uint64_t)len << 32 | i);
+		ASSERT_EQ(vmci_send(s, buf, len, 0), (ssize_t)len);
+		bytes += len;
+	}
+	ASSERT_OK(vmci_shutdown(s, SHUT_WR));
+	wait_console(&t, "seq", "op=recv", line, sizeof(line));
+	th_log("guest: %s", line);
+	ASSERT(strstr(line, " ok=1"));
+	vmci_close(s);
+	vmci_close(l);
+	wait_exit(&t, "seq");
+	td_stop(&t.d);
+	td_cleanup(&t.d);
+}
