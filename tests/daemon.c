@@ -164,7 +164,10 @@ td_mgmt(struct tdaemon *d, const char *cmd)
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", d->sock);
 	snprintf(m.cmd, sizeof(m.cmd), "%s", cmd);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	ASSERT_OK(connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		th_log("connect to %s: %s", d->sock, strerror(errno));
+		ASSERT(!"the daemon's control socket refused a connection");
+	}
 	ASSERT_GT(wire_send(fd, &h, &m, NULL, 0), 0);
 	p = (struct pollfd){ .fd = fd, .events = POLLIN };
 	ASSERT_EQ(poll(&p, 1, 5000), 1);

@@ -101,4 +101,8 @@
 	X(vsock_guest_to_host, 180)     \
 	X(vsock_host_to_guest, 180)     \
 	X(vsock_guest_to_guest, 180)    \
-	X(vsock_seqpacket, 180)
+	X(vsock_seqpacket, 180)         \
+	X(vsock_daemon_restart, 180)    \
+	X(vsock_vmci_off, 180)          \
+	X(vsock_cid_refused, 180)       \
+	X(vsock_guest_killed, 180)

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -423,6 +424,151 @@ TEST(vsock_seqpacket)
 	vmci_close(s);
 	vmci_close(l);
 	wait_exit(&t, "seq");
+	td_stop(&t.d);
+	td_cleanup(&t.d);
+}
+
+/* QEMU's pid for VM @name, from vm.list. */
+static long
+vm_pid(struct vt *t, const char *name)
+{
+	char *j = td_mgmt(&t->d, "vm.list"), pat[128], *p;
+	long pid = -1;
+
+	snprintf(pat, sizeof(pat), "\"name\":\"%s\"", name);
+	p = strstr(j, pat);
+	if (p && (p = strstr(p, "\"pid\":")))
+		pid = strtol(p + 6, NULL, 10);
+	free(j);
+	return pid;
+}
+
+/*
+ * SIGHUP: the daemon execs itself and takes the VM over; QEMU is not
+ * restarted, the guest's old connection is reset (TRANSPORT_RESET), and
+ * new connections work on the same device.
+ */
+TEST(vsock_daemon_restart)
+{
+	static uint8_t buf[1 << 16];
+	struct vt t;
+	char line[1024];
+	uint64_t sum, reply = 0;
+	long qemu;
+	int s, cid;
+
+	vt_start(&t);
+	cid = vm_start(&t, "rs", true, 0, "vmf-vsock recv 6000; vmf-vsock recv 6001", NULL, 0);
+	ASSERT_GE(cid, 3);
+	wait_console(&t, "rs", "VMF-READY recv port=6000", line, sizeof(line));
+	s = connect_guest((unsigned)cid, 6000, SOCK_STREAM);
+	vmf_pattern_fill(0, 0, buf, sizeof(buf));
+	ASSERT_EQ(vmci_send(s, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	qemu = vm_pid(&t, "rs");
+	ASSERT_GT(qemu, 0);
+
+	ASSERT_OK(kill(t.d.pid, SIGHUP));
+	/* The old connection ends on both sides. */
+	wait_console(&t, "rs", "op=recv", line, sizeof(line));
+	th_log("first recv: %s", line);
+	/* Reset (ok=0) or cut short (EOF, and its checksum could not go back). */
+	ASSERT(strstr(line, " ok=0") || strstr(line, " replied=0"));
+	for (int i = 0; i < 1000 && vmci_send(s, buf, sizeof(buf), 0) > 0; i++)
+		;
+	vmci_close(s);
+	/* Same daemon process, same QEMU, and the device still works. */
+	ASSERT_EQ(vm_pid(&t, "rs"), qemu);
+	wait_console(&t, "rs", "VMF-READY recv port=6001", line, sizeof(line));
+	s = connect_guest((unsigned)cid, 6001, SOCK_STREAM);
+	sum = write_pattern(s, 16u << 20);
+	ASSERT_OK(vmci_shutdown(s, SHUT_WR));
+	ASSERT_EQ(vmci_recv(s, &reply, sizeof(reply), MSG_WAITALL), (ssize_t)sizeof(reply));
+	ASSERT_EQ(reply, sum);
+	vmci_close(s);
+	wait_exit(&t, "rs");
+	td_stop(&t.d);
+	td_cleanup(&t.d);
+}
+
+/*
+ * vmci0.present absent: no vsock device at all (as in VMware), so the guest
+ * has no transport and host programs cannot reach its CID.
+ */
+TEST(vsock_vmci_off)
+{
+	struct vt t;
+	char line[1024];
+	struct sockaddr_vm a;
+	int s, cid;
+
+	vt_start(&t);
+	cid = vm_start(&t, "novmci", false, 0, "vmf-vsock cid; vmf-vsock send 2 5000 1", NULL, 0);
+	ASSERT_GE(cid, 3);
+	wait_console(&t, "novmci", "op=cid", line, sizeof(line));
+	th_log("guest: %s", line);
+	ASSERT(strstr(line, " ok=0"));
+	wait_console(&t, "novmci", "op=send", line, sizeof(line));
+	ASSERT(strstr(line, " ok=0"));
+	s = td_socket(NULL, SOCK_STREAM);
+	a = td_addr((unsigned)cid, 5000);
+	ASSERT_EQ(vmci_connect(s, &a), -EACCES); /* VMCI off: refused by policy */
+	vmci_close(s);
+	wait_exit(&t, "novmci");
+	td_stop(&t.d);
+	td_cleanup(&t.d);
+}
+
+/* A CID in use (by a process context or a running VM) or reserved is refused. */
+TEST(vsock_cid_refused)
+{
+	struct vt t;
+	char why[1024];
+
+	vt_start(&t);
+	ASSERT_EQ(vm_start(&t, "dup3", true, 3, "true", why, sizeof(why)), -1);
+	ASSERT(strstr(why, "CID 3 is already used by \"a\""));
+	ASSERT_EQ(vm_start(&t, "first", true, 40, "sleep 20", NULL, 0), 40);
+	ASSERT_EQ(vm_start(&t, "second", true, 40, "true", why, sizeof(why)), -1);
+	ASSERT(strstr(why, "CID 40 is already used by \"first\""));
+	ASSERT_EQ(vm_start(&t, "two", true, 2, "true", why, sizeof(why)), -1);
+	ASSERT(strstr(why, "vmci0.id"));
+	td_stop(&t.d); /* stops "first" too */
+	td_cleanup(&t.d);
+}
+
+/* QEMU killed in the middle of a stream: the host side sees a reset, the daemon goes on. */
+TEST(vsock_guest_killed)
+{
+	static uint8_t buf[1 << 16];
+	struct vt t;
+	char line[1024], *out;
+	struct sockaddr_vm peer;
+	int64_t t0;
+	ssize_t n;
+	long qemu;
+	int l, s;
+
+	vt_start(&t);
+	l = td_listener(NULL, SOCK_STREAM, 5003);
+	ASSERT_GE(vm_start(&t, "kill", true, 0, "vmf-vsock send 2 5003 16G", NULL, 0), 3);
+	s = accept_guest(l, &peer);
+	ASSERT_EQ(vmci_recv(s, buf, sizeof(buf), MSG_WAITALL), (ssize_t)sizeof(buf));
+	qemu = vm_pid(&t, "kill");
+	ASSERT_GT(qemu, 0);
+	ASSERT_OK(kill((pid_t)qemu, SIGKILL));
+	t0 = clock_ns();
+	while ((n = vmci_recv(s, buf, sizeof(buf), 0)) > 0)
+		;
+	th_log("after the kill: %zd (%s) in %.1f ms", n, n < 0 ? strerror((int)-n) : "EOF",
+	       (double)(clock_ns() - t0) / 1e6);
+	ASSERT_EQ(n, -ECONNRESET);
+	wait_exit(&t, "kill");
+	/* The daemon is fine and the CID is free again. */
+	ASSERT_EQ(cli(&t, &out, "vm list"), 0);
+	free(out);
+	(void)line;
+	vmci_close(s);
+	vmci_close(l);
 	td_stop(&t.d);
 	td_cleanup(&t.d);
 }

@@ -6,12 +6,14 @@
  * exits the process.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -50,6 +52,10 @@ struct daemon {
 	struct vmci_broker broker;
 	struct vms vms;
 	char accel[8];
+	char **argv;	/* as started, for a restart by exec */
+	char self[4096]; /* the executable's path */
+	int restore_fd;	 /* --restore: the state the previous process saved */
+	bool restart;	 /* SIGHUP: exec after the loop */
 	struct loop_src sig;
 	struct conf *conf;
 	const char *config_path;
@@ -75,7 +81,9 @@ usage(FILE *f)
 		"      --check-config       load the configuration, report errors, and exit\n"
 		"  -h, --help               this text\n"
 		"  -V, --version            the version\n\n"
-		"Signals: SIGTERM or SIGINT stop the daemon cleanly.\n",
+		"Signals: SIGTERM or SIGINT stop the daemon cleanly (and its VMs); SIGHUP\n"
+		"restarts it in place (exec of the same path: an upgrade or a new\n"
+		"configuration), keeping the control socket and the running VMs.\n",
 		DEFAULT_SOCKET);
 }
 
@@ -88,7 +96,10 @@ on_signal(struct loop_src *s, uint32_t events)
 	(void)events;
 	while (read(s->fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			log_info("SIGHUP: configuration reload is not supported yet; ignored");
+			log_info("SIGHUP: restarting (configuration and binary read again; VMs keep "
+				 "running)");
+			d->restart = true;
+			d->loop.stop = true;
 			continue;
 		}
 		log_info("%s: stopping", strsignal((int)si.ssi_signo));
@@ -208,7 +219,7 @@ raise_fd_limit(void)
 
 /* VMs get their directories next to the control socket. */
 static int
-start_vms(struct daemon *d)
+start_vms(struct daemon *d, json_t *saved)
 {
 	char dir[sizeof(d->socket_path) + 4];
 	char *slash;
@@ -230,7 +241,77 @@ start_vms(struct daemon *d)
 	}
 	d->broker.mgmt_ext = vms_mgmt;
 	d->broker.mgmt_ctx = &d->vms;
+	if (saved)
+		vms_restore(&d->vms, json_object_get(saved, "vms")); /* each failure logged */
 	return 0;
+}
+
+/* The control socket: a new one, or the one the previous process had. */
+static int
+start_broker(struct daemon *d, json_t *saved)
+{
+	json_int_t fd;
+
+	if (saved && !json_unpack(saved, "{s:I}", "listen", &fd) && fd >= 0) {
+		log_info("restarted: taking over %s", d->socket_path);
+		return broker_start_fd(&d->broker, &d->loop, d->socket_path, (int)fd);
+	}
+	return broker_start(&d->broker, &d->loop, d->socket_path);
+}
+
+/*
+ * Restart by exec: the listening socket and every VM's descriptors stay
+ * open; what they are goes to the new process as JSON in a memfd. Returns
+ * only if the exec failed (the daemon then goes on as it was).
+ */
+static void
+reexec(struct daemon *d)
+{
+	json_t *doc = json_pack("{s:i, s:i, s:o}", "version", 1, "listen", d->broker.listen.fd,
+				"vms", vms_save(&d->vms));
+	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	int fd = memfd_create("vmfabricd-restart", 0), argc = 0;
+	char fdarg[24], **argv;
+	size_t len = text ? strlen(text) : 0;
+
+	json_decref(doc);
+	while (d->argv[argc])
+		argc++;
+	argv = calloc((size_t)argc + 3, sizeof(*argv));
+	if (fd >= 0 && text && argv && write(fd, text, len) == (ssize_t)len &&
+	    fcntl(d->broker.listen.fd, F_SETFD, 0) == 0) {
+		int n = 0;
+
+		for (int i = 0; i < argc; i++)
+			if (strncmp(d->argv[i], "--restore", 9))
+				argv[n++] = d->argv[i];
+		snprintf(fdarg, sizeof(fdarg), "--restore=%d", fd);
+		argv[n++] = fdarg;
+		log_info("restarting: exec %s", d->self);
+		execv(d->self, argv);
+	}
+	log_err("restart failed (%s): going on as before", strerror(errno));
+	fcntl(d->broker.listen.fd, F_SETFD, FD_CLOEXEC);
+	vms_save_undo(&d->vms);
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	free(argv);
+}
+
+/* --restore: what the previous process saved (the VMs are restored later). */
+static json_t *
+read_saved(int fd)
+{
+	json_error_t e;
+	json_t *doc;
+
+	lseek(fd, 0, SEEK_SET);
+	doc = json_loadfd(fd, 0, &e);
+	close(fd);
+	if (!doc)
+		log_err("--restore: %s (line %d)", e.text, e.line);
+	return doc;
 }
 
 static int
@@ -241,7 +322,13 @@ run(struct daemon *d)
 	log_info("vmfabricd %s listening on %s (configuration: %s)", VMFABRIC_VERSION,
 		 d->socket_path, d->broker.config_name);
 	log_contexts(&d->broker.reg);
-	err = loop_run(&d->loop);
+	for (;;) {
+		err = loop_run(&d->loop);
+		if (err || !d->restart)
+			break;
+		reexec(d); /* returns if it failed */
+		d->restart = d->loop.stop = false;
+	}
 	vms_fini(&d->vms);
 	broker_stop(&d->broker);
 	log_info("stopped");
@@ -271,11 +358,13 @@ main(int argc, char **argv)
 		{ "print-default-config", no_argument, NULL, 'P' },
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "probe-accel", required_argument, NULL, 'K' },
+		{ "restore", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	struct daemon d = { 0 };
+	struct daemon d = { .restore_fd = -1 };
+	json_t *saved = NULL;
 	enum log_level lvl;
 	bool check = false;
 	int o, err;
@@ -311,6 +400,9 @@ main(int argc, char **argv)
 			break;
 		case 'K':
 			return probe_accel(optarg, optind < argc ? argv[optind] : NULL);
+		case 'R':
+			d.restore_fd = atoi(optarg);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -326,6 +418,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "vmfabricd: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	saved = d.restore_fd >= 0 ? read_saved(d.restore_fd) : NULL;
+	d.argv = argv;
+	if (!realpath("/proc/self/exe", d.self))
+		snprintf(d.self, sizeof(d.self), "%s", argv[0]);
 	d.loop.ep = d.sig.fd = -1;
 	if (load_config(&d) < 0) {
 		err = -EINVAL;
@@ -337,10 +433,10 @@ main(int argc, char **argv)
 		raise_fd_limit();
 		if ((err = loop_init(&d.loop)) || (err = setup_signals(&d)))
 			log_err("startup: %s", strerror(-err));
-		else if (!(err = broker_start(&d.broker, &d.loop, d.socket_path)) &&
-			 !(err = start_vms(&d)))
+		else if (!(err = start_broker(&d, saved)) && !(err = start_vms(&d, saved)))
 			err = run(&d);
 	}
+	json_decref(saved);
 	vmci_reg_free(&d.broker.reg);
 	conf_free(d.conf);
 	if (d.sig.fd >= 0)

@@ -16,6 +16,7 @@
  * it was mapped; see vhost.h.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -28,14 +29,19 @@ void
 vhu_mem_init(struct vhu_mem *m)
 {
 	memset(m, 0, sizeof(*m));
+	for (uint32_t i = 0; i < VHU_MAX_REGIONS; i++)
+		m->r[i].fd = -1;
 }
 
 void
 vhu_mem_clear(struct vhu_mem *m)
 {
-	for (uint32_t i = 0; i < m->n; i++)
+	for (uint32_t i = 0; i < m->n; i++) {
 		if (m->r[i].map)
 			munmap(m->r[i].map, m->r[i].map_len);
+		if (m->r[i].fd >= 0)
+			close(m->r[i].fd);
+	}
 	vhu_mem_init(m);
 }
 
@@ -101,6 +107,11 @@ map_region(struct vhu_region *r, const struct vhu_mem_region *w, int fd, uint64_
 	p = mmap(NULL, r->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
 	if (p == MAP_FAILED)
 		return -errno;
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (r->fd < 0) {
+		munmap(p, r->map_len);
+		return -errno;
+	}
 	r->map = p;
 	r->host = (uint8_t *)p + (w->mmap_offset - off);
 	r->gpa = w->guest_phys_addr;

@@ -479,6 +479,81 @@ vhu_conn_free(struct vhu_conn *c)
 	free(c);
 }
 
+void
+vhu_conn_save(const struct vhu_conn *c, struct vhu_saved *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->sock = c->fd;
+	s->features = c->features;
+	s->protocol = c->protocol;
+	s->owner = c->owner;
+	s->nregions = c->mem.n;
+	for (uint32_t i = 0; i < c->mem.n; i++) {
+		const struct vhu_region *r = &c->mem.r[i];
+
+		s->regions[i] = (struct vhu_mem_region){ .guest_phys_addr = r->gpa,
+							 .memory_size = r->size,
+							 .userspace_addr = r->uaddr,
+							 .mmap_offset = r->mmap_offset };
+		s->region_fds[i] = r->fd;
+	}
+	s->nrings = c->ops->queues;
+	for (uint32_t i = 0; i < c->ops->queues; i++) {
+		const struct vhu_ring *r = &c->rings[i];
+
+		s->rings[i] = (struct vhu_saved_ring){ .num = r->num,
+						       .last_avail = r->last_avail,
+						       .have_addr = r->have_addr,
+						       .have_kick = r->have_kick,
+						       .enabled = r->enabled,
+						       .addr = r->addr,
+						       .kick = r->kick,
+						       .call = r->call,
+						       .err = r->err };
+	}
+}
+
+int
+vhu_conn_restore(const struct vhu_saved *s, const struct vhu_device_ops *ops, void *dev,
+		 struct vhu_conn **out)
+{
+	struct vhu_conn *c;
+	int err;
+
+	if (s->nrings != ops->queues || s->nregions > VHU_MAX_REGIONS)
+		return -EINVAL;
+	if ((err = vhu_conn_new(s->sock, ops, dev, &c)))
+		return err;
+	if ((err = vhu_mem_set(&c->mem, s->regions, s->nregions, s->region_fds))) {
+		free(c); /* the socket stays the caller's */
+		return err;
+	}
+	for (uint32_t i = 0; i < s->nregions; i++)
+		close(s->region_fds[i]); /* the table holds its own duplicates */
+	c->features = s->features;
+	c->protocol = s->protocol;
+	c->owner = s->owner;
+	for (uint32_t i = 0; i < s->nrings; i++) {
+		const struct vhu_saved_ring *w = &s->rings[i];
+		struct vhu_ring *r = &c->rings[i];
+
+		r->num = w->num;
+		r->last_avail = w->last_avail;
+		r->have_addr = w->have_addr;
+		r->have_kick = w->have_kick;
+		r->enabled = w->enabled;
+		r->addr = w->addr;
+		r->kick = w->kick;
+		r->call = w->call;
+		r->err = w->err;
+	}
+	*out = c; /* before the rings start: the device may look at it then */
+	for (uint32_t i = 0; i < s->nrings; i++)
+		if (ring_update(c, i) < 0)
+			ring_stop(c, i); /* the frontend will set it up again, or not */
+	return 0;
+}
+
 int
 vhu_conn_fd(const struct vhu_conn *c)
 {

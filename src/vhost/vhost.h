@@ -188,6 +188,7 @@ struct vhu_region {
 	void *map;	/* the mapping (from mmap_offset rounded down to a page) */
 	size_t map_len;
 	uint8_t *host; /* host address of gpa / uaddr */
+	int fd;	       /* a duplicate of the region's descriptor (for a restart) */
 };
 
 struct vhu_mem {
@@ -242,6 +243,42 @@ struct vhu_device_ops {
 	void (*ring_started)(void *dev, struct vhu_conn *c, uint32_t index);
 	void (*ring_stopped)(void *dev, struct vhu_conn *c, uint32_t index, uint16_t *last_avail);
 };
+
+/*
+ * A connection's state for a restart of the daemon by exec: the frontend's
+ * socket and every descriptor it gave (memory regions, kick, call, err)
+ * are kept open across exec; this says what they are. A device stores its
+ * rings' current available indices into rings[i].last_avail.
+ */
+struct vhu_saved_ring {
+	uint32_t num;
+	uint16_t last_avail;
+	bool have_addr, have_kick, enabled;
+	struct vhu_vring_addr addr;
+	int kick, call, err;
+};
+
+struct vhu_saved {
+	int sock;
+	uint64_t features, protocol;
+	bool owner;
+	uint32_t nregions;
+	struct vhu_mem_region regions[VHU_MAX_REGIONS];
+	int region_fds[VHU_MAX_REGIONS];
+	uint32_t nrings;
+	struct vhu_saved_ring rings[VHU_MAX_QUEUES];
+};
+
+/* Fill @s; the descriptors stay the connection's. */
+void vhu_conn_save(const struct vhu_conn *c, struct vhu_saved *s);
+/*
+ * A connection from a saved state, with its rings started (ring_started()
+ * is called for each, *@out already set): takes every descriptor in @s on
+ * success, closes none on failure (-EINVAL for a state that does not hold
+ * together).
+ */
+int vhu_conn_restore(const struct vhu_saved *s, const struct vhu_device_ops *ops, void *dev,
+		     struct vhu_conn **out);
 
 /* Takes @sock (made non-blocking) on success; -errno otherwise. */
 int vhu_conn_new(int sock, const struct vhu_device_ops *ops, void *dev, struct vhu_conn **out);

@@ -26,6 +26,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "qemu.h"
+#include "vhost/vhost.h"
 #include "vmci/broker.h"
 #include "vms.h"
 #include "vsock/vsock.h"
@@ -39,9 +40,9 @@ struct vm {
 	struct vm_config cfg;
 	uint32_t cid;
 	char vmx[256];
-	char dir[160];
-	char sock_path[192];
-	char serial[192];
+	char dir[192];
+	char sock_path[224];
+	char serial[224];
 	char accel[8];
 	struct loop_src listen; /* the vsock device's vhost-user socket */
 	struct loop_src proc;	/* pidfd */
@@ -224,7 +225,7 @@ static int
 launch(struct vm *v, char *why, size_t whylen)
 {
 	struct vm_launch l = { .qemu = v->m->qemu, .accel = v->accel, .serial_log = v->serial };
-	char qlog[200], **argv;
+	char qlog[sizeof(v->dir) + 16], **argv;
 	int err;
 
 	snprintf(qlog, sizeof(qlog), "%s/qemu.log", v->dir);
@@ -484,4 +485,249 @@ vms_mgmt(void *ctx, const struct broker_mgmt_req *r, json_t **out)
 		return -EOPNOTSUPP;
 	}
 	return *out ? 0 : -ENOMEM;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Restart by exec */
+
+static void
+keep_fd(int fd)
+{
+	if (fd >= 0)
+		fcntl(fd, F_SETFD, 0);
+}
+
+static void
+unkeep_fd(int fd)
+{
+	if (fd >= 0)
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+static json_t *
+save_ring(const struct vhu_saved_ring *r)
+{
+	keep_fd(r->kick);
+	keep_fd(r->call);
+	keep_fd(r->err);
+	return json_pack("{s:I, s:I, s:b, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i}", "num",
+			 (json_int_t)r->num, "last_avail", (json_int_t)r->last_avail, "have_addr",
+			 r->have_addr, "have_kick", r->have_kick, "enabled", r->enabled, "flags",
+			 (json_int_t)r->addr.flags, "desc", (json_int_t)r->addr.desc_user_addr,
+			 "used", (json_int_t)r->addr.used_user_addr, "avail",
+			 (json_int_t)r->addr.avail_user_addr, "log",
+			 (json_int_t)r->addr.log_guest_addr, "kick", r->kick, "call", r->call, "err",
+			 r->err);
+}
+
+static json_t *
+save_vhu(const struct vhu_saved *s)
+{
+	json_t *regions = json_array(), *rings = json_array();
+
+	keep_fd(s->sock);
+	for (uint32_t i = 0; regions && i < s->nregions; i++) {
+		const struct vhu_mem_region *r = &s->regions[i];
+
+		keep_fd(s->region_fds[i]);
+		json_array_append_new(regions,
+				      json_pack("{s:I, s:I, s:I, s:I, s:i}", "gpa",
+						(json_int_t)r->guest_phys_addr, "size",
+						(json_int_t)r->memory_size, "uaddr",
+						(json_int_t)r->userspace_addr, "offset",
+						(json_int_t)r->mmap_offset, "fd", s->region_fds[i]));
+	}
+	for (uint32_t i = 0; rings && i < s->nrings; i++)
+		json_array_append_new(rings, save_ring(&s->rings[i]));
+	/* 64-bit values as JSON integers: jansson's are signed 64-bit, bits kept. */
+	return json_pack("{s:i, s:I, s:I, s:b, s:o, s:o}", "sock", s->sock, "features",
+			 (json_int_t)s->features, "protocol", (json_int_t)s->protocol, "owner",
+			 s->owner, "regions", regions, "rings", rings);
+}
+
+json_t *
+vms_save(struct vms *m)
+{
+	json_t *a = json_array();
+
+	for (struct vm *v = m->list; a && v; v = v->next) {
+		struct vhu_saved s;
+		json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:b, s:b, s:I, s:i, s:i, s:I}",
+				      "name", v->cfg.name, "cid", (json_int_t)v->cid, "vmx", v->vmx,
+				      "accel", v->accel, "mem_mib", (json_int_t)v->cfg.mem_mib,
+				      "vcpus", (json_int_t)v->cfg.vcpus, "vmci", v->cfg.vmci,
+				      "restricted", v->cfg.vmci_restricted, "pid", (json_int_t)v->pid,
+				      "pidfd", v->proc.fd, "listen", v->listen.fd, "started_ns",
+				      (json_int_t)v->started_ns);
+
+		keep_fd(v->proc.fd);
+		keep_fd(v->listen.fd);
+		if (o && v->vsock && vsock_dev_save(v->vsock, &s))
+			json_object_set_new(o, "vhost", save_vhu(&s));
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
+void
+vms_save_undo(struct vms *m)
+{
+	for (struct vm *v = m->list; v; v = v->next) {
+		struct vhu_saved s;
+
+		unkeep_fd(v->proc.fd);
+		unkeep_fd(v->listen.fd);
+		if (!v->vsock || !vsock_dev_save(v->vsock, &s))
+			continue;
+		unkeep_fd(s.sock);
+		for (uint32_t i = 0; i < s.nregions; i++)
+			unkeep_fd(s.region_fds[i]);
+		for (uint32_t i = 0; i < s.nrings; i++) {
+			unkeep_fd(s.rings[i].kick);
+			unkeep_fd(s.rings[i].call);
+			unkeep_fd(s.rings[i].err);
+		}
+	}
+}
+
+static int
+load_ring(json_t *o, struct vhu_saved_ring *r)
+{
+	json_int_t num, last, flags, desc, used, avail, log;
+	int have_addr, have_kick, enabled;
+
+	if (json_unpack(o, "{s:I, s:I, s:b, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i}",
+			"num", &num, "last_avail", &last, "have_addr", &have_addr, "have_kick",
+			&have_kick, "enabled", &enabled, "flags", &flags, "desc", &desc, "used",
+			&used, "avail", &avail, "log", &log, "kick", &r->kick, "call", &r->call,
+			"err", &r->err))
+		return -EINVAL;
+	r->num = (uint32_t)num;
+	r->last_avail = (uint16_t)last;
+	r->have_addr = have_addr, r->have_kick = have_kick, r->enabled = enabled;
+	r->addr = (struct vhu_vring_addr){ .flags = (uint32_t)flags,
+					   .desc_user_addr = (uint64_t)desc,
+					   .used_user_addr = (uint64_t)used,
+					   .avail_user_addr = (uint64_t)avail,
+					   .log_guest_addr = (uint64_t)log };
+	return 0;
+}
+
+static int
+load_vhu(json_t *o, struct vhu_saved *s)
+{
+	json_t *regions, *rings, *x;
+	json_int_t features, protocol;
+	int owner;
+	size_t i;
+
+	memset(s, 0, sizeof(*s));
+	if (json_unpack(o, "{s:i, s:I, s:I, s:b, s:o, s:o}", "sock", &s->sock, "features",
+			&features, "protocol", &protocol, "owner", &owner, "regions", &regions,
+			"rings", &rings) ||
+	    json_array_size(regions) > VHU_MAX_REGIONS || json_array_size(rings) > VHU_MAX_QUEUES)
+		return -EINVAL;
+	s->features = (uint64_t)features;
+	s->protocol = (uint64_t)protocol;
+	s->owner = owner;
+	json_array_foreach(regions, i, x) {
+		json_int_t gpa, size, uaddr, off;
+
+		if (json_unpack(x, "{s:I, s:I, s:I, s:I, s:i}", "gpa", &gpa, "size", &size,
+				"uaddr", &uaddr, "offset", &off, "fd", &s->region_fds[i]))
+			return -EINVAL;
+		s->regions[i] = (struct vhu_mem_region){ (uint64_t)gpa, (uint64_t)size,
+							 (uint64_t)uaddr, (uint64_t)off };
+	}
+	s->nregions = (uint32_t)json_array_size(regions);
+	json_array_foreach(rings, i, x)
+		if (load_ring(x, &s->rings[i]))
+			return -EINVAL;
+	s->nrings = (uint32_t)json_array_size(rings);
+	return 0;
+}
+
+/* One VM from its saved state; its QEMU keeps running. */
+static int
+restore_vm(struct vms *m, json_t *o)
+{
+	struct vm *v = calloc(1, sizeof(*v));
+	const char *name, *vmx, *accel;
+	json_int_t cid, mem, vcpus, pid, started;
+	int vmci, restricted, err;
+	json_t *vh;
+	char why[256];
+
+	if (!v)
+		return -ENOMEM;
+	v->m = m;
+	v->listen = (struct loop_src){ .fd = -1, .fn = frontend_connected };
+	v->proc = (struct loop_src){ .fd = -1, .fn = proc_exited };
+	if (json_unpack(o, "{s:s, s:I, s:s, s:s, s:I, s:I, s:b, s:b, s:I, s:i, s:i, s:I}", "name",
+			&name, "cid", &cid, "vmx", &vmx, "accel", &accel, "mem_mib", &mem, "vcpus",
+			&vcpus, "vmci", &vmci, "restricted", &restricted, "pid", &pid, "pidfd",
+			&v->proc.fd, "listen", &v->listen.fd, "started_ns", &started)) {
+		free(v);
+		return -EINVAL;
+	}
+	snprintf(v->cfg.name, sizeof(v->cfg.name), "%s", name);
+	snprintf(v->vmx, sizeof(v->vmx), "%s", vmx);
+	snprintf(v->accel, sizeof(v->accel), "%s", accel);
+	v->cfg.cid = (uint32_t)cid, v->cfg.mem_mib = (uint64_t)mem, v->cfg.vcpus = (unsigned)vcpus;
+	v->cfg.vmci = vmci, v->cfg.vmci_restricted = restricted;
+	v->pid = (pid_t)pid;
+	v->started_ns = started;
+	snprintf(v->dir, sizeof(v->dir), "%s/%s", m->rundir, v->cfg.name);
+	snprintf(v->sock_path, sizeof(v->sock_path), "%s/vsock.sock", v->dir);
+	snprintf(v->serial, sizeof(v->serial), "%s/console.log", v->dir);
+	unkeep_fd(v->proc.fd);
+	unkeep_fd(v->listen.fd);
+	v->next = m->list;
+	m->list = v;
+	m->n++;
+	err = claim_cid(v, why, sizeof(why));
+	if (!err && loop_add(m->loop, &v->proc, EPOLLIN) < 0)
+		err = -errno;
+	if (!err && v->listen.fd >= 0) {
+		err = vsock_dev_new(m->loop, v->cid, v->cfg.name, &m->b->fabric, &v->vsock);
+		if (!err && loop_add(m->loop, &v->listen, EPOLLIN) < 0)
+			err = -errno;
+		if (!err)
+			vmci_reg_find(&m->b->reg, v->cid)->vsock = v->vsock;
+	}
+	vh = json_object_get(o, "vhost");
+	if (!err && vh && v->vsock) {
+		struct vhu_saved s;
+
+		err = load_vhu(vh, &s);
+		if (!err)
+			err = vsock_dev_restore(v->vsock, &s);
+	}
+	if (err) {
+		log_err("vm %s: not restored: %s", v->cfg.name, err == -EEXIST ? why : strerror(-err));
+		vm_qemu_stop(v->pid, v->proc.fd, STOP_TIMEOUT_MS);
+		vm_free(v);
+		return err;
+	}
+	log_info("vm %s (cid %u, pid %d): taken over%s", v->cfg.name, v->cid, (int)v->pid,
+		 vh ? " with its vsock device" : "");
+	return 0;
+}
+
+int
+vms_restore(struct vms *m, json_t *saved)
+{
+	size_t i;
+	json_t *o;
+	int err = 0;
+
+	if (!json_is_array(saved))
+		return -EINVAL;
+	json_array_foreach(saved, i, o) {
+		int e = restore_vm(m, o);
+
+		if (!err)
+			err = e;
+	}
+	return err;
 }

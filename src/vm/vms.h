@@ -49,6 +49,18 @@ int vms_start(struct vms *m, const char *text, size_t len, const char *path, cha
 int vms_stop(struct vms *m, const char *name);
 
 /*
+ * Restart by exec. vms_save() describes every running VM (QEMU's pidfd, the
+ * device's sockets, the vhost-user state) as JSON and clears close-on-exec
+ * on each descriptor it names; vms_restore() rebuilds the VMs from that in
+ * the new process. QEMU keeps running throughout; the guests' vsock
+ * connections are reset (TRANSPORT_RESET), their devices keep working.
+ * vms_save_undo() puts close-on-exec back if the exec failed.
+ */
+json_t *vms_save(struct vms *m);
+void vms_save_undo(struct vms *m);
+int vms_restore(struct vms *m, json_t *saved);
+
+/*
  * Management (the broker's mgmt_ext): "vm.start" (MGMT_FD: the .vmx file,
  * arg: its path), "vm.stop" (arg: name or CID), "vm.list", "vm.console"
  * (arg: name or CID: the last 64 KiB of the serial console). Starting and

@@ -779,28 +779,37 @@ broker__adopt(struct vmci_broker *b, int fd, pid_t pid, uid_t uid, gid_t gid)
 }
 
 int
-broker_start(struct vmci_broker *b, struct loop *loop, const char *path)
+broker_start_fd(struct vmci_broker *b, struct loop *loop, const char *path, int fd)
 {
-	int fd, err;
+	int err;
 
 	snprintf(b->path, sizeof(b->path), "%s", path);
-	if ((err = broker__init(b, loop)))
+	if ((err = broker__init(b, loop))) {
+		close(fd);
 		return err;
-	fd = bind_socket(path);
-	if (fd < 0) {
-		log_err("cannot listen on %s: %s%s", path, strerror(-fd),
-			fd == -EADDRINUSE ? " (another vmfabricd is running there)" : "");
-		broker__fini(b);
-		return fd;
 	}
 	b->listen.fd = fd;
 	b->listen.fn = listen_readable;
-	if ((err = loop_add(loop, &b->listen, EPOLLIN))) {
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || (err = loop_add(loop, &b->listen, EPOLLIN))) {
+		err = err ? err : -errno;
 		close(fd);
 		broker__fini(b);
 		return err;
 	}
 	return 0;
+}
+
+int
+broker_start(struct vmci_broker *b, struct loop *loop, const char *path)
+{
+	int fd = bind_socket(path);
+
+	if (fd < 0) {
+		log_err("cannot listen on %s: %s%s", path, strerror(-fd),
+			fd == -EADDRINUSE ? " (another vmfabricd is running there)" : "");
+		return fd;
+	}
+	return broker_start_fd(b, loop, path, fd);
 }
 
 void

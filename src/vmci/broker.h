@@ -86,6 +86,8 @@ struct vmci_broker {
  * loaded. Returns 0 or -errno (with a log line saying why).
  */
 int broker_start(struct vmci_broker *b, struct loop *loop, const char *path);
+/* The same on a listening socket inherited from the daemon before an exec. */
+int broker_start_fd(struct vmci_broker *b, struct loop *loop, const char *path, int fd);
 void broker_stop(struct vmci_broker *b);
 
 /*

@@ -508,6 +508,38 @@ vsock_dev_attach(struct vsock_dev *d, int sock)
 }
 
 bool
+vsock_dev_save(const struct vsock_dev *d, struct vhu_saved *s)
+{
+	if (!d->vhu)
+		return false;
+	vhu_conn_save(d->vhu, s);
+	for (unsigned q = 0; q < VSOCK_QUEUES; q++)
+		if (d->vq_on[q])
+			s->rings[q].last_avail = virtq_last_avail(&d->vq[q]);
+	return true;
+}
+
+int
+vsock_dev_restore(struct vsock_dev *d, const struct vhu_saved *s)
+{
+	int err;
+
+	dev_detach(d, d->vhu ? "restored from a saved state" : NULL);
+	/* Before the rings start: the guest learns at once that connections are gone. */
+	d->reset_event = true;
+	err = vhu_conn_restore(s, &vsock_ops, d, &d->vhu);
+	if (err)
+		return err;
+	d->usrc.fd = s->sock;
+	if (loop_add(d->loop, &d->usrc, EPOLLIN) < 0) {
+		err = -errno;
+		dev_detach(d, "cannot watch the restored frontend");
+		return err;
+	}
+	return 0;
+}
+
+bool
 vsock_dev_attached(const struct vsock_dev *d)
 {
 	return d->vhu != NULL;

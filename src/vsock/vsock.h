@@ -72,6 +72,18 @@ void vsock_dev_stats(const struct vsock_dev *d, struct vsock_stats *st);
 const char *vsock_dev_why(const struct vsock_dev *d);
 
 /*
+ * Restart by exec: vsock_dev_save() fills @s (false: no frontend attached)
+ * with what the new daemon needs to serve the same frontend, whose
+ * descriptors the caller keeps open across exec; the guest's connections
+ * are not saved. vsock_dev_restore() takes the frontend back from @s (and
+ * its descriptors): the rings run on where they were, and the guest gets
+ * TRANSPORT_RESET, so it drops the connections the old daemon had.
+ */
+struct vhu_saved;
+bool vsock_dev_save(const struct vsock_dev *d, struct vhu_saved *s);
+int vsock_dev_restore(struct vsock_dev *d, const struct vhu_saved *s);
+
+/*
  * Offer a connection to the guest: REQUEST from @src_cid:@src_port to its
  * port @dst_port over @q (the daemon's end; the device takes it). @done is
  * called once: 0 when the guest answers RESPONSE, -ECONNREFUSED on RST (or
