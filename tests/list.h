@@ -105,4 +105,5 @@
 	X(vsock_daemon_restart, 180)    \
 	X(vsock_vmci_off, 180)          \
 	X(vsock_cid_refused, 180)       \
-	X(vsock_guest_killed, 180)
+	X(vsock_guest_killed, 180)      \
+	X(vsock_dgram_relay, 180)

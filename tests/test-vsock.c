@@ -572,3 +572,62 @@ TEST(vsock_guest_killed)
 	td_stop(&t.d);
 	td_cleanup(&t.d);
 }
+
+/*
+ * VMCI datagrams for a guest through the relay (vmf-dgram): stamped with
+ * the guest's true CID and its port, both ways.
+ */
+TEST(vsock_dgram_relay)
+{
+	static uint8_t buf[2048];
+	struct vt t;
+	char line[1024];
+	struct sockaddr_vm from, me = td_addr(VMADDR_CID_ANY, 7000);
+	struct timeval tv = { .tv_sec = BOOT_TIMEOUT_S };
+	unsigned guest_port;
+	int s, cid;
+	ssize_t n;
+
+	vt_start(&t);
+	s = td_socket(NULL, SOCK_DGRAM);
+	ASSERT_OK(vmci_bind(s, &me));
+	ASSERT_OK(vmci_setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	cid = vm_start(&t, "dg", true, 0, "vmf-dgram send 2 7000 50 1000 && vmf-dgram echo 7001 20",
+		       NULL, 0);
+	ASSERT_GE(cid, 3);
+	/* Guest to host: 50 datagrams, in order, from the guest's CID. */
+	for (unsigned long i = 0; i < 50; i++) {
+		n = vmci_recvfrom(s, buf, sizeof(buf), 0, &from);
+		ASSERT_EQ(n, 1000);
+		ASSERT_EQ(from.svm_cid, (unsigned)cid);
+		ASSERT_EQ(memcmp(buf, &i, sizeof(i)), 0);
+		ASSERT_EQ(buf[999], (uint8_t)i);
+	}
+	wait_console(&t, "dg", "op=dgram-send", line, sizeof(line));
+	ASSERT(strstr(line, " ok=1"));
+	guest_port = (unsigned)result_u64(line, "port");
+	ASSERT_EQ(from.svm_port, guest_port);
+	/* Host to guest and back: the guest's echo answers from its port 7001. */
+	wait_console(&t, "dg", "VMF-READY echo", line, sizeof(line));
+	for (unsigned i = 0; i < 20; i++) {
+		struct sockaddr_vm to = td_addr((unsigned)cid, 7001);
+
+		snprintf((char *)buf, sizeof(buf), "datagram %u", i);
+		ASSERT_EQ(vmci_sendto(s, buf, 64, 0, &to), 64);
+		memset(buf, 0, sizeof(buf));
+		ASSERT_EQ(vmci_recvfrom(s, buf, sizeof(buf), 0, &from), 64);
+		ASSERT_EQ(from.svm_cid, (unsigned)cid);
+		ASSERT_EQ(from.svm_port, 7001u);
+		snprintf((char *)buf + 100, 100, "datagram %u", i);
+		ASSERT(!strcmp((char *)buf, (char *)buf + 100));
+	}
+	wait_console(&t, "dg", "op=dgram-echo", line, sizeof(line));
+	th_log("guest: %s", line);
+	ASSERT(strstr(line, " ok=1"));
+	ASSERT_EQ(result_u64(line, "last_cid"), 2);
+	ASSERT_EQ(result_u64(line, "last_port"), 7000);
+	vmci_close(s);
+	wait_exit(&t, "dg");
+	td_stop(&t.d);
+	td_cleanup(&t.d);
+}

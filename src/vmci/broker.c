@@ -344,6 +344,72 @@ fail:
 	return err;
 }
 
+/*
+ * The datagram relay (VSOCK_DGRAM_RELAY_PORT): the guest's SEQPACKET
+ * connection's queue pair is made the rings of a datagram socket of its
+ * context, bound to the connection's source port. The router reads the
+ * guest's messages as datagrams (struct wire_dgram then payload) and writes
+ * those for the guest the same way: nothing in between to translate.
+ * A control connection without a socket (fd -1) stands for it in the port
+ * table and in listings, and goes when the guest's connection does.
+ */
+static void
+relay_closed(void *arg)
+{
+	conn_close(arg, "datagram relay closed");
+}
+
+static int
+relay_route(struct vmci_broker *b, struct vmci_ctx *src, uint32_t port, struct vsock_route *r)
+{
+	struct vmci_conn *c = calloc(1, sizeof(*c));
+	struct dgram_ep *e = calloc(1, sizeof(*e));
+	struct qp_fds f;
+	int err = -ENOMEM;
+
+	if (!c || !e)
+		goto fail;
+	*c = (struct vmci_conn){ .src.fd = -1, .b = b, .id = ++b->next_id, .cid = src->cid,
+				 .type = SOCK_DGRAM, .state = CONN_READY,
+				 .privileged = true /* the guest kernel guards its ports */ };
+	if ((err = do_bind(c, port)))
+		goto fail;
+	if ((err = qp_create(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &e->qp, &f)))
+		goto fail_unbind;
+	if ((err = qp_attach(&f, &r->qp))) {
+		close(f.mem), close(f.wake), close(f.peer_wake), close(f.alive);
+		qp_close(e->qp);
+		goto fail_unbind;
+	}
+	e->cid = c->cid;
+	e->port = c->port;
+	e->pol = *src;
+	if ((err = dgram_add(&b->router, e))) {
+		qp_close(e->qp);
+		qp_close(r->qp);
+		r->qp = NULL;
+		goto fail_unbind;
+	}
+	c->ep = e;
+	c->state = CONN_DGRAM;
+	c->qsize = QP_SIZE_DEFAULT;
+	c->next = b->conns;
+	if (b->conns)
+		b->conns->prev = c;
+	b->conns = c;
+	b->nconns++;
+	src->refs++;
+	r->closed = relay_closed;
+	r->closed_arg = c;
+	return 0;
+fail_unbind:
+	vmci_port_unbind(&b->ports, VMCI_SPACE_DGRAM, c->cid, c->port);
+fail:
+	free(e);
+	free(c);
+	return err;
+}
+
 /* A guest's REQUEST: to a listener (a queue pair for it) or to another VM. */
 static int
 vm_route(void *ctx, struct vsock_dev *from, uint32_t src_port, uint32_t dst_cid,
@@ -367,6 +433,8 @@ vm_route(void *ctx, struct vsock_dev *from, uint32_t src_port, uint32_t dst_cid,
 		       dst_port);
 		return -EACCES;
 	}
+	if (dst_cid == VMCI_CID_HOST && dst_port == VSOCK_DGRAM_RELAY_PORT && type == SOCK_SEQPACKET)
+		return relay_route(b, src, src_port, r);
 	if (dst->kind == VMCI_KIND_VM) {
 		if (!dst->vsock)
 			return -EHOSTUNREACH;
@@ -651,8 +719,10 @@ conn_close(struct vmci_conn *c, const char *why)
 		c->pend->c = NULL; /* the guest's answer finds nobody to tell */
 	if (x && c->state != CONN_NEW && x->refs)
 		x->refs--;
-	loop_del(b->loop, &c->src);
-	close(c->src.fd);
+	if (c->src.fd >= 0) { /* -1: a guest's datagram relay */
+		loop_del(b->loop, &c->src);
+		close(c->src.fd);
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else

@@ -137,6 +137,8 @@ vsock__conn_free(struct vsock_conn *c, bool reset_peer)
 	}
 	if (c->done)
 		c->done(c->done_arg, -ECONNRESET);
+	if (c->closed)
+		c->closed(c->closed_arg);
 	if (c->partner) {
 		struct vsock_conn *p = c->partner;
 
@@ -605,10 +607,14 @@ on_request(struct vsock_dev *d, const struct vsock_hdr *h)
 	c = vsock__conn_new(d, h->src_port, (uint32_t)h->dst_cid, h->dst_port, type, r.qp);
 	if (!c) {
 		qp_detach(r.qp);
+		if (r.closed)
+			r.closed(r.closed_arg);
 		vsock__orphan_rst(d, h);
 		return;
 	}
 	take_credit(c, h);
+	c->closed = r.closed;
+	c->closed_arg = r.closed_arg;
 	c->owe = OWE_RESPONSE;
 	open_conn(c);
 	vsock__ready(c);

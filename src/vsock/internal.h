@@ -67,6 +67,8 @@ struct vsock_conn {
 	void (*done)(void *arg, int err);
 	void *done_arg;
 	struct vsock_conn *partner; /* VC_WAIT_PEER <-> VC_CONNECTING across two devices */
+	void (*closed)(void *arg);  /* the fabric's, told when this connection is freed */
+	void *closed_arg;
 };
 
 struct vsock_kick {

@@ -27,7 +27,19 @@ struct vsock_route {
 	struct qp *qp;		/* a listener took the other end (connected at once) */
 	struct vsock_dev *vm;	/* or: the destination is this VM's device */
 	uint64_t qsize;		/* queue size per direction for a VM-to-VM queue pair */
+	/* Optional, with qp: called once when the guest's connection is gone. */
+	void (*closed)(void *arg);
+	void *closed_arg;
 };
+
+/*
+ * The datagram relay: Linux's virtio-vsock has no SOCK_DGRAM, so a guest
+ * reaches VMCI datagrams through a SEQPACKET connection to this port on
+ * CID 2. Its source port is its datagram port; each message is a struct
+ * wire_dgram (destination CID and port; from the daemon: the true source)
+ * followed by the payload (at most 65,536 bytes). See docs/VSOCK.md.
+ */
+#define VSOCK_DGRAM_RELAY_PORT 1023u
 
 struct vsock_fabric {
 	void *ctx;
