@@ -14,6 +14,7 @@ loop_init(struct loop *l)
 	l->ep = epoll_create1(EPOLL_CLOEXEC);
 	l->stop = false;
 	l->spin_ns = LOOP_SPIN_NS;
+	l->nev = l->next = 0;
 	return l->ep < 0 ? -errno : 0;
 }
 
@@ -44,21 +45,33 @@ loop_mod(struct loop *l, struct loop_src *s, uint32_t events)
 int
 loop_del(struct loop *l, struct loop_src *s)
 {
+	/*
+	 * A source removed by a callback may have an event later in the batch
+	 * being dispatched, and its memory may be freed right after: forget
+	 * that event.
+	 */
+	for (int i = l->next; i < l->nev; i++)
+		if (l->ev[i].data.ptr == s)
+			l->ev[i].data.ptr = NULL;
 	return epoll_ctl(l->ep, EPOLL_CTL_DEL, s->fd, NULL) < 0 ? -errno : 0;
 }
 
 int
 loop_once(struct loop *l, int timeout_ms)
 {
-	struct epoll_event ev[64];
-	int n = epoll_wait(l->ep, ev, 64, timeout_ms);
+	int n = epoll_wait(l->ep, l->ev, LOOP_BATCH, timeout_ms);
 
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
-	for (int i = 0; i < n && !l->stop; i++) {
-		struct loop_src *s = ev[i].data.ptr;
-		s->fn(s, ev[i].events);
+	l->nev = n;
+	for (l->next = 0; l->next < n && !l->stop;) {
+		struct epoll_event *e = &l->ev[l->next++];
+		struct loop_src *s = e->data.ptr;
+
+		if (s)
+			s->fn(s, e->events);
 	}
+	l->nev = l->next = 0;
 	return n;
 }
 

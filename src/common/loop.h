@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 
 #define LOOP_SPIN_NS 20000
 
@@ -22,10 +23,15 @@ struct loop_src {
 	loop_fn *fn;
 };
 
+#define LOOP_BATCH 64
+
 struct loop {
 	int ep;
 	bool stop;
 	uint32_t spin_ns;
+	/* The batch being dispatched: loop_del() drops a source's pending event. */
+	struct epoll_event ev[LOOP_BATCH];
+	int nev, next;
 };
 
 int loop_init(struct loop *l);
