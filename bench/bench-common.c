@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 struct result {
 	char bench[32], system[32], mode[16], metric[16];
+	char fields[192]; /* extra JSON members, or "" */
 	long msg_bytes;
 	double value;
 };
@@ -35,6 +37,8 @@ static struct result results[256];
 static size_t nresults;
 static struct target targets[32];
 static size_t ntargets;
+static char notes[8][256];
+static size_t nnotes;
 static FILE *out;
 
 void
@@ -86,13 +90,23 @@ void
 bench_emit(const char *bench, const char *system, long msg_bytes, const char *mode,
 	   const char *metric, double value)
 {
+	bench_emit_fields(bench, system, msg_bytes, mode, NULL, metric, value);
+}
+
+void
+bench_emit_fields(const char *bench, const char *system, long msg_bytes, const char *mode,
+		  const char *fields, const char *metric, double value)
+{
+	const char *sep = fields && *fields ? "," : "";
 	char line[512];
 	struct result *r;
 
+	if (!fields)
+		fields = "";
 	snprintf(line, sizeof(line),
-		 "{\"bench\":\"%s\",\"system\":\"%s\",\"msg_bytes\":%ld,\"mode\":\"%s\","
+		 "{\"bench\":\"%s\",\"system\":\"%s\",\"msg_bytes\":%ld,\"mode\":\"%s\",%s%s"
 		 "\"metric\":\"%s\",\"value\":%.4g}\n",
-		 bench, system, msg_bytes, mode, metric, value);
+		 bench, system, msg_bytes, mode, fields, sep, metric, value);
 	fputs(line, stdout);
 	fflush(stdout);
 	if (out) {
@@ -106,6 +120,7 @@ bench_emit(const char *bench, const char *system, long msg_bytes, const char *mo
 	snprintf(r->system, sizeof(r->system), "%s", system);
 	snprintf(r->mode, sizeof(r->mode), "%s", mode);
 	snprintf(r->metric, sizeof(r->metric), "%s", metric);
+	snprintf(r->fields, sizeof(r->fields), "%s", fields);
 	r->msg_bytes = msg_bytes;
 	r->value = value;
 }
@@ -150,16 +165,71 @@ bench_target(const char *name, double value, const char *op, double goal, const 
 	t->goal = goal;
 }
 
+void
+bench_note(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (nnotes == sizeof(notes) / sizeof(notes[0]))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(notes[nnotes++], sizeof(notes[0]), fmt, ap);
+	va_end(ap);
+}
+
+/* JSON members "k":"v","n":1 as the table shows them: k=v n=1. */
+static void
+fields_text(const char *json, char *buf, size_t len)
+{
+	bool quoted = false;
+	size_t n = 0;
+
+	for (const char *c = json; *c && n + 1 < len; c++) {
+		if (*c == '"')
+			quoted = !quoted;
+		else if (!quoted && *c == ':')
+			buf[n++] = '=';
+		else if (!quoted && *c == ',')
+			buf[n++] = ' ';
+		else
+			buf[n++] = *c;
+	}
+	buf[n] = 0;
+}
+
+/* The table's column widths: at least the usual ones, wider for longer names. */
+static void
+table_widths(int *wbench, int *wsys, bool *any_fields)
+{
+	*wbench = 12;
+	*wsys = 14;
+	*any_fields = false;
+	for (size_t i = 0; i < nresults; i++) {
+		int b = (int)strlen(results[i].bench), s = (int)strlen(results[i].system);
+		*wbench = b > *wbench ? b : *wbench;
+		*wsys = s > *wsys ? s : *wsys;
+		*any_fields |= results[i].fields[0] != 0;
+	}
+}
+
 int
 bench_report(void)
 {
-	printf("\n%-12s %-14s %9s %-16s %-11s %12s\n", "bench", "system", "msg_bytes", "mode",
-	       "metric", "value");
+	char text[sizeof(results[0].fields)];
+	int wb, ws;
+	bool fields;
+
+	table_widths(&wb, &ws, &fields);
+	printf("\n%-*s %-*s %9s %-16s %-11s %12s%s\n", wb, "bench", ws, "system", "msg_bytes",
+	       "mode", "metric", "value", fields ? "  fields" : "");
 	for (size_t i = 0; i < nresults; i++) {
 		struct result *r = &results[i];
-		printf("%-12s %-14s %9ld %-16s %-11s %12.3f\n", r->bench, r->system, r->msg_bytes,
-		       r->mode, r->metric, r->value);
+		fields_text(r->fields, text, sizeof(text));
+		printf("%-*s %-*s %9ld %-16s %-11s %12.3f%s%s\n", wb, r->bench, ws, r->system,
+		       r->msg_bytes, r->mode, r->metric, r->value, text[0] ? "  " : "", text);
 	}
+	for (size_t i = 0; i < nnotes; i++)
+		printf("%s%s\n", i ? "" : "\n", notes[i]);
 	if (ntargets)
 		printf("\n%-26s %10s %-10s %-5s %s\n", "target", "measured", "goal", "met",
 		       "meaning");

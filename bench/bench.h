@@ -54,4 +54,15 @@ int bench_wait(pid_t pid);
 /* A connected TCP loopback pair (127.0.0.1), NODELAY set if asked. */
 int bench_tcp_pair(int fd[2], bool nodelay);
 
+/*
+ * As bench_emit, with more fields: @fields is JSON members without the
+ * braces, e.g. "path":"guest_to_host","accel":"tcg" (NULL or "": none). They
+ * go between "mode" and "metric" in the JSON line and into a last column of
+ * the table, as key=value. bench_value does not look at them.
+ */
+void bench_emit_fields(const char *bench, const char *system, long msg_bytes, const char *mode,
+		       const char *fields, const char *metric, double value);
+/* A line printed under the table by bench_report (what the figures are). */
+void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

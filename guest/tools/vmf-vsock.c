@@ -3,7 +3,9 @@
  * vmf-vsock: the AF_VSOCK test program of the vmfabric test guest. One static
  * binary with subcommands (send, recv, echo, rr, cid) that the end-to-end
  * tests and the VM benchmark run through the guest's kernel command line;
- * it runs on any Linux with AF_VSOCK, the host included.
+ * it runs on any Linux with AF_VSOCK, the host included. Built with
+ * VMF_LIBVMFABRIC it is vmf-vsock-host, the same tool over libvmfabric's VMCI
+ * sockets (vmf-sock-ops.h holds the calls of both builds).
  *
  * Every command prints exactly one "VMF-RESULT key=value ..." line on stdout
  * (listeners print "VMF-READY ..." first, once they listen) and exits 0 when
@@ -14,14 +16,12 @@
  * SIGINT end it too, still with its result line.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -30,6 +30,7 @@
 #include <linux/vm_sockets.h>
 
 #include "vmf-pattern.h"
+#include "vmf-sock-ops.h"
 
 #define CHUNK_DEFAULT 65536u
 #define CHUNK_MAX (16u << 20)
@@ -111,7 +112,7 @@ static const struct {
 };
 
 static const char usage_text[] =
-	"usage: vmf-vsock COMMAND ARGS [OPTIONS]\n"
+	"usage: " VMF_PROG " COMMAND ARGS [OPTIONS]\n"
 	"\n"
 	"  send CID PORT BYTES  connect to CID:PORT, send BYTES bytes of the pattern,\n"
 	"                       shut down writing, wait for the peer to close; an\n"
@@ -126,7 +127,7 @@ static const char usage_text[] =
 	"  rr CID PORT          round trips of --size bytes against an echo server;\n"
 	"                       mean, p50 and p99 latency in microseconds\n"
 	"       [--size B] [--count N] [--seed S] [--seqpacket] [--connect-timeout S]\n"
-	"  cid                  this machine's local CID (ioctl on /dev/vsock)\n"
+	"  cid                  " SK_CID_HELP "\n"
 	"\n"
 	"options:\n"
 	"  --seed S             pattern seed, 32 bits (default 0)\n"
@@ -327,7 +328,7 @@ progress_tick(struct progress *p, uint64_t bytes)
 	if (t < p->next)
 		return;
 	p->next = t + 1;
-	fprintf(stderr, "vmf-vsock: %s: %llu bytes in %.1f s, %.3f Gbit/s\n", p->op,
+	fprintf(stderr, VMF_PROG ": %s: %llu bytes in %.1f s, %.3f Gbit/s\n", p->op,
 		(unsigned long long)bytes, t - p->start, (double)bytes * 8 / (t - p->start) / 1e9);
 }
 
@@ -344,40 +345,40 @@ send_all(int fd, const void *buf, size_t len)
 	const char *p = buf;
 
 	while (len) {
-		ssize_t n = stop_signal ? -1 : send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (stop_signal)
-				return -EINTR;
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		ssize_t n;
+
+		if (stop_signal)
+			return -EINTR;
+		n = sk_send(fd, p, len);
+		if (n == -EINTR)
+			continue;
+		if (n < 0)
+			return (int)n;
 		p += n;
 		len -= (size_t)n;
 	}
 	return 0;
 }
 
-/* One read: bytes (0 at EOF) or -errno, as send_all. */
+/* One read: bytes (0 at EOF) or -errno, as send_all; MSG_TRUNC in *FLAGS. */
 static ssize_t
 recv_some(int fd, void *buf, size_t len, int *flags)
 {
-	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	int f = 0;
 
 	for (;;) {
 		ssize_t n;
 
 		if (stop_signal)
 			return -EINTR;
-		n = recvmsg(fd, &msg, 0);
+		n = sk_recv(fd, buf, len, &f);
 		if (n >= 0) {
 			if (flags)
-				*flags = msg.msg_flags;
+				*flags = f;
 			return n;
 		}
-		if (errno != EINTR || stop_signal)
-			return -errno;
+		if (n != -EINTR || stop_signal)
+			return n;
 	}
 }
 
@@ -387,26 +388,24 @@ vs_connect(const struct opts *o, struct result *r)
 {
 	struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = o->cid, .svm_port = o->port };
 	struct timeval tv = { .tv_sec = o->connect_timeout };
+	char what[64];
 	int fd, err;
 
-	fd = socket(AF_VSOCK, o->type | SOCK_CLOEXEC, 0);
+	fd = sk_socket(o->type, 0);
 	if (fd < 0) {
-		result_errno(r, "socket(AF_VSOCK)", errno);
+		result_errno(r, SK_SOCKET_CALL, -fd);
 		return -1;
 	}
-	if (o->connect_timeout &&
-	    setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &tv, sizeof(tv)) < 0) {
-		err = errno;
-		close(fd);
-		result_errno(r, "setsockopt(SO_VM_SOCKETS_CONNECT_TIMEOUT)", err);
+	if (o->connect_timeout && (err = sk_set_connect_timeout(fd, &tv)) < 0) {
+		sk_close(fd);
+		result_errno(r, "setsockopt(SO_VM_SOCKETS_CONNECT_TIMEOUT)", -err);
 		return -1;
 	}
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		char what[64];
-		err = errno;
-		close(fd);
+	err = sk_connect(fd, &sa);
+	if (err < 0) {
+		sk_close(fd);
 		snprintf(what, sizeof(what), "connect %u:%u", o->cid, o->port);
-		result_errno(r, what, err);
+		result_errno(r, what, -err);
 		return -1;
 	}
 	return fd;
@@ -418,30 +417,30 @@ vs_listen(const struct opts *o, struct result *r)
 {
 	struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
 				  .svm_port = o->port };
-	socklen_t len = sizeof(sa);
-	const char *what = "socket(AF_VSOCK)";
+	const char *what = SK_SOCKET_CALL;
 	int fd, err;
 
-	fd = socket(AF_VSOCK, o->type | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	fd = sk_socket(o->type, 1);
+	if (fd < 0) {
+		err = fd;
 		goto fail;
+	}
 	what = "bind";
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if ((err = sk_bind(fd, &sa)) < 0)
 		goto fail;
 	what = "listen";
-	if (listen(fd, BACKLOG) < 0)
+	if ((err = sk_listen(fd, BACKLOG)) < 0)
 		goto fail;
 	what = "getsockname";
-	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+	if ((err = sk_getsockname(fd, &sa)) < 0)
 		goto fail;
 	printf("VMF-READY %s port=%u\n", o->cmd->name, sa.svm_port);
 	fflush(stdout);
 	return fd;
 fail:
-	err = errno;
 	if (fd >= 0)
-		close(fd);
-	result_errno(r, what, err);
+		sk_close(fd);
+	result_errno(r, what, -err);
 	return -1;
 }
 
@@ -450,12 +449,9 @@ static int
 vs_accept(int lfd, struct sockaddr_vm *peer)
 {
 	for (;;) {
-		socklen_t len = sizeof(*peer);
-		int fd = accept4(lfd, (struct sockaddr *)peer, &len, SOCK_CLOEXEC);
-		if (fd >= 0)
+		int fd = sk_accept(lfd, peer);
+		if (fd != -EINTR || stop_signal)
 			return fd;
-		if (errno != EINTR || stop_signal)
-			return -errno;
 	}
 }
 
@@ -555,12 +551,12 @@ cmd_send(struct opts *o, struct result *r)
 	t0 = now_s();
 	err = send_data(o, fd, buf, &x);
 	free(buf);
-	if (!err && shutdown(fd, SHUT_WR) < 0)
-		err = -errno;
+	if (!err)
+		err = sk_shutdown(fd, SHUT_WR);
 	if (!err)
 		err = send_wait_peer(fd, reply, &got);
 	result_throughput(r, x.bytes, now_s() - t0);
-	close(fd);
+	sk_close(fd);
 	sum = vmf_sum_final(&x.sum);
 	result_add(r, "sum=0x%016llx", (unsigned long long)sum);
 	if (o->type == SOCK_SEQPACKET)
@@ -705,7 +701,7 @@ cmd_recv(struct opts *o, struct result *r)
 		return 1;
 	}
 	fd = vs_accept(lfd, &peer);
-	close(lfd);
+	sk_close(lfd);
 	if (fd < 0) {
 		free(buf);
 		return result_errno(r, "accept", -fd);
@@ -725,7 +721,7 @@ cmd_recv(struct opts *o, struct result *r)
 		vmf_le64_store(reply, vmf_sum_final(&x.sum));
 		replied = send_all(fd, reply, sizeof(reply)) == 0;
 	}
-	close(fd);
+	sk_close(fd);
 	return recv_report(r, &x, &v, secs, replied, err);
 }
 
@@ -795,7 +791,7 @@ cmd_echo(struct opts *o, struct result *r)
 		if (alarm_seconds)
 			alarm(alarm_seconds);
 		err = echo_conn(fd, buf, size, &bytes);
-		close(fd);
+		sk_close(fd);
 		conns++;
 		if (alarm_seconds && !stop_signal)
 			alarm(alarm_seconds);
@@ -806,7 +802,7 @@ cmd_echo(struct opts *o, struct result *r)
 		}
 		err = 0;
 	}
-	close(lfd);
+	sk_close(lfd);
 	free(buf);
 	result_add(r, "conns=%lld", conns);
 	result_add(r, "bytes=%llu", (unsigned long long)bytes);
@@ -913,7 +909,7 @@ rr_run(const struct opts *o, struct result *r, unsigned char *out, unsigned char
 	vmf_pattern_fill(o->seed, 0, out, o->size);
 	t0 = now_s();
 	err = rr_loop(o, fd, out, in, lat, &done);
-	close(fd);
+	sk_close(fd);
 	result_add(r, "count=%lld", done);
 	if (!err && done > 0)
 		rr_report(r, lat, done, now_s() - t0);
@@ -954,17 +950,14 @@ cmd_rr(struct opts *o, struct result *r)
 static int
 cmd_cid(struct opts *o, struct result *r)
 {
-	unsigned int cid = VMADDR_CID_ANY;
-	int fd, err;
+	uint32_t cid = VMADDR_CID_ANY;
+	const char *what = "";
+	int err;
 
 	(void)o;
-	fd = open("/dev/vsock", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return result_errno(r, "open /dev/vsock", errno);
-	err = ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) < 0 ? errno : 0;
-	close(fd);
-	if (err)
-		return result_errno(r, "ioctl(IOCTL_VM_SOCKETS_GET_LOCAL_CID)", err);
+	err = sk_local_cid(&cid, &what);
+	if (err < 0)
+		return result_errno(r, what, -err);
 	if (cid == VMADDR_CID_ANY)
 		return result_fail(r, "no vsock transport has a CID (no virtio-vsock device?)");
 	result_add(r, "cid=%u", cid);
@@ -1050,7 +1043,7 @@ usage_error(struct result *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "vmf-vsock: %s (vmf-vsock --help)\n", msg);
+	fprintf(stderr, VMF_PROG ": %s (" VMF_PROG " --help)\n", msg);
 	result_fail(r, "usage: %s", msg);
 	return 2;
 }
