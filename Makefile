@@ -23,7 +23,7 @@ all: deps
 deps:
 	@tools/setup-deps build
 
-run: all
+run: all guest
 	@tools/run-demo
 
 check:

@@ -106,4 +106,38 @@
 	X(vsock_vmci_off, 180)          \
 	X(vsock_cid_refused, 180)       \
 	X(vsock_guest_killed, 180)      \
-	X(vsock_dgram_relay, 180)
+	X(vsock_dgram_relay, 180)       \
+	X(vsock_hybrid, 180)            \
+	X(vsockdev_setup, 10)           \
+	X(vsockdev_reset_event, 10)     \
+	X(vsockdev_refused, 10)         \
+	X(vsockdev_accept, 10)          \
+	X(vsockdev_guest_to_peer, 20)   \
+	X(vsockdev_peer_to_guest_credit, 20) \
+	X(vsockdev_rx_buffers, 10)      \
+	X(vsockdev_credit_request, 10)  \
+	X(vsockdev_writer_never_stalls, 60) \
+	X(vsockdev_half_close_writer, 60) \
+	X(vsockdev_credit_violation, 10) \
+	X(vsockdev_shutdown_send, 10)   \
+	X(vsockdev_peer_close, 10)      \
+	X(vsockdev_guest_close, 10)     \
+	X(vsockdev_guest_rst, 10)       \
+	X(vsockdev_bad_packets, 10)     \
+	X(vsockdev_unknown_op, 10)      \
+	X(vsockdev_duplicate_request, 10) \
+	X(vsockdev_seqpacket, 10)       \
+	X(vsockdev_seqpacket_credit, 10) \
+	X(vsockdev_seqpacket_small, 30) \
+	X(vsockdev_offer, 10)           \
+	X(vsockdev_offer_timeout, 20)   \
+	X(vsockdev_vm_to_vm, 10)        \
+	X(vsockdev_vm_refused, 20)      \
+	X(vsockdev_vm_loopback, 10)     \
+	X(vsockdev_broken_ring, 10)     \
+	X(vsockdev_broken_at_start, 10) \
+	X(vsockdev_bad_rx_buffer, 10)   \
+	X(vsockdev_frontend_close, 10)  \
+	X(vsockdev_no_spin, 10)         \
+	X(vsockdev_stale_event, 20)     \
+	X(vsockdev_ring_restart, 10)

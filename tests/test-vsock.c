@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -502,7 +504,8 @@ TEST(vsock_vmci_off)
 	int s, cid;
 
 	vt_start(&t);
-	cid = vm_start(&t, "novmci", false, 0, "vmf-vsock cid; vmf-vsock send 2 5000 1", NULL, 0);
+	cid = vm_start(&t, "novmci", false, 0, "vmf-vsock cid; vmf-vsock send 2 5000 1; sleep 5",
+		       NULL, 0);
 	ASSERT_GE(cid, 3);
 	wait_console(&t, "novmci", "op=cid", line, sizeof(line));
 	th_log("guest: %s", line);
@@ -628,6 +631,91 @@ TEST(vsock_dgram_relay)
 	ASSERT_EQ(result_u64(line, "last_port"), 7000);
 	vmci_close(s);
 	wait_exit(&t, "dg");
+	td_stop(&t.d);
+	td_cleanup(&t.d);
+}
+
+static int
+unix_fd(const char *path, bool listening)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ASSERT_GE(fd, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	if (listening) {
+		unlink(path);
+		ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof(a)));
+		ASSERT_OK(listen(fd, 1));
+	} else {
+		ASSERT_OK(connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	}
+	return fd;
+}
+
+/* Firecracker's hybrid vsock: existing host tools reach the guest over a UNIX socket. */
+TEST(vsock_hybrid)
+{
+	static uint8_t buf[1 << 16], want[1 << 16];
+	struct vt t;
+	char line[1024], path[256], port_path[300];
+	uint64_t sum = 0, reply = 0, off = 0;
+	struct vmf_sum vs;
+	size_t got = 0;
+	ssize_t n;
+	int fd, l, c;
+
+	vt_start(&t);
+	ASSERT_GE(vm_start(&t, "hy", true, 0,
+			   "vmf-vsock recv 6000 && vmf-vsock send 2 6100 4M", NULL, 0), 3);
+	snprintf(path, sizeof(path), "%s/vms/hy/hybrid.sock", t.d.dir);
+	snprintf(port_path, sizeof(port_path), "%s_6100", path);
+	l = unix_fd(port_path, true);
+	wait_console(&t, "hy", "VMF-READY", line, sizeof(line));
+
+	/* Host to guest: CONNECT, OK, then the stream. */
+	fd = unix_fd(path, false);
+	ASSERT_EQ(write(fd, "CONNECT 6000\n", 13), 13);
+	while (got < sizeof(line) - 1 && read(fd, line + got, 1) == 1 && line[got++] != '\n')
+		;
+	line[got] = 0;
+	th_log("hybrid answer: %s", line);
+	ASSERT(!strncmp(line, "OK ", 3));
+	vmf_sum_init(&vs);
+	for (off = 0; off < (4u << 20); off += sizeof(buf)) {
+		vmf_pattern_fill(0, off, buf, sizeof(buf));
+		vmf_sum_update(&vs, buf, sizeof(buf));
+		ASSERT_EQ(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	}
+	sum = vmf_sum_final(&vs);
+	ASSERT_OK(shutdown(fd, SHUT_WR));
+	ASSERT_EQ(read(fd, &reply, sizeof(reply)), (ssize_t)sizeof(reply));
+	ASSERT_EQ(reply, sum);
+	close(fd);
+
+	/* Guest to host: CID 2 port 6100 lands on <path>_6100. */
+	c = accept(l, NULL, NULL);
+	ASSERT_GE(c, 0);
+	vmf_sum_init(&vs);
+	off = 0;
+	while ((n = read(c, buf, sizeof(buf))) > 0) {
+		vmf_pattern_fill(0, off, want, (size_t)n);
+		ASSERT_EQ(memcmp(buf, want, (size_t)n), 0);
+		vmf_sum_update(&vs, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	ASSERT_EQ(n, 0);
+	ASSERT_EQ(off, 4u << 20);
+	sum = vmf_sum_final(&vs);
+	ASSERT_EQ(write(c, &sum, sizeof(sum)), (ssize_t)sizeof(sum));
+	close(c);
+	wait_console(&t, "hy", "op=send", line, sizeof(line));
+	th_log("guest: %s", line);
+	ASSERT(strstr(line, " ok=1"));
+	ASSERT_EQ(result_u64(line, "peer_sum"), sum);
+	close(l);
+	unlink(port_path);
+	wait_exit(&t, "hy");
 	td_stop(&t.d);
 	td_cleanup(&t.d);
 }

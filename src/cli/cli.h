@@ -18,7 +18,7 @@
 
 #define CLI_NAME	   "vmfabric"
 #define CLI_DEFAULT_SOCKET "/run/vmfabric/vmfabricd.sock"
-#define CLI_TIMEOUT_MS	   5000
+#define CLI_TIMEOUT_MS	   20000 /* vm start may probe KVM first (up to 8 s) */
 #define CLI_MAX_REPLY	   (64u << 20) /* bytes of JSON we accept */
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -25,6 +26,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/unixsock.h"
 #include "qemu.h"
 #include "vhost/vhost.h"
 #include "vmci/broker.h"
@@ -43,6 +45,7 @@ struct vm {
 	char dir[192];
 	char sock_path[224];
 	char serial[224];
+	char hybrid[224]; /* Firecracker-style UNIX socket to the guest's vsock ports */
 	char accel[8];
 	struct loop_src listen; /* the vsock device's vhost-user socket */
 	struct loop_src proc;	/* pidfd */
@@ -50,6 +53,8 @@ struct vm {
 	struct vsock_dev *vsock;
 	int64_t started_ns;
 };
+
+static void probe_finished(struct loop_src *s, uint32_t events);
 
 static int
 make_dir(const char *path)
@@ -72,6 +77,14 @@ vms_init(struct vms *m, struct loop *loop, struct vmci_broker *b, const char *ru
 	snprintf(m->accel, sizeof(m->accel), "%s", accel && *accel ? accel : "auto");
 	if (strcmp(m->accel, "auto") && strcmp(m->accel, "kvm") && strcmp(m->accel, "tcg"))
 		return -EINVAL;
+	m->probe_done = (struct loop_src){ .fn = probe_finished };
+	m->probe_done.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->probe_done.fd < 0)
+		return -errno;
+	if (loop_add(loop, &m->probe_done, EPOLLIN) < 0) {
+		close(m->probe_done.fd);
+		return -errno;
+	}
 	return make_dir(m->rundir);
 }
 
@@ -161,30 +174,25 @@ frontend_connected(struct loop_src *s, uint32_t events)
 		log_info("vm %s (cid %u): vsock device connected", v->cfg.name, v->cid);
 }
 
-static int
-listen_unix(const char *path)
+
+static void *
+probe_main(void *arg)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd;
+	struct vms *m = arg;
+	uint64_t one = 1;
 
-	if (strlen(path) >= sizeof(a.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(a.sun_path, path);
-	unlink(path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(path, 0600) < 0 ||
-	    listen(fd, 4) < 0) {
-		int err = -errno;
-
-		close(fd);
-		return err;
+	vm_accel_probe(m->qemu, m->probe_kernel, m->probe_initrd[0] ? m->probe_initrd : NULL,
+		       VM_PROBE_TIMEOUT_MS, m->probe_out, m->probe_out_why, sizeof(m->probe_out_why));
+	if (write(m->probe_done.fd, &one, sizeof(one)) < 0) {
+		/* the eventfd cannot be full after one write */
 	}
-	return fd;
+	return NULL;
 }
 
-/* The accelerator for @c: its own setting, the daemon's, or the probe's. */
+/*
+ * The accelerator for @c: its own setting, the daemon's, or the probe's;
+ * NULL while the probe runs (started here with @c's kernel if need be).
+ */
 static const char *
 pick_accel(struct vms *m, const struct vm_config *c)
 {
@@ -192,15 +200,54 @@ pick_accel(struct vms *m, const struct vm_config *c)
 		return c->accel;
 	if (strcmp(m->accel, "auto"))
 		return m->accel;
-	if (!m->probed[0]) {
-		int64_t t = clock_ns();
-
-		vm_accel_probe(m->qemu, c->kernel, c->initrd[0] ? c->initrd : NULL,
-			       VM_PROBE_TIMEOUT_MS, m->probed, m->probe_why, sizeof(m->probe_why));
-		log_info("accelerator: %s (%s; probe took %.1f s)", m->probed, m->probe_why,
-			 (double)(clock_ns() - t) / 1e9);
+	if (m->probed[0])
+		return m->probed;
+	if (!m->probing) {
+		snprintf(m->probe_kernel, sizeof(m->probe_kernel), "%s", c->kernel);
+		snprintf(m->probe_initrd, sizeof(m->probe_initrd), "%s", c->initrd);
+		if (pthread_create(&m->probe_thread, NULL, probe_main, m)) {
+			snprintf(m->probed, sizeof(m->probed), "tcg");
+			return m->probed;
+		}
+		m->probing = true;
+		log_info("accelerator: probing whether KVM can boot Linux (up to %d s)",
+			 VM_PROBE_TIMEOUT_MS / 1000);
 	}
-	return m->probed;
+	return NULL;
+}
+
+static int launch(struct vm *v, char *why, size_t whylen);
+
+/* The probe finished: start the VMs that waited for it. */
+static void
+probe_finished(struct loop_src *s, uint32_t events)
+{
+	struct vms *m = (struct vms *)((char *)s - offsetof(struct vms, probe_done));
+	struct vm *v, *next;
+	uint64_t n;
+	char why[256];
+
+	(void)events;
+	if (read(s->fd, &n, sizeof(n)) < 0 || !m->probing)
+		return;
+	pthread_join(m->probe_thread, NULL);
+	m->probing = false;
+	memcpy(m->probed, m->probe_out, sizeof(m->probed));
+	memcpy(m->probe_why, m->probe_out_why, sizeof(m->probe_why));
+	log_info("accelerator: %s (%s)", m->probed, m->probe_why);
+	for (v = m->list; v; v = next) {
+		next = v->next;
+		if (v->accel[0])
+			continue;
+		snprintf(v->accel, sizeof(v->accel), "%s", m->probed);
+		if (launch(v, why, sizeof(why))) {
+			log_err("vm %s: %s", v->cfg.name, why);
+			vm_free(v);
+		} else {
+			log_info("vm %s: started (cid %u, %s, pid %d)", v->cfg.name, v->cid,
+				 v->accel, (int)v->pid);
+		}
+	}
 }
 
 static int
@@ -258,7 +305,7 @@ make_device(struct vm *v, char *why, size_t whylen)
 	int err = vsock_dev_new(v->m->loop, v->cid, v->cfg.name, &v->m->b->fabric, &v->vsock);
 
 	if (!err) {
-		v->listen.fd = listen_unix(v->sock_path);
+		v->listen.fd = unix_listen(v->sock_path, SOCK_STREAM, 0600, 4);
 		err = v->listen.fd < 0 ? v->listen.fd : 0;
 	}
 	if (!err && loop_add(v->m->loop, &v->listen, EPOLLIN) < 0)
@@ -268,6 +315,9 @@ make_device(struct vm *v, char *why, size_t whylen)
 		return err;
 	}
 	vmci_reg_find(&v->m->b->reg, v->cid)->vsock = v->vsock;
+	if ((err = vsock_hybrid_listen(v->vsock, v->hybrid)))
+		log_warn("vm %s: no hybrid vsock socket %s: %s", v->cfg.name, v->hybrid,
+			 strerror(-err)); /* VMCI sockets work without it */
 	return 0;
 }
 
@@ -283,6 +333,7 @@ vms_start(struct vms *m, const char *text, size_t len, const char *path, char *w
 {
 	struct conf_error e = { 0 };
 	char dir[160], *slash;
+	const char *accel;
 	struct vm *v = calloc(1, sizeof(*v));
 	int err;
 
@@ -315,16 +366,19 @@ vms_start(struct vms *m, const char *text, size_t len, const char *path, char *w
 		free(v);
 		return err;
 	}
-	snprintf(v->accel, sizeof(v->accel), "%s", pick_accel(m, &v->cfg));
+	accel = pick_accel(m, &v->cfg);
+	snprintf(v->accel, sizeof(v->accel), "%s", accel ? accel : ""); /* "": after the probe */
 	snprintf(v->dir, sizeof(v->dir), "%s/%s", m->rundir, v->cfg.name);
 	snprintf(v->sock_path, sizeof(v->sock_path), "%s/vsock.sock", v->dir);
 	snprintf(v->serial, sizeof(v->serial), "%s/console.log", v->dir);
+	snprintf(v->hybrid, sizeof(v->hybrid), "%s/hybrid.sock", v->dir);
 	v->next = m->list;
 	m->list = v;
 	m->n++;
+	unlink(v->serial); /* the last run's console, kept after it ended */
 	if ((err = make_dir(v->dir))) {
 		snprintf(why, whylen, "%s: %s", v->dir, strerror(-err));
-	} else if (!(v->cfg.vmci && (err = make_device(v, why, whylen)))) {
+	} else if (!(v->cfg.vmci && (err = make_device(v, why, whylen))) && accel) {
 		err = launch(v, why, whylen);
 	}
 	if (err) {
@@ -332,8 +386,11 @@ vms_start(struct vms *m, const char *text, size_t len, const char *path, char *w
 		return err;
 	}
 	v->started_ns = clock_ns();
-	log_info("vm %s: started (cid %u, %s, vmci %s, pid %d)", v->cfg.name, v->cid, v->accel,
-		 v->cfg.vmci ? "on" : "off", (int)v->pid);
+	if (accel)
+		log_info("vm %s: started (cid %u, %s, vmci %s, pid %d)", v->cfg.name, v->cid,
+			 v->accel, v->cfg.vmci ? "on" : "off", (int)v->pid);
+	else
+		log_info("vm %s: cid %u, waiting for the accelerator probe", v->cfg.name, v->cid);
 	return 0;
 }
 
@@ -359,7 +416,8 @@ vms_stop(struct vms *m, const char *name)
 	if (!v)
 		return -ENOENT;
 	log_info("vm %s (cid %u): stopping", v->cfg.name, v->cid);
-	vm_qemu_stop(v->pid, v->proc.fd, STOP_TIMEOUT_MS);
+	if (v->proc.fd >= 0) /* not while it waits for the accelerator probe */
+		vm_qemu_stop(v->pid, v->proc.fd, STOP_TIMEOUT_MS);
 	vm_free(v);
 	return 0;
 }
@@ -367,8 +425,16 @@ vms_stop(struct vms *m, const char *name)
 void
 vms_fini(struct vms *m)
 {
+	if (m->probing)
+		pthread_join(m->probe_thread, NULL); /* at most the probe's timeout */
+	m->probing = false;
 	while (m->list)
 		vms_stop(m, m->list->cfg.name);
+	if (m->probe_done.fd >= 0) {
+		loop_del(m->loop, &m->probe_done);
+		close(m->probe_done.fd);
+		m->probe_done.fd = -1;
+	}
 }
 
 static json_t *
@@ -377,13 +443,14 @@ vm_json(const struct vm *v)
 	struct vsock_stats st = { 0 };
 	json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:I, s:I, s:b, s:s, s:s, s:f}", "name",
 			      v->cfg.name, "cid", (json_int_t)v->cid, "pid", (json_int_t)v->pid,
-			      "accel", v->accel, "memsize_mib", (json_int_t)v->cfg.mem_mib,
+			      "accel", v->accel[0] ? v->accel : "probing", "memsize_mib", (json_int_t)v->cfg.mem_mib,
 			      "vcpus", (json_int_t)v->cfg.vcpus, "vmci", v->cfg.vmci, "vmx",
 			      v->vmx, "console_log", v->serial, "uptime_s",
 			      (double)(clock_ns() - v->started_ns) / 1e9);
 
 	if (!o || !v->vsock)
 		return o;
+	json_object_set_new(o, "hybrid_socket", json_string(v->hybrid));
 	vsock_dev_stats(v->vsock, &st);
 	json_object_set_new(o, "vsock",
 			    json_pack("{s:b, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
@@ -680,6 +747,7 @@ restore_vm(struct vms *m, json_t *o)
 	snprintf(v->dir, sizeof(v->dir), "%s/%s", m->rundir, v->cfg.name);
 	snprintf(v->sock_path, sizeof(v->sock_path), "%s/vsock.sock", v->dir);
 	snprintf(v->serial, sizeof(v->serial), "%s/console.log", v->dir);
+	snprintf(v->hybrid, sizeof(v->hybrid), "%s/hybrid.sock", v->dir);
 	unkeep_fd(v->proc.fd);
 	unkeep_fd(v->listen.fd);
 	v->next = m->list;
@@ -694,6 +762,8 @@ restore_vm(struct vms *m, json_t *o)
 			err = -errno;
 		if (!err)
 			vmci_reg_find(&m->b->reg, v->cid)->vsock = v->vsock;
+		if (!err && vsock_hybrid_listen(v->vsock, v->hybrid))
+			log_warn("vm %s: no hybrid vsock socket %s", v->cfg.name, v->hybrid);
 	}
 	vh = json_object_get(o, "vhost");
 	if (!err && vh && v->vsock) {

@@ -11,6 +11,7 @@
 #define VMFABRIC_VM_VMS_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,8 +26,19 @@ struct vms {
 	struct vmci_broker *b;
 	char rundir[112]; /* per-VM directories live here */
 	char accel[8];	  /* "auto" (probe once), "kvm" or "tcg" */
-	char probed[8];	  /* the probe's answer, "" until probed */
+	/*
+	 * The KVM probe (a short boot) runs on its own thread, so that the
+	 * daemon goes on serving while it takes its seconds; VMs started
+	 * meanwhile wait for it. probed/probe_why are written by the thread
+	 * and read only after it signalled probe_done.
+	 */
+	char probed[8]; /* the probe's answer, "" until probed */
 	char probe_why[160];
+	char probe_out[8], probe_out_why[160]; /* the thread's, copied when done */
+	char probe_kernel[4096], probe_initrd[4096];
+	pthread_t probe_thread;
+	bool probing;
+	struct loop_src probe_done; /* eventfd */
 	const char *qemu; /* binary; NULL: qemu-system-x86_64 */
 	struct vm *list;
 	unsigned n;

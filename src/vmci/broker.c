@@ -29,6 +29,7 @@
 #include "broker.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/unixsock.h"
 #include "common/wire_io.h"
 #include "vmfabric/qp.h"
 
@@ -787,7 +788,7 @@ static int
 bind_socket(const char *path)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd, probe, err;
+	int probe, err;
 
 	if (strlen(path) >= sizeof(a.sun_path))
 		return -ENAMETOOLONG;
@@ -802,17 +803,7 @@ bind_socket(const char *path)
 	}
 	if (probe >= 0)
 		close(probe);
-	unlink(path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(path, 0666) < 0 ||
-	    listen(fd, 4096) < 0) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
+	return unix_listen(path, SOCK_SEQPACKET, 0666, 4096);
 }
 
 int

@@ -111,6 +111,8 @@ drop_ep(struct dgram_router *d, struct dgram_ep *e)
 	atomic_fetch_sub(&d->endpoints, 1);
 }
 
+static int drain(struct dgram_router *d, struct dgram_ep *e, int64_t now);
+
 /* Apply the control plane's commands. Returns false on STOP. */
 static bool
 commands(struct dgram_router *d)
@@ -138,6 +140,13 @@ commands(struct dgram_router *d)
 			qp_close(c->e->qp);
 			free(c->e);
 		} else if (c->op == DGRAM_REMOVE) {
+			/*
+			 * What the socket sent before it closed goes out first,
+			 * as UDP's would: a sender that closes right after its
+			 * last send loses nothing (a full receiver still drops).
+			 */
+			while (!c->e->dead && !c->e->holding && drain(d, c->e, clock_ns()) > 0)
+				;
 			drop_ep(d, c->e);
 		} else if (c->op == DGRAM_STOP) {
 			run = false;

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,12 +47,59 @@ bucket(uint32_t gport, uint32_t pcid, uint32_t pport)
 	return (h ^ (h >> 16)) & (NBUCKETS - 1);
 }
 
+static void
+free_list(struct vsock_conn *c)
+{
+	for (struct vsock_conn *n; c; c = n) {
+		n = c->hnext;
+		free(c);
+	}
+}
+
+/* Free what died a round ago; what died since waits one more round. */
+static void
+reap(struct loop_src *s, uint32_t events)
+{
+	struct vsock_dev *d = (struct vsock_dev *)((char *)s - offsetof(struct vsock_dev, reap));
+	uint64_t v;
+
+	(void)events;
+	if (read(s->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	d->reap_armed = false;
+	free_list(d->dying);
+	d->dying = d->dead;
+	d->dead = NULL;
+	if (d->dying && eventfd_write(s->fd, 1) == 0)
+		d->reap_armed = true;
+}
+
 int
 vsock__table_init(struct vsock_dev *d)
 {
+	d->reap = (struct loop_src){ .fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = reap };
 	d->hash = calloc(NBUCKETS, sizeof(*d->hash));
 	d->nbuckets = NBUCKETS;
-	return d->hash ? 0 : -ENOMEM;
+	if (d->reap.fd >= 0 && d->hash && loop_add(d->loop, &d->reap, EPOLLIN) == 0)
+		return 0;
+	if (d->reap.fd >= 0)
+		close(d->reap.fd);
+	free(d->hash);
+	d->hash = NULL;
+	return -ENOMEM;
+}
+
+void
+vsock__table_fini(struct vsock_dev *d)
+{
+	vsock__table_free(d, -ECONNRESET);
+	free_list(d->dead);
+	free_list(d->dying);
+	d->dead = d->dying = NULL;
+	loop_del(d->loop, &d->reap);
+	close(d->reap.fd);
+	free(d->hash);
+	d->hash = NULL;
 }
 
 struct vsock_conn *
@@ -65,6 +113,14 @@ vsock__find(struct vsock_dev *d, uint32_t gport, uint32_t pcid, uint32_t pport)
 }
 
 static void conn_event(struct loop_src *s, uint32_t events);
+
+static void
+conn_unwatch(struct vsock_conn *c)
+{
+	if (c->watched)
+		loop_del(c->d->loop, &c->src);
+	c->watched = false;
+}
 
 struct vsock_conn *
 vsock__conn_new(struct vsock_dev *d, uint32_t gport, uint32_t pcid, uint32_t pport, int type,
@@ -127,8 +183,7 @@ vsock__conn_free(struct vsock_conn *c, bool reset_peer)
 	struct vsock_dev *d = c->d;
 
 	unlink_conn(c);
-	if (c->watched)
-		loop_del(d->loop, &c->src);
+	conn_unwatch(c);
 	if (c->qp) {
 		if (reset_peer)
 			qp_detach(c->qp);
@@ -152,7 +207,13 @@ vsock__conn_free(struct vsock_conn *c, bool reset_peer)
 	free(c->ovf);
 	free(c->out_msg);
 	d->st.conns--;
-	free(c);
+	/* An event of this loop round may still name @c: the reaper frees it later. */
+	c->dead = true;
+	c->qp = NULL;
+	c->hnext = d->dead;
+	d->dead = c;
+	if (!d->reap_armed && eventfd_write(d->reap.fd, 1) == 0)
+		d->reap_armed = true;
 }
 
 void
@@ -168,27 +229,47 @@ vsock__table_free(struct vsock_dev *d, int err)
 /* ---------------------------------------------------------------------- */
 /* Credit */
 
+/*
+ * Our receive buffer as the guest hears it: the ring, or for SEQPACKET the
+ * largest message the ring carries (a guest sends no message longer than
+ * buf_alloc, and one longer than qp_msg_max() would be a reset).
+ */
+static uint32_t
+buf_alloc(const struct vsock_conn *c)
+{
+	return (uint32_t)(c->type == SOCK_SEQPACKET ? qp_msg_max(c->qp) : qp_tx_size(c->qp));
+}
+
 /* Bytes from the guest that we hold: in the ring, assembling, or waiting. */
 static uint32_t
 held(struct vsock_conn *c)
 {
 	size_t n = qp_tx_pending(c->qp) + c->in_len + c->ovf_len;
-	size_t cap = qp_tx_size(c->qp);
+	size_t cap = buf_alloc(c);
 
 	return (uint32_t)(n > cap ? cap : n);
 }
 
+/*
+ * What we tell the guest it has been forwarded: what it sent minus what we
+ * hold, never less than we said before. Credit once given is the guest's;
+ * SEQPACKET records cost the ring more than their payload, and a fwd_cnt
+ * that went back would turn a guest that kept to its credit into one that
+ * did not.
+ */
 static uint32_t
 our_fwd_cnt(struct vsock_conn *c)
 {
-	return c->rx_cnt - held(c);
+	uint32_t f = c->rx_cnt - held(c);
+
+	return (int32_t)(f - c->fwd_said) < 0 ? c->fwd_said : f;
 }
 
 /* What the guest believes it may still send us. */
 static uint32_t
 guest_credit(const struct vsock_conn *c)
 {
-	uint32_t inflight = c->rx_cnt - c->fwd_said, size = (uint32_t)qp_tx_size(c->qp);
+	uint32_t inflight = c->rx_cnt - c->fwd_said, size = buf_alloc(c);
 
 	return inflight > size ? 0 : size - inflight;
 }
@@ -209,13 +290,27 @@ take_credit(struct vsock_conn *c, const struct vsock_hdr *h)
 	c->peer_fwd_cnt = h->fwd_cnt;
 }
 
-/* Worth telling the guest that space came free? */
+/* The guest may still send and its view of our space is low. */
+static bool
+credit_low(const struct vsock_conn *c)
+{
+	return !(c->shut_from_guest & VSOCK_SHUT_SEND) && guest_credit(c) < buf_alloc(c) / 2;
+}
+
+/*
+ * Worth telling the guest that space came free? A quarter of the buffer,
+ * or whatever came free once the ring is empty: a SEQPACKET message sent
+ * in pieces as the credit allows may wait for just that.
+ */
 static bool
 credit_due(struct vsock_conn *c)
 {
-	uint32_t size = (uint32_t)qp_tx_size(c->qp);
+	uint32_t adv;
 
-	return guest_credit(c) < size / 2 && our_fwd_cnt(c) - c->fwd_said >= size / 4;
+	if (!credit_low(c))
+		return false;
+	adv = our_fwd_cnt(c) - c->fwd_said;
+	return adv >= buf_alloc(c) / 4 || (adv && qp_tx_pending(c->qp) == 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -240,22 +335,65 @@ owes(struct vsock_conn *c)
 	return c->owe || stream_sendable(c);
 }
 
-/* The peer finished sending (EOF) or went away: tell the guest once drained. */
+/*
+ * The peer finished sending (EOF) or went away: tell the guest once it has
+ * everything. SHUTDOWN(SEND) for a half close; RCV too when the peer is
+ * gone or shut both ways (HUP), also after SEND alone was said, so that the
+ * guest closes without waiting; RST when it died or broke the queue pair.
+ * After the guest's own SHUTDOWN(RCV) we shut our reading side, which is
+ * no end of the peer's: then only HUP counts.
+ */
 static void
 check_peer_end(struct vsock_conn *c, unsigned ev)
 {
-	if (c->state != VC_OPEN || (c->shut_to_guest & VSOCK_SHUT_SEND) || c->out_have)
+	uint32_t f = VSOCK_SHUT_SEND;
+	bool hup;
+
+	if (c->state != VC_OPEN || c->out_have || (c->owe & OWE_RST))
 		return;
-	if (!qp_rx_at_eof(c->qp) && !(ev & QP_EV_ERR))
-		return;
-	if (qp_peer_reset(c->qp) || (ev & QP_EV_ERR)) {
+	if ((ev & QP_EV_ERR) || qp_broken_reason(c->qp)) {
 		c->owe |= OWE_RST;
 		return;
 	}
-	c->shut_to_guest |= VSOCK_SHUT_SEND;
-	if (ev & QP_EV_HUP)
-		c->shut_to_guest |= VSOCK_SHUT_RCV; /* the peer is gone: it reads no more */
+	hup = ((ev | qp_arm(c->qp, 0)) & QP_EV_HUP) != 0; /* arm(0): a query, no interest */
+	if ((c->shut_from_guest & VSOCK_SHUT_RCV) ? !hup : !qp_rx_at_eof(c->qp))
+		return;
+	if (qp_peer_reset(c->qp)) {
+		c->owe |= OWE_RST;
+		return;
+	}
+	if (hup)
+		f |= VSOCK_SHUT_RCV;
+	if ((c->shut_to_guest & f) == f)
+		return;
+	c->shut_to_guest |= f;
 	c->owe |= OWE_SHUTDOWN;
+}
+
+/*
+ * The guest's SHUTDOWN(SEND) goes to the peer (which reads what is there,
+ * then EOF) once the last records are in the ring: a shut queue pair takes
+ * no more.
+ */
+static void
+pass_shut_wr(struct vsock_conn *c)
+{
+	if (!(c->shut_from_guest & VSOCK_SHUT_SEND) || c->ovf_len || c->wr_shut)
+		return;
+	qp_shutdown(c->qp, SHUT_WR);
+	c->wr_shut = true;
+}
+
+/* The guest closed both ways and what it sent is in the ring: confirm with RST. */
+static bool
+guest_done(struct vsock_conn *c)
+{
+	if (c->shut_from_guest != (VSOCK_SHUT_RCV | VSOCK_SHUT_SEND) ||
+	    (c->state == VC_OPEN && c->ovf_len))
+		return false;
+	c->owe = OWE_RST;
+	vsock__ready(c);
+	return true;
 }
 
 static void flush_overflow(struct vsock_conn *c);
@@ -268,28 +406,57 @@ static void flush_overflow(struct vsock_conn *c);
 static size_t
 credit_lowat(struct vsock_conn *c)
 {
-	uint64_t size = qp_tx_size(c->qp), said = (uint32_t)(c->rx_cnt - c->fwd_said);
+	uint64_t ring = qp_tx_size(c->qp), quarter = buf_alloc(c) / 4;
+	uint64_t said = (uint32_t)(c->rx_cnt - c->fwd_said);
 	uint64_t other = (uint64_t)c->in_len + c->ovf_len, ring_max;
 
-	if (said < size / 4 + other)
-		return (size_t)size; /* only a drained ring helps */
-	ring_max = said - size / 4 - other;
-	return ring_max >= size ? 1 : (size_t)(size - ring_max);
+	if (said < quarter + other)
+		return (size_t)ring; /* only a drained ring helps */
+	ring_max = said - quarter - other;
+	return ring_max >= ring ? 1 : (size_t)(ring - ring_max);
+}
+
+/*
+ * What the queue pair should wake us for. READ only when we could act on
+ * it: the guest has credit, still reads, and has not heard EOF (a peer at
+ * EOF is always readable, and a READ that is always there would clear the
+ * WRITE interest with it). WRITE when the guest's credit is low (see
+ * credit_lowat) or records wait in the overflow.
+ */
+static unsigned
+conn_want(struct vsock_conn *c)
+{
+	size_t ring = qp_tx_size(c->qp), lowat = ring;
+	unsigned want = 0;
+
+	if (peer_credit(c) && !(c->shut_from_guest & VSOCK_SHUT_RCV) &&
+	    !(c->shut_to_guest & VSOCK_SHUT_SEND))
+		want = QP_EV_READ;
+	if (credit_low(c))
+		lowat = credit_lowat(c);
+	if (c->ovf_len && lowat > ring / 4)
+		lowat = ring / 4;
+	if (credit_low(c) || c->ovf_len) {
+		want |= QP_EV_WRITE;
+		qp_set_lowat(c->qp, lowat);
+	}
+	return want;
 }
 
 /* Re-evaluate @c after anything happened: what it owes, what to wait for. */
 static void
 conn_update(struct vsock_conn *c)
 {
-	size_t size, lowat;
-	unsigned want, ev = 0;
+	unsigned ev = 0;
 
-	if (c->state != VC_OPEN)
+	if (c->state != VC_OPEN || c->dead)
 		return;
-	size = qp_tx_size(c->qp);
 	for (int round = 0; round < 3; round++) {
 		if (c->ovf_len)
 			flush_overflow(c);
+		pass_shut_wr(c);
+		if (guest_done(c))
+			return;
 		if (credit_due(c))
 			c->owe |= OWE_CREDIT;
 		check_peer_end(c, ev);
@@ -297,18 +464,7 @@ conn_update(struct vsock_conn *c)
 			vsock__ready(c);
 			return; /* the pump comes back here when it has sent */
 		}
-		/* Data for the guest only helps while it has credit for it. */
-		want = peer_credit(c) ? QP_EV_READ : 0;
-		lowat = size;
-		if (guest_credit(c) < size / 2)
-			lowat = credit_lowat(c);
-		if (c->ovf_len && lowat > size / 4)
-			lowat = size / 4;
-		if (lowat < size || guest_credit(c) < size / 2 || c->ovf_len) {
-			want |= QP_EV_WRITE;
-			qp_set_lowat(c->qp, lowat);
-		}
-		ev = qp_arm(c->qp, want);
+		ev = qp_arm(c->qp, conn_want(c));
 		if (!(ev & (QP_EV_READ | QP_EV_WRITE | QP_EV_ERR)))
 			return; /* asleep until the queue pair wakes us */
 	}
@@ -325,7 +481,15 @@ conn_event(struct loop_src *s, uint32_t events)
 	struct vsock_dev *d = c->d;
 
 	(void)events;
+	if (c->dead)
+		return; /* freed earlier in this loop round */
 	qp_ack(c->qp);
+	/*
+	 * A peer gone (or shut both ways) has nothing more to tell us, and its
+	 * liveness socket stays readable: watching it on would spin the loop.
+	 */
+	if (qp_arm(c->qp, 0) & QP_EV_HUP)
+		conn_unwatch(c);
 	conn_update(c);
 	vsock__pump(d);
 }
@@ -489,7 +653,7 @@ vsock__to_guest(struct vsock_conn *c, const struct virtq_elem *e, bool *gone)
 	if (!next_packet(c, e, &h))
 		return 0;
 	if (c->qp) {
-		h.buf_alloc = (uint32_t)qp_tx_size(c->qp);
+		h.buf_alloc = buf_alloc(c);
 		h.fwd_cnt = c->fwd_said = our_fwd_cnt(c);
 	}
 	virtq_write(e, 0, &h, sizeof(h));
@@ -500,9 +664,6 @@ vsock__to_guest(struct vsock_conn *c, const struct virtq_elem *e, bool *gone)
 	} else if (h.op == VSOCK_OP_SHUTDOWN && h.flags == (VSOCK_SHUT_RCV | VSOCK_SHUT_SEND)) {
 		c->state = VC_CLOSING;
 		c->deadline_ns = clock_ns() + CLOSE_TIMEOUT_NS;
-		vsock__arm_timer(c->d);
-	} else if (h.op == VSOCK_OP_REQUEST) {
-		c->deadline_ns = clock_ns() + CONNECT_TIMEOUT_NS;
 		vsock__arm_timer(c->d);
 	}
 	return (uint32_t)sizeof(h) + h.len;
@@ -542,12 +703,14 @@ open_conn(struct vsock_conn *c)
 static void
 connect_vm(struct vsock_dev *d, const struct vsock_hdr *h, const struct vsock_route *r)
 {
+	/* To itself on the same port: both ends would have one name in one table. */
+	bool same = r->vm == d && h->src_port == h->dst_port && h->dst_cid == d->cid;
 	struct vsock_conn *a, *b;
 	struct qp *qa, *qb;
 	struct qp_fds f;
 
-	if (vsock__find(r->vm, h->dst_port, d->cid, h->src_port) || !vsock_dev_attached(r->vm) ||
-	    qp_create(r->qsize, r->qsize, &qa, &f)) {
+	if (same || vsock__find(r->vm, h->dst_port, d->cid, h->src_port) ||
+	    !vsock_dev_attached(r->vm) || qp_create(r->qsize, r->qsize, &qa, &f)) {
 		vsock__orphan_rst(d, h);
 		return;
 	}
@@ -575,6 +738,9 @@ connect_vm(struct vsock_dev *d, const struct vsock_hdr *h, const struct vsock_ro
 	a->partner = b;
 	b->partner = a;
 	b->owe = OWE_REQUEST;
+	/* From now, not from when the REQUEST goes out: a guest without buffers times out too. */
+	b->deadline_ns = clock_ns() + CONNECT_TIMEOUT_NS;
+	vsock__arm_timer(r->vm);
 	vsock__ready(b);
 	vsock__pump(r->vm);
 }
@@ -587,13 +753,26 @@ on_request(struct vsock_dev *d, const struct vsock_hdr *h)
 	struct vsock_conn *c;
 	int err;
 
-	if (vsock__find(d, h->src_port, (uint32_t)h->dst_cid, h->dst_port) ||
-	    h->dst_cid > UINT32_MAX) {
+	if (h->dst_cid > UINT32_MAX) {
 		vsock__orphan_rst(d, h);
+		return;
+	}
+	c = vsock__find(d, h->src_port, (uint32_t)h->dst_cid, h->dst_port);
+	if (c) {
+		/*
+		 * The guest has no such connection any more (it asks again): an
+		 * RST for the name resets it on both sides, not only in the guest.
+		 */
+		if (!(c->owe & OWE_RST))
+			reset(c, "REQUEST for a connection that exists");
 		return;
 	}
 	err = d->fab->route(d->fab->ctx, d, h->src_port, (uint32_t)h->dst_cid, h->dst_port, type,
 			    &r);
+	if (err == -ECONNREFUSED && h->dst_cid == VSOCK_CID_HOST && type == SOCK_STREAM)
+		err = vsock__hybrid_out(d, h->dst_port, &r.qp); /* a UNIX socket may take it */
+	if (!err && !r.vm && !r.qp)
+		err = -ECONNREFUSED; /* the fabric said yes to nothing */
 	if (err) {
 		log_debug("vm %s (cid %u): port %u -> %u:%u refused: %s", d->name, d->cid,
 			  h->src_port, (uint32_t)h->dst_cid, h->dst_port, strerror(-err));
@@ -650,17 +829,11 @@ on_shutdown(struct vsock_conn *c, const struct vsock_hdr *h)
 	uint32_t f = h->flags & (VSOCK_SHUT_RCV | VSOCK_SHUT_SEND);
 
 	c->shut_from_guest |= f;
-	if (f & VSOCK_SHUT_SEND)
-		qp_shutdown(c->qp, SHUT_WR); /* the peer reads what is there, then EOF */
 	if (f & VSOCK_SHUT_RCV)
 		qp_shutdown(c->qp, SHUT_RD);
-	if (c->shut_from_guest == (VSOCK_SHUT_RCV | VSOCK_SHUT_SEND)) {
-		/* The guest closed: confirm with RST (it waits for one). */
-		c->owe = OWE_RST;
-		vsock__ready(c);
-		return;
-	}
-	conn_update(c);
+	pass_shut_wr(c);
+	if (!guest_done(c))
+		conn_update(c);
 }
 
 /* Queue a whole message for the queue pair; false if it must be reset. */
@@ -844,6 +1017,9 @@ vsock_offer(struct vsock_dev *d, uint32_t src_cid, uint32_t src_port, uint32_t d
 	c->done = done;
 	c->done_arg = arg;
 	c->owe = OWE_REQUEST;
+	/* From now, not from when the REQUEST goes out: a guest without buffers times out too. */
+	c->deadline_ns = clock_ns() + CONNECT_TIMEOUT_NS;
+	vsock__arm_timer(d);
 	vsock__ready(c);
 	vsock__pump(d);
 	return 0;
@@ -857,12 +1033,13 @@ vsock__expire(struct vsock_dev *d, int64_t now)
 	for (size_t b = 0; b < d->nbuckets; b++) {
 		for (struct vsock_conn *c = d->hash[b], *n; c; c = n) {
 			n = c->hnext;
-			if (c->state != VC_CONNECTING && c->state != VC_CLOSING)
+			if (c->dead || (c->state != VC_CONNECTING && c->state != VC_CLOSING))
 				continue;
 			if (!c->deadline_ns || now < c->deadline_ns) {
 				more |= c->deadline_ns != 0;
 				continue;
 			}
+			c->deadline_ns = 0; /* once: the RST waits for a buffer at most */
 			if (c->done) {
 				c->done(c->done_arg, -ETIMEDOUT);
 				c->done = NULL;

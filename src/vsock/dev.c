@@ -77,27 +77,41 @@ kick_unwatch(struct vsock_dev *d, unsigned q)
 
 /*
  * Drop the frontend: rings, memory, and every connection (their peers see a
- * reset). @why is logged once. A new frontend may attach afterwards.
+ * reset). @why is logged once. A new frontend may attach afterwards. Called
+ * back from the vhost-user server (a ring that starts broken), it only
+ * marks the drop: the caller of the server finishes it (see in_vhu).
  */
 static void
 dev_detach(struct vsock_dev *d, const char *why)
 {
 	if (!d->vhu)
 		return;
-	if (why) {
+	if (why && !d->drop_pending) {
 		snprintf(d->why, sizeof(d->why), "%s", why);
 		log_warn("vm %s (cid %u): vsock frontend dropped: %s", d->name, d->cid, why);
 	}
-	vsock__table_free(d, -ECONNRESET);
-	d->n_orphan = 0;
+	d->drop_pending = true; /* no new work from here: not attached */
+	if (d->in_vhu)
+		return;
+	/* The rings first: what the connections' ends call back finds them off. */
 	for (unsigned q = 0; q < VSOCK_QUEUES; q++) {
 		kick_unwatch(d, q);
 		d->vq_on[q] = false;
 	}
+	vsock__table_free(d, -ECONNRESET);
+	d->n_orphan = 0;
 	loop_del(d->loop, &d->usrc);
 	vhu_conn_free(d->vhu); /* closes the socket and the kick/call descriptors */
 	d->vhu = NULL;
 	d->usrc.fd = -1;
+	d->drop_pending = false;
+}
+
+/* The frontend is attached and not being dropped. */
+static bool
+dev_up(const struct vsock_dev *d)
+{
+	return d->vhu && !d->drop_pending;
 }
 
 static void
@@ -190,7 +204,7 @@ vsock__pump(struct vsock_dev *d)
 	uint32_t n;
 	int r;
 
-	if (!d->vq_on[VSOCK_Q_RX] || d->in_pump)
+	if (!d->vq_on[VSOCK_Q_RX] || d->in_pump || !dev_up(d))
 		return;
 	d->in_pump = true; /* what the connections do may call back in here */
 	for (;;) {
@@ -249,7 +263,7 @@ send_reset_event(struct vsock_dev *d)
 	struct virtq_elem e;
 	int r;
 
-	if (!d->reset_event || !d->vq_on[VSOCK_Q_EVENT])
+	if (!d->reset_event || !d->vq_on[VSOCK_Q_EVENT] || !dev_up(d))
 		return;
 	while ((r = virtq_pop(q, &e)) == 0)
 		if (!virtq_enable_kicks(q))
@@ -277,20 +291,21 @@ tx_drain(struct vsock_dev *d)
 	unsigned n = 0;
 	int r;
 
+	if (!dev_up(d))
+		return;
 	for (;;) {
 		while (n < TX_BATCH && (r = virtq_pop(q, &e)) == 1) {
 			n++;
+			why = "packet shorter than its header";
 			if (virtq_read(&e, 0, &h, sizeof(h)) < sizeof(h) ||
 			    vsock_hdr_check(&h, d->cid, e.out_len - sizeof(h), &why)) {
-				if (virtq_read(&e, 0, &h, sizeof(h)) < sizeof(h))
-					why = "packet shorter than its header";
 				d->st.proto_errors++;
 				log_rl(LOG_LVL_WARN, "vm %s (cid %u): bad packet: %s", d->name,
 				       d->cid, why);
 			} else {
 				d->st.from_guest_pkts++;
 				vsock__from_guest(d, &h, &e);
-				if (!d->vhu)
+				if (!dev_up(d))
 					return; /* the frontend was dropped meanwhile */
 			}
 			virtq_push(q, e.head, 0);
@@ -318,7 +333,7 @@ kick_readable(struct loop_src *s, uint32_t events)
 	(void)events;
 	if (read(s->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
-	if (!d->vq_on[k->q])
+	if (!d->vq_on[k->q] || !dev_up(d))
 		return;
 	if (k->q == VSOCK_Q_TX)
 		tx_drain(d);
@@ -389,10 +404,17 @@ static void
 frontend_readable(struct loop_src *s, uint32_t events)
 {
 	struct vsock_dev *d = (struct vsock_dev *)((char *)s - offsetof(struct vsock_dev, usrc));
-	int err = vhu_conn_process(d->vhu);
+	int err;
 
 	(void)events;
-	if (err == -ENOTCONN)
+	if (!d->vhu)
+		return; /* dropped earlier in this loop round */
+	d->in_vhu = true;
+	err = vhu_conn_process(d->vhu);
+	d->in_vhu = false;
+	if (d->drop_pending)
+		dev_detach(d, NULL); /* a ring broke while the server ran */
+	else if (err == -ENOTCONN)
 		dev_detach(d, "frontend closed the connection");
 	else if (err) {
 		char why[160];
@@ -449,6 +471,7 @@ vsock_dev_new(struct loop *loop, uint32_t cid, const char *name, const struct vs
 	snprintf(d->name, sizeof(d->name), "%s", name);
 	d->usrc.fd = -1;
 	d->usrc.fn = frontend_readable;
+	d->hyb.fd = -1;
 	for (unsigned q = 0; q < VSOCK_QUEUES; q++)
 		d->kick[q] = (struct vsock_kick){ .src = { .fd = -1, .fn = kick_readable },
 						  .d = d,
@@ -457,8 +480,10 @@ vsock_dev_new(struct loop *loop, uint32_t cid, const char *name, const struct vs
 	d->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (d->timer.fd < 0)
 		err = -errno;
-	else if (!(err = vsock__table_init(d)) && loop_add(loop, &d->timer, EPOLLIN) < 0)
+	else if (!(err = vsock__table_init(d)) && loop_add(loop, &d->timer, EPOLLIN) < 0) {
 		err = -errno;
+		vsock__table_fini(d);
+	}
 	if (err)
 		goto fail;
 	*out = d;
@@ -466,7 +491,6 @@ vsock_dev_new(struct loop *loop, uint32_t cid, const char *name, const struct vs
 fail:
 	if (d->timer.fd >= 0)
 		close(d->timer.fd);
-	free(d->hash);
 	free(d);
 	return err;
 }
@@ -478,9 +502,10 @@ vsock_dev_free(struct vsock_dev *d)
 		return;
 	dev_detach(d, NULL);
 	vsock__table_free(d, -ECONNRESET);
+	vsock__hybrid_free(d); /* after the table: offers in flight free their bridges */
 	loop_del(d->loop, &d->timer);
 	close(d->timer.fd);
-	free(d->hash);
+	vsock__table_fini(d); /* the table, the reaper and what waits for it */
 	free(d);
 }
 
@@ -527,7 +552,9 @@ vsock_dev_restore(struct vsock_dev *d, const struct vhu_saved *s)
 	dev_detach(d, d->vhu ? "restored from a saved state" : NULL);
 	/* Before the rings start: the guest learns at once that connections are gone. */
 	d->reset_event = true;
+	d->in_vhu = true; /* the rings start in there: one found broken is dropped below */
 	err = vhu_conn_restore(s, &vsock_ops, d, &d->vhu);
+	d->in_vhu = false;
 	if (err)
 		return err;
 	d->usrc.fd = s->sock;
@@ -536,13 +563,15 @@ vsock_dev_restore(struct vsock_dev *d, const struct vhu_saved *s)
 		dev_detach(d, "cannot watch the restored frontend");
 		return err;
 	}
+	if (d->drop_pending)
+		dev_detach(d, NULL);
 	return 0;
 }
 
 bool
 vsock_dev_attached(const struct vsock_dev *d)
 {
-	return d->vhu != NULL;
+	return dev_up(d);
 }
 
 uint32_t

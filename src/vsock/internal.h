@@ -34,10 +34,11 @@ enum vsock_state {
 struct vsock_conn {
 	struct loop_src src; /* the queue pair's poll descriptor */
 	struct vsock_dev *d;
-	struct vsock_conn *hnext;  /* hash chain */
+	struct vsock_conn *hnext;  /* hash chain; once dead, the device's dead list */
 	struct vsock_conn *rnext;  /* on the device's ready list */
 	bool ready;		   /* on that list */
 	bool watched;		   /* src is in the loop */
+	bool dead;		   /* freed, memory kept until no loop event can name it */
 	uint32_t gport;		   /* the guest's port */
 	uint32_t pcid, pport;	   /* the other end as the guest sees it */
 	int type;		   /* SOCK_STREAM / SOCK_SEQPACKET */
@@ -46,6 +47,7 @@ struct vsock_conn {
 	unsigned owe;		   /* OWE_* */
 	uint32_t shut_to_guest;	   /* SHUTDOWN flags said (or owed) to the guest */
 	uint32_t shut_from_guest;  /* SHUTDOWN flags the guest said */
+	bool wr_shut;		   /* its SEND side passed on to the queue pair */
 	int64_t deadline_ns;	   /* CONNECTING / CLOSING give up after it */
 	/* To the guest. */
 	uint32_t tx_cnt;	   /* payload bytes sent */
@@ -100,17 +102,40 @@ struct vsock_dev {
 	struct vsock_conn **hash;
 	size_t nbuckets;
 	struct vsock_conn *ready_head, *ready_tail;
+	/*
+	 * Freed connections whose memory waits: a loop round may still hold
+	 * an event for one (its epoll entry is gone, the round's copy is
+	 * not). The reaper (an eventfd) frees @dying and moves @dead there,
+	 * so memory goes one whole round after the last event could name it.
+	 */
+	struct loop_src reap;
+	bool reap_armed;
+	struct vsock_conn *dead, *dying;
 	struct vsock_orphan orphan[ORPHAN_MAX];
 	unsigned n_orphan;
 	bool reset_event; /* TRANSPORT_RESET owed on the event queue */
+	/* Hybrid vsock (hybrid.c): the UNIX socket and its connections. */
+	struct loop_src hyb;
+	char hyb_path[108];
+	uint32_t hyb_next;
+	struct vsock_bridge *bridges;
 	bool in_pump;
+	/*
+	 * The vhost-user server is on the stack (vhu_conn_process, a restore):
+	 * dropping the frontend then would free it under its own feet, so
+	 * dev_detach() only marks it (drop_pending) and the caller finishes.
+	 */
+	bool in_vhu, drop_pending;
 	char why[160];
 	struct vsock_stats st;
 };
 
 /* conn.c */
 int vsock__table_init(struct vsock_dev *d);
+/* Reset every connection (their memory waits for the reaper). */
 void vsock__table_free(struct vsock_dev *d, int err);
+/* vsock__table_free(), then free everything vsock__table_init() made. */
+void vsock__table_fini(struct vsock_dev *d);
 struct vsock_conn *vsock__find(struct vsock_dev *d, uint32_t gport, uint32_t pcid,
 			       uint32_t pport);
 struct vsock_conn *vsock__conn_new(struct vsock_dev *d, uint32_t gport, uint32_t pcid,
@@ -129,6 +154,11 @@ void vsock__idle(struct vsock_conn *c);
  */
 uint32_t vsock__to_guest(struct vsock_conn *c, const struct virtq_elem *e, bool *gone);
 void vsock__expire(struct vsock_dev *d, int64_t now);
+
+/* hybrid.c */
+struct vsock_bridge;
+int vsock__hybrid_out(struct vsock_dev *d, uint32_t port, struct qp **qp);
+void vsock__hybrid_free(struct vsock_dev *d);
 
 /* dev.c */
 void vsock__ready(struct vsock_conn *c);

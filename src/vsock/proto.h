@@ -25,6 +25,8 @@ struct vsock_hdr {
 } __attribute__((packed));
 _Static_assert(sizeof(struct vsock_hdr) == 44, "virtio_vsock_hdr layout");
 
+#define VSOCK_CID_HOST 2u
+
 /* Device feature bits. */
 #define VSOCK_F_STREAM (1ull << 0)
 #define VSOCK_F_SEQPACKET (1ull << 1)

@@ -84,12 +84,22 @@ void vsock_dev_stats(const struct vsock_dev *d, struct vsock_stats *st);
 const char *vsock_dev_why(const struct vsock_dev *d);
 
 /*
+ * Hybrid vsock (Firecracker's convention) on the UNIX socket @path: a host
+ * program writes "CONNECT <port>\n", reads "OK <hostport>\n" once the
+ * guest accepted, then talks; guest connections to CID 2 port P that no
+ * VMCI socket takes go to the UNIX socket "@path_P" if one listens.
+ */
+int vsock_hybrid_listen(struct vsock_dev *d, const char *path);
+
+/*
  * Restart by exec: vsock_dev_save() fills @s (false: no frontend attached)
  * with what the new daemon needs to serve the same frontend, whose
  * descriptors the caller keeps open across exec; the guest's connections
  * are not saved. vsock_dev_restore() takes the frontend back from @s (and
- * its descriptors): the rings run on where they were, and the guest gets
- * TRANSPORT_RESET, so it drops the connections the old daemon had.
+ * its descriptors): the rings run on where they were. The guest is sent
+ * TRANSPORT_RESET if its frontend gave us the event queue (QEMU 7.2 does
+ * not); otherwise it learns of each old connection's end from the RST its
+ * next packet on it gets.
  */
 struct vhu_saved;
 bool vsock_dev_save(const struct vsock_dev *d, struct vhu_saved *s);
