@@ -61,6 +61,9 @@
 	X(vhost_reply_ack, 10)          \
 	X(vhost_ring_rules, 10)         \
 	X(vhost_config_and_reset, 10)   \
+	X(vhost_netdev_sequence, 10)    \
+	X(vhost_netdev_refusals, 10)    \
+	X(vhost_netdev_reconnect, 10)   \
 	X(vm_parse_keys, 10)            \
 	X(vm_defaults, 10)              \
 	X(vm_case_insensitive, 10)      \

@@ -5,7 +5,12 @@
  * vsock start sequence, checking every reply and the rings' host pointers;
  * the memory table's checks and translation bounds; malformed messages
  * (sizes, descriptor counts, unknown requests, flags, EOF inside a message,
- * a message written one byte at a time); REPLY_ACK.
+ * a message written one byte at a time); REPLY_ACK. Then what QEMU 7.2
+ * sends for a vhost-user netdev with two queue pairs (-netdev vhost-user,
+ * queues=2 with virtio-net-pci,mq=on,vectors=0) to a fake net device: one
+ * vhost device per pair on the one connection, the second pair disabled
+ * until the guest asks for it, refusals answered through REPLY_ACK, and a
+ * reconnection that replays the whole setup.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,6 +26,9 @@
 
 #define F_VERSION_1	  (1ull << 32)
 #define F_VSOCK_SEQPACKET (1ull << 1)
+#define F_NET_MRG_RXBUF	  (1ull << 15)
+#define F_NET_MQ	  (1ull << 22)
+#define F_EVENT_IDX	  (1ull << 29)
 #define REGION		  0x10000u
 #define UA0		  0x7f0000000000ull
 #define UA1		  0x7f0000100000ull
@@ -28,6 +36,7 @@
 struct fake {
 	uint64_t cid;
 	int started[4], stopped[4];
+	uint16_t consumed[4]; /* buffers taken since the ring started */
 };
 
 static int
@@ -51,9 +60,12 @@ fake_started(void *dev, struct vhu_conn *c, uint32_t i)
 static void
 fake_stopped(void *dev, struct vhu_conn *c, uint32_t i, uint16_t *last_avail)
 {
+	struct fake *f = dev;
+
 	(void)c;
-	(void)last_avail;
-	((struct fake *)dev)->stopped[i]++;
+	f->stopped[i]++;
+	*last_avail = (uint16_t)(*last_avail + f->consumed[i]);
+	f->consumed[i] = 0;
 }
 
 static const struct vhu_device_ops vsock_ops = {
@@ -64,22 +76,45 @@ static const struct vhu_device_ops vsock_ops = {
 	.ring_stopped = fake_stopped,
 };
 
+/* Two queue pairs (receive, transmit); no config space. */
+static const struct vhu_device_ops net_ops = {
+	.features = F_VERSION_1 | F_NET_MQ | F_NET_MRG_RXBUF | F_EVENT_IDX,
+	.queues = 4,
+	.ring_started = fake_started,
+	.ring_stopped = fake_stopped,
+};
+
 struct t {
+	const struct vhu_device_ops *ops;
 	struct vhu_conn *c;
 	int fe; /* the frontend's end */
 	struct fake dev;
 };
 
+/* A new connection to the same device (as after the frontend reconnects). */
 static void
-t_open(struct t *t)
+t_connect(struct t *t)
 {
 	int sp[2];
 
+	ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp));
+	ASSERT_OK(vhu_conn_new(sp[0], t->ops, &t->dev, &t->c));
+	t->fe = sp[1];
+}
+
+static void
+t_open_dev(struct t *t, const struct vhu_device_ops *ops)
+{
 	memset(t, 0, sizeof(*t));
 	t->dev.cid = 42;
-	ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp));
-	ASSERT_OK(vhu_conn_new(sp[0], &vsock_ops, &t->dev, &t->c));
-	t->fe = sp[1];
+	t->ops = ops;
+	t_connect(t);
+}
+
+static void
+t_open(struct t *t)
+{
+	t_open_dev(t, &vsock_ops);
 }
 
 static void
@@ -201,11 +236,45 @@ negotiate(struct t *t, uint64_t proto)
 
 	ASSERT_OK(call_ok(t, VHU_GET_FEATURES, NULL, 0, NULL, 0));
 	v = reply_u64(t, VHU_GET_FEATURES);
-	ASSERT_EQ(v, VHU_F_PROTOCOL_FEATURES | F_VERSION_1 | F_VSOCK_SEQPACKET);
+	ASSERT_EQ(v, VHU_F_PROTOCOL_FEATURES | t->ops->features);
 	ASSERT_OK(call_ok(t, VHU_GET_PROTOCOL_FEATURES, NULL, 0, NULL, 0));
-	ASSERT_EQ(reply_u64(t, VHU_GET_PROTOCOL_FEATURES), 0x209);
+	/* CONFIG only with a config space to read. */
+	ASSERT_EQ(reply_u64(t, VHU_GET_PROTOCOL_FEATURES), (t->ops->get_config ? 0x209 : 0x9));
 	ASSERT_OK(call_ok(t, VHU_SET_PROTOCOL_FEATURES, &proto, 8, NULL, 0));
 	no_reply(t);
+}
+
+static void
+set_call(struct t *t, uint64_t i)
+{
+	int efd = eventfd(0, EFD_CLOEXEC);
+
+	ASSERT_OK(call_ok(t, VHU_SET_VRING_CALL, &i, 8, &efd, 1));
+	close(efd);
+	ASSERT_GE(vhu_conn_ring(t->c, (uint32_t)i)->call, 0);
+}
+
+static void
+set_enable(struct t *t, uint32_t i, uint32_t on)
+{
+	struct vhu_vring_state s = { i, on };
+
+	ASSERT_OK(call_ok(t, VHU_SET_VRING_ENABLE, &s, 8, NULL, 0));
+	ASSERT_EQ(vhu_conn_ring(t->c, i)->enabled, on);
+}
+
+/* GET_VRING_BASE: the ring is stopped; the base it reports. */
+static uint32_t
+get_base(struct t *t, uint32_t i)
+{
+	struct vhu_vring_state s = { i, 0 };
+
+	ASSERT_OK(call_ok(t, VHU_GET_VRING_BASE, &s, 8, NULL, 0));
+	ASSERT_EQ(reply(t, VHU_GET_VRING_BASE, &s, sizeof(s)), 8);
+	ASSERT_EQ(s.index, i);
+	ASSERT(!vhu_conn_ring(t->c, i)->started);
+	ASSERT_EQ(vhu_conn_ring(t->c, i)->kick, -1);
+	return s.num;
 }
 
 static void
@@ -242,13 +311,8 @@ TEST(vhost_vsock_sequence)
 	ASSERT_OK(call_ok(&t, VHU_GET_QUEUE_NUM, NULL, 0, NULL, 0));
 	ASSERT_EQ(reply_u64(&t, VHU_GET_QUEUE_NUM), 3);
 	ASSERT_OK(call_ok(&t, VHU_SET_OWNER, NULL, 0, NULL, 0));
-	for (uint64_t i = 0; i < 3; i++) {
-		int efd = eventfd(0, EFD_CLOEXEC);
-
-		ASSERT_OK(call_ok(&t, VHU_SET_VRING_CALL, &i, 8, &efd, 1));
-		close(efd);
-		ASSERT_GE(vhu_conn_ring(t.c, (uint32_t)i)->call, 0);
-	}
+	for (uint64_t i = 0; i < 3; i++)
+		set_call(&t, i);
 	ASSERT_OK(call_ok(&t, VHU_GET_CONFIG, &cfg, VHU_CONFIG_HDR + 8, NULL, 0));
 	memset(&cfg, 0, sizeof(cfg));
 	ASSERT_EQ(reply(&t, VHU_GET_CONFIG, &cfg, sizeof(cfg)), VHU_CONFIG_HDR + 8);
@@ -266,12 +330,11 @@ TEST(vhost_vsock_sequence)
 	close(fds[1]);
 	ASSERT_EQ(vhu_conn_mem(t.c)->n, 2);
 	for (uint32_t i = 0; i < 3; i++) {
-		struct vhu_vring_state s = { i, 1 };
 		const struct vhu_ring *r = vhu_conn_ring(t.c, i);
 
 		set_ring(&t, i, 256, 7 + i);
 		ASSERT(!r->started); /* protocol features: disabled until enabled */
-		ASSERT_OK(call_ok(&t, VHU_SET_VRING_ENABLE, &s, 8, NULL, 0));
+		set_enable(&t, i, 1);
 		ASSERT(r->started);
 		ASSERT_EQ(t.dev.started[i], 1);
 		a[i * 0x4000 + 0x2000] = (uint8_t)(0x55 + i);
@@ -280,13 +343,7 @@ TEST(vhost_vsock_sequence)
 		ASSERT_EQ(((uint8_t *)r->desc)[0], 0x11);
 	}
 	for (uint32_t i = 0; i < 3; i++) {
-		struct vhu_vring_state s = { i, 0 };
-
-		ASSERT_OK(call_ok(&t, VHU_GET_VRING_BASE, &s, 8, NULL, 0));
-		ASSERT_EQ(reply(&t, VHU_GET_VRING_BASE, &s, sizeof(s)), 8);
-		ASSERT_EQ(s.index, i);
-		ASSERT_EQ(s.num, 7 + i);
-		ASSERT(!vhu_conn_ring(t.c, i)->started);
+		ASSERT_EQ(get_base(&t, i), 7 + i);
 		ASSERT_EQ(t.dev.stopped[i], 1);
 	}
 	no_reply(&t);
@@ -628,11 +685,7 @@ TEST(vhost_config_and_reset)
 	close(fds[0]);
 	close(fds[1]);
 	set_ring(&t, 1, 64, 0);
-	{
-		struct vhu_vring_state s = { 1, 1 };
-
-		ASSERT_OK(call_ok(&t, VHU_SET_VRING_ENABLE, &s, 8, NULL, 0));
-	}
+	set_enable(&t, 1, 1);
 	ASSERT(vhu_conn_ring(t.c, 1)->started);
 	ASSERT_OK(call(&t, VHU_RESET_OWNER, nr, NULL, 0, NULL, 0));
 	ASSERT_EQ(reply_u64(&t, VHU_RESET_OWNER), 0);
@@ -647,5 +700,313 @@ TEST(vhost_config_and_reset)
 	cfg.size = 16;
 	ASSERT_EQ(call_ok(&t, VHU_GET_CONFIG, &cfg, VHU_CONFIG_HDR + 16, NULL, 0), -EINVAL);
 	t_close(&t);
+	ASSERT_EQ(count_fds(), base_fds);
+}
+
+/* ---- QEMU 7.2's vhost-user netdev, queues=2 ---- */
+
+/* What QEMU keeps of the protocol features offered (it has no use for CONFIG). */
+#define NETDEV_PROTO (VHU_PROTO_F_MQ | VHU_PROTO_F_REPLY_ACK)
+#define NEED_REPLY   (VHU_VERSION | VHU_FLAG_NEED_REPLY)
+
+/*
+ * vhost_dev_init() of pair @pair's vhost device. Every pair's device
+ * negotiates on the one connection; SET_OWNER and GET_QUEUE_NUM, which QEMU
+ * sends once per connection, come from the first pair's only. Each ring
+ * gets a call descriptor (QEMU's masked notifier) at once.
+ */
+static void
+netdev_init(struct t *t, uint32_t pair)
+{
+	negotiate(t, NETDEV_PROTO);
+	if (pair == 0) {
+		ASSERT_OK(call_ok(t, VHU_GET_QUEUE_NUM, NULL, 0, NULL, 0));
+		/* Virtqueues, not pairs: QEMU checks that queues=2 is not more. */
+		ASSERT_EQ(reply_u64(t, VHU_GET_QUEUE_NUM), 4);
+		ASSERT_OK(call_ok(t, VHU_SET_OWNER, NULL, 0, NULL, 0));
+	}
+	ASSERT_OK(call_ok(t, VHU_GET_FEATURES, NULL, 0, NULL, 0));
+	ASSERT_EQ(reply_u64(t, VHU_GET_FEATURES), VHU_F_PROTOCOL_FEATURES | net_ops.features);
+	set_call(t, 2 * pair);
+	set_call(t, 2 * pair + 1);
+	ASSERT_EQ(vhu_conn_protocol_features(t->c), NETDEV_PROTO);
+	no_reply(t);
+}
+
+/* virtio-net's peer_attach() / peer_detach(): both rings of a pair. */
+static void
+netdev_enable(struct t *t, uint32_t pair, uint32_t on)
+{
+	set_enable(t, 2 * pair, on);
+	set_enable(t, 2 * pair + 1, on);
+}
+
+/*
+ * Guest RAM as QEMU describes one memory backend with a hole in it (a PC's
+ * RAM below and above the legacy VGA window): two regions of one memfd,
+ * the second from its own offset in the file, the descriptor sent once per
+ * region. The rings lie in the first.
+ */
+static int
+netdev_memory(struct vhu_mem_table *mt)
+{
+	memset(mt, 0, sizeof(*mt));
+	mt->nregions = 2;
+	mt->regions[0] = (struct vhu_mem_region){ 0, REGION, UA0, 0 };
+	mt->regions[1] =
+	    (struct vhu_mem_region){ 2 * REGION, REGION, UA0 + 2 * REGION, 2 * REGION };
+	return memfd(3 * REGION);
+}
+
+/*
+ * vhost_dev_start() of pair @pair at DRIVER_OK, after vhost_net_start()
+ * restored the pair's enable state if it was enabled: SET_FEATURES; the
+ * memory table from the first pair only, with NEED_REPLY; per ring
+ * SET_VRING_NUM, _BASE (@base + ring), _ADDR, _KICK, then _CALL with the
+ * guest notifier (vectors=0: no MSI-X, so never VHU_VRING_NOFD).
+ */
+static void
+netdev_start(struct t *t, uint32_t pair, const struct vhu_mem_table *mt, int mfd, uint32_t base)
+{
+	uint64_t features = VHU_F_PROTOCOL_FEATURES | net_ops.features;
+	int fds[2] = { mfd, mfd };
+
+	ASSERT_OK(call_ok(t, VHU_SET_FEATURES, &features, 8, NULL, 0));
+	if (pair == 0) {
+		ASSERT_OK(call(t, VHU_SET_MEM_TABLE, NEED_REPLY, mt, 8 + 2 * 32, fds, 2));
+		ASSERT_EQ(reply_u64(t, VHU_SET_MEM_TABLE), 0);
+	}
+	for (uint32_t i = 2 * pair; i < 2 * pair + 2; i++) {
+		const struct vhu_ring *r = vhu_conn_ring(t->c, i);
+		int started = t->dev.started[i], efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		uint64_t idx = i, v = 1;
+
+		set_ring(t, i, 256, base + i);
+		/* An enabled ring starts with its kick, before its call descriptor... */
+		ASSERT_EQ(r->started, r->enabled);
+		ASSERT_EQ(t->dev.started[i], started + r->enabled);
+		ASSERT_OK(call_ok(t, VHU_SET_VRING_CALL, &idx, 8, &efd, 1));
+		/* ...which changes under the running ring (the device reads it to signal). */
+		ASSERT_EQ(t->dev.started[i], started + r->enabled);
+		ASSERT_EQ(write(r->call, &v, sizeof(v)), (ssize_t)sizeof(v));
+		ASSERT_EQ(read(efd, &v, sizeof(v)), (ssize_t)sizeof(v));
+		ASSERT_EQ(v, 1);
+		close(efd);
+	}
+	no_reply(t);
+}
+
+/* The frontend goes away: what the server says, and the connection freed. */
+static void
+t_hangup(struct t *t, int expect)
+{
+	close(t->fe);
+	ASSERT_EQ(vhu_conn_process(t->c), expect);
+	vhu_conn_free(t->c);
+}
+
+TEST(vhost_netdev_sequence)
+{
+	int base_fds = count_fds(), mfd;
+	struct vhu_mem_table mt;
+	const uint8_t *p;
+	struct t t;
+
+	t_open_dev(&t, &net_ops);
+	netdev_init(&t, 0);
+	netdev_init(&t, 1);
+	/* Features acked, MQ among them: one pair in use until the guest asks. */
+	netdev_enable(&t, 0, 1);
+	netdev_enable(&t, 1, 0);
+	/* DRIVER_OK: vhost_net_start(), pair by pair. */
+	mfd = netdev_memory(&mt);
+	netdev_enable(&t, 0, 1);
+	netdev_start(&t, 0, &mt, mfd, 0);
+	ASSERT_EQ(vhu_conn_mem(t.c)->n, 2);
+	ASSERT_EQ(pwrite(mfd, "q", 1, 2 * REGION + 5), 1);
+	p = vhu_mem_uva(vhu_conn_mem(t.c), UA0 + 2 * REGION + 5, 1);
+	ASSERT(p && *p == 'q');
+	ASSERT(vhu_mem_gpa(vhu_conn_mem(t.c), 2 * REGION + 5, 1) == p);
+	ASSERT(vhu_mem_gpa(vhu_conn_mem(t.c), REGION, 1) == NULL); /* the hole */
+	netdev_start(&t, 1, &mt, mfd, 0);
+	/* The second SET_FEATURES left the first pair running; the second is off. */
+	ASSERT_EQ(vhu_conn_features(t.c), VHU_F_PROTOCOL_FEATURES | net_ops.features);
+	for (uint32_t i = 0; i < 4; i++) {
+		ASSERT_EQ(vhu_conn_ring(t.c, i)->started, i < 2);
+		ASSERT_EQ(t.dev.started[i], i < 2);
+		ASSERT_EQ(t.dev.stopped[i], 0);
+	}
+	/* The guest sets two pairs on its control queue: QEMU enables the second. */
+	netdev_enable(&t, 1, 1);
+	ASSERT_EQ(t.dev.started[2], 1);
+	ASSERT_EQ(t.dev.started[3], 1);
+	/* Back to one: rings 2 and 3 stop where the device was. */
+	t.dev.consumed[2] = 4;
+	netdev_enable(&t, 1, 0);
+	ASSERT_EQ(t.dev.stopped[2], 1);
+	ASSERT_EQ(t.dev.stopped[3], 1);
+	ASSERT_EQ(vhu_conn_ring(t.c, 2)->last_avail, 2 + 4);
+	/* vhost_net_stop(): GET_VRING_BASE for every ring set up, running or not. */
+	t.dev.consumed[0] = 5;
+	ASSERT_EQ(get_base(&t, 0), 0 + 5);
+	ASSERT_EQ(get_base(&t, 1), 1);
+	ASSERT_EQ(get_base(&t, 2), 2 + 4);
+	ASSERT_EQ(get_base(&t, 3), 3);
+	for (uint32_t i = 0; i < 4; i++) {
+		ASSERT_EQ(t.dev.started[i], 1);
+		ASSERT_EQ(t.dev.stopped[i], 1);
+	}
+	no_reply(&t);
+	/* The guest reloads its driver: features, then a start from QEMU's bases. */
+	netdev_enable(&t, 0, 1);
+	netdev_enable(&t, 1, 0);
+	netdev_enable(&t, 0, 1);
+	netdev_start(&t, 0, &mt, mfd, 40);
+	netdev_start(&t, 1, &mt, mfd, 40);
+	for (uint32_t i = 0; i < 4; i++)
+		ASSERT_EQ(t.dev.started[i], 1 + (i < 2));
+	ASSERT_EQ(get_base(&t, 1), 41);
+	ASSERT_EQ(t.dev.stopped[1], 2);
+	t_close(&t);
+	ASSERT_EQ(t.dev.stopped[0], 2);
+	ASSERT_EQ(t.dev.stopped[2], 1);
+	close(mfd);
+	ASSERT_EQ(count_fds(), base_fds);
+}
+
+TEST(vhost_netdev_refusals)
+{
+	struct vhu_vring_state s = { 0, 1 };
+	int base_fds = count_fds(), mfd, efd[3], n;
+	uint64_t v = 0x209, kick = 0;
+	struct vhu_mem_table mt;
+	struct t t;
+
+	/* No config space: CONFIG is neither offered nor accepted. */
+	t_open_dev(&t, &net_ops);
+	ASSERT_OK(call_ok(&t, VHU_GET_PROTOCOL_FEATURES, NULL, 0, NULL, 0));
+	ASSERT_EQ(reply_u64(&t, VHU_GET_PROTOCOL_FEATURES), NETDEV_PROTO);
+	ASSERT_EQ(call_ok(&t, VHU_SET_PROTOCOL_FEATURES, &v, 8, NULL, 0), -ENOTSUP);
+	t_close(&t);
+
+	t_open_dev(&t, &net_ops);
+	mfd = netdev_memory(&mt);
+	netdev_init(&t, 0);
+	netdev_init(&t, 1);
+	netdev_enable(&t, 0, 1);
+	netdev_start(&t, 0, &mt, mfd, 0);
+	for (int i = 0; i < 3; i++)
+		efd[i] = eventfd(0, EFD_CLOEXEC);
+	n = count_fds();
+	/* Requests the server does not know (33, with a descriptor, and 40): refused by ack. */
+	ASSERT_OK(call(&t, 33, NEED_REPLY, NULL, 0, efd, 1));
+	ASSERT_EQ(reply_u64(&t, 33), ENOSYS);
+	ASSERT_OK(call(&t, 40, NEED_REPLY, NULL, 0, NULL, 0));
+	ASSERT_EQ(reply_u64(&t, 40), ENOSYS);
+	/* Descriptor counts that disagree with the payload, on running rings. */
+	ASSERT_OK(call(&t, VHU_SET_MEM_TABLE, NEED_REPLY, &mt, 8 + 2 * 32, efd, 1));
+	ASSERT_EQ(reply_u64(&t, VHU_SET_MEM_TABLE), EBADMSG);
+	ASSERT_OK(call(&t, VHU_SET_MEM_TABLE, NEED_REPLY, &mt, 8 + 2 * 32, efd, 3));
+	ASSERT_EQ(reply_u64(&t, VHU_SET_MEM_TABLE), EBADMSG);
+	ASSERT_OK(call(&t, VHU_SET_VRING_KICK, NEED_REPLY, &kick, 8, efd, 2));
+	ASSERT_EQ(reply_u64(&t, VHU_SET_VRING_KICK), EBADMSG);
+	v = VHU_VRING_NOFD | 1;
+	ASSERT_OK(call(&t, VHU_SET_VRING_CALL, NEED_REPLY, &v, 8, efd, 1));
+	ASSERT_EQ(reply_u64(&t, VHU_SET_VRING_CALL), EBADMSG);
+	ASSERT_OK(call(&t, VHU_SET_VRING_ENABLE, NEED_REPLY, &s, 8, efd, 1));
+	ASSERT_EQ(reply_u64(&t, VHU_SET_VRING_ENABLE), EBADMSG);
+	/* Nothing changed, and every descriptor sent with a refusal was closed. */
+	ASSERT_EQ(vhu_conn_mem(t.c)->n, 2);
+	ASSERT_GE(vhu_conn_ring(t.c, 0)->kick, 0);
+	ASSERT_GE(vhu_conn_ring(t.c, 1)->call, 0);
+	for (uint32_t i = 0; i < 4; i++) {
+		ASSERT_EQ(t.dev.started[i], i < 2);
+		ASSERT_EQ(t.dev.stopped[i], 0);
+	}
+	ASSERT_EQ(count_fds(), n);
+	ASSERT_OK(call_ok(&t, VHU_GET_QUEUE_NUM, NULL, 0, NULL, 0));
+	ASSERT_EQ(reply_u64(&t, VHU_GET_QUEUE_NUM), 4);
+	no_reply(&t);
+	/* A request with a reply of its own is not refused by an ack: the connection fails. */
+	s.num = 0;
+	ASSERT_EQ(call(&t, VHU_GET_VRING_BASE, NEED_REPLY, &s, 8, efd, 1), -EBADMSG);
+	no_reply(&t);
+	t_close(&t);
+	ASSERT_EQ(t.dev.stopped[0], 1);
+	ASSERT_EQ(t.dev.stopped[1], 1);
+	/* Unknown requests without NEED_REPLY fail the connection. */
+	t_open_dev(&t, &net_ops);
+	netdev_init(&t, 0);
+	ASSERT_EQ(call_ok(&t, 40, NULL, 0, NULL, 0), -ENOSYS);
+	t_close(&t);
+	t_open_dev(&t, &net_ops);
+	ASSERT_EQ(call_ok(&t, 33, NULL, 0, efd, 1), -ENOSYS);
+	t_close(&t);
+	for (int i = 0; i < 3; i++)
+		close(efd[i]);
+	close(mfd);
+	ASSERT_EQ(count_fds(), base_fds);
+}
+
+TEST(vhost_netdev_reconnect)
+{
+	int base_fds = count_fds(), mfd, efd = eventfd(0, EFD_CLOEXEC);
+	uint8_t buf[sizeof(struct vhu_hdr) + 8];
+	struct vhu_mem_table mt;
+	uint64_t idx = 0;
+	struct t t;
+
+	t_open_dev(&t, &net_ops);
+	mfd = netdev_memory(&mt);
+	netdev_init(&t, 0);
+	netdev_init(&t, 1);
+	netdev_enable(&t, 0, 1);
+	netdev_enable(&t, 1, 0);
+	netdev_enable(&t, 0, 1);
+	netdev_start(&t, 0, &mt, mfd, 0);
+	netdev_start(&t, 1, &mt, mfd, 0);
+	netdev_enable(&t, 1, 1);
+	for (uint32_t i = 0; i < 4; i++)
+		ASSERT_EQ(t.dev.started[i], 1);
+	/* QEMU goes away in the middle of a message sent with a descriptor. */
+	build(buf, VHU_SET_VRING_CALL, VHU_VERSION, &idx, 8);
+	send_raw(t.fe, buf, 6, &efd, 1);
+	ASSERT_OK(vhu_conn_process(t.c));
+	t_hangup(&t, -ECONNRESET);
+	for (uint32_t i = 0; i < 4; i++)
+		ASSERT_EQ(t.dev.stopped[i], 1);
+	ASSERT_EQ(count_fds(), base_fds + 2); /* efd and mfd */
+
+	/* reconnect=: a new connection, a new vhost device per pair, gone again. */
+	t_connect(&t);
+	netdev_init(&t, 0);
+	netdev_init(&t, 1);
+	t_hangup(&t, -ENOTCONN);
+	ASSERT_EQ(count_fds(), base_fds + 2);
+
+	/*
+	 * The next one gets the whole setup. The guest's driver runs on: no
+	 * feature negotiation; vhost_net_start() restores each pair's enable
+	 * state (the guest had asked for two) before starting it, from the
+	 * used indices QEMU took as bases when it could not ask.
+	 */
+	t_connect(&t);
+	netdev_init(&t, 0);
+	netdev_init(&t, 1);
+	netdev_enable(&t, 0, 1);
+	netdev_start(&t, 0, &mt, mfd, 100);
+	netdev_enable(&t, 1, 1);
+	netdev_start(&t, 1, &mt, mfd, 100);
+	for (uint32_t i = 0; i < 4; i++) {
+		ASSERT(vhu_conn_ring(t.c, i)->started);
+		ASSERT_EQ(t.dev.started[i], 2);
+		ASSERT_EQ(t.dev.stopped[i], 1);
+	}
+	t.dev.consumed[3] = 2;
+	for (uint32_t i = 0; i < 4; i++)
+		ASSERT_EQ(get_base(&t, i), 100 + i + (i == 3 ? 2 : 0));
+	t_close(&t);
+	close(efd);
+	close(mfd);
 	ASSERT_EQ(count_fds(), base_fds);
 }

@@ -317,17 +317,31 @@ h_set_vring_err(struct vhu_conn *c, struct vhu_msg *m)
 	return 0;
 }
 
+/*
+ * The protocol features offered: CONFIG only to a device that has a config
+ * space to read. Offered to one without (a virtio-net device), GET_CONFIG
+ * would be refused, which fails the connection, and QEMU 7.2's vhost-user
+ * netdev, which has no use for it, masks it out again with a warning
+ * ("backend supports VHOST_USER_PROTOCOL_F_CONFIG but QEMU does not") for
+ * every queue pair at every (re)connection.
+ */
+static uint64_t
+proto_offered(const struct vhu_conn *c)
+{
+	return c->ops->get_config ? VHU_PROTO_OFFERED : VHU_PROTO_OFFERED & ~VHU_PROTO_F_CONFIG;
+}
+
 static int
 h_get_protocol_features(struct vhu_conn *c, struct vhu_msg *m)
 {
 	(void)m;
-	return reply_u64(c, VHU_PROTO_OFFERED);
+	return reply_u64(c, proto_offered(c));
 }
 
 static int
 h_set_protocol_features(struct vhu_conn *c, struct vhu_msg *m)
 {
-	if (m->payload.u64 & ~VHU_PROTO_OFFERED)
+	if (m->payload.u64 & ~proto_offered(c))
 		return -ENOTSUP;
 	c->protocol = m->payload.u64;
 	return 0;

@@ -235,7 +235,10 @@ struct vhu_device_ops {
 	/* Optional; without it SET_CONFIG is refused. */
 	int (*set_config)(void *dev, uint32_t off, const void *buf, uint32_t len);
 	/*
-	 * A ring's pointers and descriptors are valid from started to stopped.
+	 * A ring's pointers and kick descriptor are valid from started to
+	 * stopped. Its call descriptor may be replaced while it runs (QEMU
+	 * sends SET_VRING_CALL after the kick for a netdev): a device reads
+	 * it from vhu_conn_ring() each time it signals.
 	 * ring_stopped() stores the next available index the device would
 	 * have taken into *@last_avail (what GET_VRING_BASE reports and a
 	 * restart resumes from); left alone, the base stays as it was set.
