@@ -71,30 +71,46 @@ br_free(struct vsock_bridge *b)
 	free(b);
 }
 
-/* Watch what the bridge waits for now; frees it when both ends are done. */
+static void br_in(struct vsock_bridge *b);
+static void br_out(struct vsock_bridge *b);
+
+/*
+ * Watch what the bridge waits for now; frees it when both ends are done.
+ * When the queue pair moved while we armed it, pump again here rather than
+ * wait for an event that already happened.
+ */
 static void
 br_update(struct vsock_bridge *b)
 {
-	uint32_t uev = 0;
-	unsigned qev = 0;
+	for (int round = 0;; round++) {
+		uint32_t uev = 0;
+		unsigned qev = 0;
 
-	if (b->unix_eof && b->qp_eof && !b->out_len) {
-		br_free(b);
-		return;
+		if (b->unix_eof && b->qp_eof && !b->out_len) {
+			br_free(b);
+			return;
+		}
+		if (b->out_len)
+			uev |= EPOLLOUT;
+		else if (!b->qp_eof)
+			qev |= QP_EV_READ;
+		if (!b->unix_eof) {
+			if (qp_tx_pending(b->qp) < qp_tx_size(b->qp))
+				uev |= EPOLLIN;
+			else
+				qev |= QP_EV_WRITE; /* the guest must read first */
+		}
+		if (!qev || !qp_arm(b->qp, qev)) {
+			loop_mod(b->d->loop, &b->usrc, uev);
+			return;
+		}
+		if (round == 8) { /* still moving: come back after other sources */
+			loop_mod(b->d->loop, &b->usrc, uev | EPOLLOUT | EPOLLIN);
+			return;
+		}
+		br_out(b);
+		br_in(b);
 	}
-	if (b->out_len)
-		uev |= EPOLLOUT;
-	else if (!b->qp_eof)
-		qev |= QP_EV_READ;
-	if (!b->unix_eof) {
-		if (qp_tx_pending(b->qp) < qp_tx_size(b->qp))
-			uev |= EPOLLIN;
-		else
-			qev |= QP_EV_WRITE; /* the guest must read first */
-	}
-	loop_mod(b->d->loop, &b->usrc, uev);
-	if (qev && qp_arm(b->qp, qev))
-		loop_mod(b->d->loop, &b->usrc, uev | EPOLLOUT); /* come back here soon */
 }
 
 /* UNIX socket -> queue pair, as much as fits. */
