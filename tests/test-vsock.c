@@ -147,7 +147,8 @@ wait_console(struct vt *t, const char *name, const char *needle, char *line, siz
 		while (f && fgets(buf, sizeof(buf), f)) {
 			if (strstr(buf, "vmf-guest: powering off"))
 				deadline = 0; /* it will not come any more */
-			if (strstr(buf, needle) && !strstr(buf, "vmf.cmd")) {
+			/* Whole lines only: the guest may be in the middle of one. */
+			if (strstr(buf, needle) && !strstr(buf, "vmf.cmd") && strchr(buf, '\n')) {
 				snprintf(line, len, "%s", buf);
 				fclose(f);
 				return;
