@@ -13,6 +13,7 @@
  * is forwarded comes from the daemon's records, never from the ring.
  */
 #include <errno.h>
+#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -36,6 +37,9 @@ struct dgram_cmd {
 	struct dgram_cmd *next;
 	enum dgram_op op;
 	struct dgram_ep *e;
+	/* ADD: the caller waits for the answer, so a bound socket is reachable at once. */
+	sem_t *done;
+	int *result;
 };
 
 /* ---------------------------------------------------------------------- */
@@ -135,10 +139,9 @@ commands(struct dgram_router *d)
 	c = rev;
 	for (; c; c = next) {
 		next = c->next;
-		if (c->op == DGRAM_ADD && add(d, c->e) < 0) {
-			log_err("dgram: cannot add %u:%u", c->e->cid, c->e->port);
-			qp_close(c->e->qp);
-			free(c->e);
+		if (c->op == DGRAM_ADD) {
+			*c->result = add(d, c->e);
+			sem_post(c->done); /* the caller frees the endpoint if it failed */
 		} else if (c->op == DGRAM_REMOVE) {
 			/*
 			 * What the socket sent before it closed goes out first,
@@ -340,7 +343,7 @@ dgram_main(void *arg)
 }
 
 static int
-post(struct dgram_router *d, enum dgram_op op, struct dgram_ep *e)
+post(struct dgram_router *d, enum dgram_op op, struct dgram_ep *e, sem_t *done, int *result)
 {
 	struct dgram_cmd *c = malloc(sizeof(*c));
 
@@ -348,6 +351,8 @@ post(struct dgram_router *d, enum dgram_op op, struct dgram_ep *e)
 		return -ENOMEM;
 	c->op = op;
 	c->e = e;
+	c->done = done;
+	c->result = result;
 	pthread_mutex_lock(&d->lock);
 	c->next = d->cmds;
 	d->cmds = c;
@@ -378,7 +383,7 @@ dgram_start(struct dgram_router *d)
 void
 dgram_stop(struct dgram_router *d)
 {
-	if (post(d, DGRAM_STOP, NULL) == 0)
+	if (post(d, DGRAM_STOP, NULL, NULL, NULL) == 0)
 		pthread_join(d->thread, NULL);
 	close(d->cmd_ev);
 	close(d->ep);
@@ -390,12 +395,32 @@ dgram_stop(struct dgram_router *d)
 int
 dgram_add(struct dgram_router *d, struct dgram_ep *e)
 {
-	return post(d, DGRAM_ADD, e);
+	sem_t done;
+	int err, result = -EIO;
+
+	/*
+	 * Wait for the router: the control plane answers DGRAM_OPEN (or a
+	 * guest's relay RESPONSE) right after, and a datagram sent to the new
+	 * socket at once must find it. The router applies commands between
+	 * batches, within microseconds.
+	 */
+	if (sem_init(&done, 0, 0) < 0)
+		return -errno;
+	err = post(d, DGRAM_ADD, e, &done, &result);
+	if (!err) {
+		while (sem_wait(&done) < 0 && errno == EINTR)
+			;
+		err = result;
+	}
+	sem_destroy(&done);
+	if (err)
+		log_err("dgram: cannot add %u:%u: %s", e->cid, e->port, strerror(-err));
+	return err;
 }
 
 void
 dgram_remove(struct dgram_router *d, struct dgram_ep *e)
 {
-	if (post(d, DGRAM_REMOVE, e) < 0)
+	if (post(d, DGRAM_REMOVE, e, NULL, NULL) < 0)
 		log_err("dgram: out of memory removing %u:%u", e->cid, e->port);
 }

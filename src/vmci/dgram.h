@@ -67,7 +67,11 @@ struct dgram_router {
 
 int dgram_start(struct dgram_router *d);
 void dgram_stop(struct dgram_router *d);
-/* Hand @e (fully set up) to the router. Returns 0 or -ENOMEM. */
+/*
+ * Hand @e (fully set up) to the router and wait until it took it, so that
+ * datagrams sent to it from then on find it. Returns 0, or -ENOMEM /
+ * -EADDRINUSE with @e still the caller's to free.
+ */
 int dgram_add(struct dgram_router *d, struct dgram_ep *e);
 /* Take @e out; the router closes its queue pair and frees it. */
 void dgram_remove(struct dgram_router *d, struct dgram_ep *e);
