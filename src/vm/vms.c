@@ -304,7 +304,8 @@ make_device(struct vm *v, char *why, size_t whylen)
 {
 	int err = vsock_dev_new(v->m->loop, v->cid, v->cfg.name, &v->m->b->fabric, &v->vsock);
 
-	if (!err) {
+	/* A restored VM brings its listening socket along. */
+	if (!err && v->listen.fd < 0) {
 		v->listen.fd = unix_listen(v->sock_path, SOCK_STREAM, 0600, 4);
 		err = v->listen.fd < 0 ? v->listen.fd : 0;
 	}
@@ -723,7 +724,7 @@ restore_vm(struct vms *m, json_t *o)
 	json_int_t cid, mem, vcpus, pid, started;
 	int vmci, restricted, err;
 	json_t *vh;
-	char why[256];
+	char why[256] = "";
 
 	if (!v)
 		return -ENOMEM;
@@ -756,15 +757,8 @@ restore_vm(struct vms *m, json_t *o)
 	err = claim_cid(v, why, sizeof(why));
 	if (!err && loop_add(m->loop, &v->proc, EPOLLIN) < 0)
 		err = -errno;
-	if (!err && v->listen.fd >= 0) {
-		err = vsock_dev_new(m->loop, v->cid, v->cfg.name, &m->b->fabric, &v->vsock);
-		if (!err && loop_add(m->loop, &v->listen, EPOLLIN) < 0)
-			err = -errno;
-		if (!err)
-			vmci_reg_find(&m->b->reg, v->cid)->vsock = v->vsock;
-		if (!err && vsock_hybrid_listen(v->vsock, v->hybrid))
-			log_warn("vm %s: no hybrid vsock socket %s", v->cfg.name, v->hybrid);
-	}
+	if (!err && v->listen.fd >= 0)
+		err = make_device(v, why, sizeof(why));
 	vh = json_object_get(o, "vhost");
 	if (!err && vh && v->vsock) {
 		struct vhu_saved s;
@@ -774,7 +768,7 @@ restore_vm(struct vms *m, json_t *o)
 			err = vsock_dev_restore(v->vsock, &s);
 	}
 	if (err) {
-		log_err("vm %s: not restored: %s", v->cfg.name, err == -EEXIST ? why : strerror(-err));
+		log_err("vm %s: not restored: %s", v->cfg.name, why[0] ? why : strerror(-err));
 		vm_qemu_stop(v->pid, v->proc.fd, STOP_TIMEOUT_MS);
 		vm_free(v);
 		return err;
