@@ -229,15 +229,9 @@ step_offer(struct fzw *w, unsigned gi)
 	unsigned a = take1(w);
 	size_t size = a & 1 ? 4096 : QP_SIZE_DEFAULT;
 	struct qp *dq, *q;
-	struct qp_fds f;
 
-	if (w->fab.npeers == FG_PEERS_MAX || qp_create(size, size, &dq, &f))
+	if (w->fab.npeers == FG_PEERS_MAX || qp_create_pair(size, size, &dq, &q))
 		return;
-	if (qp_attach(&f, &q)) {
-		qp_close(dq);
-		close(f.mem), close(f.wake), close(f.peer_wake), close(f.alive);
-		return;
-	}
 	qp_set_mode(q, QP_NONBLOCK);
 	if (vsock_offer(w->g[gi]->dev, FZ_HOST, FZ_PORT + (a >> 1) % 4, FZ_PORT + (a >> 3) % 4,
 			a & 0x20 ? SOCK_SEQPACKET : SOCK_STREAM, dq, fz_done, w)) {

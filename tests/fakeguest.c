@@ -77,20 +77,13 @@ gpa(struct fg *g, uint64_t a)
 int
 fg_fabric_accept(struct fg_fabric *f, size_t qsize, struct vsock_route *r)
 {
-	struct qp_fds fds;
 	struct qp *peer;
 	int err;
 
 	if (f->npeers == FG_PEERS_MAX)
 		return -ECONNREFUSED;
-	if ((err = qp_create(qsize, qsize, &r->qp, &fds)))
+	if ((err = qp_create_pair(qsize, qsize, &r->qp, &peer)))
 		return err;
-	if ((err = qp_attach(&fds, &peer))) {
-		qp_close(r->qp);
-		r->qp = NULL;
-		close(fds.mem), close(fds.wake), close(fds.peer_wake), close(fds.alive);
-		return err;
-	}
 	qp_set_mode(peer, QP_NONBLOCK);
 	f->peer[f->npeers++] = peer;
 	return 0;

@@ -26,10 +26,7 @@
 static void
 pair(size_t s0, size_t s1, struct qp **a, struct qp **b)
 {
-	struct qp_fds peer;
-
-	ASSERT_OK(qp_create(s0, s1, a, &peer));
-	ASSERT_OK(qp_attach(&peer, b));
+	ASSERT_OK(qp_create_pair(s0, s1, a, b));
 }
 
 /*
@@ -79,6 +76,7 @@ TEST(qp_create_sizes)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ASSERT_EQ(qp_create(bad[i], QP_SIZE_DEFAULT, &a, &peer), -EINVAL);
 		ASSERT_EQ(qp_create(QP_SIZE_DEFAULT, bad[i], &a, &peer), -EINVAL);
+		ASSERT_EQ(qp_create_pair(bad[i], QP_SIZE_DEFAULT, &a, &b), -EINVAL);
 	}
 }
 

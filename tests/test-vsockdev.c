@@ -785,11 +785,9 @@ offer_done(void *arg, int err)
 static struct qp *
 offer_qp(struct qp **dq, size_t size)
 {
-	struct qp_fds f;
 	struct qp *q;
 
-	ASSERT_OK(qp_create(size, size, dq, &f));
-	ASSERT_OK(qp_attach(&f, &q));
+	ASSERT_OK(qp_create_pair(size, size, dq, &q));
 	qp_set_mode(q, QP_NONBLOCK);
 	return q;
 }

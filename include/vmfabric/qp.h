@@ -164,6 +164,12 @@ int qp_create(size_t produce_size, size_t consume_size, struct qp **qpp, struct 
  * memfd and the layout the creator wrote: -EINVAL / -EPROTO when wrong.
  */
 int qp_attach(const struct qp_fds *fds, struct qp **qpp);
+/*
+ * qp_create_pair() - both ends in this process (a relay that owns both, or
+ * a test): side 0 produces @size0 bytes, side 1 @size1. 0 or -errno, with
+ * nothing left open on failure.
+ */
+int qp_create_pair(size_t size0, size_t size1, struct qp **side0, struct qp **side1);
 
 /* Close both directions, tell the peer, unmap and close descriptors. */
 void qp_close(struct qp *qp);

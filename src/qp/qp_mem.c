@@ -305,6 +305,22 @@ fail:
 }
 
 int
+qp_create_pair(size_t size0, size_t size1, struct qp **side0, struct qp **side1)
+{
+	struct qp_fds f;
+	int err = qp_create(size0, size1, side0, &f);
+
+	if (err)
+		return err;
+	if ((err = qp_attach(&f, side1))) {
+		qp_close_fds((int[]){ f.mem, f.wake, f.peer_wake, f.alive }, 4);
+		qp_close(*side0);
+		*side0 = NULL;
+	}
+	return err;
+}
+
+int
 qp_shutdown(struct qp *qp, int how)
 {
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)

@@ -365,7 +365,6 @@ relay_route(struct vmci_broker *b, struct vmci_ctx *src, uint32_t port, struct v
 {
 	struct vmci_conn *c = calloc(1, sizeof(*c));
 	struct dgram_ep *e = calloc(1, sizeof(*e));
-	struct qp_fds f;
 	int err = -ENOMEM;
 
 	if (!c || !e)
@@ -375,13 +374,8 @@ relay_route(struct vmci_broker *b, struct vmci_ctx *src, uint32_t port, struct v
 				 .privileged = true /* the guest kernel guards its ports */ };
 	if ((err = do_bind(c, port)))
 		goto fail;
-	if ((err = qp_create(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &e->qp, &f)))
+	if ((err = qp_create_pair(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &e->qp, &r->qp)))
 		goto fail_unbind;
-	if ((err = qp_attach(&f, &r->qp))) {
-		close(f.mem), close(f.wake), close(f.peer_wake), close(f.alive);
-		qp_close(e->qp);
-		goto fail_unbind;
-	}
 	e->cid = c->cid;
 	e->port = c->port;
 	e->pol = *src;

@@ -707,16 +707,9 @@ connect_vm(struct vsock_dev *d, const struct vsock_hdr *h, const struct vsock_ro
 	bool same = r->vm == d && h->src_port == h->dst_port && h->dst_cid == d->cid;
 	struct vsock_conn *a, *b;
 	struct qp *qa, *qb;
-	struct qp_fds f;
 
 	if (same || vsock__find(r->vm, h->dst_port, d->cid, h->src_port) ||
-	    !vsock_dev_attached(r->vm) || qp_create(r->qsize, r->qsize, &qa, &f)) {
-		vsock__orphan_rst(d, h);
-		return;
-	}
-	if (qp_attach(&f, &qb)) {
-		qp_close(qa);
-		close(f.mem), close(f.wake), close(f.peer_wake), close(f.alive);
+	    !vsock_dev_attached(r->vm) || qp_create_pair(r->qsize, r->qsize, &qa, &qb)) {
 		vsock__orphan_rst(d, h);
 		return;
 	}

@@ -227,7 +227,6 @@ br_connect(struct vsock_bridge *b)
 	char *end;
 	unsigned long port;
 	struct qp *peer;
-	struct qp_fds f;
 	int err;
 
 	b->line[b->line_len - 1] = 0;
@@ -236,12 +235,8 @@ br_connect(struct vsock_bridge *b)
 	port = strtoul(b->line + 8, &end, 10);
 	if (end == b->line + 8 || (*end && *end != '\r') || port > UINT32_MAX)
 		return -EPROTO;
-	if ((err = qp_create(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &b->qp, &f)))
+	if ((err = qp_create_pair(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &b->qp, &peer)))
 		return err;
-	if ((err = qp_attach(&f, &peer))) {
-		close(f.mem), close(f.wake), close(f.peer_wake), close(f.alive);
-		return err;
-	}
 	b->port = HYBRID_PORT_BASE + (b->d->hyb_next++ & 0x3fffffffu);
 	b->state = BR_OFFERED;
 	loop_mod(b->d->loop, &b->usrc, 0);
@@ -349,7 +344,6 @@ vsock__hybrid_out(struct vsock_dev *d, uint32_t port, struct qp **qp)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	struct vsock_bridge *b;
-	struct qp_fds f;
 	int fd, err;
 
 	if (d->hyb.fd < 0)
@@ -368,11 +362,7 @@ vsock__hybrid_out(struct vsock_dev *d, uint32_t port, struct qp **qp)
 	b->d = d;
 	b->usrc = (struct loop_src){ .fd = fd, .fn = br_unix_event };
 	b->qsrc.fd = -1;
-	err = qp_create(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &b->qp, &f);
-	if (!err && (err = qp_attach(&f, qp))) {
-		close(f.mem), close(f.wake), close(f.peer_wake), close(f.alive);
-		qp_close(b->qp);
-	}
+	err = qp_create_pair(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &b->qp, qp);
 	if (err) {
 		close(fd);
 		free(b);
