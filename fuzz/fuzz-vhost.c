@@ -12,7 +12,6 @@
  *
  * Input: repeated { u16 len, u8 nfds, len bytes, nfds kind bytes }.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -93,20 +92,6 @@ send_piece(int sock, const uint8_t *buf, size_t len, const int *fds, int nfds)
 	(void)fdpass_send(sock, &iov, 1, fds, len ? nfds : 0, MSG_DONTWAIT);
 }
 
-/* Open descriptors: every one the server received must be closed by the end. */
-static int
-count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	if (!d)
-		abort();
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 static void
 drain(int sock)
@@ -122,7 +107,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz f = { data, size };
 	struct vhu_conn *c;
-	int sp[2], r = 0, fds_before = count_fds();
+	int sp[2], r = 0, fds_before = fz_count_fds();
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		abort();
@@ -150,7 +135,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	vhu_conn_free(c);
 	close(sp[1]);
-	if (count_fds() != fds_before)
+	if (fz_count_fds() != fds_before)
 		abort(); /* a descriptor leaked */
 	return 0;
 }

@@ -21,7 +21,6 @@
  *
  * Input: { u8 options } then steps { u8 op, operands } (see step()).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -340,19 +339,6 @@ trace(struct fg *g)
 		(unsigned long long)st.rx_no_buffers);
 }
 
-static int
-count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	if (!d)
-		abort();
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 static void
 setup(struct fzw *w)
@@ -384,7 +370,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fzw *w = calloc(1, sizeof(*w));
-	int fds_before = count_fds();
+	int fds_before = fz_count_fds();
 
 	check(w != NULL);
 	if (!getenv("FUZZ_VSOCK_TRACE"))
@@ -407,7 +393,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fg_fabric_free(&w->fab);
 	loop_free(&w->loop);
 	free(w);
-	if (count_fds() != fds_before)
+	if (fz_count_fds() != fds_before)
 		abort(); /* a descriptor leaked */
 	return 0;
 }

@@ -3,10 +3,27 @@
 #ifndef VMFABRIC_FUZZ_H
 #define VMFABRIC_FUZZ_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Descriptors open in this process: a target checks that none leaked. */
+static inline int
+fz_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!d)
+		abort();
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
 
 /* Input cursor: targets take bytes as they need them, zeros past the end. */
 struct fz {

@@ -28,6 +28,8 @@ __attribute__((noreturn, format(printf, 3, 4))) void th_fail(const char *file, i
 __attribute__((noreturn, format(printf, 1, 2))) void th_skip(const char *fmt, ...);
 /* Progress or context for a failing test; shown only when the test fails. */
 __attribute__((format(printf, 1, 2))) void th_log(const char *fmt, ...);
+/* Descriptors open in this process (to check that nothing leaked). */
+int th_count_fds(void);
 
 #define SKIP(...) th_skip(__VA_ARGS__)
 

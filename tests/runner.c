@@ -8,6 +8,7 @@
  *
  *   vmf-test [-j JOBS] [-l] [--timeout-scale F] [PREFIX...]
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -72,6 +73,19 @@ th_skip(const char *fmt, ...)
 	fputc('\n', stderr);
 	fflush(NULL);
 	_exit(TH_EXIT_SKIP);
+}
+
+int
+th_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	ASSERT(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
 }
 
 void

@@ -12,7 +12,6 @@
  * until the guest asks for it, refusals answered through REPLY_ACK, and a
  * reconnection that replays the whole setup.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -194,18 +193,6 @@ no_reply(struct t *t)
 	ASSERT_EQ(errno, EAGAIN);
 }
 
-static int
-count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	ASSERT(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 static int
 memfd(size_t size)
@@ -302,7 +289,7 @@ TEST(vhost_vsock_sequence)
 	struct vhu_config cfg = { .offset = 0, .size = 8 };
 	uint64_t features = 0x140000000ull | F_VSOCK_SEQPACKET;
 	struct vhu_mem_table mt;
-	int base_fds = count_fds(), fds[2];
+	int base_fds = th_count_fds(), fds[2];
 	uint8_t *a;
 	struct t t;
 
@@ -349,7 +336,7 @@ TEST(vhost_vsock_sequence)
 	no_reply(&t);
 	munmap(a, REGION);
 	t_close(&t);
-	ASSERT_EQ(count_fds(), base_fds);
+	ASSERT_EQ(th_count_fds(), base_fds);
 }
 
 TEST(vhost_translate)
@@ -454,7 +441,7 @@ one(uint32_t req, uint32_t flags, const void *p, uint32_t size, int nfds)
 
 TEST(vhost_malformed)
 {
-	int base_fds = count_fds();
+	int base_fds = th_count_fds();
 	struct vhu_vring_state s = { 0, 256 };
 	uint8_t big[64] = { 0 };
 	uint64_t v = 0;
@@ -513,7 +500,7 @@ TEST(vhost_malformed)
 	ASSERT_EQ(vhu_conn_process(t.c), -ECONNRESET);
 	t_close(&t);
 	/* Every descriptor sent with a refused message was closed. */
-	ASSERT_EQ(count_fds(), base_fds);
+	ASSERT_EQ(th_count_fds(), base_fds);
 }
 
 TEST(vhost_split_writes)
@@ -664,7 +651,7 @@ TEST(vhost_config_and_reset)
 	struct vhu_config cfg = { .offset = 4, .size = 4 };
 	uint64_t features = 0x140000000ull;
 	struct vhu_mem_table mt;
-	int base_fds = count_fds(), fds[2];
+	int base_fds = th_count_fds(), fds[2];
 	struct t t;
 
 	t_open(&t);
@@ -700,7 +687,7 @@ TEST(vhost_config_and_reset)
 	cfg.size = 16;
 	ASSERT_EQ(call_ok(&t, VHU_GET_CONFIG, &cfg, VHU_CONFIG_HDR + 16, NULL, 0), -EINVAL);
 	t_close(&t);
-	ASSERT_EQ(count_fds(), base_fds);
+	ASSERT_EQ(th_count_fds(), base_fds);
 }
 
 /* ---- QEMU 7.2's vhost-user netdev, queues=2 ---- */
@@ -807,7 +794,7 @@ t_hangup(struct t *t, int expect)
 
 TEST(vhost_netdev_sequence)
 {
-	int base_fds = count_fds(), mfd;
+	int base_fds = th_count_fds(), mfd;
 	struct vhu_mem_table mt;
 	const uint8_t *p;
 	struct t t;
@@ -871,13 +858,13 @@ TEST(vhost_netdev_sequence)
 	ASSERT_EQ(t.dev.stopped[0], 2);
 	ASSERT_EQ(t.dev.stopped[2], 1);
 	close(mfd);
-	ASSERT_EQ(count_fds(), base_fds);
+	ASSERT_EQ(th_count_fds(), base_fds);
 }
 
 TEST(vhost_netdev_refusals)
 {
 	struct vhu_vring_state s = { 0, 1 };
-	int base_fds = count_fds(), mfd, efd[3], n;
+	int base_fds = th_count_fds(), mfd, efd[3], n;
 	uint64_t v = 0x209, kick = 0;
 	struct vhu_mem_table mt;
 	struct t t;
@@ -897,7 +884,7 @@ TEST(vhost_netdev_refusals)
 	netdev_start(&t, 0, &mt, mfd, 0);
 	for (int i = 0; i < 3; i++)
 		efd[i] = eventfd(0, EFD_CLOEXEC);
-	n = count_fds();
+	n = th_count_fds();
 	/* Requests the server does not know (33, with a descriptor, and 40): refused by ack. */
 	ASSERT_OK(call(&t, 33, NEED_REPLY, NULL, 0, efd, 1));
 	ASSERT_EQ(reply_u64(&t, 33), ENOSYS);
@@ -923,7 +910,7 @@ TEST(vhost_netdev_refusals)
 		ASSERT_EQ(t.dev.started[i], i < 2);
 		ASSERT_EQ(t.dev.stopped[i], 0);
 	}
-	ASSERT_EQ(count_fds(), n);
+	ASSERT_EQ(th_count_fds(), n);
 	ASSERT_OK(call_ok(&t, VHU_GET_QUEUE_NUM, NULL, 0, NULL, 0));
 	ASSERT_EQ(reply_u64(&t, VHU_GET_QUEUE_NUM), 4);
 	no_reply(&t);
@@ -945,12 +932,12 @@ TEST(vhost_netdev_refusals)
 	for (int i = 0; i < 3; i++)
 		close(efd[i]);
 	close(mfd);
-	ASSERT_EQ(count_fds(), base_fds);
+	ASSERT_EQ(th_count_fds(), base_fds);
 }
 
 TEST(vhost_netdev_reconnect)
 {
-	int base_fds = count_fds(), mfd, efd = eventfd(0, EFD_CLOEXEC);
+	int base_fds = th_count_fds(), mfd, efd = eventfd(0, EFD_CLOEXEC);
 	uint8_t buf[sizeof(struct vhu_hdr) + 8];
 	struct vhu_mem_table mt;
 	uint64_t idx = 0;
@@ -975,14 +962,14 @@ TEST(vhost_netdev_reconnect)
 	t_hangup(&t, -ECONNRESET);
 	for (uint32_t i = 0; i < 4; i++)
 		ASSERT_EQ(t.dev.stopped[i], 1);
-	ASSERT_EQ(count_fds(), base_fds + 2); /* efd and mfd */
+	ASSERT_EQ(th_count_fds(), base_fds + 2); /* efd and mfd */
 
 	/* reconnect=: a new connection, a new vhost device per pair, gone again. */
 	t_connect(&t);
 	netdev_init(&t, 0);
 	netdev_init(&t, 1);
 	t_hangup(&t, -ENOTCONN);
-	ASSERT_EQ(count_fds(), base_fds + 2);
+	ASSERT_EQ(th_count_fds(), base_fds + 2);
 
 	/*
 	 * The next one gets the whole setup. The guest's driver runs on: no
@@ -1008,5 +995,5 @@ TEST(vhost_netdev_reconnect)
 	t_close(&t);
 	close(efd);
 	close(mfd);
-	ASSERT_EQ(count_fds(), base_fds);
+	ASSERT_EQ(th_count_fds(), base_fds);
 }

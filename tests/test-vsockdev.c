@@ -24,7 +24,7 @@ TEST(vsockdev_setup)
 		{ .event_idx = true, .indirect = true },
 		{ .no_event_ring = true, .num = { 16, 32, 0 } },
 	};
-	int base = vd_count_fds();
+	int base = th_count_fds();
 
 	for (unsigned i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
 		struct tw *t = tw_new(FG_ACCEPT);
@@ -50,7 +50,7 @@ TEST(vsockdev_setup)
 		ASSERT_EQ(vd_stats(&t->g).conns, 1);
 		tw_close(t);
 	}
-	ASSERT_EQ(vd_count_fds(), base);
+	ASSERT_EQ(th_count_fds(), base);
 }
 
 TEST(vsockdev_reset_event)
@@ -1143,7 +1143,7 @@ TEST(vsockdev_bad_rx_buffer)
 
 TEST(vsockdev_frontend_close)
 {
-	int base = vd_count_fds();
+	int base = th_count_fds();
 	struct tw *t = tw_open(FG_ACCEPT, NULL);
 	struct qp *q[3], *dq, *oq;
 	struct offer o = { 0 };
@@ -1176,7 +1176,7 @@ TEST(vsockdev_frontend_close)
 	qp_close(oq);
 	/* Everything the device held is gone; the device itself too. */
 	tw_close(t);
-	ASSERT_EQ(vd_count_fds(), base);
+	ASSERT_EQ(th_count_fds(), base);
 }
 
 /* A dead peer and a guest without receive buffers: the loop must sleep, not spin. */

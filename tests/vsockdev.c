@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* The virtio-vsock device tests' shared helpers: see vsockdev.h. */
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -9,18 +8,6 @@
 #include "harness.h"
 #include "vsockdev.h"
 
-int
-vd_count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	ASSERT(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 struct tw *
 tw_new(enum fg_route_mode mode)

@@ -41,7 +41,6 @@ struct gc {
 	uint32_t peer_buf_alloc, peer_fwd_cnt; /* the device's, as last said */
 };
 
-int vd_count_fds(void);
 
 /* A world whose fabric routes with @mode; tw_open() also attaches the guest (CID 3). */
 struct tw *tw_new(enum fg_route_mode mode);
