@@ -9,6 +9,7 @@
 	X(qp_create_sizes, 10)          \
 	X(qp_attach_checks, 10)         \
 	X(qp_wrap_every_offset, 30)     \
+	X(qp_large_copies, 30)          \
 	X(qp_full_and_empty, 10)        \
 	X(qp_iov, 10)                   \
 	X(qp_msg_sizes, 30)             \

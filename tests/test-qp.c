@@ -176,6 +176,43 @@ TEST(qp_wrap_every_offset)
 	qp_close(b);
 }
 
+/*
+ * Large copies take the streaming-store path (4 KiB and more): every ring
+ * offset and source alignment, with partial lines at both ends, and the
+ * bytes on either side of each copy untouched.
+ */
+TEST(qp_large_copies)
+{
+	enum { S = 64 << 10 };
+	static uint8_t in[S + 64], out[S + 128];
+	uint64_t rng = 7;
+	struct qp *a, *b;
+
+	pair(S, S, &a, &b);
+	for (int i = 0; i < 3000; i++) {
+		size_t n = 4096 + (size_t)(th_rand(&rng) % (S - 4096 + 1));
+		size_t align = (size_t)(th_rand(&rng) % 64), got = 0;
+
+		th_fill(&rng, in, sizeof(in));
+		ASSERT_EQ(qp_write(a, in + align, n, QP_DONTWAIT), (ssize_t)n);
+		memset(out, 0xa5, sizeof(out));
+		while (got < n) {
+			size_t want = 1 + (size_t)(th_rand(&rng) % (n - got));
+			ASSERT_EQ(qp_read(b, out + 64 + got, want, QP_DONTWAIT), (ssize_t)want);
+			got += want;
+		}
+		ASSERT_MEM_EQ(in + align, out + 64, n);
+		ASSERT_EQ(out[63], 0xa5);
+		ASSERT_EQ(out[64 + n], 0xa5);
+		/* Move the ring's offset on by an odd amount for the next round. */
+		size_t k = 1 + (size_t)(th_rand(&rng) % 4095);
+		ASSERT_EQ(qp_write(a, in, k, QP_DONTWAIT), (ssize_t)k);
+		ASSERT_EQ(qp_read(b, out, k, QP_DONTWAIT), (ssize_t)k);
+	}
+	qp_close(a);
+	qp_close(b);
+}
+
 TEST(qp_full_and_empty)
 {
 	enum { S = 8192 };
