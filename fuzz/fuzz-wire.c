@@ -5,7 +5,8 @@
  * messages, then the input is cut into messages (a descriptor count, a
  * length, the bytes) that a client sends over a real SOCK_SEQPACKET socket
  * pair, with real descriptors of the kinds the protocol passes (eventfds,
- * sealed memfds of a queue pair, sockets, a plain file). After each message
+ * sealed memfds of a queue pair or of a dialer's table, sockets, a plain
+ * file). After each message
  * the broker's event loop runs once; replies and whatever reached the
  * listener are drained. ASan/UBSan and the broker's own checks must hold
  * whatever the bytes say.
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/shm.h"
 #include "common/wire_io.h"
 #include "fuzz.h"
 #include "vmci/broker.h"
@@ -79,7 +81,13 @@ make_fds(struct fz *f, int n, int *fds)
 	}
 	for (; k < n; k++) {
 		int sp[2];
-		switch (fz_take(f, 1) % 4) {
+		void *t;
+		switch (fz_take(f, 1) % 5) {
+		case 4: /* a dialer's connection table */
+			fds[k] = shm_create("fz", WIRE_DIAL_SLOTS * sizeof(struct wire_dial_slot), &t);
+			if (fds[k] >= 0)
+				munmap(t, WIRE_DIAL_SLOTS * sizeof(struct wire_dial_slot));
+			break;
 		case 0:
 			fds[k] = eventfd(0, EFD_CLOEXEC);
 			break;

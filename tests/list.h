@@ -44,6 +44,7 @@
 	X(vmci_backlog, 30)             \
 	X(vmci_connect_timeout, 30)     \
 	X(vmci_peer_death, 30)          \
+	X(vmci_direct, 30)              \
 	X(vmci_daemon_restart, 60)      \
 	X(vmci_dgram, 30)               \
 	X(vmci_nonblocking, 30)         \

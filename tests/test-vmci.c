@@ -390,6 +390,71 @@ TEST(vmci_peer_death)
 	td_cleanup(&d);
 }
 
+/*
+ * Connections from unbound sockets go straight to the listening process
+ * over a channel: they are listed with their bytes all the same; a channel
+ * whose listener went is replaced, and nothing is reached through it once
+ * nothing listens.
+ */
+TEST(vmci_direct)
+{
+	struct tdaemon d;
+	struct sockaddr_vm a = td_addr(3, 5450), me;
+	char buf[64], *json;
+	int l, c, s, ports[3];
+
+	td_start(&d, NULL);
+	l = td_listener("a", SOCK_STREAM, 5450);
+	for (int i = 0; i < 3; i++) {
+		c = td_socket("b", SOCK_STREAM);
+		ASSERT_OK(vmci_connect(c, &a));
+		ASSERT_OK(vmci_getsockname(c, &me));
+		ASSERT_EQ(me.svm_cid, 4);
+		ASSERT_GE(me.svm_port, 1024);
+		ports[i] = (int)me.svm_port;
+		s = vmci_accept(l, &me, 0);
+		ASSERT_GE(s, 0);
+		ASSERT_EQ(me.svm_cid, 4); /* the channel's context, as the daemon said */
+		ASSERT_EQ(me.svm_port, (unsigned)ports[i]);
+		send_all(c, "0123456789", 10);
+		recv_all(s, buf, 10);
+		send_all(s, "abc", 3);
+		recv_all(c, buf, 3);
+		if (i < 2) {
+			vmci_close(c), vmci_close(s);
+			continue;
+		}
+		json = td_mgmt(&d, "vmci.socket.list");
+		th_log("%s", json);
+		ASSERT(strstr(json, "\"direct\":true"));
+		ASSERT(strstr(json, "\"tx_bytes\":10,"));
+		ASSERT(strstr(json, "\"rx_bytes\":3,"));
+		ASSERT(strstr(json, "\"channels\":1,"));
+		free(json);
+		vmci_close(c), vmci_close(s);
+	}
+	ASSERT_EQ(ports[1], ports[0]); /* a closed connection's port is the next one's */
+	json = td_mgmt(&d, "vmci.socket.list");
+	ASSERT(!strstr(json, "\"direct\""));
+	free(json);
+	/* The listener goes: its channels close with it. */
+	vmci_close(l);
+	c = td_socket("b", SOCK_STREAM);
+	ASSERT_EQ(vmci_connect(c, &a), -ECONNREFUSED);
+	vmci_close(c);
+	/* Another listener on the port: a new channel. */
+	l = td_listener("a", SOCK_STREAM, 5450);
+	c = td_socket("b", SOCK_STREAM);
+	ASSERT_OK(vmci_connect(c, &a));
+	s = vmci_accept(l, NULL, 0);
+	ASSERT_GE(s, 0);
+	send_all(c, "x", 1);
+	recv_all(s, buf, 1);
+	vmci_close(c), vmci_close(s), vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
 TEST(vmci_daemon_restart)
 {
 	struct tdaemon d;
@@ -508,7 +573,8 @@ TEST(vmci_nonblocking)
 	l = td_listener("a", SOCK_STREAM | SOCK_NONBLOCK, 5500);
 	ASSERT_EQ(vmci_accept(l, NULL, 0), -EAGAIN);
 	c = td_socket("b", SOCK_STREAM | SOCK_NONBLOCK);
-	ASSERT_EQ(vmci_connect(c, &a), -EINPROGRESS);
+	err = vmci_connect(c, &a); /* at once when direct */
+	ASSERT(err == 0 || err == -EINPROGRESS);
 	wait_connected(c);
 	ASSERT_OK(vmci_getsockopt(c, SOL_SOCKET, SO_ERROR, &err, &len));
 	ASSERT_EQ(err, 0);
@@ -542,7 +608,7 @@ TEST(vmci_buffer_size)
 	uint64_t v;
 	socklen_t len = sizeof(v);
 	static char big[1 << 20];
-	int l, c, s;
+	int l, c, s, err;
 
 	td_start(&d, NULL);
 	c = td_socket("b", SOCK_STREAM | SOCK_NONBLOCK);
@@ -573,7 +639,8 @@ TEST(vmci_buffer_size)
 	c = td_socket("b", SOCK_STREAM | SOCK_NONBLOCK);
 	ASSERT_OK(vmci_setsockopt(c, AF_VSOCK, SO_VM_SOCKETS_BUFFER_MAX_SIZE, &v, sizeof(v)));
 	ASSERT_OK(vmci_setsockopt(c, AF_VSOCK, SO_VM_SOCKETS_BUFFER_SIZE, &v, sizeof(v)));
-	ASSERT_EQ(vmci_connect(c, &a), -EINPROGRESS);
+	err = vmci_connect(c, &a); /* at once when direct */
+	ASSERT(err == 0 || err == -EINPROGRESS);
 	wait_connected(c);
 	s = vmci_accept(l, NULL, 0);
 	ASSERT_GE(s, 0);
@@ -787,10 +854,11 @@ TEST(vmci_many)
 		vmci_close(s[i]);
 	}
 	usleep(100000);
-	json = td_mgmt(&d, "system.status");
+	json = td_mgmt(&d, "vmci.socket.list");
 	th_log("%s", json);
-	/* Left: the listener, and the management query asking. */
-	ASSERT(strstr(json, "\"connections\":2,"));
+	/* Left: the listener (the process keeps its dialers' control connections). */
+	ASSERT(strstr(json, "\"listening\""));
+	ASSERT(!strstr(json, "\"connected\""));
 	free(json);
 	vmci_close(l);
 	td_stop(&d);

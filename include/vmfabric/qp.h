@@ -156,6 +156,16 @@ enum qp_mode {
  * [QP_SIZE_MIN, QP_SIZE_MAX], or -errno from memfd/mmap/eventfd.
  */
 int qp_create(size_t produce_size, size_t consume_size, struct qp **qpp, struct qp_fds *peer);
+/*
+ * qp_create_lent() - the same for a caller that passes the descriptors on
+ * at once (SCM_RIGHTS duplicates them anyway): @peer->wake and
+ * @peer->peer_wake are this endpoint's own, lent, valid while it is open and
+ * never to be closed by the caller; @peer->mem and @peer->alive are the
+ * caller's to close as with qp_create(). Two descriptors fewer to make and
+ * close per connection.
+ */
+int qp_create_lent(size_t produce_size, size_t consume_size, struct qp **qpp,
+		   struct qp_fds *peer);
 
 /*
  * qp_attach() - become side 1 of a queue pair made by qp_create().

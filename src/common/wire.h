@@ -17,6 +17,8 @@
 #ifndef VMFABRIC_WIRE_H
 #define VMFABRIC_WIRE_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,14 +44,19 @@ _Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr layout");
 #define WIRE_MESSAGES(X)                                               \
 	X(HELLO, 1, wire_hello, 0, 0)          /* act as a context */    \
 	X(BIND, 2, wire_bind, 0, 0)            /* claim a port */        \
-	X(LISTEN, 3, wire_listen, 0, 0)        /* accept connections */  \
+	X(LISTEN, 3, wire_listen, 0, 1)        /* accept connections */  \
 	X(CONNECT, 4, wire_connect, 4, 0)      /* with the queue pair */ \
 	X(INCOMING, 5, wire_incoming, 4, 0)    /* daemon -> listener */  \
-	X(ACCEPTED, 6, wire_accepted, 0, 0)    /* listener took one */   \
+	/* 6 was ACCEPTED: the backlog is a shared counter now */        \
 	X(DGRAM_OPEN, 7, wire_bind, 0, 4)      /* datagram rings */      \
 	X(MGMT, 8, wire_mgmt, 0, 1)            /* management request */ \
 	X(CHECK, 9, wire_check, 0, 0)          /* may I send to this CID? */ \
-	X(MGMT_FD, 10, wire_mgmt, 1, 1)        /* management, with a file */
+	X(MGMT_FD, 10, wire_mgmt, 1, 1)        /* management, with a file */ \
+	X(DIALER, 11, wire_dialer, 1, 0)       /* connect directly from now on */ \
+	X(CHANNEL, 12, wire_channel, 0, 2)     /* a channel to a listener */ \
+	X(CHANNEL_NEW, 13, wire_channel_new, 1, 0) /* daemon -> listener */ \
+	X(LEASE, 14, wire_lease, 0, 0)         /* ephemeral ports, in bulk */ \
+	X(DIAL, 15, wire_dial, 4, 0)           /* dialer -> listener, on a channel */
 
 enum wire_type {
 #define WIRE_ENUM(n, v, s, fq, fr) WIRE_##n = v,
@@ -115,11 +122,105 @@ struct wire_incoming {
 };
 
 /*
- * ACCEPTED: listener -> daemon, one way, when accept() has taken an
- * INCOMING: frees a place in the backlog. The daemon reads these lazily.
+ * The backlog of a listener is a counter in a page the daemon makes at
+ * LISTEN (the reply's descriptor, a sealed memfd) and hands to everyone who
+ * may connect: a connector takes a place (compare-and-swap below the
+ * backlog) before passing a connection, the listener gives it back when
+ * accept() takes one. Only that listener's connectors and the listener can
+ * touch it: a process that lies about it refuses or admits connections to
+ * that one listener, which it could do by connecting anyway.
  */
-struct wire_accepted {
-	uint64_t conn;
+struct wire_backlog {
+	_Atomic uint32_t pending;
+	uint32_t pad[15];
+};
+#define WIRE_BACKLOG_BYTES 4096u
+
+/* Take a place below @max (false: the backlog is full), or give one back. */
+static inline bool
+wire_backlog_take(struct wire_backlog *bl, uint32_t max)
+{
+	uint32_t n = atomic_load_explicit(&bl->pending, memory_order_relaxed);
+
+	do
+		if (n >= max)
+			return false;
+	while (!atomic_compare_exchange_weak(&bl->pending, &n, n + 1));
+	return true;
+}
+
+static inline void
+wire_backlog_give(struct wire_backlog *bl)
+{
+	uint32_t n = atomic_load_explicit(&bl->pending, memory_order_relaxed);
+
+	while (n && !atomic_compare_exchange_weak(&bl->pending, &n, n - 1))
+		;
+}
+
+/*
+ * Direct connections. A process that connects from unbound sockets opens
+ * one control connection for all of them (a "dialer"), and the daemon,
+ * once per (listener, dialer), checks the policy and gives both ends a
+ * channel: a SOCK_SEQPACKET socketpair. Each connection is then one DIAL
+ * on the channel, from the connecting process to the listening one, with
+ * the queue pair's side-1 descriptors: no daemon in the way, as TCP's
+ * handshake needs no process in the middle. Ports come leased in bulk.
+ * The listener closes its channels when it stops listening or loses the
+ * daemon (a daemon restarted with another policy is asked again).
+ *
+ * DIALER: the first message after HELLO on a dialer's connection; its
+ * descriptor is the dialer's connection table (a sealed memfd of
+ * WIRE_DIAL_SLOTS slots) which the daemon maps read-only for listings.
+ */
+struct wire_dialer {
+	uint32_t slots; /* WIRE_DIAL_SLOTS */
+	uint32_t pad;
+};
+
+struct wire_dial_slot {
+	_Atomic uint32_t state; /* 0: free; 1: a connection */
+	uint32_t type;		/* SOCK_STREAM / SOCK_SEQPACKET */
+	uint32_t port;		/* local port */
+	uint32_t peer_cid, peer_port;
+	uint32_t pad;
+	uint64_t size;		/* queue bytes per direction */
+	_Atomic uint64_t tx_bytes, rx_bytes;
+	uint64_t pad2[2];
+};
+_Static_assert(sizeof(struct wire_dial_slot) == 64, "wire_dial_slot layout");
+#define WIRE_DIAL_SLOTS 4096u
+
+/* CHANNEL: a channel to the listener on dst_cid:dst_port for @type. */
+struct wire_channel {
+	uint32_t dst_cid, dst_port;
+	uint32_t type;
+	uint32_t pad;
+	/* reply (descriptors: the channel, the listener's backlog page) */
+	uint32_t out_cid;     /* the dialer's context: the source of its connections */
+	uint32_t out_backlog;
+	uint64_t buf_size, buf_min, buf_max; /* the listener's, for the queue size */
+};
+
+/* CHANNEL_NEW: daemon -> listener, with its end of a new channel. */
+struct wire_channel_new {
+	uint32_t src_cid;     /* every DIAL on it comes from this context */
+	uint32_t flags;	      /* WIRE_CTX_PRIVILEGED: may use ports below 1024 */
+};
+
+#define WIRE_LEASE_MAX 64u
+/* LEASE: up to WIRE_LEASE_MAX ephemeral ports, owned by the dialer's connection. */
+struct wire_lease {
+	uint32_t count;
+	uint32_t out_count;
+	uint32_t out_ports[WIRE_LEASE_MAX];
+};
+
+/* DIAL: on a channel, with the queue pair's side-1 descriptors. */
+struct wire_dial {
+	uint32_t src_port; /* one of the dialer's leased ports */
+	uint32_t pad;
+	uint64_t size;	   /* queue bytes per direction */
 };
 
 /*

@@ -18,7 +18,11 @@ struct wire_msg {
 		struct wire_listen listen;
 		struct wire_connect connect;
 		struct wire_incoming incoming;
-		struct wire_accepted accepted;
+		struct wire_dialer dialer;
+		struct wire_channel channel;
+		struct wire_channel_new channel_new;
+		struct wire_lease lease;
+		struct wire_dial dial;
 		struct wire_mgmt mgmt;
 		struct wire_check check;
 	} body;

@@ -52,10 +52,32 @@ struct vsk {
 	int64_t connect_timeout_ns, rcvtimeo_ns, sndtimeo_ns;
 	int busy_poll_us; /* SO_BUSY_POLL: spin this long before sleeping; -1: default */
 	int backlog;
+	/* A direct connection (dial.c): its dialer, lease epoch and table slot. */
+	uint64_t dial_id, dial_epoch;
+	struct wire_dial_slot *slot;
+	/* Listener: its backlog counter and the channels dialers reach it by. */
+	struct wire_backlog *bl;
+	struct lchan *chans;
+	size_t nchans;
 	/* Datagrams: CIDs the daemon said we may send to. */
 	uint32_t allowed[8];
 	unsigned nallowed;
 };
+
+/* A listener's end of a channel (see wire.h). */
+struct lchan {
+	int fd;
+	uint32_t src_cid; /* the dialer's context */
+	bool privileged;  /* its ports below 1024 are real */
+};
+
+/*
+ * Direct connections (dial.c). dial_connect() connects @v, unbound, and
+ * returns its queue pair; -EREMOTE: the destination is a VM, which only
+ * the daemon can ask (CONNECT). dial_release() gives back its port and slot.
+ */
+int dial_connect(struct vsk *v, const struct sockaddr_vm *a, struct qp **out);
+void dial_release(struct vsk *v);
 
 /* Descriptor table */
 int lib_table_put(struct vsk *v);

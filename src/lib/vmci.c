@@ -17,10 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/shm.h"
 #include "lib.h"
 
 #define CONNECT_TIMEOUT_NS (2 * 1000000000LL)
@@ -73,15 +75,42 @@ lib_table_del(int fd)
 
 /* ---------------------------------------------------------------------- */
 
-/* The socket's own members of its epoll set; the queue pair's are QP_EPOLL_*. */
+/*
+ * The socket's own members of its epoll set; the queue pair's are QP_EPOLL_*.
+ * A listener's channels are VSK_EPOLL_CHAN + their descriptor.
+ */
 #define VSK_EPOLL_CTRL 2u
+#define VSK_EPOLL_CHAN 16u
+
+static int
+ep_add_as(struct vsk *v, int fd, uint64_t tag)
+{
+	struct epoll_event e = { .events = EPOLLIN, .data.u64 = tag };
+
+	return epoll_ctl(v->fd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
+}
 
 static int
 ep_add(struct vsk *v, int fd)
 {
-	struct epoll_event e = { .events = EPOLLIN, .data.u64 = VSK_EPOLL_CTRL };
+	return ep_add_as(v, fd, VSK_EPOLL_CTRL);
+}
 
-	return epoll_ctl(v->fd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
+/* A listener lets go of its channels (closing, or the daemon went away). */
+static void
+chans_close(struct vsk *v)
+{
+	for (size_t i = 0; i < v->nchans; i++)
+		close(v->chans[i].fd); /* also leaves the epoll set */
+	v->nchans = 0;
+}
+
+static void
+backlog_unmap(struct vsk *v)
+{
+	if (v->bl)
+		munmap(v->bl, WIRE_BACKLOG_BYTES);
+	v->bl = NULL;
 }
 
 static struct vsk *
@@ -120,6 +149,10 @@ static void
 vsk_free(struct vsk *v)
 {
 	lib_table_del(v->fd);
+	dial_release(v);
+	chans_close(v);
+	free(v->chans);
+	backlog_unmap(v);
 	qp_close(v->qp);
 	qp_close(v->pending_qp);
 	ctl_drop(v);
@@ -245,8 +278,18 @@ send_listen(struct vsk *v)
 {
 	struct wire_listen l = { .backlog = (uint32_t)v->backlog, .buf_size = v->buf_size,
 				 .buf_min = v->buf_min, .buf_max = v->buf_max };
+	struct wire_msg rep;
+	int err;
 
-	return ctl_rpc(v, WIRE_LISTEN, &l, NULL, 0, NULL, -1);
+	err = ctl_rpc(v, WIRE_LISTEN, &l, NULL, 0, &rep, -1);
+	if (err)
+		return err;
+	backlog_unmap(v);
+	err = shm_map(rep.fds[0], WIRE_BACKLOG_BYTES, 1, (void **)&v->bl);
+	close(rep.fds[0]);
+	if (err)
+		ctl_drop(v);
+	return err;
 }
 
 int
@@ -283,6 +326,7 @@ relisten(struct vsk *v)
 	int err;
 
 	ctl_drop(v);
+	chans_close(v); /* dialers ask the daemon again: its policy may have changed */
 	err = ctl_rpc(v, WIRE_BIND, &b, NULL, 0, NULL, -1);
 	if (!err)
 		err = send_listen(v);
@@ -293,20 +337,29 @@ relisten(struct vsk *v)
 	return err;
 }
 
-static int
-adopt(struct vsk *l, struct wire_msg *m, struct sockaddr_vm *peer, int flags)
+/* accept() took a connection: its place in the backlog is free again. */
+static void
+backlog_give(struct vsk *l)
 {
-	struct qp_fds f = { m->fds[0], m->fds[1], m->fds[2], m->fds[3] };
-	struct wire_accepted acc = { .conn = m->body.incoming.conn };
+	if (l->bl)
+		wire_backlog_give(l->bl);
+}
+
+/* A new socket for a connection the listener @l was handed. */
+static int
+adopt(struct vsk *l, int *fds, uint32_t src_cid, uint32_t src_port, struct sockaddr_vm *peer,
+      int flags)
+{
+	struct qp_fds f = { fds[0], fds[1], fds[2], fds[3] };
 	struct vsk *n;
 	struct qp *q;
 	int err;
 
-	/* A place in the backlog is free again, whatever happens next. */
-	ctl_send(l, WIRE_ACCEPTED, &acc, NULL, 0);
+	backlog_give(l);
 	err = qp_attach(&f, &q);
 	if (err) {
-		wire_msg_close_fds(m);
+		for (int i = 0; i < 4; i++)
+			close(fds[i]);
 		return -ECONNABORTED; /* the connector's queue pair was not valid */
 	}
 	n = vsk_new(l->type, flags & SOCK_NONBLOCK);
@@ -317,10 +370,10 @@ adopt(struct vsk *l, struct wire_msg *m, struct sockaddr_vm *peer, int flags)
 	/* An accepted socket needs no control connection: it acts as the listener's context. */
 	n->want_cid = l->want_cid;
 	memcpy(n->want_name, l->want_name, sizeof(n->want_name));
-	n->cid = m->body.incoming.dst_cid;
-	n->port = m->body.incoming.dst_port;
-	n->peer_cid = m->body.incoming.src_cid;
-	n->peer_port = m->body.incoming.src_port;
+	n->cid = l->cid;
+	n->port = l->port;
+	n->peer_cid = src_cid;
+	n->peer_port = src_port;
 	n->has_peer = true;
 	n->state = VSK_CONNECTED;
 	n->rcvtimeo_ns = l->rcvtimeo_ns;
@@ -336,14 +389,136 @@ adopt(struct vsk *l, struct wire_msg *m, struct sockaddr_vm *peer, int flags)
 	return n->fd;
 }
 
+static void
+chan_remove(struct vsk *l, struct lchan *c)
+{
+	close(c->fd);
+	*c = l->chans[--l->nchans];
+}
+
+/* The daemon gave the listener a channel to a dialer. */
+static void
+chan_add(struct vsk *l, struct wire_msg *m)
+{
+	struct lchan *more;
+
+	if (m->nfds != 1)
+		return;
+	more = realloc(l->chans, (l->nchans + 1) * sizeof(*more));
+	if (!more || ep_add_as(l, m->fds[0], VSK_EPOLL_CHAN + (uint64_t)m->fds[0])) {
+		if (more)
+			l->chans = more;
+		close(m->fds[0]);
+		return;
+	}
+	l->chans = more;
+	l->chans[l->nchans++] = (struct lchan){ .fd = m->fds[0],
+						.src_cid = m->body.channel_new.src_cid,
+						.privileged = m->body.channel_new.flags &
+							      WIRE_CTX_PRIVILEGED };
+}
+
+/*
+ * One message from the daemon: a brokered connection (a socket, returned)
+ * or a channel (0: look again). -ENETDOWN when the daemon went away.
+ */
+static int
+take_ctrl(struct vsk *l, struct sockaddr_vm *peer, int flags)
+{
+	struct wire_msg m;
+	ssize_t n = wire_recv(l->ctrl, &m, MSG_DONTWAIT);
+
+	if (n == -EAGAIN)
+		return 0;
+	if (n == 0 || n == -ECONNRESET || n == -ENETDOWN) {
+		ctl_drop(l);
+		chans_close(l);
+		return -ENETDOWN;
+	}
+	if (n < 0 || (m.hdr.flags & WIRE_F_REPLY))
+		goto ignore;
+	if (m.hdr.type == WIRE_INCOMING)
+		return adopt(l, m.fds, m.body.incoming.src_cid, m.body.incoming.src_port, peer, flags);
+	if (m.hdr.type == WIRE_CHANNEL_NEW) {
+		chan_add(l, &m);
+		return 0;
+	}
+ignore:
+	if (n > 0)
+		wire_msg_close_fds(&m);
+	return 0;
+}
+
+/*
+ * One DIAL from a channel: a socket, or 0 to look again. The source context
+ * is the channel's (the daemon said whose it is), never the message's; a
+ * port below 1024 only from a privileged one. A channel that closes or
+ * breaks the protocol is dropped.
+ */
+static int
+take_dial(struct vsk *l, struct lchan *c, struct sockaddr_vm *peer, int flags)
+{
+	struct wire_msg m;
+	ssize_t n = wire_recv(c->fd, &m, MSG_DONTWAIT);
+	struct wire_dial *w = &m.body.dial;
+
+	if (n == -EAGAIN)
+		return 0;
+	if (n <= 0 || m.hdr.type != WIRE_DIAL || (m.hdr.flags & WIRE_F_REPLY)) {
+		if (n > 0)
+			wire_msg_close_fds(&m);
+		chan_remove(l, c);
+		return 0;
+	}
+	if ((w->src_port < 1024 && !c->privileged) || w->src_port == VMADDR_PORT_ANY ||
+	    (w->size != qp_size_round(l->buf_size) && (w->size < l->buf_min || w->size > l->buf_max))) {
+		wire_msg_close_fds(&m); /* refused: the connector sees its peer gone */
+		backlog_give(l);
+		return 0;
+	}
+	return adopt(l, m.fds, c->src_cid, w->src_port, peer, flags);
+}
+
+/*
+ * What is ready on the listener's set, taken in turn: 0 when nothing is.
+ * The daemon first: if it went away, its channels go before anything is
+ * taken from them; a channel it announces is looked at in the next round.
+ */
+static int
+take_one(struct vsk *l, struct sockaddr_vm *peer, int flags)
+{
+	struct epoll_event ev[8];
+	int r;
+
+	for (int round = 0; round < 4; round++) {
+		int n = epoll_wait(l->fd, ev, 8, 0);
+		bool again = false;
+
+		for (int i = 0; i < n; i++)
+			if (ev[i].data.u64 == VSK_EPOLL_CTRL && l->ctrl >= 0) {
+				if ((r = take_ctrl(l, peer, flags)) != 0)
+					return r;
+				again = true;
+			}
+		for (int i = 0; i < n; i++)
+			for (size_t k = 0; k < l->nchans; k++)
+				if (VSK_EPOLL_CHAN + (uint64_t)l->chans[k].fd == ev[i].data.u64) {
+					if ((r = take_dial(l, &l->chans[k], peer, flags)) != 0)
+						return r;
+					break;
+				}
+		if (!again)
+			break;
+	}
+	return 0;
+}
+
 int
 vmci_accept(int s, struct sockaddr_vm *peer, int flags)
 {
 	struct vsk *v = get(s);
 	int64_t deadline;
-	struct wire_msg m;
-	ssize_t n;
-	int err = 0;
+	int r = 0;
 
 	if (!v)
 		return -EBADF;
@@ -352,29 +527,17 @@ vmci_accept(int s, struct sockaddr_vm *peer, int flags)
 	deadline = v->rcvtimeo_ns < 0 ? INT64_MAX : clock_ns() + v->rcvtimeo_ns;
 	pthread_mutex_lock(&v->lock);
 	for (;;) {
-		if (v->ctrl < 0 && (err = relisten(v)) && err != -ENETDOWN)
+		if (v->ctrl < 0 && (r = relisten(v)) && r != -ENETDOWN)
 			break;
-		n = v->ctrl >= 0 ? wire_recv(v->ctrl, &m, MSG_DONTWAIT) : -ENETDOWN;
-		if (n > 0 && m.hdr.type == WIRE_INCOMING && !(m.hdr.flags & WIRE_F_REPLY)) {
-			err = adopt(v, &m, peer, flags);
+		r = take_one(v, peer, flags);
+		if (r != 0 && r != -ENETDOWN)
 			break;
-		}
-		if (n > 0) {
-			wire_msg_close_fds(&m);
-			continue;
-		}
-		if (n == 0 || n == -ENETDOWN || n == -ECONNRESET)
-			ctl_drop(v); /* the daemon went away: register again */
-		if (v->nonblock) {
-			err = -EAGAIN;
-			break;
-		}
-		if (clock_ns() >= deadline) {
-			err = -EAGAIN;
+		if (v->nonblock || clock_ns() >= deadline) {
+			r = -EAGAIN;
 			break;
 		}
 		if (v->ctrl >= 0) {
-			struct pollfd p = { .fd = v->ctrl, .events = POLLIN };
+			struct pollfd p = { .fd = v->fd, .events = POLLIN };
 			int64_t left = deadline - clock_ns();
 			poll(&p, 1, deadline == INT64_MAX ? -1 : (int)(left / 1000000 + 1));
 		} else {
@@ -382,7 +545,7 @@ vmci_accept(int s, struct sockaddr_vm *peer, int flags)
 		}
 	}
 	pthread_mutex_unlock(&v->lock);
-	return err;
+	return r;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -420,13 +583,12 @@ connect_send(struct vsk *v, struct wire_connect *w)
 	struct qp_fds peer;
 	int fds[4], err;
 
-	err = qp_create(w->size, w->size, &v->pending_qp, &peer);
+	err = qp_create_lent(w->size, w->size, &v->pending_qp, &peer);
 	if (err)
 		return err;
 	fds[0] = peer.mem, fds[1] = peer.wake, fds[2] = peer.peer_wake, fds[3] = peer.alive;
 	err = ctl_send(v, WIRE_CONNECT, w, fds, 4);
-	for (int i = 0; i < 4; i++)
-		close(fds[i]); /* the kernel holds them in flight now */
+	close(peer.mem), close(peer.alive); /* in flight now; the eventfds are lent */
 	if (err) {
 		qp_close(v->pending_qp);
 		v->pending_qp = NULL;
@@ -484,8 +646,26 @@ connect_wait(struct vsk *v, struct wire_connect *w)
 static int
 stream_connect(struct vsk *v, const struct sockaddr_vm *a)
 {
+	struct qp *q;
 	int err;
 
+	if (v->state == VSK_NEW) {
+		err = dial_connect(v, a, &q);
+		if (!err) {
+			v->peer_cid = a->svm_cid;
+			v->peer_port = a->svm_port;
+			v->has_peer = true;
+			v->state = VSK_CONNECTED;
+			if ((err = attach_qp(v, q))) {
+				qp_close(q);
+				dial_release(v);
+				v->state = VSK_NEW;
+			}
+			return err;
+		}
+		if (err != -EREMOTE)
+			return err;
+	}
 	v->connect = (struct wire_connect){ .dst_cid = a->svm_cid, .dst_port = a->svm_port,
 					    .size = qp_size_round(v->buf_size) };
 	v->connect_retried = false;
@@ -562,27 +742,39 @@ stream_err(const struct vsk *v, ssize_t r)
 	return r;
 }
 
+/* A direct connection's byte counter in its dialer's table (only this socket writes it). */
+static void
+count(_Atomic uint64_t *c, size_t n)
+{
+	if (c)
+		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+				      memory_order_relaxed);
+}
+
 static ssize_t
 conn_send(struct vsk *v, const void *buf, size_t len, int flags)
 {
 	const char *p = buf;
 	size_t done = 0;
-	ssize_t r;
+	ssize_t r = 0;
 	int qf = qflags(v, flags);
 
 	if (v->type == SOCK_SEQPACKET) {
 		r = qp_msg_send(v->qp, buf, len, qf);
+		if (r > 0)
+			count(v->slot ? &v->slot->tx_bytes : NULL, (size_t)r);
 		return r == -EMSGSIZE ? -EMSGSIZE : stream_err(v, r);
 	}
 	while (done < len) {
 		r = qp_write(v->qp, p + done, len - done, qf);
 		if (r < 0)
-			return done ? (ssize_t)done : stream_err(v, r);
+			break;
 		done += (size_t)r;
 		if (qf)
 			break; /* non-blocking: what fitted */
 	}
-	return (ssize_t)done;
+	count(v->slot ? &v->slot->tx_bytes : NULL, done);
+	return done ? (ssize_t)done : stream_err(v, r);
 }
 
 static ssize_t
@@ -593,6 +785,8 @@ conn_recv(struct vsk *v, void *buf, size_t len, int flags)
 
 	if (v->type == SOCK_SEQPACKET) {
 		r = qp_msg_recv(v->qp, buf, len, &ml, qflags(v, flags));
+		if (r > 0)
+			count(v->slot ? &v->slot->rx_bytes : NULL, (size_t)r);
 		if (r == -ESHUTDOWN)
 			return qp_peer_reset(v->qp) ? -ECONNRESET : 0;
 		if (r >= 0 && (flags & MSG_TRUNC))
@@ -600,6 +794,8 @@ conn_recv(struct vsk *v, void *buf, size_t len, int flags)
 		return stream_err(v, r);
 	}
 	r = qp_read(v->qp, buf, len, qflags(v, flags));
+	if (r > 0)
+		count(v->slot ? &v->slot->rx_bytes : NULL, (size_t)r);
 	if (r == 0 && len && qp_peer_reset(v->qp))
 		return -ECONNRESET;
 	return stream_err(v, r);
@@ -1009,7 +1205,7 @@ vmci_poll_arm(int s, short events)
 	if (v->state == VSK_CONNECTING)
 		return 0;
 	if (v->state == VSK_LISTEN) {
-		struct pollfd p = { .fd = v->ctrl, .events = POLLIN };
+		struct pollfd p = { .fd = v->fd, .events = POLLIN };
 		if (v->ctrl < 0 || poll(&p, 1, 0) > 0)
 			out |= POLLIN; /* a connection, or the daemon to re-register with */
 		return out & events;

@@ -120,11 +120,11 @@ qp_close_fds(int *fds, int n)
 	}
 }
 
-int
-qp_create(size_t produce_size, size_t consume_size, struct qp **qpp, struct qp_fds *peer)
+static int
+qp_make(size_t produce_size, size_t consume_size, struct qp **qpp, struct qp_fds *peer, bool lend)
 {
-	/* mem, ev0 (ours), ev1 (peer's), sp0, sp1, dup(mem), dup(ev0), dup(ev1) */
-	int fd[8] = { -1, -1, -1, -1, -1, -1, -1, -1 };
+	/* mem, ev0 (ours), ev1 (peer's), sp0, sp1, dup(ev0), dup(ev1) */
+	int fd[7] = { -1, -1, -1, -1, -1, -1, -1 };
 	size_t len = qp_layout_size(produce_size, consume_size);
 	struct qp_meta *meta;
 	struct qp *qp = NULL;
@@ -145,11 +145,12 @@ qp_create(size_t produce_size, size_t consume_size, struct qp **qpp, struct qp_f
 	if (fd[1] < 0 || fd[2] < 0 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, &fd[3]) < 0)
 		goto fail_errno;
-	fd[5] = fcntl(fd[0], F_DUPFD_CLOEXEC, 0);
-	fd[6] = fcntl(fd[1], F_DUPFD_CLOEXEC, 0);
-	fd[7] = fcntl(fd[2], F_DUPFD_CLOEXEC, 0);
-	if (fd[5] < 0 || fd[6] < 0 || fd[7] < 0)
-		goto fail_errno;
+	if (!lend) {
+		fd[5] = fcntl(fd[1], F_DUPFD_CLOEXEC, 0);
+		fd[6] = fcntl(fd[2], F_DUPFD_CLOEXEC, 0);
+		if (fd[5] < 0 || fd[6] < 0)
+			goto fail_errno;
+	}
 	qp = malloc(sizeof(*qp));
 	if (!qp) {
 		err = -ENOMEM;
@@ -164,13 +165,13 @@ qp_create(size_t produce_size, size_t consume_size, struct qp **qpp, struct qp_f
 	qp__init(qp, base, produce_size, consume_size, 0);
 	qp->map_len = len;
 	qp->wake = fd[1];
-	qp->peer_wake = fd[7];
+	qp->peer_wake = fd[2];
 	qp->alive = fd[3];
-	peer->mem = fd[5];
-	peer->wake = fd[2];
-	peer->peer_wake = fd[6];
+	/* The memfd itself goes to the peer: our mapping keeps the object alive. */
+	peer->mem = fd[0];
+	peer->wake = lend ? fd[2] : fd[6];
+	peer->peer_wake = lend ? fd[1] : fd[5];
 	peer->alive = fd[4];
-	close(fd[0]); /* the mapping keeps the object alive */
 	*qpp = qp;
 	return 0;
 
@@ -179,9 +180,21 @@ fail_errno:
 fail:
 	if (base != MAP_FAILED)
 		munmap(base, len);
-	qp_close_fds(fd, 8);
+	qp_close_fds(fd, 7);
 	free(qp);
 	return err;
+}
+
+int
+qp_create(size_t produce_size, size_t consume_size, struct qp **qpp, struct qp_fds *peer)
+{
+	return qp_make(produce_size, consume_size, qpp, peer, false);
+}
+
+int
+qp_create_lent(size_t produce_size, size_t consume_size, struct qp **qpp, struct qp_fds *peer)
+{
+	return qp_make(produce_size, consume_size, qpp, peer, true);
 }
 
 /* Read the creator's meta page once and check it against the memfd. */
@@ -276,10 +289,11 @@ qp_attach(const struct qp_fds *fds, struct qp **qpp)
 		return -EBADF;
 	if ((err = qp_check_mem(fds->mem, &len)))
 		return err;
-	/* Our own wakeups of the peer must never block us. */
-	if (fcntl(fds->peer_wake, F_SETFL, O_NONBLOCK) < 0 ||
-	    fcntl(fds->wake, F_SETFL, O_NONBLOCK) < 0)
-		return -errno;
+	/*
+	 * The eventfds come non-blocking from qp_create(). Setting O_NONBLOCK
+	 * here would not protect us from a creator that clears it: the flag
+	 * lives in the file description the creator shares.
+	 */
 	base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fds->mem, 0);
 	if (base == MAP_FAILED)
 		return -errno;

@@ -29,11 +29,14 @@
 #include "broker.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/shm.h"
 #include "common/unixsock.h"
 #include "common/wire_io.h"
 #include "vmfabric/qp.h"
 
 #define BACKLOG_MAX 4096u
+/* Ports one dialer may hold at once (its open connections and its spares). */
+#define VMCI_LEASE_MAX 16384u
 
 static void conn_close(struct vmci_conn *c, const char *why);
 
@@ -161,13 +164,16 @@ on_listen(struct vmci_conn *c, struct wire_msg *m)
 		return -EINVAL;
 	if (!c->bound && (err = do_bind(c, VMCI_PORT_ANY)))
 		return err;
+	c->bl_fd = shm_create("vmfabric-backlog", WIRE_BACKLOG_BYTES, (void **)&c->bl);
+	if (c->bl_fd < 0)
+		return c->bl_fd;
 	c->state = CONN_LISTENING;
-	loop_mod(c->b->loop, &c->src, 0); /* hang-ups only: see sweep_backlog() */
+	loop_mod(c->b->loop, &c->src, 0); /* a listener says nothing more: hang-ups only */
 	c->backlog = l->backlog < 1 ? 1 : l->backlog > BACKLOG_MAX ? BACKLOG_MAX : l->backlog;
 	c->buf_size = l->buf_size;
 	c->buf_min = l->buf_min;
 	c->buf_max = l->buf_max;
-	return reply(c, &m->hdr, 0, l, NULL, 0);
+	return reply(c, &m->hdr, 0, l, &c->bl_fd, 1);
 }
 
 /* Resolve a destination CID as seen from @c (1 = itself). */
@@ -198,35 +204,6 @@ check_qp_fds(const int *fds)
 	return 0;
 }
 
-/*
- * Accepted sockets say so with a one-way ACCEPTED on the listener's
- * connection, which the daemon does not wake up for (listeners are polled
- * for hang-ups only): it reads them here, when a full backlog would refuse
- * a connection or a listing asks, instead of once per connection.
- */
-static void
-sweep_backlog(struct vmci_conn *l)
-{
-	struct wire_msg m;
-	ssize_t n;
-
-	while ((n = wire_recv(l->src.fd, &m, MSG_DONTWAIT)) != -EAGAIN && n != 0) {
-		if (n < 0)
-			continue; /* malformed: dropped; the listener only hurts itself */
-		wire_msg_close_fds(&m);
-		if (m.hdr.type == WIRE_ACCEPTED && !(m.hdr.flags & WIRE_F_REPLY) && l->pending)
-			l->pending--;
-	}
-}
-
-void
-broker_sweep(struct vmci_broker *b)
-{
-	for (struct vmci_conn *c = b->conns; c; c = c->next)
-		if (c->state == CONN_LISTENING && c->pending)
-			sweep_backlog(c);
-}
-
 /* Give a listener a queue pair's side-1 descriptors. */
 static int
 send_incoming(struct vmci_conn *l, uint64_t conn, uint32_t src_cid, uint32_t src_port,
@@ -235,15 +212,19 @@ send_incoming(struct vmci_conn *l, uint64_t conn, uint32_t src_cid, uint32_t src
 	struct wire_incoming in = { .conn = conn, .src_cid = src_cid, .src_port = src_port,
 				    .dst_cid = l->cid, .dst_port = l->port, .size = size };
 	struct wire_hdr h = { .type = WIRE_INCOMING, .len = sizeof(in) };
-	ssize_t n = wire_send(l->src.fd, &h, &in, fds, 4);
+	ssize_t n;
 
-	if (n < 0) /* the listener's queue is full: it is not keeping up */
+	if (!wire_backlog_take(l->bl, l->backlog))
+		return -ECONNREFUSED;
+	n = wire_send(l->src.fd, &h, &in, fds, 4);
+	if (n < 0) { /* the listener's queue is full: it is not keeping up */
+		wire_backlog_give(l->bl);
 		return n == -EAGAIN ? -ECONNREFUSED : (int)n;
-	l->pending++;
+	}
 	return 0;
 }
 
-/* The listener on @cid:@port for @type with room in its backlog, or NULL. */
+/* The listener on @cid:@port for @type, or NULL. */
 static struct vmci_conn *
 find_listener(struct vmci_broker *b, uint32_t cid, uint32_t port, uint32_t type)
 {
@@ -251,9 +232,7 @@ find_listener(struct vmci_broker *b, uint32_t cid, uint32_t port, uint32_t type)
 
 	if (!l || l->state != CONN_LISTENING || l->type != type)
 		return NULL;
-	if (l->pending >= l->backlog)
-		sweep_backlog(l);
-	return l->pending < l->backlog ? l : NULL;
+	return l;
 }
 
 /* The connector's side of a connection that is now established. */
@@ -500,17 +479,6 @@ on_connect(struct vmci_conn *c, struct wire_msg *m)
 }
 
 static int
-on_accepted(struct vmci_conn *c, struct wire_msg *m)
-{
-	(void)m;
-	if (c->state != CONN_LISTENING)
-		return WIRE_FATAL;
-	if (c->pending)
-		c->pending--;
-	return 0; /* one-way */
-}
-
-static int
 on_dgram_open(struct vmci_conn *c, struct wire_msg *m)
 {
 	struct wire_bind *w = &m->body.bind;
@@ -602,12 +570,113 @@ on_mgmt(struct vmci_conn *c, struct wire_msg *m)
 	return err;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Dialers: direct connections (see wire.h) */
+
+static int
+on_dialer(struct vmci_conn *c, struct wire_msg *m)
+{
+	void *t;
+	int err;
+
+	if (c->state != CONN_READY || c->table || c->type == SOCK_DGRAM)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	if (m->body.dialer.slots != WIRE_DIAL_SLOTS)
+		return -EINVAL;
+	err = shm_map(m->fds[0], WIRE_DIAL_SLOTS * sizeof(struct wire_dial_slot), 0, &t);
+	if (err)
+		return err;
+	c->table = t;
+	return reply(c, &m->hdr, 0, &m->body.dialer, NULL, 0);
+}
+
+/*
+ * A channel between a dialer and a listener: the policy is checked here,
+ * once; every connection on it comes from the dialer's context.
+ */
+static int
+on_channel(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_channel *w = &m->body.channel;
+	struct wire_channel_new n = { .src_cid = c->cid,
+				      .flags = c->privileged ? WIRE_CTX_PRIVILEGED : 0 };
+	struct wire_hdr h = { .type = WIRE_CHANNEL_NEW, .len = sizeof(n) };
+	struct vmci_ctx *dst;
+	struct vmci_conn *l;
+	int sv[2], err;
+
+	if (!c->table)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	if (w->type != SOCK_STREAM && w->type != SOCK_SEQPACKET)
+		return -ESOCKTNOSUPPORT;
+	dst = dest_ctx(c, w->dst_cid);
+	if (!dst)
+		return -EHOSTUNREACH;
+	if (vmci_policy(conn_ctx(c), dst)) {
+		log_rl(LOG_LVL_WARN, "refused: context %u -> %u:%u (VMCI policy)", c->cid,
+		       dst->cid, w->dst_port);
+		return -EACCES;
+	}
+	if (dst->kind == VMCI_KIND_VM)
+		return -EREMOTE; /* a guest answers through the daemon: CONNECT */
+	if (!(l = find_listener(c->b, dst->cid, w->dst_port, w->type)))
+		return -ECONNREFUSED;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	if (wire_send(l->src.fd, &h, &n, &sv[1], 1) < 0) {
+		err = -ECONNREFUSED; /* the listener is not reading: as a full backlog */
+	} else {
+		l->channels++;
+		w->out_cid = c->cid;
+		w->out_backlog = l->backlog;
+		w->buf_size = l->buf_size;
+		w->buf_min = l->buf_min;
+		w->buf_max = l->buf_max;
+		err = reply(c, &m->hdr, 0, w, (int[]){ sv[0], l->bl_fd }, 2);
+	}
+	close(sv[0]);
+	close(sv[1]);
+	return err;
+}
+
+/* Ephemeral ports for a dialer's connections; they go with its control connection. */
+static int
+on_lease(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_lease *w = &m->body.lease;
+	uint32_t *more;
+	int err = 0;
+
+	if (!c->table)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	if (w->count == 0 || w->count > WIRE_LEASE_MAX)
+		return -EINVAL;
+	if (c->nleased + w->count > VMCI_LEASE_MAX)
+		return -EADDRNOTAVAIL;
+	more = realloc(c->leased, (c->nleased + w->count) * sizeof(*more));
+	if (!more)
+		return -ENOMEM;
+	c->leased = more;
+	for (w->out_count = 0; w->out_count < w->count; w->out_count++) {
+		uint32_t port;
+
+		err = vmci_port_bind(&c->b->ports, VMCI_SPACE_CONN, c->cid, VMCI_PORT_ANY, c, &port);
+		if (err)
+			break;
+		c->leased[c->nleased++] = port;
+		w->out_ports[w->out_count] = port;
+	}
+	if (!w->out_count)
+		return err;
+	return reply(c, &m->hdr, 0, w, NULL, 0);
+}
+
 static int
 on_unexpected(struct vmci_conn *c, struct wire_msg *m)
 {
 	(void)c;
 	(void)m;
-	return WIRE_FATAL; /* INCOMING comes from the daemon, never to it */
+	return WIRE_FATAL; /* INCOMING and CHANNEL_NEW come from the daemon, DIAL goes between clients */
 }
 
 typedef int handler_fn(struct vmci_conn *c, struct wire_msg *m);
@@ -615,9 +684,12 @@ typedef int handler_fn(struct vmci_conn *c, struct wire_msg *m);
 static handler_fn *const handlers[WIRE_TYPE_MAX] = {
 	[WIRE_HELLO] = on_hello,     [WIRE_BIND] = on_bind,
 	[WIRE_LISTEN] = on_listen,   [WIRE_CONNECT] = on_connect,
-	[WIRE_INCOMING] = on_unexpected, [WIRE_ACCEPTED] = on_accepted,
+	[WIRE_INCOMING] = on_unexpected,
 	[WIRE_DGRAM_OPEN] = on_dgram_open, [WIRE_MGMT] = on_mgmt,
 	[WIRE_CHECK] = on_check, [WIRE_MGMT_FD] = on_mgmt,
+	[WIRE_DIALER] = on_dialer, [WIRE_CHANNEL] = on_channel,
+	[WIRE_CHANNEL_NEW] = on_unexpected, [WIRE_LEASE] = on_lease,
+	[WIRE_DIAL] = on_unexpected,
 };
 
 /* ---------------------------------------------------------------------- */
@@ -706,6 +778,15 @@ conn_close(struct vmci_conn *c, const char *why)
 			  why);
 	if (c->bound)
 		vmci_port_unbind(&b->ports, space_of(c->type), c->cid, c->port);
+	for (size_t i = 0; i < c->nleased; i++)
+		vmci_port_unbind(&b->ports, VMCI_SPACE_CONN, c->cid, c->leased[i]);
+	free(c->leased);
+	if (c->table)
+		munmap((void *)(uintptr_t)c->table, WIRE_DIAL_SLOTS * sizeof(struct wire_dial_slot));
+	if (c->bl) {
+		munmap(c->bl, WIRE_BACKLOG_BYTES);
+		close(c->bl_fd);
+	}
 	if (c->ep)
 		dgram_remove(&b->router, c->ep);
 	if (c->watching)

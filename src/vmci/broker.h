@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "common/loop.h"
+#include "common/wire.h"
 #include "ctx.h"
 #include "dgram.h"
 #include "port.h"
@@ -50,9 +51,16 @@ struct vmci_conn {
 	uint32_t port;
 	uint32_t peer_cid, peer_port;
 	uint64_t qsize;
-	/* Listener: INCOMING sent and not yet known accepted (see sweep_backlog). */
-	uint32_t backlog, pending;
+	/* Listener: the backlog and its shared counter (struct wire_backlog). */
+	uint32_t backlog;
+	struct wire_backlog *bl;
+	int bl_fd;
+	uint64_t channels; /* handed out, for listings */
 	uint64_t buf_size, buf_min, buf_max;
+	/* Dialer: its connection table (read-only) and the ports it leases. */
+	const struct wire_dial_slot *table;
+	uint32_t *leased;
+	size_t nleased;
 	/* Connected: the queue pair's headers, for byte counters; listener's address. */
 	struct qp_watch watch;
 	bool watching;
@@ -97,9 +105,6 @@ void broker_stop(struct vmci_broker *b);
 int broker__init(struct vmci_broker *b, struct loop *loop);
 void broker__fini(struct vmci_broker *b);
 struct vmci_conn *broker__adopt(struct vmci_broker *b, int fd, pid_t pid, uid_t uid, gid_t gid);
-
-/* Read the ACCEPTED notices waiting in every backlog (for listings). */
-void broker_sweep(struct vmci_broker *b);
 
 /* A management request as the broker received it. */
 struct broker_mgmt_req {

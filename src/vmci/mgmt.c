@@ -96,6 +96,33 @@ counters(const struct vmci_conn *c, json_t *o)
 	json_object_set_new(o, "drops", drops);
 }
 
+/*
+ * A dialer's connections, from the table its library keeps (untrusted: only
+ * numbers to show, the type named only when it is one).
+ */
+static void
+dialer_sockets(const struct vmci_conn *c, json_t *arr)
+{
+	for (uint32_t i = 0; i < WIRE_DIAL_SLOTS; i++) {
+		const struct wire_dial_slot *t = &c->table[i];
+		uint32_t type = t->type;
+		json_t *o;
+
+		if (atomic_load_explicit(&t->state, memory_order_acquire) != 1)
+			continue;
+		o = json_pack("{s:I, s:s, s:s, s:I, s:o, s:o, s:I, s:I, s:I, s:i}", "id",
+			      (json_int_t)c->id, "type",
+			      type == SOCK_STREAM || type == SOCK_SEQPACKET ? type_name(type) : "?",
+			      "state", "connected", "pid", (json_int_t)c->pid, "local",
+			      addr(c->cid, t->port), "peer", addr(t->peer_cid, t->peer_port),
+			      "queue_bytes", (json_int_t)t->size, "tx_bytes",
+			      (json_int_t)atomic_load(&t->tx_bytes), "rx_bytes",
+			      (json_int_t)atomic_load(&t->rx_bytes), "drops", 0);
+		json_object_set_new(o, "direct", json_true());
+		json_array_append_new(arr, o);
+	}
+}
+
 static json_t *
 sockets(struct vmci_broker *b)
 {
@@ -104,6 +131,10 @@ sockets(struct vmci_broker *b)
 	for (const struct vmci_conn *c = b->conns; c; c = c->next) {
 		json_t *o;
 
+		if (c->table) {
+			dialer_sockets(c, arr);
+			continue;
+		}
 		if (c->state == CONN_NEW)
 			continue; /* not a socket yet (or the CLI itself) */
 		o = json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)c->id, "type",
@@ -119,7 +150,9 @@ sockets(struct vmci_broker *b)
 				    c->qsize ? json_integer((json_int_t)c->qsize) : json_null());
 		if (c->state == CONN_LISTENING) {
 			json_object_set_new(o, "backlog", json_integer(c->backlog));
-			json_object_set_new(o, "pending", json_integer(c->pending));
+			json_object_set_new(o, "pending",
+					    json_integer(atomic_load(&c->bl->pending)));
+			json_object_set_new(o, "channels", json_integer((json_int_t)c->channels));
 		}
 		counters(c, o);
 		json_array_append_new(arr, o);
@@ -155,7 +188,7 @@ broker_mgmt(struct vmci_broker *b, const struct broker_mgmt_req *r, char **json)
 	if (!strcmp(cmd, "vmci.context.list"))
 		doc = contexts(b);
 	else if (!strcmp(cmd, "vmci.socket.list"))
-		broker_sweep(b), doc = sockets(b);
+		doc = sockets(b);
 	else if (!strcmp(cmd, "system.status"))
 		doc = status(b);
 	else if (!b->mgmt_ext)
