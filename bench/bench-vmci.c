@@ -128,8 +128,15 @@ daemon_stop(struct daemon *d)
 /* ---------------------------------------------------------------------- */
 /* Connect, request, response, close */
 
-enum { CRR_VMCI, CRR_TCP, CRR_UNIX, CRR_N };
-static const char *const crr_name[CRR_N] = { "vmfabric_vmci", "tcp_loopback", "af_unix" };
+/*
+ * CRR_FRESH is VMCI with queue-pair reuse off (VMFABRIC_QP_REUSE=0): every
+ * connection makes, maps and tears down its own queue pair, as the first
+ * connection between two processes does.
+ */
+enum { CRR_VMCI, CRR_FRESH, CRR_TCP, CRR_UNIX, CRR_N };
+static const char *const crr_name[CRR_N] = { "vmfabric_vmci", "vmfabric_vmci", "tcp_loopback",
+					     "af_unix" };
+static const char *const crr_mode[CRR_N] = { "blocking", "no_qp_reuse", "blocking", "blocking" };
 
 struct crr {
 	int kind, l;
@@ -143,7 +150,7 @@ crr_dial(struct crr *c)
 {
 	int s;
 
-	if (c->kind == CRR_VMCI) {
+	if (c->kind <= CRR_FRESH) {
 		struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = 3, .svm_port = c->port };
 		s = vmci_socket(SOCK_STREAM);
 		if (s >= 0 && vmci_connect(s, &a) < 0) {
@@ -165,7 +172,7 @@ crr_dial(struct crr *c)
 static ssize_t
 crr_io(const struct crr *c, int s, void *buf, size_t len, bool out)
 {
-	if (c->kind == CRR_VMCI)
+	if (c->kind <= CRR_FRESH)
 		return out ? vmci_send(s, buf, len, 0) : vmci_recv(s, buf, len, 0);
 	return out ? write(s, buf, len) : read(s, buf, len);
 }
@@ -173,7 +180,7 @@ crr_io(const struct crr *c, int s, void *buf, size_t len, bool out)
 static void
 crr_close(const struct crr *c, int s)
 {
-	if (c->kind == CRR_VMCI)
+	if (c->kind <= CRR_FRESH)
 		vmci_close(s);
 	else
 		close(s);
@@ -187,7 +194,7 @@ crr_listen(struct crr *c, int kind)
 
 	c->kind = kind;
 	c->port = ++port;
-	if (kind == CRR_VMCI) {
+	if (kind <= CRR_FRESH) {
 		struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
 					 .svm_port = c->port };
 		vmci_set_context("a");
@@ -226,6 +233,8 @@ crr_once(const struct bench_opts *o, int kind)
 	struct crr c;
 	pid_t pid;
 
+	if (kind == CRR_FRESH)
+		setenv("VMFABRIC_QP_REUSE", "0", 1);
 	crr_listen(&c, kind);
 	pid = bench_fork(o);
 	if (pid == 0) {
@@ -240,7 +249,7 @@ crr_once(const struct bench_opts *o, int kind)
 	}
 	double start = bench_now();
 	for (;;) {
-		int s = kind == CRR_VMCI ? vmci_accept(c.l, NULL, 0)
+		int s = kind <= CRR_FRESH ? vmci_accept(c.l, NULL, 0)
 					 : accept4(c.l, NULL, NULL, SOCK_CLOEXEC);
 		t1 = bench_now();
 		if (s < 0)
@@ -258,6 +267,7 @@ crr_once(const struct bench_opts *o, int kind)
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	crr_close(&c, c.l);
+	unsetenv("VMFABRIC_QP_REUSE");
 	if (kind == CRR_UNIX)
 		unlink(c.un.sun_path);
 	return (double)done / (t1 - t0);
@@ -273,7 +283,7 @@ run_crr(const struct bench_opts *o)
 		for (int k = 0; k < CRR_N; k++)
 			v[k][r] = crr_once(o, k);
 	for (int k = 0; k < CRR_N; k++)
-		bench_emit("vmci_crr", crr_name[k], 64, "blocking", "conn_s",
+		bench_emit("vmci_crr", crr_name[k], 64, crr_mode[k], "conn_s",
 			   bench_percentile(v[k], (size_t)rounds, 50));
 }
 

@@ -10,6 +10,7 @@
 	X(qp_attach_checks, 10)         \
 	X(qp_wrap_every_offset, 30)     \
 	X(qp_large_copies, 30)          \
+	X(qp_reuse_generations, 10)     \
 	X(qp_full_and_empty, 10)        \
 	X(qp_iov, 10)                   \
 	X(qp_msg_sizes, 30)             \
@@ -45,6 +46,7 @@
 	X(vmci_connect_timeout, 30)     \
 	X(vmci_peer_death, 30)          \
 	X(vmci_direct, 30)              \
+	X(vmci_direct_reuse, 60)        \
 	X(vmci_daemon_restart, 60)      \
 	X(vmci_dgram, 30)               \
 	X(vmci_nonblocking, 30)         \

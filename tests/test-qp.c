@@ -213,6 +213,80 @@ TEST(qp_large_copies)
 	qp_close(b);
 }
 
+/*
+ * One queue pair, one connection after another: what a side left unread
+ * never reaches the next generation, EOF and EPIPE belong to a generation,
+ * and renewals that do not fit, or a peer that closed for good, are refused.
+ */
+TEST(qp_reuse_generations)
+{
+	struct qp *a, *b;
+	struct qp_renewal r, bad;
+	char buf[64];
+
+	pair(QP_SIZE_MIN, QP_SIZE_MIN, &a, &b);
+	for (int gen = 0; gen < 5; gen++) {
+		ASSERT_EQ(qp_write(a, "ping", 4, QP_DONTWAIT), 4);
+		ASSERT_EQ(qp_read(b, buf, 4, QP_DONTWAIT), 4);
+		ASSERT(!memcmp(buf, "ping", 4));
+		ASSERT_EQ(qp_write(b, "pong", 4, QP_DONTWAIT), 4);
+		ASSERT_EQ(qp_read(a, buf, 4, QP_DONTWAIT), 4);
+		/* Leftovers both ways, never read. */
+		ASSERT_EQ(qp_write(a, "stale-a", 7, QP_DONTWAIT), 7);
+		ASSERT_EQ(qp_write(b, "stale-b", 7, QP_DONTWAIT), 7);
+		ASSERT(!qp_reusable(a));
+		qp_park(a);
+		ASSERT(!qp_reusable(a)); /* b has not parked */
+		/* b sees the end of this generation once it has read what is left. */
+		ASSERT_EQ(qp_read(b, buf, sizeof(buf), QP_DONTWAIT), 7);
+		ASSERT_EQ(qp_read(b, buf, sizeof(buf), QP_DONTWAIT), 0);
+		qp_park(b);
+		ASSERT(qp_reusable(a));
+		ASSERT_OK(qp_renew(a, &r));
+		ASSERT(!qp_reusable(a));
+		/* a may write before b follows; b then starts exactly there. */
+		ASSERT_EQ(qp_write(a, "next", 4, QP_DONTWAIT), 4);
+		bad = r;
+		bad.gen++;
+		ASSERT_EQ(qp_follow(b, &bad), -EPROTO);
+		qp_close(b);
+		qp_close(a);
+		pair(QP_SIZE_MIN, QP_SIZE_MIN, &a, &b);
+		/* Start over on a fresh pair so that the broken one is not reused. */
+		for (int k = 0; k <= gen; k++) {
+			ASSERT_EQ(qp_write(b, "x", 1, QP_DONTWAIT), 1);
+			qp_park(a), qp_park(b);
+			ASSERT_OK(qp_renew(a, &r));
+			ASSERT_OK(qp_follow(b, &r));
+		}
+		ASSERT_EQ(qp_write(a, "next", 4, QP_DONTWAIT), 4);
+		ASSERT_EQ(qp_read(b, buf, sizeof(buf), QP_DONTWAIT), 4);
+		ASSERT(!memcmp(buf, "next", 4));
+		ASSERT_EQ(qp_read(a, buf, sizeof(buf), QP_DONTWAIT), -EAGAIN); /* no "x" left over */
+	}
+	/* A start beyond what side 0 wrote, or a tail that is not ours. */
+	qp_park(a), qp_park(b);
+	ASSERT_OK(qp_renew(a, &r));
+	bad = r;
+	bad.start[0] += 1;
+	ASSERT_EQ(qp_follow(b, &bad), -EPROTO);
+	qp_close(a), qp_close(b);
+	pair(QP_SIZE_MIN, QP_SIZE_MIN, &a, &b);
+	qp_park(a), qp_park(b);
+	ASSERT_OK(qp_renew(a, &r));
+	bad = r;
+	bad.start[1] -= 1;
+	ASSERT_EQ(qp_follow(b, &bad), -EPROTO);
+	qp_close(a), qp_close(b);
+	/* A peer that closed for good is never waited for. */
+	pair(QP_SIZE_MIN, QP_SIZE_MIN, &a, &b);
+	qp_park(a);
+	qp_close(b);
+	ASSERT(!qp_reusable(a));
+	ASSERT_EQ(qp_renew(a, &r), -EBUSY);
+	qp_close(a);
+}
+
 TEST(qp_full_and_empty)
 {
 	enum { S = 8192 };

@@ -19,6 +19,7 @@
 #include "daemon.h"
 #include "common/clock.h"
 #include "harness.h"
+#include "lib/lib.h"
 
 static void
 send_all(int s, const void *buf, size_t len)
@@ -451,6 +452,65 @@ TEST(vmci_direct)
 	send_all(c, "x", 1);
 	recv_all(s, buf, 1);
 	vmci_close(c), vmci_close(s), vmci_close(l);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+/*
+ * Short connections one after another between the same two processes run
+ * on queue pairs parked by the ones before: whatever either side left
+ * unread stays behind, each connection sees only its own bytes and its own
+ * end, for streams and seqpacket alike.
+ */
+static void
+reuse_rounds(int type, unsigned port)
+{
+	struct sockaddr_vm a = td_addr(3, port);
+	char buf[256], want[64];
+	int l = td_listener("a", type, port);
+	uint64_t reused = lib_pool_reuses();
+
+	for (int i = 0; i < 200; i++) {
+		int c = td_socket("b", type), s, n;
+
+		ASSERT_OK(vmci_connect(c, &a));
+		s = vmci_accept(l, NULL, 0);
+		ASSERT_GE(s, 0);
+		n = snprintf(want, sizeof(want), "request %d", i);
+		ASSERT_EQ(vmci_send(c, want, (size_t)n, 0), n);
+		ASSERT_EQ(vmci_recv(s, buf, (size_t)n, 0), n);
+		ASSERT(!memcmp(buf, want, (size_t)n));
+		n = snprintf(want, sizeof(want), "response %d", i);
+		ASSERT_EQ(vmci_send(s, want, (size_t)n, 0), n);
+		ASSERT_EQ(vmci_recv(c, buf, (size_t)n, 0), n);
+		ASSERT(!memcmp(buf, want, (size_t)n));
+		/* Left unread, in turn by either side, or both. */
+		if (i % 3 != 1)
+			ASSERT_EQ(vmci_send(c, "stale from c", 12, 0), 12);
+		if (i % 3 != 0)
+			ASSERT_EQ(vmci_send(s, "stale from s", 12, 0), 12);
+		if (i % 2) {
+			vmci_close(s);
+			ASSERT_EQ(vmci_recv(c, buf, sizeof(buf), 0), i % 3 != 0 ? 12 : 0);
+			vmci_close(c);
+		} else {
+			vmci_close(c);
+			ASSERT_EQ(vmci_recv(s, buf, sizeof(buf), 0), i % 3 != 1 ? 12 : 0);
+			vmci_close(s);
+		}
+	}
+	/* All but the first (and any that found the listener not done yet). */
+	ASSERT_GE(lib_pool_reuses() - reused, 150);
+	vmci_close(l);
+}
+
+TEST(vmci_direct_reuse)
+{
+	struct tdaemon d;
+
+	td_start(&d, NULL);
+	reuse_rounds(SOCK_STREAM, 5460);
+	reuse_rounds(SOCK_SEQPACKET, 5461);
 	td_stop(&d);
 	td_cleanup(&d);
 }

@@ -55,8 +55,14 @@ struct qp_meta {
 	uint64_t size[2]; /* data bytes of queue 0 and queue 1 */
 };
 
-/* Bits of qp_line.flags. */
-#define QP_LINE_CLOSED 0x1u /* the owner of this line will not touch the queue again */
+/*
+ * Bits of qp_line.flags. A queue pair can carry one connection after
+ * another between the same two endpoints (qp_park(), qp_renew()); each is
+ * a generation, and CLOSED counts only for the generation it names.
+ */
+#define QP_LINE_CLOSED 0x1u /* the owner is done with this generation */
+#define QP_LINE_GONE 0x2u   /* the owner closed the queue pair for good */
+#define QP_LINE_GEN_SHIFT 2 /* the owner's generation, modulo 2^30 */
 
 /*
  * One cache-line-sized block owned by one endpoint. The producer owns
@@ -302,6 +308,34 @@ struct qp_watch {
 int qp_watch_open(int memfd, struct qp_watch *w);
 void qp_watch_read(const struct qp_watch *w, struct qp_counts *c);
 void qp_watch_close(struct qp_watch *w);
+
+/*
+ * Reuse between the same two endpoints (a connection pool: making and
+ * mapping a queue pair costs more than a short connection's data).
+ *
+ * qp_park() ends this generation as qp_close() would for the peer (it sees
+ * EOF and EPIPE) but keeps the endpoint: its descriptors, its mapping, and
+ * its place in the byte counts; a shared epoll set is forgotten (the
+ * caller closes it) and mode, timeout and spin return to their defaults.
+ *
+ * Side 0 alone starts the next generation, once both ends have parked:
+ * qp_reusable() says so (never after the peer closed for good, died or
+ * broke the queue pair); qp_renew() skips what the peer left unread, opens
+ * the next generation and fills @r, which the caller sends to the peer;
+ * there qp_follow() checks @r against its own endpoint (the generation
+ * that follows its own, its own tail, a start within what side 0 wrote),
+ * skips what it left unread and joins. Until it does, side 0 may write:
+ * its bytes wait in the ring. -EPROTO for a renewal that does not fit.
+ */
+struct qp_renewal {
+	uint32_t gen;
+	uint32_t pad;
+	uint64_t start[2]; /* where queue 0 and queue 1 begin in the new generation */
+};
+void qp_park(struct qp *qp);
+bool qp_reusable(struct qp *qp);
+int qp_renew(struct qp *qp, struct qp_renewal *r);
+int qp_follow(struct qp *qp, const struct qp_renewal *r);
 
 /*
  * True when the peer is gone without having shut its sending side down: it

@@ -56,7 +56,8 @@ _Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr layout");
 	X(CHANNEL, 12, wire_channel, 0, 2)     /* a channel to a listener */ \
 	X(CHANNEL_NEW, 13, wire_channel_new, 1, 0) /* daemon -> listener */ \
 	X(LEASE, 14, wire_lease, 0, 0)         /* ephemeral ports, in bulk */ \
-	X(DIAL, 15, wire_dial, 4, 0)           /* dialer -> listener, on a channel */
+	X(DIAL, 15, wire_dial, 4, 0)           /* dialer -> listener, on a channel */ \
+	X(REDIAL, 16, wire_redial, 0, 0)       /* the same, on a queue pair reused */
 
 enum wire_type {
 #define WIRE_ENUM(n, v, s, fq, fr) WIRE_##n = v,
@@ -219,8 +220,22 @@ struct wire_lease {
 /* DIAL: on a channel, with the queue pair's side-1 descriptors. */
 struct wire_dial {
 	uint32_t src_port; /* one of the dialer's leased ports */
-	uint32_t pad;
+	uint32_t id;	   /* the queue pair's number on this channel, for REDIAL */
 	uint64_t size;	   /* queue bytes per direction */
+};
+
+/*
+ * REDIAL: a new connection on queue pair @id of this channel, which both
+ * ends parked when their last connection on it closed (qp_park() in qp.h):
+ * no descriptors, no mapping, no page to fault in. The listener checks the
+ * renewal against its own end (qp_follow()).
+ */
+struct wire_redial {
+	uint32_t src_port;
+	uint32_t id;
+	uint32_t gen;
+	uint32_t pad;
+	uint64_t start[2];
 };
 
 /*

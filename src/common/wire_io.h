@@ -23,6 +23,7 @@ struct wire_msg {
 		struct wire_channel_new channel_new;
 		struct wire_lease lease;
 		struct wire_dial dial;
+		struct wire_redial redial;
 		struct wire_mgmt mgmt;
 		struct wire_check check;
 	} body;

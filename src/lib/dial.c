@@ -30,6 +30,8 @@
 
 struct chan {
 	int fd; /* -1: free */
+	uint64_t serial; /* its parked queue pairs are filed under this */
+	uint32_t next_id;
 	uint32_t cid, port, type;
 	uint32_t src_cid, backlog;
 	struct wire_backlog *bl;
@@ -57,11 +59,139 @@ static struct dialer *dialers[DIALERS];
 static unsigned dialers_evict;
 static uint64_t dialers_made;
 
+/* ---------------------------------------------------------------------- */
+/*
+ * Parked queue pairs, both sides of channels: when a direct connection
+ * closes, its queue pair waits here, filed under its channel's serial and
+ * its number, for the next connection between the same two processes
+ * (qp_park() in qp.h). Bounded: the oldest is closed to make room.
+ */
+
+#define POOL_MAX 32
+
+struct parked {
+	uint64_t serial;
+	uint32_t id;
+	struct qp *qp;
+};
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct parked pool[POOL_MAX];
+static unsigned npool;
+static uint64_t serials;
+static _Atomic uint64_t reuses;
+
+uint64_t
+lib_pool_reuses(void)
+{
+	return atomic_load(&reuses);
+}
+
+uint64_t
+lib_serial(void)
+{
+	uint64_t s;
+
+	pthread_mutex_lock(&pool_lock);
+	s = ++serials;
+	pthread_mutex_unlock(&pool_lock);
+	return s;
+}
+
+static struct qp *
+pool_remove(unsigned i)
+{
+	struct qp *q = pool[i].qp;
+
+	memmove(&pool[i], &pool[i + 1], (--npool - i) * sizeof(pool[0]));
+	return q;
+}
+
+/* VMFABRIC_QP_REUSE=0: every connection makes its own queue pair (for comparisons). */
+static bool
+pool_enabled(void)
+{
+	const char *e = getenv("VMFABRIC_QP_REUSE");
+
+	return !(e && !strcmp(e, "0"));
+}
+
+void
+pool_park(uint64_t serial, uint32_t id, struct qp *q)
+{
+	struct qp *old = NULL;
+
+	if (!pool_enabled()) {
+		qp_close(q);
+		return;
+	}
+	qp_park(q);
+	pthread_mutex_lock(&pool_lock);
+	if (npool == POOL_MAX)
+		old = pool_remove(0);
+	pool[npool++] = (struct parked){ serial, id, q };
+	pthread_mutex_unlock(&pool_lock);
+	qp_close(old);
+}
+
+/* Side 0: a queue pair of this channel that both ends parked, of @size. */
+static struct qp *
+pool_take_reusable(uint64_t serial, uint64_t size, uint32_t *id)
+{
+	struct qp *q = NULL;
+
+	pthread_mutex_lock(&pool_lock);
+	for (unsigned i = 0; i < npool; i++)
+		if (pool[i].serial == serial && qp_tx_size(pool[i].qp) == size &&
+		    qp_reusable(pool[i].qp)) {
+			*id = pool[i].id;
+			q = pool_remove(i);
+			break;
+		}
+	pthread_mutex_unlock(&pool_lock);
+	return q;
+}
+
+struct qp *
+pool_take(uint64_t serial, uint32_t id)
+{
+	struct qp *q = NULL;
+
+	pthread_mutex_lock(&pool_lock);
+	for (unsigned i = 0; i < npool; i++)
+		if (pool[i].serial == serial && pool[i].id == id) {
+			q = pool_remove(i);
+			break;
+		}
+	pthread_mutex_unlock(&pool_lock);
+	return q;
+}
+
+void
+pool_purge(uint64_t serial)
+{
+	struct qp *gone[POOL_MAX];
+	unsigned n = 0;
+
+	pthread_mutex_lock(&pool_lock);
+	for (unsigned i = 0; i < npool;)
+		if (pool[i].serial == serial)
+			gone[n++] = pool_remove(i);
+		else
+			i++;
+	pthread_mutex_unlock(&pool_lock);
+	while (n)
+		qp_close(gone[--n]);
+}
+
+/* ---------------------------------------------------------------------- */
+
 static void
 chan_drop(struct chan *c)
 {
 	if (c->fd < 0)
 		return;
+	pool_purge(c->serial);
 	close(c->fd);
 	munmap(c->bl, WIRE_BACKLOG_BYTES);
 	c->fd = -1;
@@ -77,6 +207,9 @@ static void
 dial_atfork_child(void)
 {
 	pthread_mutex_init(&dial_lock, NULL);
+	pthread_mutex_init(&pool_lock, NULL);
+	while (npool)
+		qp_detach(pool_remove(npool - 1)); /* the parent's connections */
 	for (unsigned i = 0; i < DIALERS; i++) {
 		struct dialer *d = dialers[i];
 
@@ -248,7 +381,8 @@ chan_open(struct dialer *d, const struct vsk *v, uint32_t cid, uint32_t port, st
 		c = &d->chans[d->evict++ % DIAL_CHANS];
 		chan_drop(c);
 	}
-	*c = (struct chan){ .fd = rep.fds[0], .cid = cid, .port = port, .type = w.type,
+	*c = (struct chan){ .fd = rep.fds[0], .serial = lib_serial(), .cid = cid, .port = port,
+			    .type = w.type,
 			    .src_cid = w.out_cid, .backlog = w.out_backlog, .bl = bl,
 			    .buf_size = w.buf_size, .buf_min = w.buf_min, .buf_max = w.buf_max };
 	*out = c;
@@ -301,12 +435,18 @@ chan_size(const struct chan *c, uint64_t want)
 	return size;
 }
 
-/* Pass one connection on @c. 0, -EPIPE (the channel is dead) or another -errno. */
+/*
+ * Pass one connection on @c: on a parked queue pair of the channel if one
+ * is ready (REDIAL), else a new one (DIAL). 0, -EPIPE (the channel is dead)
+ * or another -errno.
+ */
 static int
-dial_once(struct chan *c, uint32_t port, uint64_t size, struct qp **out)
+dial_once(struct chan *c, uint32_t port, uint64_t size, struct qp **out, uint32_t *id)
 {
+	struct wire_hdr h = { .type = WIRE_DIAL, .len = sizeof(struct wire_dial) };
 	struct wire_dial w = { .src_port = port, .size = size };
-	struct wire_hdr h = { .type = WIRE_DIAL, .len = sizeof(w) };
+	struct wire_redial rw = { .src_port = port };
+	struct qp_renewal r;
 	struct qp_fds peer;
 	struct qp *q;
 	ssize_t n;
@@ -314,12 +454,26 @@ dial_once(struct chan *c, uint32_t port, uint64_t size, struct qp **out)
 
 	if (!wire_backlog_take(c->bl, c->backlog))
 		return -ECONNREFUSED;
-	if ((err = qp_create_lent(size, size, &q, &peer))) {
-		wire_backlog_give(c->bl);
-		return err;
+	if ((q = pool_take_reusable(c->serial, size, id)) && !qp_renew(q, &r)) {
+		h = (struct wire_hdr){ .type = WIRE_REDIAL, .len = sizeof(rw) };
+		rw.id = *id;
+		rw.gen = r.gen;
+		rw.start[0] = r.start[0];
+		rw.start[1] = r.start[1];
+		n = wire_send(c->fd, &h, &rw, NULL, 0);
+		if (n >= 0)
+			atomic_fetch_add_explicit(&reuses, 1, memory_order_relaxed);
+	} else {
+		qp_close(q);
+		if ((err = qp_create_lent(size, size, &q, &peer))) {
+			wire_backlog_give(c->bl);
+			return err;
+		}
+		w.id = *id = c->next_id++;
+		n = wire_send(c->fd, &h, &w,
+			      (int[]){ peer.mem, peer.wake, peer.peer_wake, peer.alive }, 4);
+		close(peer.mem), close(peer.alive); /* the eventfds are lent: the queue pair's */
 	}
-	n = wire_send(c->fd, &h, &w, (int[]){ peer.mem, peer.wake, peer.peer_wake, peer.alive }, 4);
-	close(peer.mem), close(peer.alive); /* the eventfds are lent: the queue pair's */
 	if (n < 0) {
 		qp_close(q);
 		wire_backlog_give(c->bl);
@@ -336,7 +490,7 @@ dial_connect(struct vsk *v, const struct sockaddr_vm *a, struct qp **out)
 	struct wire_dial_slot *t;
 	struct dialer *d;
 	struct chan *c;
-	uint32_t port, slot;
+	uint32_t port, slot, id;
 	int err;
 
 	pthread_once(&dial_init_once, dial_init);
@@ -349,7 +503,7 @@ dial_connect(struct vsk *v, const struct sockaddr_vm *a, struct qp **out)
 		c = chan_find(d, a->svm_cid, a->svm_port, (uint32_t)v->type);
 		if (!c && (err = chan_open(d, v, a->svm_cid, a->svm_port, &c)))
 			break;
-		err = dial_once(c, port, chan_size(c, v->buf_size), out);
+		err = dial_once(c, port, chan_size(c, v->buf_size), out, &id);
 		if (err != -EPIPE)
 			break;
 		/* The listener closed or lost the daemon: ask again (once). */
@@ -367,6 +521,8 @@ dial_connect(struct vsk *v, const struct sockaddr_vm *a, struct qp **out)
 	v->port = port;
 	v->dial_id = d->id;
 	v->dial_epoch = d->epoch;
+	v->park_serial = c->serial;
+	v->park_id = id;
 	slot = d->free_slots[--d->nfree_slots]; /* dialer_get() made sure of one */
 	t = &d->table[slot];
 	t->type = (uint32_t)v->type;

@@ -55,6 +55,9 @@ struct vsk {
 	/* A direct connection (dial.c): its dialer, lease epoch and table slot. */
 	uint64_t dial_id, dial_epoch;
 	struct wire_dial_slot *slot;
+	/* Either end of one: where its queue pair is parked when it closes. */
+	uint64_t park_serial;
+	uint32_t park_id;
 	/* Listener: its backlog counter and the channels dialers reach it by. */
 	struct wire_backlog *bl;
 	struct lchan *chans;
@@ -67,6 +70,7 @@ struct vsk {
 /* A listener's end of a channel (see wire.h). */
 struct lchan {
 	int fd;
+	uint64_t serial;  /* its parked queue pairs (dial.c) */
 	uint32_t src_cid; /* the dialer's context */
 	bool privileged;  /* its ports below 1024 are real */
 };
@@ -78,6 +82,12 @@ struct lchan {
  */
 int dial_connect(struct vsk *v, const struct sockaddr_vm *a, struct qp **out);
 void dial_release(struct vsk *v);
+/* Parked queue pairs of channels (dial.c); serials number channels. */
+uint64_t lib_serial(void);
+void pool_park(uint64_t serial, uint32_t id, struct qp *q);
+struct qp *pool_take(uint64_t serial, uint32_t id);
+void pool_purge(uint64_t serial);
+uint64_t lib_pool_reuses(void); /* connections made on a parked queue pair (tests) */
 
 /* Descriptor table */
 int lib_table_put(struct vsk *v);

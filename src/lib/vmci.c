@@ -100,8 +100,10 @@ ep_add(struct vsk *v, int fd)
 static void
 chans_close(struct vsk *v)
 {
-	for (size_t i = 0; i < v->nchans; i++)
+	for (size_t i = 0; i < v->nchans; i++) {
+		pool_purge(v->chans[i].serial);
 		close(v->chans[i].fd); /* also leaves the epoll set */
+	}
 	v->nchans = 0;
 }
 
@@ -149,6 +151,10 @@ static void
 vsk_free(struct vsk *v)
 {
 	lib_table_del(v->fd);
+	if (v->park_serial && v->qp && v->state == VSK_CONNECTED) {
+		pool_park(v->park_serial, v->park_id, v->qp); /* for the next connection */
+		v->qp = NULL;
+	}
 	dial_release(v);
 	chans_close(v);
 	free(v->chans);
@@ -345,23 +351,14 @@ backlog_give(struct vsk *l)
 		wire_backlog_give(l->bl);
 }
 
-/* A new socket for a connection the listener @l was handed. */
+/* A new socket for connection @q the listener @l was handed (the queue pair is taken). */
 static int
-adopt(struct vsk *l, int *fds, uint32_t src_cid, uint32_t src_port, struct sockaddr_vm *peer,
-      int flags)
+adopt_qp(struct vsk *l, struct qp *q, uint32_t src_cid, uint32_t src_port,
+	 struct sockaddr_vm *peer, int flags, uint64_t serial, uint32_t id)
 {
-	struct qp_fds f = { fds[0], fds[1], fds[2], fds[3] };
 	struct vsk *n;
-	struct qp *q;
 	int err;
 
-	backlog_give(l);
-	err = qp_attach(&f, &q);
-	if (err) {
-		for (int i = 0; i < 4; i++)
-			close(fds[i]);
-		return -ECONNABORTED; /* the connector's queue pair was not valid */
-	}
 	n = vsk_new(l->type, flags & SOCK_NONBLOCK);
 	if (!n) {
 		qp_close(q);
@@ -376,6 +373,8 @@ adopt(struct vsk *l, int *fds, uint32_t src_cid, uint32_t src_port, struct socka
 	n->peer_port = src_port;
 	n->has_peer = true;
 	n->state = VSK_CONNECTED;
+	n->park_serial = serial;
+	n->park_id = id;
 	n->rcvtimeo_ns = l->rcvtimeo_ns;
 	n->busy_poll_us = l->busy_poll_us;
 	if ((err = attach_qp(n, q))) {
@@ -389,9 +388,27 @@ adopt(struct vsk *l, int *fds, uint32_t src_cid, uint32_t src_port, struct socka
 	return n->fd;
 }
 
+/* The same for a queue pair's side-1 descriptors (closed on failure). */
+static int
+adopt(struct vsk *l, int *fds, uint32_t src_cid, uint32_t src_port, struct sockaddr_vm *peer,
+      int flags, uint64_t serial, uint32_t id)
+{
+	struct qp_fds f = { fds[0], fds[1], fds[2], fds[3] };
+	struct qp *q;
+
+	backlog_give(l);
+	if (qp_attach(&f, &q)) {
+		for (int i = 0; i < 4; i++)
+			close(fds[i]);
+		return -ECONNABORTED; /* the connector's queue pair was not valid */
+	}
+	return adopt_qp(l, q, src_cid, src_port, peer, flags, serial, id);
+}
+
 static void
 chan_remove(struct vsk *l, struct lchan *c)
 {
+	pool_purge(c->serial);
 	close(c->fd);
 	*c = l->chans[--l->nchans];
 }
@@ -412,7 +429,7 @@ chan_add(struct vsk *l, struct wire_msg *m)
 		return;
 	}
 	l->chans = more;
-	l->chans[l->nchans++] = (struct lchan){ .fd = m->fds[0],
+	l->chans[l->nchans++] = (struct lchan){ .fd = m->fds[0], .serial = lib_serial(),
 						.src_cid = m->body.channel_new.src_cid,
 						.privileged = m->body.channel_new.flags &
 							      WIRE_CTX_PRIVILEGED };
@@ -438,7 +455,8 @@ take_ctrl(struct vsk *l, struct sockaddr_vm *peer, int flags)
 	if (n < 0 || (m.hdr.flags & WIRE_F_REPLY))
 		goto ignore;
 	if (m.hdr.type == WIRE_INCOMING)
-		return adopt(l, m.fds, m.body.incoming.src_cid, m.body.incoming.src_port, peer, flags);
+		return adopt(l, m.fds, m.body.incoming.src_cid, m.body.incoming.src_port, peer, flags,
+			     0, 0);
 	if (m.hdr.type == WIRE_CHANNEL_NEW) {
 		chan_add(l, &m);
 		return 0;
@@ -450,33 +468,55 @@ ignore:
 }
 
 /*
- * One DIAL from a channel: a socket, or 0 to look again. The source context
- * is the channel's (the daemon said whose it is), never the message's; a
- * port below 1024 only from a privileged one. A channel that closes or
- * breaks the protocol is dropped.
+ * One DIAL or REDIAL from a channel: a socket, or 0 to look again. The
+ * source context is the channel's (the daemon said whose it is), never the
+ * message's; a port below 1024 only from a privileged one. A channel that
+ * closes or breaks the protocol is dropped; a connection that does not fit
+ * (its size, its port, a renewal of a queue pair we do not hold) is
+ * refused: the connector sees its peer gone.
  */
 static int
 take_dial(struct vsk *l, struct lchan *c, struct sockaddr_vm *peer, int flags)
 {
 	struct wire_msg m;
 	ssize_t n = wire_recv(c->fd, &m, MSG_DONTWAIT);
+	struct wire_redial *rw = &m.body.redial;
 	struct wire_dial *w = &m.body.dial;
+	uint32_t port;
+	struct qp *q;
 
 	if (n == -EAGAIN)
 		return 0;
-	if (n <= 0 || m.hdr.type != WIRE_DIAL || (m.hdr.flags & WIRE_F_REPLY)) {
+	if (n <= 0 || (m.hdr.type != WIRE_DIAL && m.hdr.type != WIRE_REDIAL) ||
+	    (m.hdr.flags & WIRE_F_REPLY)) {
 		if (n > 0)
 			wire_msg_close_fds(&m);
 		chan_remove(l, c);
 		return 0;
 	}
-	if ((w->src_port < 1024 && !c->privileged) || w->src_port == VMADDR_PORT_ANY ||
-	    (w->size != qp_size_round(l->buf_size) && (w->size < l->buf_min || w->size > l->buf_max))) {
-		wire_msg_close_fds(&m); /* refused: the connector sees its peer gone */
-		backlog_give(l);
-		return 0;
+	port = m.hdr.type == WIRE_DIAL ? w->src_port : rw->src_port;
+	if ((port < 1024 && !c->privileged) || port == VMADDR_PORT_ANY)
+		goto refuse;
+	if (m.hdr.type == WIRE_DIAL) {
+		if (w->size != qp_size_round(l->buf_size) &&
+		    (w->size < l->buf_min || w->size > l->buf_max))
+			goto refuse;
+		return adopt(l, m.fds, c->src_cid, port, peer, flags, c->serial, w->id);
 	}
-	return adopt(l, m.fds, c->src_cid, w->src_port, peer, flags);
+	q = pool_take(c->serial, rw->id);
+	if (!q)
+		goto refuse;
+	if (qp_follow(q, &(struct qp_renewal){ .gen = rw->gen,
+					       .start = { rw->start[0], rw->start[1] } })) {
+		qp_close(q);
+		goto refuse;
+	}
+	backlog_give(l);
+	return adopt_qp(l, q, c->src_cid, port, peer, flags, c->serial, rw->id);
+refuse:
+	wire_msg_close_fds(&m);
+	backlog_give(l);
+	return 0;
 }
 
 /*

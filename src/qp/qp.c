@@ -174,7 +174,7 @@ qp_rx_eof(struct qp *qp)
 	struct qp_dir *d = &qp->rx;
 
 	if (!d->peer_shut &&
-	    (atomic_load_explicit(&d->q->prod.flags, memory_order_acquire) & QP_LINE_CLOSED))
+	    qp__line_closed(qp, atomic_load_explicit(&d->q->prod.flags, memory_order_acquire)))
 		d->peer_shut = true;
 	return d->shut || d->peer_shut || qp->peer_gone;
 }
@@ -185,7 +185,7 @@ qp_tx_epipe(struct qp *qp)
 	struct qp_dir *d = &qp->tx;
 
 	if (!d->peer_shut &&
-	    (atomic_load_explicit(&d->q->cons.flags, memory_order_acquire) & QP_LINE_CLOSED))
+	    qp__line_closed(qp, atomic_load_explicit(&d->q->cons.flags, memory_order_acquire)))
 		d->peer_shut = true;
 	return d->shut || d->peer_shut || qp->peer_gone;
 }
@@ -802,6 +802,13 @@ qp_set_lowat(struct qp *qp, size_t bytes)
 }
 
 /* Tell the peer about a shutdown: release pairs with qp_rx_eof/qp_tx_epipe. */
+bool
+qp__line_closed(const struct qp *qp, uint32_t flags)
+{
+	return (flags & QP_LINE_GONE) ||
+	       ((flags & QP_LINE_CLOSED) && (flags >> QP_LINE_GEN_SHIFT) == qp->gen);
+}
+
 void
 qp__shut(struct qp *qp, bool rd, bool wr)
 {
@@ -817,4 +824,85 @@ qp__shut(struct qp *qp, bool rd, bool wr)
 	}
 	/* Wake the peer whatever it sleeps on: it must see the flag now. */
 	qp_signal(qp);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Reuse (see qp_park() in qp.h) */
+
+#define QP_GEN_MASK ((1u << (32 - QP_LINE_GEN_SHIFT)) - 1)
+
+void
+qp_park(struct qp *qp)
+{
+	qp__shut(qp, true, true);
+	if (!qp->ep_owned)
+		qp->ep = -1; /* the caller's set, closed with its socket */
+	qp->mode = QP_BLOCKING;
+	qp->timeout_ns = -1;
+	qp->spin_ns = QP_SPIN_DEFAULT_NS;
+	qp->tx_want = 1;
+}
+
+bool
+qp_reusable(struct qp *qp)
+{
+	uint32_t closed = qp->gen << QP_LINE_GEN_SHIFT | QP_LINE_CLOSED;
+
+	/* Exactly closed in this generation: not GONE, not scribbled. */
+	return !qp->err && !qp->peer_gone && qp->tx.shut && qp->rx.shut &&
+	       atomic_load_explicit(&qp->tx.q->cons.flags, memory_order_acquire) == closed &&
+	       atomic_load_explicit(&qp->rx.q->prod.flags, memory_order_acquire) == closed;
+}
+
+/* Open generation @gen on our two lines, for the peer to see. */
+static void
+qp_open_gen(struct qp *qp, uint32_t gen)
+{
+	qp->gen = gen;
+	qp->tx.shut = qp->rx.shut = false;
+	qp->tx.peer_shut = qp->rx.peer_shut = false;
+	atomic_store_explicit(&qp->tx.q->prod.flags, gen << QP_LINE_GEN_SHIFT, memory_order_seq_cst);
+	atomic_store_explicit(&qp->rx.q->cons.flags, gen << QP_LINE_GEN_SHIFT, memory_order_seq_cst);
+}
+
+int
+qp_renew(struct qp *qp, struct qp_renewal *r)
+{
+	int64_t left;
+
+	if (!qp_reusable(qp))
+		return -EBUSY;
+	/* The peer's final tail (it parked: it writes no more): skip what is unread. */
+	left = qp_rx_refresh(qp);
+	if (left < 0)
+		return (int)left;
+	qp->rx.pos = qp->rx.peer;
+	qp_rx_publish(qp);
+	qp_open_gen(qp, (qp->gen + 1) & QP_GEN_MASK);
+	*r = (struct qp_renewal){ .gen = qp->gen, .start = { qp->tx.pos, qp->rx.pos } };
+	return 0;
+}
+
+int
+qp_follow(struct qp *qp, const struct qp_renewal *r)
+{
+	struct qp_dir *d = &qp->rx;
+	int64_t avail;
+
+	if (qp->err || !qp->tx.shut || !qp->rx.shut)
+		return -EBUSY;
+	if (r->gen != ((qp->gen + 1) & QP_GEN_MASK) || r->start[1] != qp->tx.pos)
+		return qp_break(qp, "renewal does not follow our generation or tail", r->gen,
+				(qp->gen + 1) & QP_GEN_MASK);
+	/* Side 0's new start lies between what we read and what it has written. */
+	avail = qp_rx_refresh(qp);
+	if (avail < 0)
+		return (int)avail;
+	if (r->start[0] - d->pos > (uint64_t)avail)
+		return qp_break(qp, "renewal starts outside what the peer wrote", r->start[0],
+				d->peer);
+	d->pos = r->start[0];
+	qp_rx_publish(qp);
+	qp_open_gen(qp, r->gen);
+	return 0;
 }

@@ -38,6 +38,7 @@ struct qp {
 	uint32_t spin_ns;
 	uint64_t tx_want; /* space that makes qp_arm() report QP_EV_WRITE */
 	bool peer_gone;
+	uint32_t gen; /* generation (see qp_park()), modulo 2^30 */
 	int err; /* sticky -EPROTO */
 	char why[96];
 	struct qp_stats st;
@@ -59,5 +60,7 @@ int qp__ep(struct qp *qp);
 
 /* Mark directions shut in our lines and wake the peer. */
 void qp__shut(struct qp *qp, bool rd, bool wr);
+/* Is the peer's line @flags closed for our generation (or for good)? */
+bool qp__line_closed(const struct qp *qp, uint32_t flags);
 
 #endif

@@ -365,6 +365,9 @@ qp_close(struct qp *qp)
 {
 	if (!qp)
 		return;
+	/* For good: a peer keeping its end for reuse must not wait for ours. */
+	atomic_fetch_or_explicit(&qp->tx.q->prod.flags, QP_LINE_GONE, memory_order_relaxed);
+	atomic_fetch_or_explicit(&qp->rx.q->cons.flags, QP_LINE_GONE, memory_order_relaxed);
 	qp__shut(qp, true, true);
 	qp_detach(qp);
 }
@@ -409,7 +412,8 @@ bool
 qp_peer_reset(const struct qp *qp)
 {
 	return qp->peer_gone && !qp->rx.peer_shut &&
-	       !(atomic_load_explicit(&qp->rx.q->prod.flags, memory_order_acquire) & QP_LINE_CLOSED);
+	       !qp__line_closed(qp, atomic_load_explicit(&qp->rx.q->prod.flags,
+							 memory_order_acquire));
 }
 
 const char *

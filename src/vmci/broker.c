@@ -689,7 +689,7 @@ static handler_fn *const handlers[WIRE_TYPE_MAX] = {
 	[WIRE_CHECK] = on_check, [WIRE_MGMT_FD] = on_mgmt,
 	[WIRE_DIALER] = on_dialer, [WIRE_CHANNEL] = on_channel,
 	[WIRE_CHANNEL_NEW] = on_unexpected, [WIRE_LEASE] = on_lease,
-	[WIRE_DIAL] = on_unexpected,
+	[WIRE_DIAL] = on_unexpected, [WIRE_REDIAL] = on_unexpected,
 };
 
 /* ---------------------------------------------------------------------- */
