@@ -47,7 +47,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t n = (size_t)fz_take(&f, 2) % (S1 + 64);
 		int qi = op & 1;
 
-		switch ((op >> 1) % 12) {
+		switch ((op >> 1) % 14) {
 		case 0: /* scribble an index */
 			atomic_store(qi ? &q[1]->prod.index : &q[0]->cons.index, fz_take(&f, 8));
 			break;
@@ -92,8 +92,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(void)(qi ? qp_msg_recvv(&a, v, 3, &ml, 0) : qp_readv(&a, v, 3, 0));
 			break;
 		}
+		case 12: /* one end parks */
+			qp_park(qi ? &b : &a);
+			break;
+		case 13: { /* a renews; b follows that renewal, or a forged one */
+			struct qp_renewal r = { 0 };
+			unsigned forge = (unsigned)fz_take(&f, 1);
+
+			if (qp_renew(&a, &r) && !(forge & 1))
+				break;
+			if (forge & 2)
+				r.gen += (uint32_t)fz_take(&f, 1);
+			if (forge & 4)
+				r.start[0] += (uint64_t)(int64_t)(int16_t)fz_take(&f, 2);
+			if (forge & 8)
+				r.start[1] += (uint64_t)(int64_t)(int16_t)fz_take(&f, 2);
+			(void)qp_follow(&b, &r);
+			break;
+		}
 		}
 		check(&a);
+		check(&b);
 	}
 	free(base);
 	return 0;

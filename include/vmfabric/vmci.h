@@ -51,9 +51,12 @@ int vmci_listen(int s, int backlog);
 /* flags: SOCK_NONBLOCK for the new socket. @peer may be NULL. */
 int vmci_accept(int s, struct sockaddr_vm *peer, int flags);
 /*
- * Non-blocking sockets: -EINPROGRESS; then vmci_poll_arm(s, POLLOUT) (polling
- * the descriptor between calls) until it reports POLLOUT or POLLERR, and
- * SO_ERROR says how it went.
+ * From an unbound socket to a process's listener the connection is made
+ * directly and connect() returns 0 at once, blocking or not (the first
+ * connection to a listener asks the daemon for a channel: one round trip).
+ * Otherwise (a bound socket, a VM), non-blocking sockets get -EINPROGRESS;
+ * then vmci_poll_arm(s, POLLOUT) (polling the descriptor between calls)
+ * until it reports POLLOUT or POLLERR, and SO_ERROR says how it went.
  */
 int vmci_connect(int s, const struct sockaddr_vm *addr);
 /* flags: MSG_DONTWAIT. Streams send everything unless non-blocking. */

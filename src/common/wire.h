@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The control protocol between libvmfabric and vmfabricd. One SOCK_SEQPACKET
- * connection per VMCI socket (so that the kernel routes a listener's
- * incoming connections and a socket's replies to that socket's descriptor,
- * and the daemon sees a process die the moment its connections close).
+ * connection per listening, bound or datagram socket (so that the kernel
+ * routes a listener's messages and a socket's replies to that socket's
+ * descriptor, and the daemon sees a process die the moment its connections
+ * close), and one per dialer (see "Direct connections" below), which also
+ * carries channels' messages between processes: DIAL and REDIAL.
  * Every message is one datagram: struct wire_hdr, then a fixed-size body
  * for its type; descriptors travel with SCM_RIGHTS. Replies carry the
  * request's seq and a status (0 or -errno).
