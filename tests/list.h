@@ -147,4 +147,9 @@
 	X(vsockdev_frontend_close, 10)  \
 	X(vsockdev_no_spin, 10)         \
 	X(vsockdev_stale_event, 20)     \
-	X(vsockdev_ring_restart, 10)
+	X(vsockdev_ring_restart, 10)    \
+	X(switch_unicast_and_flood, 10) \
+	X(switch_vlan_rules, 10)        \
+	X(switch_malformed, 10)         \
+	X(switch_learning_and_aging, 10) \
+	X(switch_fdb_deletion, 10)

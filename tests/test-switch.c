@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The virtual switch's core without a daemon: ports whose queues are
+ * arrays, frames built here. Classification, VLAN rules, flooding,
+ * learning and aging, the filter table's deletion, VMQ off.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "switch/vswitch.h"
+
+#define QMAX 64
+
+struct tport {
+	struct vsw_port p;
+	uint8_t q[QMAX][VSW_FRAME_MAX];
+	size_t qlen[QMAX];
+	int n, cap;
+};
+
+static int
+tport_enqueue(struct vsw_port *vp, const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct tport *t = (struct tport *)vp;
+	size_t off = 0;
+
+	if (t->n >= t->cap)
+		return -ENOBUFS;
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(t->q[t->n] + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	ASSERT_EQ(off, len);
+	t->qlen[t->n++] = len;
+	return 0;
+}
+
+static const struct vsw_port_ops tops = { .enqueue = tport_enqueue };
+
+static struct tport *
+tport(struct vsw *sw, const char *name, uint16_t vlan)
+{
+	struct tport *t = calloc(1, sizeof(*t));
+
+	ASSERT(t);
+	strncpy(t->p.name, name, sizeof(t->p.name) - 1);
+	t->p.kind = VSW_PORT_TEST;
+	t->p.vlan = vlan;
+	t->p.up = true;
+	t->p.ops = &tops;
+	t->cap = QMAX;
+	ASSERT_GE(vsw_port_add(sw, &t->p), 0);
+	return t;
+}
+
+static void
+mac(uint8_t *m, unsigned n)
+{
+	static const uint8_t base[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0x00 };
+
+	memcpy(m, base, 6);
+	m[4] = (uint8_t)(n >> 8);
+	m[5] = (uint8_t)n;
+}
+
+/* A frame from MAC @src to @dst (0xffff: broadcast), tagged with @vid unless < 0. */
+static size_t
+frame(uint8_t *f, unsigned dst, unsigned src, int vid, size_t payload)
+{
+	size_t off = 12;
+
+	if (dst == 0xffff)
+		memset(f, 0xff, 6);
+	else
+		mac(f, dst);
+	mac(f + 6, src);
+	if (vid >= 0) {
+		f[12] = 0x81, f[13] = 0x00, f[14] = (uint8_t)(0x20 | vid >> 8), f[15] = (uint8_t)vid;
+		off = 16;
+	}
+	f[off] = 0x08, f[off + 1] = 0x00;
+	for (size_t i = 0; i < payload; i++)
+		f[off + 2 + i] = (uint8_t)(i * 7 + src);
+	return off + 2 + payload;
+}
+
+static void
+send_frame(struct vsw *sw, struct tport *in, const uint8_t *f, size_t len, int64_t now)
+{
+	/* In two pieces, cut somewhere in the header, as a ring that wraps gives it. */
+	size_t cut = len > 13 ? 13 : len / 2;
+	struct iovec v[2] = { { (void *)(uintptr_t)f, cut }, { (void *)(uintptr_t)(f + cut), len - cut } };
+
+	vsw_input(sw, &in->p, v, 2, len, now);
+	if (!sw->vmq)
+		vsw_sort(sw, now);
+}
+
+static void
+clear(struct tport **t, int n)
+{
+	for (int i = 0; i < n; i++)
+		t[i]->n = 0;
+}
+
+TEST(switch_unicast_and_flood)
+{
+	struct vsw sw;
+	uint8_t f[VSW_FRAME_MAX];
+	size_t len;
+
+	for (int vmq = 1; vmq >= 0; vmq--) {
+		ASSERT_OK(vsw_init(&sw, "vSwitch0", 1500, vmq));
+		struct tport *t[3] = { tport(&sw, "a", 10), tport(&sw, "b", 10), tport(&sw, "c", 10) };
+
+		/* Unknown destination: flooded to b and c, never back to a. */
+		len = frame(f, 2, 1, -1, 100);
+		send_frame(&sw, t[0], f, len, 1);
+		ASSERT_EQ(t[0]->n, 0);
+		ASSERT_EQ(t[1]->n, 1);
+		ASSERT_EQ(t[2]->n, 1);
+		ASSERT_MEM_EQ(t[1]->q[0], f, len);
+		clear(t, 3);
+		/* b answers: a was learned, so only a gets it; then a -> b goes to b only. */
+		len = frame(f, 1, 2, -1, 60);
+		send_frame(&sw, t[1], f, len, 2);
+		ASSERT_EQ(t[0]->n, 1);
+		ASSERT_EQ(t[2]->n, 0);
+		clear(t, 3);
+		len = frame(f, 2, 1, -1, 1500);
+		send_frame(&sw, t[0], f, len, 3);
+		ASSERT_EQ(t[1]->n, 1);
+		ASSERT_EQ(t[2]->n, 0);
+		ASSERT_EQ(t[1]->qlen[0], len);
+		ASSERT_MEM_EQ(t[1]->q[0], f, len);
+		/* Broadcast: everyone else. */
+		clear(t, 3);
+		len = frame(f, 0xffff, 1, -1, 28);
+		send_frame(&sw, t[0], f, len, 4);
+		ASSERT_EQ(t[0]->n + t[1]->n + t[2]->n, 2);
+		ASSERT_EQ(atomic_load(&t[1]->p.c.flooded), 2);
+		ASSERT_EQ(atomic_load(&t[0]->p.c.rx_pkts), 3);
+		if (!vmq)
+			ASSERT_EQ(atomic_load(&sw.sorted), 4);
+		for (int i = 0; i < 3; i++)
+			free(t[i]);
+		vsw_free(&sw);
+	}
+}
+
+TEST(switch_vlan_rules)
+{
+	struct vsw sw;
+	uint8_t f[VSW_FRAME_MAX];
+	size_t len;
+
+	ASSERT_OK(vsw_init(&sw, "vSwitch0", 1500, true));
+	struct tport *a = tport(&sw, "a", 10), *b = tport(&sw, "b", 10), *c = tport(&sw, "c", 20),
+		     *u = tport(&sw, "u", 0), *t = tport(&sw, "trunk", VLAN_TRUNK);
+	struct tport *all[5] = { a, b, c, u, t };
+
+	/* From an access port: its VLAN only; the trunk sees the tag. */
+	len = frame(f, 0xffff, 1, -1, 46);
+	send_frame(&sw, a, f, len, 1);
+	ASSERT_EQ(b->n, 1);
+	ASSERT_EQ(c->n + u->n, 0);
+	ASSERT_EQ(t->n, 1);
+	ASSERT_EQ(t->qlen[0], len + 4);
+	ASSERT_EQ(t->q[0][12], 0x81);
+	ASSERT_EQ(((t->q[0][14] & 0xf) << 8 | t->q[0][15]), 10);
+	ASSERT_MEM_EQ(t->q[0] + 16, f + 12, len - 12);
+	clear(all, 5);
+	/* From the trunk, tagged 20: c only, untagged; tagged 30: nobody. */
+	len = frame(f, 0xffff, 9, 20, 46);
+	send_frame(&sw, t, f, len, 2);
+	ASSERT_EQ(c->n, 1);
+	ASSERT_EQ(c->qlen[0], len - 4);
+	ASSERT_EQ(c->q[0][12], 0x08);
+	ASSERT_MEM_EQ(c->q[0] + 12, f + 16, len - 16);
+	ASSERT_EQ(a->n + b->n + u->n, 0);
+	clear(all, 5);
+	len = frame(f, 0xffff, 9, 30, 46);
+	send_frame(&sw, t, f, len, 3);
+	ASSERT_EQ(a->n + b->n + c->n + u->n + t->n, 0);
+	/* Untagged from the trunk is VLAN 0: the untagged port. */
+	len = frame(f, 0xffff, 9, -1, 46);
+	send_frame(&sw, t, f, len, 4);
+	ASSERT_EQ(u->n, 1);
+	ASSERT_EQ(a->n + b->n + c->n, 0);
+	clear(all, 5);
+	/* An access port may not send tags; VID 4095 and stacked tags are refused. */
+	len = frame(f, 0xffff, 1, 10, 46);
+	send_frame(&sw, a, f, len, 5);
+	ASSERT_EQ(atomic_load(&a->p.c.drops[VSW_DROP_VLAN]), 1);
+	len = frame(f, 0xffff, 9, 4095, 46);
+	send_frame(&sw, t, f, len, 6);
+	len = frame(f, 0xffff, 9, 20, 46);
+	f[16] = 0x81, f[17] = 0x00; /* a second tag inside */
+	send_frame(&sw, t, f, len, 7);
+	ASSERT_EQ(atomic_load(&t->p.c.drops[VSW_DROP_VLAN]), 2);
+	ASSERT_EQ(a->n + b->n + c->n + u->n, 0);
+	/* The same MAC in two VLANs is two entries. */
+	len = frame(f, 0xffff, 5, -1, 46);
+	send_frame(&sw, a, f, len, 8);
+	send_frame(&sw, c, f, len, 8);
+	clear(all, 5);
+	len = frame(f, 5, 6, -1, 46);
+	send_frame(&sw, b, f, len, 9);
+	ASSERT_EQ(a->n, 1);
+	ASSERT_EQ(c->n, 0);
+	for (int i = 0; i < 5; i++)
+		free(all[i]);
+	vsw_free(&sw);
+}
+
+TEST(switch_malformed)
+{
+	struct vsw sw;
+	uint8_t f[VSW_FRAME_MAX + 64];
+	size_t len;
+
+	for (int vmq = 1; vmq >= 0; vmq--) {
+		ASSERT_OK(vsw_init(&sw, "vSwitch0", 1500, vmq));
+		struct tport *a = tport(&sw, "a", 0), *b = tport(&sw, "b", 0);
+
+		len = frame(f, 0xffff, 1, -1, 46);
+		send_frame(&sw, a, f, 10, 1); /* runt */
+		len = frame(f, 0xffff, 1, -1, 1501);
+		send_frame(&sw, a, f, len, 1); /* above the MTU */
+		len = frame(f, 0xffff, 1, -1, 46);
+		f[6] = 0x01; /* multicast source */
+		send_frame(&sw, a, f, len, 1);
+		f[6] = 0xff;
+		send_frame(&sw, a, f, len, 1);
+		ASSERT_EQ(atomic_load(&a->p.c.drops[VSW_DROP_RUNT]), 1);
+		ASSERT_EQ(atomic_load(&a->p.c.drops[VSW_DROP_MTU]), 1);
+		ASSERT_EQ(atomic_load(&a->p.c.drops[VSW_DROP_SRC]), 2);
+		ASSERT_EQ(b->n, 0);
+		/* A full queue drops and counts; a port that is down too. */
+		b->cap = 2;
+		len = frame(f, 0xffff, 1, -1, 46);
+		for (int i = 0; i < 3; i++)
+			send_frame(&sw, a, f, len, 2);
+		ASSERT_EQ(b->n, 2);
+		ASSERT_EQ(atomic_load(&b->p.c.drops[VSW_DROP_QUEUE]), 1);
+		b->p.up = false;
+		send_frame(&sw, a, f, len, 2);
+		ASSERT_EQ(atomic_load(&b->p.c.drops[VSW_DROP_DOWN]), 1);
+		free(a), free(b);
+		vsw_free(&sw);
+	}
+}
+
+TEST(switch_learning_and_aging)
+{
+	struct vsw sw;
+	uint8_t f[VSW_FRAME_MAX], m[6];
+	size_t len;
+
+	ASSERT_OK(vsw_init(&sw, "vSwitch0", 1500, true));
+	struct tport *a = tport(&sw, "a", 0), *b = tport(&sw, "b", 0), *c = tport(&sw, "c", 0);
+	struct tport *all[3] = { a, b, c };
+	int64_t age = sw.fdb.age_ns;
+
+	len = frame(f, 0xffff, 2, -1, 46);
+	send_frame(&sw, b, f, len, 0);
+	clear(all, 3);
+	len = frame(f, 2, 1, -1, 46);
+	send_frame(&sw, a, f, len, age);
+	ASSERT_EQ(b->n, 1);
+	ASSERT_EQ(c->n, 0);
+	/* Not seen for longer than the age: forgotten, flooded again. */
+	clear(all, 3);
+	send_frame(&sw, a, f, len, age + 1);
+	ASSERT_EQ(b->n, 1);
+	ASSERT_EQ(c->n, 1);
+	ASSERT_EQ(fdb_age(&sw.fdb, 3 * age), 2);
+	/* The address moves to c: frames follow it. */
+	len = frame(f, 0xffff, 2, -1, 46);
+	send_frame(&sw, c, f, len, 3 * age);
+	clear(all, 3);
+	len = frame(f, 2, 1, -1, 46);
+	send_frame(&sw, a, f, len, 3 * age);
+	ASSERT_EQ(c->n, 1);
+	ASSERT_EQ(b->n, 0);
+	ASSERT_EQ(sw.fdb.moved, 0); /* it had aged out: learned anew, not moved */
+	/* A configured address never ages and is not taken by another port's frames. */
+	mac(m, 7);
+	ASSERT_OK(vsw_port_mac(&sw, &b->p, m));
+	len = frame(f, 0xffff, 7, -1, 46);
+	send_frame(&sw, c, f, len, 10 * age);
+	ASSERT_EQ(atomic_load(&c->p.c.drops[VSW_DROP_SPOOF]), 1);
+	clear(all, 3);
+	len = frame(f, 7, 1, -1, 46);
+	send_frame(&sw, a, f, len, 100 * age);
+	ASSERT_EQ(b->n, 1);
+	ASSERT_EQ(c->n, 0);
+	ASSERT_EQ(vsw_port_mac(&sw, &c->p, m), -EEXIST);
+	/* A port that goes takes its entries with it. */
+	vsw_port_remove(&sw, &b->p);
+	ASSERT_EQ(fdb_lookup(&sw.fdb, m, 0, 100 * age), FDB_NO_PORT);
+	free(a), free(b), free(c);
+	vsw_free(&sw);
+}
+
+/* Many entries in, a third of them out in random order: the rest still found. */
+TEST(switch_fdb_deletion)
+{
+	struct fdb fdb;
+	uint8_t m[6];
+	uint64_t rng = 3;
+	enum { N = 6000 };
+	static bool gone[N];
+
+	ASSERT_OK(fdb_init(&fdb, N, 1000));
+	for (unsigned i = 0; i < N; i++) {
+		mac(m, i);
+		m[3] = (uint8_t)(i * 131);
+		fdb_learn(&fdb, m, (uint16_t)(i % 7), (uint16_t)(i % 200), 0);
+	}
+	ASSERT_EQ(fdb.n, N);
+	mac(m, 1);
+	m[3] = 1;
+	fdb_learn(&fdb, m, 4095, 1, 0); /* full: counted, not stored */
+	ASSERT_EQ(fdb.full, 1);
+	for (unsigned k = 0; k < N / 3; k++) {
+		unsigned i = (unsigned)(th_rand(&rng) % N);
+		mac(m, i);
+		m[3] = (uint8_t)(i * 131);
+		fdb_del(&fdb, m, (uint16_t)(i % 7));
+		gone[i] = true;
+	}
+	for (unsigned i = 0; i < N; i++) {
+		mac(m, i);
+		m[3] = (uint8_t)(i * 131);
+		ASSERT_EQ(fdb_lookup(&fdb, m, (uint16_t)(i % 7), 0),
+			  gone[i] ? FDB_NO_PORT : (uint16_t)(i % 200));
+	}
+	fdb_flush_port(&fdb, 5);
+	for (unsigned i = 5; i < N; i += 200) {
+		mac(m, i);
+		m[3] = (uint8_t)(i * 131);
+		ASSERT_EQ(fdb_lookup(&fdb, m, (uint16_t)(i % 7), 0), FDB_NO_PORT);
+	}
+	ASSERT_GE(fdb_age(&fdb, 5000), 1);
+	ASSERT_EQ(fdb.n, 0);
+	fdb_free(&fdb);
+}
