@@ -47,7 +47,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t n = (size_t)fz_take(&f, 2) % (S1 + 64);
 		int qi = op & 1;
 
-		switch ((op >> 1) % 14) {
+		switch ((op >> 1) % 15) {
 		case 0: /* scribble an index */
 			atomic_store(qi ? &q[1]->prod.index : &q[0]->cons.index, fz_take(&f, 8));
 			break;
@@ -95,6 +95,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 12: /* one end parks */
 			qp_park(qi ? &b : &a);
 			break;
+		case 14: { /* records in place, released now and then */
+			struct iovec v[2];
+			ssize_t r = qp_msg_peek(&a, v);
+			if (r >= 0 && v[0].iov_len + v[1].iov_len != (size_t)r)
+				abort();
+			if (r >= 0 && (size_t)r <= sizeof(buf)) {
+				memcpy(buf, v[0].iov_base, v[0].iov_len);
+				memcpy(buf + v[0].iov_len, v[1].iov_base, v[1].iov_len);
+			}
+			if (qi)
+				qp_msg_consume(&a);
+			break;
+		}
 		case 13: { /* a renews; b follows that renewal, or a forged one */
 			struct qp_renewal r = { 0 };
 			unsigned forge = (unsigned)fz_take(&f, 1);

@@ -11,6 +11,7 @@
 	X(qp_wrap_every_offset, 30)     \
 	X(qp_large_copies, 30)          \
 	X(qp_reuse_generations, 10)     \
+	X(qp_msg_peek, 10)              \
 	X(qp_full_and_empty, 10)        \
 	X(qp_iov, 10)                   \
 	X(qp_msg_sizes, 30)             \
@@ -152,4 +153,6 @@
 	X(switch_vlan_rules, 10)        \
 	X(switch_malformed, 10)         \
 	X(switch_learning_and_aging, 10) \
-	X(switch_fdb_deletion, 10)
+	X(switch_fdb_deletion, 10)      \
+	X(switch_vnic, 30)              \
+	X(switch_vnic_vlans, 30)

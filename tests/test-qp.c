@@ -287,6 +287,53 @@ TEST(qp_reuse_generations)
 	qp_close(a);
 }
 
+/* Records read in place: pieces across the wrap, several peeked, released together. */
+TEST(qp_msg_peek)
+{
+	struct qp *a, *b;
+	struct iovec v[2];
+	uint8_t msg[1000], got[1000];
+	uint64_t rng = 11;
+
+	pair(QP_SIZE_MIN, QP_SIZE_MIN, &a, &b);
+	ASSERT_EQ(qp_msg_peek(b, v), -EAGAIN);
+	for (int round = 0; round < 300; round++) {
+		size_t len[3];
+		int k = 1 + (int)(th_rand(&rng) % 3);
+
+		for (int i = 0; i < k; i++) {
+			len[i] = 1 + (size_t)(th_rand(&rng) % sizeof(msg));
+			memset(msg, round * 3 + i, len[i]);
+			ASSERT_EQ(qp_msg_send(a, msg, len[i], QP_DONTWAIT), (ssize_t)len[i]);
+		}
+		for (int i = 0; i < k; i++) {
+			ASSERT_EQ(qp_msg_peek(b, v), (ssize_t)len[i]);
+			ASSERT_EQ(v[0].iov_len + v[1].iov_len, len[i]);
+			memcpy(got, v[0].iov_base, v[0].iov_len);
+			memcpy(got + v[0].iov_len, v[1].iov_base, v[1].iov_len);
+			memset(msg, round * 3 + i, len[i]);
+			ASSERT_MEM_EQ(got, msg, len[i]);
+		}
+		ASSERT_EQ(qp_msg_peek(b, v), -EAGAIN);
+		qp_msg_consume(b);
+	}
+	/* A header the peer forged is refused, not followed. */
+	ASSERT_EQ(qp_msg_send(a, msg, 8, QP_DONTWAIT), 8);
+	{
+		uint64_t at = b->rx.pos & (b->rx.size - 1);
+		uint32_t bad = (uint32_t)b->rx.size;
+		memcpy(b->rx.data + at, &bad, sizeof(bad));
+	}
+	ASSERT_EQ(qp_msg_peek(b, v), -EPROTO);
+	qp_close(a);
+	qp_close(b);
+	pair(QP_SIZE_MIN, QP_SIZE_MIN, &a, &b);
+	qp_shutdown(a, SHUT_WR);
+	ASSERT_EQ(qp_msg_peek(b, v), -ESHUTDOWN);
+	qp_close(a);
+	qp_close(b);
+}
+
 TEST(qp_full_and_empty)
 {
 	enum { S = 8192 };

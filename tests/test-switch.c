@@ -7,8 +7,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "daemon.h"
 #include "harness.h"
+#include "vmfabric/vmci.h"
+#include "vmfabric/vnic.h"
 #include "switch/vswitch.h"
 
 #define QMAX 64
@@ -347,4 +352,148 @@ TEST(switch_fdb_deletion)
 	ASSERT_GE(fdb_age(&fdb, 5000), 1);
 	ASSERT_EQ(fdb.n, 0);
 	fdb_free(&fdb);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Process vNICs through vmfabricd */
+
+#define SWITCH_CONFIG                                                              \
+	TD_CONTEXTS                                                                \
+	"vswitch0.name = \"vSwitch0\"\nvswitch0.mtu = \"1500\"\n"                \
+	"vswitch1.name = \"vSwitch1\"\nvswitch1.vmq = \"FALSE\"\n"                \
+	"portgroup0.name = \"VM Network\"\n"                                       \
+	"portgroup1.name = \"VLAN 10\"\nportgroup1.vlan = \"10\"\n"               \
+	"portgroup2.name = \"VLAN 20\"\nportgroup2.vlan = \"20\"\n"               \
+	"portgroup3.name = \"Trunk\"\nportgroup3.vlan = \"4095\"\n"               \
+	"portgroup4.name = \"Other\"\nportgroup4.vswitch = \"vSwitch1\"\n"
+
+static struct vmf_vnic *
+vnic(const char *pg)
+{
+	struct vmf_vnic *n = NULL;
+
+	ASSERT_OK(vmci_set_context("a"));
+	ASSERT_OK(vmf_vnic_open(pg, NULL, &n));
+	return n;
+}
+
+/* A frame from @from to @to (NULL: broadcast), 60 bytes, tagged with @vid unless < 0. */
+static size_t
+vframe(uint8_t *f, const struct vmf_vnic *from, const struct vmf_vnic *to, int vid, uint8_t mark)
+{
+	size_t off = 12;
+
+	if (to)
+		vmf_vnic_mac(to, f);
+	else
+		memset(f, 0xff, 6);
+	vmf_vnic_mac(from, f + 6);
+	if (vid >= 0) {
+		f[12] = 0x81, f[13] = 0x00, f[14] = (uint8_t)(vid >> 8), f[15] = (uint8_t)vid;
+		off = 16;
+	}
+	f[off] = 0x08, f[off + 1] = 0x06;
+	memset(f + off + 2, mark, 60 - off - 2);
+	return 60;
+}
+
+/* The next frame @n receives within a second, or 0. */
+static ssize_t
+vrecv(struct vmf_vnic *n, uint8_t *buf, size_t len)
+{
+	for (int i = 0; i < 1000; i++) {
+		ssize_t r = vmf_vnic_recv(n, buf, len, MSG_DONTWAIT);
+		if (r != -EAGAIN)
+			return r;
+		usleep(1000);
+	}
+	return 0;
+}
+
+TEST(switch_vnic)
+{
+	struct tdaemon d;
+	uint8_t f[64], g[2048];
+	char *json;
+
+	td_start(&d, SWITCH_CONFIG);
+	struct vmf_vnic *a = vnic("VM Network"), *b = vnic("VM Network"), *c = vnic("VM Network");
+	struct vmf_vnic *x;
+
+	ASSERT_EQ(vmf_vnic_open("No Such Group", NULL, &x), -ENOENT);
+	/* Broadcast: both others; then b answers a, a writes to b: no flooding. */
+	ASSERT_EQ(vmf_vnic_send(a, f, vframe(f, a, NULL, -1, 1), 0), 60);
+	ASSERT_EQ(vrecv(b, g, sizeof(g)), 60);
+	ASSERT_MEM_EQ(g, f, 60);
+	ASSERT_EQ(vrecv(c, g, sizeof(g)), 60);
+	ASSERT_EQ(vmf_vnic_send(b, f, vframe(f, b, a, -1, 2), 0), 60);
+	ASSERT_EQ(vrecv(a, g, sizeof(g)), 60);
+	ASSERT_EQ(g[20], 2);
+	for (int i = 0; i < 1000; i++)
+		ASSERT_EQ(vmf_vnic_send(a, f, vframe(f, a, b, -1, (uint8_t)i), 0), 60);
+	for (int i = 0; i < 1000; i++) {
+		ASSERT_EQ(vrecv(b, g, sizeof(g)), 60);
+		ASSERT_EQ(g[20], (uint8_t)i);
+	}
+	ASSERT_EQ(vmf_vnic_recv(c, g, sizeof(g), MSG_DONTWAIT), -EAGAIN);
+	/* A MAC that is another port's cannot be claimed. */
+	vmf_vnic_mac(a, f);
+	ASSERT_EQ(vmf_vnic_open("VM Network", f, &x), -EEXIST);
+	json = td_mgmt(&d, "network.port.list");
+	th_log("%s", json);
+	ASSERT(strstr(json, "\"tx_packets\":1001,")); /* b: the broadcast and 1000 */
+	free(json);
+	json = td_mgmt(&d, "network.vswitch.list");
+	ASSERT(strstr(json, "\"name\":\"vSwitch0\",\"mtu\":1500,\"vmq\":\"on\",\"ports\":3"));
+	ASSERT(strstr(json, "\"vmq\":\"off\""));
+	free(json);
+	/* A closed vNIC's port goes. */
+	vmf_vnic_close(c);
+	usleep(100000);
+	json = td_mgmt(&d, "network.port.list");
+	ASSERT(!strstr(json, "\"name\":\"vnic2\""));
+	free(json);
+	vmf_vnic_close(a), vmf_vnic_close(b);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+/* VLANs end to end: access ports see their VLAN untagged, the trunk sees tags, nobody crosses. */
+TEST(switch_vnic_vlans)
+{
+	struct tdaemon d;
+	uint8_t f[64], g[2048];
+
+	td_start(&d, SWITCH_CONFIG);
+	struct vmf_vnic *a10 = vnic("VLAN 10"), *b10 = vnic("VLAN 10"), *a20 = vnic("VLAN 20"),
+			*t = vnic("Trunk"), *u = vnic("VM Network"), *o = vnic("Other");
+
+	ASSERT_EQ(vmf_vnic_send(a10, f, vframe(f, a10, NULL, -1, 7), 0), 60);
+	ASSERT_EQ(vrecv(b10, g, sizeof(g)), 60);
+	ASSERT_EQ(vrecv(t, g, sizeof(g)), 64);
+	ASSERT_EQ(g[12], 0x81);
+	ASSERT_EQ(g[15], 10);
+	/* From the trunk into VLAN 20: a20 only, untagged. */
+	ASSERT_EQ(vmf_vnic_send(t, f, vframe(f, t, NULL, 20, 8), 0), 60);
+	ASSERT_EQ(vrecv(a20, g, sizeof(g)), 56);
+	ASSERT_EQ(g[12], 0x08);
+	/* Tagged frames from an access port are dropped. */
+	ASSERT_EQ(vmf_vnic_send(a10, f, vframe(f, a10, NULL, 20, 9), 0), 60);
+	usleep(50000);
+	ASSERT_EQ(vmf_vnic_recv(a20, g, sizeof(g), MSG_DONTWAIT), -EAGAIN);
+	ASSERT_EQ(vmf_vnic_recv(b10, g, sizeof(g), MSG_DONTWAIT), -EAGAIN);
+	ASSERT_EQ(vmf_vnic_recv(u, g, sizeof(g), MSG_DONTWAIT), -EAGAIN);
+	/* Another switch (VMQ off) is another world. */
+	ASSERT_EQ(vmf_vnic_send(u, f, vframe(f, u, NULL, -1, 10), 0), 60);
+	ASSERT_EQ(vrecv(t, g, sizeof(g)), 60); /* the trunk has VLAN 0 too */
+	usleep(50000);
+	ASSERT_EQ(vmf_vnic_recv(o, g, sizeof(g), MSG_DONTWAIT), -EAGAIN);
+	char *json = td_mgmt(&d, "network.port.list");
+	th_log("%s", json);
+	ASSERT(strstr(json, "\"vlan\":1"));
+	free(json);
+	vmf_vnic_close(a10), vmf_vnic_close(b10), vmf_vnic_close(a20);
+	vmf_vnic_close(t), vmf_vnic_close(u), vmf_vnic_close(o);
+	td_stop(&d);
+	td_cleanup(&d);
 }

@@ -310,6 +310,19 @@ void qp_watch_read(const struct qp_watch *w, struct qp_counts *c);
 void qp_watch_close(struct qp_watch *w);
 
 /*
+ * Records read in place, for a relay that copies each one straight into
+ * another ring (the switch): qp_msg_peek() returns the next record as up to
+ * two pieces of the ring (it may wrap), without waiting; it stays valid,
+ * and further peeks return the records after it, until qp_msg_consume()
+ * releases every record peeked so far. The peer may still write into
+ * them: parse only a private copy of whatever decides anything. Returns
+ * the record's length, -EAGAIN when there is none, -ESHUTDOWN at the end,
+ * -EPROTO.
+ */
+ssize_t qp_msg_peek(struct qp *qp, struct iovec v[2]);
+void qp_msg_consume(struct qp *qp);
+
+/*
  * Reuse between the same two endpoints (a connection pool: making and
  * mapping a queue pair costs more than a short connection's data).
  *

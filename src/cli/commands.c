@@ -21,6 +21,13 @@ const struct cli_ns cli_nss[] = {
 	{ "vmci socket", "VMCI sockets and their traffic", "vmci socket list --format=json" },
 	{ "vm", "virtual machines: start from a .vmx file, list, console, stop",
 	  "vm start examples/demo-a.vmx" },
+	{ "network", "virtual switches, port groups and ports", "network vswitch standard list" },
+	{ "network vswitch", "virtual switches", "network vswitch standard list" },
+	{ "network vswitch standard", "standard switches (vSwitch0 ...)",
+	  "network vswitch standard list" },
+	{ "network vswitch standard portgroup", "port groups and their VLAN",
+	  "network vswitch standard portgroup list" },
+	{ "network port", "switch ports and their traffic", "network port list" },
 };
 const size_t cli_nnss = ARRAY_SIZE(cli_nss);
 
@@ -236,6 +243,47 @@ cmd_vm_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 	return cli_list(cx, cmd, "vms", cols, ARRAY_SIZE(cols));
 }
 
+static int
+cmd_vswitch_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
+{
+	static const struct table_col cols[] = {
+		{ "NAME", "name", COL_STR, NULL },	 { "MTU", "mtu", COL_INT, NULL },
+		{ "VMQ", "vmq", COL_STR, NULL },	 { "PORTS", "ports", COL_INT, NULL },
+		{ "FDB", "fdb_entries", COL_INT, NULL }, { "FORWARDED", "forwarded", COL_INT, NULL },
+		{ "FLOODED", "flooded", COL_INT, NULL },
+	};
+
+	return cli_list(cx, cmd, "vswitches", cols, ARRAY_SIZE(cols));
+}
+
+static int
+cmd_portgroup_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
+{
+	static const struct table_col cols[] = {
+		{ "NAME", "name", COL_STR, NULL },
+		{ "VSWITCH", "vswitch", COL_STR, NULL },
+		{ "VLAN", "vlan_id", COL_INT, NULL },
+		{ "PORTS", "ports", COL_INT, NULL },
+	};
+
+	return cli_list(cx, cmd, "portgroups", cols, ARRAY_SIZE(cols));
+}
+
+static int
+cmd_port_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
+{
+	static const struct table_col cols[] = {
+		{ "NAME", "name", COL_STR, NULL },	     { "KIND", "kind", COL_STR, NULL },
+		{ "PORTGROUP", "portgroup", COL_STR, NULL }, { "VLAN", "vlan_id", COL_INT, NULL },
+		{ "MAC", "mac", COL_STR, NULL },	     { "RX_PKTS", "rx_packets", COL_INT, NULL },
+		{ "TX_PKTS", "tx_packets", COL_INT, NULL },   { "RX", "rx_bytes", COL_BYTES, NULL },
+		{ "TX", "tx_bytes", COL_BYTES, NULL },	     { "DROPS", "drops", COL_INT, NULL },
+		{ "PID", "pid", COL_INT, NULL },
+	};
+
+	return cli_list(cx, cmd, "ports", cols, ARRAY_SIZE(cols));
+}
+
 const struct cli_cmd cli_cmds[] = {
 	{ "vm", "start", "vm.start", cmd_vm_start, "start a VM from its .vmx file",
 	  "Start the VM a .vmx file describes (displayName, memsize, numvcpus, vmci0.present,\n"
@@ -269,6 +317,24 @@ const struct cli_cmd cli_cmds[] = {
 	  "VMCI is on, off, or host-only (the context may talk to the host only);\n"
 	  "OWNER is the uid and gid a context is restricted to, or -.",
 	  "vmci context list" },
+	{ "network vswitch standard", "list", "network.vswitch.list", cmd_vswitch_list,
+	  "list the standard switches: MTU, VMQ, ports, filter table, traffic",
+	  "List the standard switches: MTU, whether VMQ classification is on (frames go\n"
+	  "straight into the destination port's queue) or off (through one default queue),\n"
+	  "ports, entries in the filter table, frames forwarded to one port and flooded.",
+	  "network vswitch standard list" },
+	{ "network vswitch standard portgroup", "list", "network.portgroup.list",
+	  cmd_portgroup_list, "list the port groups: switch, VLAN ID, ports",
+	  "List the port groups: their switch, VLAN ID (0 untagged, 1-4094 that VLAN with\n"
+	  "tags removed toward the port, 4095 trunk: the port sees the tags) and ports.",
+	  "network vswitch standard portgroup list" },
+	{ "network port", "list", "network.port.list", cmd_port_list,
+	  "list the switch ports with their traffic and drops",
+	  "List the switch ports: kind (vnic: a process's), port group, VLAN, MAC,\n"
+	  "packets and bytes received from the port (RX) and queued to it (TX), drops.\n"
+	  "--format=json adds the drops by reason (runt, mtu, bad_source, vlan, spoofed,\n"
+	  "queue_full, port_down) and the copies of flooded frames.",
+	  "network port list --format=json" },
 	{ "vmci socket", "list", "vmci.socket.list", cmd_socket_list,
 	  "list the VMCI sockets: addresses, state, queue size, traffic",
 	  "List the VMCI sockets: stream, seqpacket and datagram, with their local and\n"

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -687,4 +688,28 @@ conf_first_unused(const struct conf *c, size_t start, struct conf_error *err)
 		}
 	}
 	return conf_count(c);
+}
+
+long
+conf_group(const char *key, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	char *end;
+	long g;
+
+	if (strncasecmp(key, prefix, n) || !isdigit((unsigned char)key[n]))
+		return -1;
+	g = strtol(key + n, &end, 10);
+	return *end == '.' && g >= 0 && g < 1000000 ? g : -1;
+}
+
+void
+conf_fail_at(struct conf_error *err, const struct conf *c, size_t i, const char *msg)
+{
+	if (!err)
+		return;
+	memset(err, 0, sizeof(*err));
+	snprintf(err->key, sizeof(err->key), "%s", conf_key(c, i) ? conf_key(c, i) : "");
+	err->line = conf_line(c, i);
+	snprintf(err->msg, sizeof(err->msg), "%s", msg);
 }

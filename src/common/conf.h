@@ -98,6 +98,10 @@ size_t conf_prefixed(const struct conf *c, const char *prefix, size_t start);
  * conf_mark_used() returns false if @key is absent.
  */
 bool conf_mark_used(struct conf *c, const char *key);
+/* "context12.vmci0.present" with prefix "context" -> 12; -1 if not in such a group. */
+long conf_group(const char *key, const char *prefix);
+/* Fill @err (if any) with @msg about entry @i. */
+void conf_fail_at(struct conf_error *err, const struct conf *c, size_t i, const char *msg);
 size_t conf_first_unused(const struct conf *c, size_t start, struct conf_error *err);
 
 #endif

@@ -59,7 +59,8 @@ _Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr layout");
 	X(CHANNEL_NEW, 13, wire_channel_new, 1, 0) /* daemon -> listener */ \
 	X(LEASE, 14, wire_lease, 0, 0)         /* ephemeral ports, in bulk */ \
 	X(DIAL, 15, wire_dial, 4, 0)           /* dialer -> listener, on a channel */ \
-	X(REDIAL, 16, wire_redial, 0, 0)       /* the same, on a queue pair reused */
+	X(REDIAL, 16, wire_redial, 0, 0)       /* the same, on a queue pair reused */ \
+	X(VNIC_OPEN, 17, wire_vnic, 0, 4)      /* a port on a virtual switch */
 
 enum wire_type {
 #define WIRE_ENUM(n, v, s, fq, fr) WIRE_##n = v,
@@ -254,6 +255,23 @@ struct wire_mgmt {
 struct wire_check {
 	uint32_t cid;
 	uint32_t pad;
+};
+
+/*
+ * VNIC_OPEN: a process vNIC on a port group of a virtual switch. The reply
+ * carries side 1 of a queue pair whose records are frames (the process
+ * writes queue 1, reads queue 0). The port lives as long as this control
+ * connection.
+ */
+struct wire_vnic {
+	char portgroup[32];
+	uint8_t mac[6];	 /* all zero: the daemon makes one up */
+	uint16_t pad;
+	uint32_t ring;	 /* bytes per direction (0: 1 MiB) */
+	uint32_t out_pad;
+	char out_name[32]; /* the port's name, e.g. "vnic3" */
+	uint8_t out_mac[6];
+	uint16_t out_pad2;
 };
 
 /* Datagram records on the rings of DGRAM_OPEN (qp records, see qp.h). */

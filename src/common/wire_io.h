@@ -24,6 +24,7 @@ struct wire_msg {
 		struct wire_lease lease;
 		struct wire_dial dial;
 		struct wire_redial redial;
+		struct wire_vnic vnic;
 		struct wire_mgmt mgmt;
 		struct wire_check check;
 	} body;

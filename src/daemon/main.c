@@ -45,7 +45,15 @@ static const char default_config[] =
 	"context0.vmci0.present = \"TRUE\"\n"
 	"context1.name = \"demo-b\"\n"
 	"context1.uid = \"0\"\n"
-	"context1.vmci0.present = \"TRUE\"\n";
+	"context1.vmci0.present = \"TRUE\"\n"
+	"\n"
+	"# A standard switch with VMQ classification on, and its port group.\n"
+	"vswitch0.name = \"vSwitch0\"\n"
+	"vswitch0.mtu = \"1500\"\n"
+	"vswitch0.vmq = \"TRUE\"\n"
+	"portgroup0.name = \"VM Network\"\n"
+	"portgroup0.vswitch = \"vSwitch0\"\n"
+	"portgroup0.vlan = \"0\"\n";
 
 struct daemon {
 	struct loop loop;
@@ -164,6 +172,9 @@ load_config(struct daemon *d)
 		return err;
 	if ((err = vmci_reg_load(&d->broker.reg, d->conf, &e)))
 		return report(name, &e);
+	if ((err = vsw_dp_load(&d->broker.dp, d->conf, &e)))
+		return report(name, &e);
+	d->broker.dp_loaded = true;
 	for (size_t i = conf_first_unused(d->conf, 0, &e); i < conf_count(d->conf);
 	     i = conf_first_unused(d->conf, i + 1, &e)) {
 		char buf[700];
@@ -437,6 +448,7 @@ main(int argc, char **argv)
 			err = run(&d);
 	}
 	json_decref(saved);
+	vsw_dp_stop(&d.broker.dp); /* stopped with the broker, or never started */
 	vmci_reg_free(&d.broker.reg);
 	conf_free(d.conf);
 	if (d.sig.fd >= 0)

@@ -605,6 +605,7 @@ qp_readv(struct qp *qp, const struct iovec *iov, int iovcnt, int flags)
 		return qp->err;
 	if (total == 0)
 		return 0;
+	qp_msg_consume(qp); /* a read releases whatever was peeked */
 	avail = qp_rx_data(qp, (uint64_t)total, flags);
 	if (avail <= 0)
 		return avail;
@@ -691,6 +692,7 @@ qp_msg_recvv(struct qp *qp, const struct iovec *iov, int iovcnt, size_t *msg_len
 		return total;
 	if (qp->err)
 		return qp->err;
+	qp_msg_consume(qp); /* a read releases whatever was peeked */
 	avail = qp_rx_data(qp, 1, flags);
 	if (avail == 0)
 		return -ESHUTDOWN;
@@ -722,6 +724,60 @@ qp_msg_recv(struct qp *qp, void *buf, size_t len, size_t *msg_len, int flags)
 	struct iovec v = { buf, len };
 
 	return qp_msg_recvv(qp, &v, 1, msg_len, flags);
+}
+
+ssize_t
+qp_msg_peek(struct qp *qp, struct iovec v[2])
+{
+	struct qp_dir *d = &qp->rx;
+	uint64_t at = d->pos + qp->peeked, rec, avail;
+	struct qp_msg_hdr h;
+	size_t off, first;
+
+	if (qp->err)
+		return qp->err;
+	avail = d->peer - at;
+	if (avail < sizeof(h)) {
+		bool end = qp_rx_eof(qp);
+		int64_t n = qp_rx_refresh(qp);
+
+		if (n < 0)
+			return n;
+		avail = d->peer - at;
+		if (avail == 0)
+			return end ? -ESHUTDOWN : -EAGAIN;
+		if (avail < sizeof(h))
+			return qp_break(qp, "partial record header", avail, sizeof(h));
+	}
+	qp_ring_out(d, at, &h, sizeof(h)); /* copied once; only the copy is used */
+	if (h.len > d->size - sizeof(h))
+		return qp_break(qp, "record longer than the ring", h.len, d->size - sizeof(h));
+	rec = sizeof(h) + QP_ALIGN_UP((uint64_t)h.len, QP_MSG_ALIGN);
+	if (rec > avail)
+		return qp_break(qp, "record beyond published tail", rec, avail);
+	off = (at + sizeof(h)) & (d->size - 1);
+	first = d->size - off;
+	if (first >= h.len) {
+		v[0] = (struct iovec){ d->data + off, h.len };
+		v[1] = (struct iovec){ d->data, 0 };
+	} else {
+		v[0] = (struct iovec){ d->data + off, first };
+		v[1] = (struct iovec){ d->data, h.len - first };
+	}
+	qp->peeked += rec;
+	qp->st.rx_bytes += h.len;
+	qp->st.rx_msgs++;
+	return (ssize_t)h.len;
+}
+
+void
+qp_msg_consume(struct qp *qp)
+{
+	if (!qp->peeked)
+		return;
+	qp->rx.pos += qp->peeked;
+	qp->peeked = 0;
+	qp_rx_publish(qp);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -834,6 +890,7 @@ qp__shut(struct qp *qp, bool rd, bool wr)
 void
 qp_park(struct qp *qp)
 {
+	qp_msg_consume(qp);
 	qp__shut(qp, true, true);
 	if (!qp->ep_owned)
 		qp->ep = -1; /* the caller's set, closed with its socket */
@@ -859,6 +916,7 @@ static void
 qp_open_gen(struct qp *qp, uint32_t gen)
 {
 	qp->gen = gen;
+	qp->peeked = 0; /* skipped with the rest of the old generation */
 	qp->tx.shut = qp->rx.shut = false;
 	qp->tx.peer_shut = qp->rx.peer_shut = false;
 	atomic_store_explicit(&qp->tx.q->prod.flags, gen << QP_LINE_GEN_SHIFT, memory_order_seq_cst);
@@ -876,6 +934,7 @@ qp_renew(struct qp *qp, struct qp_renewal *r)
 	left = qp_rx_refresh(qp);
 	if (left < 0)
 		return (int)left;
+	qp->peeked = 0;
 	qp->rx.pos = qp->rx.peer;
 	qp_rx_publish(qp);
 	qp_open_gen(qp, (qp->gen + 1) & QP_GEN_MASK);
@@ -901,6 +960,7 @@ qp_follow(struct qp *qp, const struct qp_renewal *r)
 	if (r->start[0] - d->pos > (uint64_t)avail)
 		return qp_break(qp, "renewal starts outside what the peer wrote", r->start[0],
 				d->peer);
+	qp->peeked = 0;
 	d->pos = r->start[0];
 	qp_rx_publish(qp);
 	qp_open_gen(qp, r->gen);

@@ -39,6 +39,7 @@ struct qp {
 	uint64_t tx_want; /* space that makes qp_arm() report QP_EV_WRITE */
 	bool peer_gone;
 	uint32_t gen; /* generation (see qp_park()), modulo 2^30 */
+	uint64_t peeked; /* rx: bytes of records peeked and not yet consumed */
 	int err; /* sticky -EPROTO */
 	char why[96];
 	struct qp_stats st;

@@ -671,6 +671,51 @@ on_lease(struct vmci_conn *c, struct wire_msg *m)
 	return reply(c, &m->hdr, 0, w, NULL, 0);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Virtual switches */
+
+#define VNIC_RING_DEFAULT (1u << 20)
+
+static int
+on_vnic_open(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_vnic *w = &m->body.vnic;
+	uint64_t ring = w->ring ? w->ring : VNIC_RING_DEFAULT;
+	struct vnic_port *v;
+	struct qp_fds peer;
+	int err;
+
+	if (c->state != CONN_READY || c->vnic || c->table)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	if (qp_size_round(ring) != ring || ring < (16u << 10) || ring > QP_SIZE_MAX)
+		return -EINVAL;
+	w->portgroup[sizeof(w->portgroup) - 1] = 0;
+	if (!(v = calloc(1, sizeof(*v))))
+		return -ENOMEM;
+	memcpy(v->mac, w->mac, sizeof(v->mac));
+	v->pid = c->pid;
+	if ((err = qp_create(ring, ring, &v->qp, &peer))) {
+		free(v);
+		return err;
+	}
+	qp_set_mode(v->qp, QP_NONBLOCK);
+	if ((err = vsw_dp_add_vnic(&c->b->dp, v, w->portgroup))) {
+		qp_close(v->qp);
+		free(v);
+		close(peer.mem), close(peer.wake), close(peer.peer_wake), close(peer.alive);
+		return err;
+	}
+	c->vnic = v;
+	c->state = CONN_VNIC;
+	/* Written by the dataplane before it took the port: stable from here. */
+	snprintf(w->out_name, sizeof(w->out_name), "%s", v->p.name);
+	memcpy(w->out_mac, v->mac, sizeof(w->out_mac));
+	err = reply(c, &m->hdr, 0, w, (int[]){ peer.mem, peer.wake, peer.peer_wake, peer.alive },
+		    4);
+	close(peer.mem), close(peer.wake), close(peer.peer_wake), close(peer.alive);
+	return err;
+}
+
 static int
 on_unexpected(struct vmci_conn *c, struct wire_msg *m)
 {
@@ -690,6 +735,7 @@ static handler_fn *const handlers[WIRE_TYPE_MAX] = {
 	[WIRE_DIALER] = on_dialer, [WIRE_CHANNEL] = on_channel,
 	[WIRE_CHANNEL_NEW] = on_unexpected, [WIRE_LEASE] = on_lease,
 	[WIRE_DIAL] = on_unexpected, [WIRE_REDIAL] = on_unexpected,
+	[WIRE_VNIC_OPEN] = on_vnic_open,
 };
 
 /* ---------------------------------------------------------------------- */
@@ -793,6 +839,8 @@ conn_close(struct vmci_conn *c, const char *why)
 		qp_watch_close(&c->watch);
 	if (c->pend)
 		c->pend->c = NULL; /* the guest's answer finds nobody to tell */
+	if (c->vnic)
+		vsw_dp_remove_vnic(&b->dp, c->vnic);
 	if (x && c->state != CONN_NEW && x->refs)
 		x->refs--;
 	if (c->src.fd >= 0) { /* -1: a guest's datagram relay */
@@ -896,6 +944,12 @@ broker__init(struct vmci_broker *b, struct loop *loop)
 		vmci_ports_free(&b->ports);
 		return err;
 	}
+	if ((!b->dp_loaded && (err = vsw_dp_init(&b->dp))) || (err = vsw_dp_start(&b->dp))) {
+		vsw_dp_stop(&b->dp);
+		dgram_stop(&b->router);
+		vmci_ports_free(&b->ports);
+		return err;
+	}
 	return 0;
 }
 
@@ -904,6 +958,7 @@ broker__fini(struct vmci_broker *b)
 {
 	while (b->conns)
 		conn_close(b->conns, NULL);
+	vsw_dp_stop(&b->dp);
 	dgram_stop(&b->router);
 	vmci_ports_free(&b->ports);
 }

@@ -20,6 +20,7 @@
 #include "ctx.h"
 #include "dgram.h"
 #include "port.h"
+#include "switch/dp.h"
 #include "vmfabric/qp.h"
 #include "vsock/vsock.h"
 
@@ -30,6 +31,7 @@ enum conn_state {
 	CONN_LISTENING, /* listener */
 	CONN_CONNECTED, /* stream/seqpacket established (the connector's side) */
 	CONN_DGRAM,	/* datagram socket with rings */
+	CONN_VNIC,	/* a process vNIC's port */
 };
 
 struct broker_mgmt_req;
@@ -68,6 +70,8 @@ struct vmci_conn {
 	struct dgram_ep *ep;
 	/* A connect to a VM waiting for the guest's answer (see vm_connect). */
 	struct vmci_pending *pend;
+	/* A process vNIC: its port on a switch, as long as this connection. */
+	struct vnic_port *vnic;
 };
 
 struct vmci_broker {
@@ -83,6 +87,8 @@ struct vmci_broker {
 	const char *config_name;
 	int64_t started_ns;
 	struct vsock_fabric fabric; /* how VMs' devices reach listeners and each other */
+	struct vsw_dp dp;	    /* the virtual switches and their dataplane */
+	bool dp_loaded;		    /* dp configured by vsw_dp_load(), else the default */
 	/* The daemon's other management commands (vm.*): -EOPNOTSUPP if unknown. */
 	int (*mgmt_ext)(void *ctx, const struct broker_mgmt_req *r, json_t **out);
 	void *mgmt_ctx;

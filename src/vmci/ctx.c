@@ -172,30 +172,6 @@ vmci_may_act_as(const struct vmci_ctx *c, uid_t uid, gid_t gid)
 /* ---------------------------------------------------------------------- */
 /* Loading contextN.* groups from a host configuration */
 
-static void
-conf_fail(struct conf_error *err, const struct conf *c, size_t i, const char *msg)
-{
-	if (!err)
-		return;
-	memset(err, 0, sizeof(*err));
-	snprintf(err->key, sizeof(err->key), "%s", conf_key(c, i) ? conf_key(c, i) : "");
-	err->line = conf_line(c, i);
-	snprintf(err->msg, sizeof(err->msg), "%s", msg);
-}
-
-/* "context12.vmci0.present" -> 12; -1 if the key is not in a context group. */
-static long
-group_of(const char *key)
-{
-	char *end;
-	long n;
-
-	if (strncasecmp(key, "context", 7) || !isdigit((unsigned char)key[7]))
-		return -1;
-	n = strtol(key + 7, &end, 10);
-	return *end == '.' && n >= 0 && n < 1000000 ? n : -1;
-}
-
 static int
 load_group(struct vmci_reg *r, struct conf *c, long g, size_t first, struct conf_error *err)
 {
@@ -232,13 +208,13 @@ load_group(struct vmci_reg *r, struct conf *c, long g, size_t first, struct conf
 		snprintf(key, sizeof(key), "context%ld.vmci0.id", g);
 		for (size_t i = 0; i < conf_count(c); i++)
 			if (!strcasecmp(conf_key(c, i), key))
-				conf_fail(err, c, i,
+				conf_fail_at(err, c, i,
 					  "CIDs 0, 1 and 2 are reserved (hypervisor, local, host)");
 		return -EINVAL;
 	}
 	e = vmci_reg_add(r, &x, NULL, why, sizeof(why));
 	if (e)
-		conf_fail(err, c, first, why);
+		conf_fail_at(err, c, first, why);
 	return e;
 }
 
@@ -261,7 +237,7 @@ vmci_reg_load(struct vmci_reg *r, struct conf *c, struct conf_error *err)
 	/* Explicit CIDs first, so that assigned ones never take them. */
 	for (int pass = 0; pass < 2 && !e; pass++) {
 		for (size_t i = 0; i < conf_count(c) && !e; i++) {
-			long g = group_of(conf_key(c, i));
+			long g = conf_group(conf_key(c, i), "context");
 			char key[64];
 			bool seen = false;
 
@@ -273,7 +249,7 @@ vmci_reg_load(struct vmci_reg *r, struct conf *c, struct conf_error *err)
 			if (seen || (pass == 0) != (conf_get(c, key) != NULL))
 				continue;
 			if (ndone == sizeof(done) / sizeof(done[0])) {
-				conf_fail(err, c, i, "too many contexts (4096 at most)");
+				conf_fail_at(err, c, i, "too many contexts (4096 at most)");
 				e = -E2BIG;
 				break;
 			}

@@ -13,7 +13,6 @@
  * is forwarded comes from the daemon's records, never from the ring.
  */
 #include <errno.h>
-#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -23,6 +22,7 @@
 
 #include "common/log.h"
 #include "common/clock.h"
+#include "common/cmdq.h"
 #include "common/wire.h"
 #include "dgram.h"
 #include "vmfabric/qp.h"
@@ -30,17 +30,6 @@
 #define DGRAM_BATCH 64
 #define DGRAM_SPIN_NS 50000
 #define DGRAM_HOLD_NS 1000000 /* 1 ms: a live receiver frees room sooner */
-
-enum dgram_op { DGRAM_ADD, DGRAM_REMOVE, DGRAM_STOP };
-
-struct dgram_cmd {
-	struct dgram_cmd *next;
-	enum dgram_op op;
-	struct dgram_ep *e;
-	/* ADD: the caller waits for the answer, so a bound socket is reachable at once. */
-	sem_t *done;
-	int *result;
-};
 
 /* ---------------------------------------------------------------------- */
 /* (cid, port) -> endpoint, owned by the thread */
@@ -117,46 +106,36 @@ drop_ep(struct dgram_router *d, struct dgram_ep *e)
 
 static int drain(struct dgram_router *d, struct dgram_ep *e, int64_t now);
 
-/* Apply the control plane's commands. Returns false on STOP. */
-static bool
-commands(struct dgram_router *d)
+/* Commands from the control plane (common/cmdq.h), run between batches. */
+static int
+do_add(void *ctx, void *arg)
 {
-	struct dgram_cmd *c, *next, *rev = NULL;
-	eventfd_t v;
-	bool run = true;
+	return add(ctx, arg); /* the caller frees the endpoint if it failed */
+}
 
-	(void)eventfd_read(d->cmd_ev, &v);
-	pthread_mutex_lock(&d->lock);
-	c = d->cmds;
-	d->cmds = NULL;
-	pthread_mutex_unlock(&d->lock);
-	/* The list is newest first: reverse it so that commands apply in order. */
-	for (; c; c = next) {
-		next = c->next;
-		c->next = rev;
-		rev = c;
-	}
-	c = rev;
-	for (; c; c = next) {
-		next = c->next;
-		if (c->op == DGRAM_ADD) {
-			*c->result = add(d, c->e);
-			sem_post(c->done); /* the caller frees the endpoint if it failed */
-		} else if (c->op == DGRAM_REMOVE) {
-			/*
-			 * What the socket sent before it closed goes out first,
-			 * as UDP's would: a sender that closes right after its
-			 * last send loses nothing (a full receiver still drops).
-			 */
-			while (!c->e->dead && !c->e->holding && drain(d, c->e, clock_ns()) > 0)
-				;
-			drop_ep(d, c->e);
-		} else if (c->op == DGRAM_STOP) {
-			run = false;
-		}
-		free(c);
-	}
-	return run;
+static int
+do_remove(void *ctx, void *arg)
+{
+	struct dgram_router *d = ctx;
+	struct dgram_ep *e = arg;
+
+	/*
+	 * What the socket sent before it closed goes out first, as UDP's
+	 * would: a sender that closes right after its last send loses nothing
+	 * (a full receiver still drops).
+	 */
+	while (!e->dead && !e->holding && drain(d, e, clock_ns()) > 0)
+		;
+	drop_ep(d, e);
+	return 0;
+}
+
+static int
+do_stop(void *ctx, void *arg)
+{
+	(void)arg;
+	((struct dgram_router *)ctx)->stop = true;
+	return 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -323,7 +302,8 @@ dgram_main(void *arg)
 
 		int64_t now = clock_ns();
 
-		if (!commands(d))
+		cmdq_run(&d->cmds, d);
+		if (d->stop)
 			break;
 		for (size_t i = 0; i < d->n; i++)
 			if (!d->all[i]->dead)
@@ -342,25 +322,6 @@ dgram_main(void *arg)
 	return NULL;
 }
 
-static int
-post(struct dgram_router *d, enum dgram_op op, struct dgram_ep *e, sem_t *done, int *result)
-{
-	struct dgram_cmd *c = malloc(sizeof(*c));
-
-	if (!c)
-		return -ENOMEM;
-	c->op = op;
-	c->e = e;
-	c->done = done;
-	c->result = result;
-	pthread_mutex_lock(&d->lock);
-	c->next = d->cmds;
-	d->cmds = c;
-	pthread_mutex_unlock(&d->lock);
-	(void)eventfd_write(d->cmd_ev, 1);
-	return 0;
-}
-
 int
 dgram_start(struct dgram_router *d)
 {
@@ -368,13 +329,12 @@ dgram_start(struct dgram_router *d)
 	int err;
 
 	memset(d, 0, sizeof(*d));
-	pthread_mutex_init(&d->lock, NULL);
 	d->nhash = 4096;
 	d->hash = calloc(d->nhash, sizeof(*d->hash));
-	d->cmd_ev = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if ((err = cmdq_init(&d->cmds)))
+		return err;
 	d->ep = epoll_create1(EPOLL_CLOEXEC);
-	if (!d->hash || d->cmd_ev < 0 || d->ep < 0 ||
-	    epoll_ctl(d->ep, EPOLL_CTL_ADD, d->cmd_ev, &ev) < 0)
+	if (!d->hash || d->ep < 0 || epoll_ctl(d->ep, EPOLL_CTL_ADD, d->cmds.ev, &ev) < 0)
 		return -ENOMEM;
 	err = pthread_create(&d->thread, NULL, dgram_main, d);
 	return -err;
@@ -383,36 +343,25 @@ dgram_start(struct dgram_router *d)
 void
 dgram_stop(struct dgram_router *d)
 {
-	if (post(d, DGRAM_STOP, NULL, NULL, NULL) == 0)
+	if (cmdq_call(&d->cmds, do_stop, NULL) == 0)
 		pthread_join(d->thread, NULL);
-	close(d->cmd_ev);
+	cmdq_fini(&d->cmds);
 	close(d->ep);
 	free(d->hash);
 	free(d->all);
-	pthread_mutex_destroy(&d->lock);
 }
 
 int
 dgram_add(struct dgram_router *d, struct dgram_ep *e)
 {
-	sem_t done;
-	int err, result = -EIO;
-
 	/*
 	 * Wait for the router: the control plane answers DGRAM_OPEN (or a
 	 * guest's relay RESPONSE) right after, and a datagram sent to the new
 	 * socket at once must find it. The router applies commands between
 	 * batches, within microseconds.
 	 */
-	if (sem_init(&done, 0, 0) < 0)
-		return -errno;
-	err = post(d, DGRAM_ADD, e, &done, &result);
-	if (!err) {
-		while (sem_wait(&done) < 0 && errno == EINTR)
-			;
-		err = result;
-	}
-	sem_destroy(&done);
+	int err = cmdq_call(&d->cmds, do_add, e);
+
 	if (err)
 		log_err("dgram: cannot add %u:%u: %s", e->cid, e->port, strerror(-err));
 	return err;
@@ -421,6 +370,6 @@ dgram_add(struct dgram_router *d, struct dgram_ep *e)
 void
 dgram_remove(struct dgram_router *d, struct dgram_ep *e)
 {
-	if (post(d, DGRAM_REMOVE, e, NULL, NULL) < 0)
+	if (cmdq_post(&d->cmds, do_remove, e) < 0)
 		log_err("dgram: out of memory removing %u:%u", e->cid, e->port);
 }

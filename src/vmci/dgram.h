@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/cmdq.h"
 #include "common/wire.h"
 #include "ctx.h"
 
@@ -48,13 +49,10 @@ struct dgram_ep {
 	bool holding;
 };
 
-struct dgram_cmd;
-
 struct dgram_router {
 	pthread_t thread;
-	int cmd_ev;		/* eventfd: commands are waiting */
-	pthread_mutex_t lock;	/* guards cmds */
-	struct dgram_cmd *cmds; /* posted by the control plane */
+	struct cmdq cmds;	/* from the control plane */
+	bool stop;
 	/* Dataplane thread only: */
 	int ep;
 	struct dgram_ep **all;

@@ -135,8 +135,8 @@ sockets(struct vmci_broker *b)
 			dialer_sockets(c, arr);
 			continue;
 		}
-		if (c->state == CONN_NEW)
-			continue; /* not a socket yet (or the CLI itself) */
+		if (c->state == CONN_NEW || c->state == CONN_VNIC)
+			continue; /* not a socket (the CLI itself; a vNIC: network port list) */
 		o = json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)c->id, "type",
 			      type_name(c->type), "state", state_name(c->state), "pid",
 			      (json_int_t)c->pid);
@@ -191,7 +191,10 @@ broker_mgmt(struct vmci_broker *b, const struct broker_mgmt_req *r, char **json)
 		doc = sockets(b);
 	else if (!strcmp(cmd, "system.status"))
 		doc = status(b);
-	else if (!b->mgmt_ext)
+	else if (!strncmp(cmd, "network.", 8) && (err = vsw_dp_mgmt(&b->dp, cmd, &doc)) != -EOPNOTSUPP) {
+		if (err)
+			return err;
+	} else if (!b->mgmt_ext)
 		return -EOPNOTSUPP;
 	else if ((err = b->mgmt_ext(b->mgmt_ctx, r, &doc)))
 		return err;

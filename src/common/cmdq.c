@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <semaphore.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "cmdq.h"
+
+struct cmdq_item {
+	struct cmdq_item *next;
+	cmdq_fn *fn;
+	void *arg;
+	sem_t *done; /* NULL: nobody waits */
+	int *result;
+};
+
+int
+cmdq_init(struct cmdq *q)
+{
+	q->head = q->tail = NULL;
+	q->ev = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (q->ev < 0)
+		return -errno;
+	pthread_mutex_init(&q->lock, NULL);
+	return 0;
+}
+
+void
+cmdq_fini(struct cmdq *q)
+{
+	while (q->head) {
+		struct cmdq_item *c = q->head;
+		q->head = c->next;
+		free(c);
+	}
+	close(q->ev);
+	pthread_mutex_destroy(&q->lock);
+}
+
+static int
+post(struct cmdq *q, cmdq_fn *fn, void *arg, sem_t *done, int *result)
+{
+	struct cmdq_item *c = malloc(sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	*c = (struct cmdq_item){ NULL, fn, arg, done, result };
+	pthread_mutex_lock(&q->lock);
+	if (q->tail)
+		q->tail->next = c;
+	else
+		q->head = c;
+	q->tail = c;
+	pthread_mutex_unlock(&q->lock);
+	(void)eventfd_write(q->ev, 1);
+	return 0;
+}
+
+int
+cmdq_post(struct cmdq *q, cmdq_fn *fn, void *arg)
+{
+	return post(q, fn, arg, NULL, NULL);
+}
+
+int
+cmdq_call(struct cmdq *q, cmdq_fn *fn, void *arg)
+{
+	sem_t done;
+	int err, result = -EIO;
+
+	if (sem_init(&done, 0, 0) < 0)
+		return -errno;
+	err = post(q, fn, arg, &done, &result);
+	if (!err) {
+		while (sem_wait(&done) < 0 && errno == EINTR)
+			;
+		err = result;
+	}
+	sem_destroy(&done);
+	return err;
+}
+
+void
+cmdq_run(struct cmdq *q, void *ctx)
+{
+	struct cmdq_item *c, *next;
+	eventfd_t v;
+
+	(void)eventfd_read(q->ev, &v);
+	pthread_mutex_lock(&q->lock);
+	c = q->head;
+	q->head = q->tail = NULL;
+	pthread_mutex_unlock(&q->lock);
+	for (; c; c = next) {
+		int r;
+
+		next = c->next;
+		r = c->fn(ctx, c->arg);
+		if (c->done) {
+			*c->result = r;
+			sem_post(c->done);
+		}
+		free(c);
+	}
+}

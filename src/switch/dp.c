@@ -1,0 +1,541 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/conf.h"
+#include "common/log.h"
+#include "dp.h"
+#include "vmfabric/qp.h"
+
+#define DP_BATCH 32
+#define DP_SPIN_NS 50000
+#define DP_AGE_EVERY_NS 1000000000LL
+
+/* ---------------------------------------------------------------------- */
+/* Configuration */
+
+int
+vsw_dp_add_switch(struct vsw_dp *d, const char *name, uint32_t mtu, bool vmq)
+{
+	int err;
+
+	if (d->nsw == VSW_MAX_SWITCHES)
+		return -ENOSPC;
+	for (unsigned i = 0; i < d->nsw; i++)
+		if (!strcmp(d->sw[i].name, name))
+			return -EEXIST;
+	if ((err = vsw_init(&d->sw[d->nsw], name, mtu, vmq)))
+		return err;
+	d->nsw++;
+	return 0;
+}
+
+static int
+find_switch(const struct vsw_dp *d, const char *name)
+{
+	for (unsigned i = 0; i < d->nsw; i++)
+		if (!strcmp(d->sw[i].name, name))
+			return (int)i;
+	return -ENOENT;
+}
+
+static const struct vsw_portgroup *
+find_pg(const struct vsw_dp *d, const char *name)
+{
+	for (unsigned i = 0; i < d->npg; i++)
+		if (!strcmp(d->pg[i].name, name))
+			return &d->pg[i];
+	return NULL;
+}
+
+int
+vsw_dp_add_portgroup(struct vsw_dp *d, const char *name, const char *sw, uint16_t vlan)
+{
+	int s = find_switch(d, sw);
+
+	if (s < 0)
+		return s;
+	if (vlan > VLAN_TRUNK || !*name || strlen(name) >= VSW_NAME)
+		return -EINVAL;
+	if (find_pg(d, name))
+		return -EEXIST;
+	if (d->npg == VSW_MAX_PORTGROUPS)
+		return -ENOSPC;
+	d->pg[d->npg] = (struct vsw_portgroup){ .sw = (unsigned)s, .vlan = vlan };
+	strcpy(d->pg[d->npg].name, name);
+	d->npg++;
+	return 0;
+}
+
+int
+vsw_dp_init(struct vsw_dp *d)
+{
+	int err;
+
+	memset(d, 0, sizeof(*d));
+	d->ep = -1;
+	if ((err = vsw_dp_add_switch(d, "vSwitch0", VSW_MTU_DEFAULT, true)))
+		return err;
+	return vsw_dp_add_portgroup(d, "VM Network", "vSwitch0", VLAN_NONE);
+}
+
+/* Every group @prefix N, once each, in file order: @fn(N, index of its first key). */
+static int
+each_group(struct conf *c, const char *prefix, int (*fn)(struct vsw_dp *, struct conf *, long,
+							  size_t, struct conf_error *),
+	   struct vsw_dp *d, struct conf_error *err)
+{
+	long done[VSW_MAX_PORTGROUPS + 1];
+	size_t ndone = 0;
+	int e;
+
+	for (size_t i = 0; i < conf_count(c); i++) {
+		long g = conf_group(conf_key(c, i), prefix);
+		bool seen = false;
+
+		if (g < 0)
+			continue;
+		for (size_t k = 0; k < ndone; k++)
+			seen |= done[k] == g;
+		if (seen)
+			continue;
+		if (ndone == sizeof(done) / sizeof(done[0])) {
+			conf_fail_at(err, c, i, "too many groups");
+			return -E2BIG;
+		}
+		done[ndone++] = g;
+		if ((e = fn(d, c, g, i, err)))
+			return e;
+	}
+	return 0;
+}
+
+static int
+load_switch(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_error *err)
+{
+	char key[64], name[VSW_NAME];
+	const char *v;
+	uint64_t mtu;
+	bool vmq;
+	int e;
+
+#define SKEY(k) (snprintf(key, sizeof(key), "vswitch%ld." k, g), conf_mark_used(c, key), key)
+	v = conf_get(c, SKEY("name"));
+	snprintf(name, sizeof(name), "%s", v ? v : "");
+	if (!v)
+		snprintf(name, sizeof(name), "vSwitch%ld", g);
+	e = conf_get_u64(c, SKEY("mtu"), 68, VSW_MTU_MAX, VSW_MTU_DEFAULT, &mtu, err);
+	e = e ?: conf_get_bool(c, SKEY("vmq"), true, &vmq, err);
+#undef SKEY
+	if (e)
+		return e;
+	if (!*name || (v && strlen(v) >= VSW_NAME)) {
+		conf_fail_at(err, c, first, "a switch name is 1 to 31 characters");
+		return -EINVAL;
+	}
+	e = vsw_dp_add_switch(d, name, (uint32_t)mtu, vmq);
+	if (e)
+		conf_fail_at(err, c, first, e == -EEXIST ? "a switch of that name exists already"
+							 : "too many switches (8 at most)");
+	return e;
+}
+
+static int
+load_portgroup(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_error *err)
+{
+	char key[64];
+	const char *name, *sw;
+	uint64_t vlan;
+	int e;
+
+#define PKEY(k) (snprintf(key, sizeof(key), "portgroup%ld." k, g), conf_mark_used(c, key), key)
+	name = conf_get(c, PKEY("name"));
+	sw = conf_get(c, PKEY("vswitch"));
+	e = conf_get_u64(c, PKEY("vlan"), 0, VLAN_TRUNK, 0, &vlan, err);
+#undef PKEY
+	if (e)
+		return e;
+	if (!name || !*name || strlen(name) >= VSW_NAME) {
+		conf_fail_at(err, c, first, "a port group needs a name of 1 to 31 characters");
+		return -EINVAL;
+	}
+	e = vsw_dp_add_portgroup(d, name, sw ? sw : d->sw[0].name, (uint16_t)vlan);
+	if (e)
+		conf_fail_at(err, c, first,
+			     e == -ENOENT   ? "no switch of that name (portgroupN.vswitch)"
+			     : e == -EEXIST ? "a port group of that name exists already"
+					    : "too many port groups (64 at most)");
+	return e;
+}
+
+int
+vsw_dp_load(struct vsw_dp *d, struct conf *c, struct conf_error *err)
+{
+	int e;
+
+	memset(d, 0, sizeof(*d));
+	d->ep = -1;
+	for (size_t i = 0; i < conf_count(c); i++)
+		if (conf_group(conf_key(c, i), "vswitch") >= 0) {
+			if ((e = each_group(c, "vswitch", load_switch, d, err)) ||
+			    (e = each_group(c, "portgroup", load_portgroup, d, err))) {
+				for (unsigned s = 0; s < d->nsw; s++)
+					vsw_free(&d->sw[s]);
+				d->nsw = 0;
+				return e;
+			}
+			return 0;
+		}
+	return vsw_dp_init(d);
+}
+
+/* ---------------------------------------------------------------------- */
+/* vNIC ports */
+
+static int
+vnic_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct vnic_port *v = (struct vnic_port *)p;
+	ssize_t n;
+
+	(void)len;
+	if (v->dead)
+		return -ENOBUFS;
+	n = qp_msg_sendv(v->qp, iov, iovcnt, QP_DONTWAIT);
+	return n < 0 ? -ENOBUFS : 0;
+}
+
+static const struct vsw_port_ops vnic_ops = { .enqueue = vnic_enqueue };
+
+struct add_req {
+	struct vnic_port *v;
+	const struct vsw_portgroup *pg;
+};
+
+static int
+do_add(void *ctx, void *arg)
+{
+	struct vsw_dp *d = ctx;
+	struct add_req *r = arg;
+	struct vnic_port *v = r->v;
+	struct vsw *sw = &d->sw[r->pg->sw];
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = v };
+	int id, err;
+
+	if (d->nvnic == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 16;
+		struct vnic_port **p = realloc(d->vnic, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		d->vnic = p;
+		d->cap = cap;
+	}
+	v->sw = r->pg->sw;
+	v->p.vlan = r->pg->vlan;
+	v->p.kind = VSW_PORT_VNIC;
+	v->p.ops = &vnic_ops;
+	v->p.up = true;
+	strcpy(v->portgroup, r->pg->name);
+	if ((id = vsw_port_add(sw, &v->p)) < 0)
+		return id;
+	snprintf(v->p.name, sizeof(v->p.name), "vnic%d", id);
+	if ((err = vsw_port_mac(sw, &v->p, v->mac)) ||
+	    (epoll_ctl(d->ep, EPOLL_CTL_ADD, qp_poll_fd(v->qp), &ev) < 0 && (err = -errno))) {
+		vsw_port_remove(sw, &v->p);
+		return err;
+	}
+	d->vnic[d->nvnic++] = v;
+	return 0;
+}
+
+int
+vsw_dp_add_vnic(struct vsw_dp *d, struct vnic_port *v, const char *pg)
+{
+	struct add_req r = { v, find_pg(d, pg) };
+	static const uint8_t zero[ETH_ALEN];
+
+	if (!r.pg)
+		return -ENOENT;
+	if (!memcmp(v->mac, zero, ETH_ALEN)) {
+		/* Locally administered, unicast, from a counter: unique on this host. */
+		static _Atomic uint32_t next;
+		uint32_t n = atomic_fetch_add(&next, 1) + 1;
+		uint8_t m[ETH_ALEN] = { 0x02, 0x56, 0x4d, (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+					(uint8_t)n };
+		memcpy(v->mac, m, ETH_ALEN);
+	}
+	if (eth_is_mcast(v->mac))
+		return -EINVAL;
+	return cmdq_call(&d->cmds, do_add, &r);
+}
+
+static int
+do_remove(void *ctx, void *arg)
+{
+	struct vsw_dp *d = ctx;
+	struct vnic_port *v = arg;
+
+	for (size_t i = 0; i < d->nvnic; i++)
+		if (d->vnic[i] == v) {
+			d->vnic[i] = d->vnic[--d->nvnic];
+			break;
+		}
+	epoll_ctl(d->ep, EPOLL_CTL_DEL, qp_poll_fd(v->qp), NULL);
+	vsw_port_remove(&d->sw[v->sw], &v->p);
+	qp_close(v->qp);
+	free(v);
+	return 0;
+}
+
+void
+vsw_dp_remove_vnic(struct vsw_dp *d, struct vnic_port *v)
+{
+	if (!d->running) {
+		do_remove(d, v);
+		return;
+	}
+	if (cmdq_post(&d->cmds, do_remove, v))
+		log_err("vswitch: out of memory removing %s", v->p.name);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The thread */
+
+/* Up to a batch of frames from one vNIC, each read in place. */
+static int
+drain(struct vsw_dp *d, struct vnic_port *v, int64_t now)
+{
+	struct vsw *sw = &d->sw[v->sw];
+	struct iovec iov[2];
+	int n;
+
+	for (n = 0; n < DP_BATCH; n++) {
+		ssize_t len = qp_msg_peek(v->qp, iov);
+
+		if (len < 0) {
+			if (len != -EAGAIN) {
+				/* -ESHUTDOWN: the process closed; -EPROTO: it broke its ring. */
+				if (len == -EPROTO)
+					log_rl(LOG_LVL_WARN, "vswitch: %s (pid %d): %s", v->p.name,
+					       (int)v->pid, qp_broken_reason(v->qp));
+				v->dead = true;
+				v->p.up = false;
+			}
+			break;
+		}
+		vsw_input(sw, &v->p, iov, 2, (size_t)len, now);
+	}
+	qp_msg_consume(v->qp);
+	return n;
+}
+
+static void
+sleep_until_work(struct vsw_dp *d)
+{
+	struct epoll_event ev[64];
+	int n;
+
+	for (size_t i = 0; i < d->nvnic; i++)
+		if (!d->vnic[i]->dead && qp_arm(d->vnic[i]->qp, QP_EV_READ))
+			return; /* something arrived meanwhile */
+	n = epoll_wait(d->ep, ev, 64, 1000);
+	for (int i = 0; i < n; i++)
+		if (ev[i].data.ptr)
+			qp_ack(((struct vnic_port *)ev[i].data.ptr)->qp);
+}
+
+static int
+do_stop(void *ctx, void *arg)
+{
+	(void)arg;
+	((struct vsw_dp *)ctx)->stop = true;
+	return 0;
+}
+
+static void *
+dp_main(void *arg)
+{
+	struct vsw_dp *d = arg;
+	int64_t idle_since = clock_ns();
+
+	while (!d->stop) {
+		int64_t now = clock_ns();
+		int work = 0;
+
+		cmdq_run(&d->cmds, d);
+		for (size_t i = 0; i < d->nvnic; i++)
+			if (!d->vnic[i]->dead)
+				work += drain(d, d->vnic[i], now);
+		for (unsigned s = 0; s < d->nsw; s++)
+			if (!d->sw[s].vmq && d->sw[s].defq_n)
+				vsw_sort(&d->sw[s], now);
+		if (now - d->aged_ns > DP_AGE_EVERY_NS) {
+			for (unsigned s = 0; s < d->nsw; s++)
+				fdb_age(&d->sw[s].fdb, now);
+			d->aged_ns = now;
+		}
+		if (work) {
+			idle_since = now;
+			continue;
+		}
+		if (now - idle_since < DP_SPIN_NS)
+			continue;
+		sleep_until_work(d);
+		idle_since = clock_ns();
+	}
+	return NULL;
+}
+
+int
+vsw_dp_start(struct vsw_dp *d)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	int err;
+
+	if ((err = cmdq_init(&d->cmds)))
+		return err;
+	d->started = true;
+	d->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (d->ep < 0 || epoll_ctl(d->ep, EPOLL_CTL_ADD, d->cmds.ev, &ev) < 0)
+		return -errno;
+	d->aged_ns = clock_ns();
+	err = -pthread_create(&d->thread, NULL, dp_main, d);
+	d->running = !err;
+	return err;
+}
+
+void
+vsw_dp_stop(struct vsw_dp *d)
+{
+	if (d->running) {
+		cmdq_call(&d->cmds, do_stop, NULL);
+		pthread_join(d->thread, NULL);
+		d->running = false;
+	}
+	while (d->nvnic)
+		do_remove(d, d->vnic[0]);
+	free(d->vnic);
+	d->vnic = NULL;
+	for (unsigned s = 0; s < d->nsw; s++)
+		vsw_free(&d->sw[s]);
+	d->nsw = d->npg = 0;
+	if (d->started) {
+		if (d->ep >= 0)
+			close(d->ep);
+		cmdq_fini(&d->cmds);
+		d->started = false;
+	}
+	d->ep = -1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Listings: built on the thread, which owns what they show. */
+
+static json_t *
+counters(const struct vsw_counters *c)
+{
+	json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I}", "rx_packets",
+			      (json_int_t)atomic_load(&c->rx_pkts), "rx_bytes",
+			      (json_int_t)atomic_load(&c->rx_bytes), "tx_packets",
+			      (json_int_t)atomic_load(&c->tx_pkts), "tx_bytes",
+			      (json_int_t)atomic_load(&c->tx_bytes), "flooded",
+			      (json_int_t)atomic_load(&c->flooded));
+	json_t *drops = json_object();
+	uint64_t total = 0;
+
+	for (int i = 0; i < VSW_DROP_N; i++) {
+		uint64_t n = atomic_load(&c->drops[i]);
+		json_object_set_new(drops, vsw_drop_name[i], json_integer((json_int_t)n));
+		total += n;
+	}
+	json_object_set_new(o, "drops", json_integer((json_int_t)total));
+	json_object_set_new(o, "drops_by_reason", drops);
+	return o;
+}
+
+struct mgmt_req {
+	const char *cmd;
+	json_t *out;
+};
+
+static int
+do_mgmt(void *ctx, void *arg)
+{
+	struct vsw_dp *d = ctx;
+	struct mgmt_req *r = arg;
+	json_t *arr = json_array();
+
+	if (!strcmp(r->cmd, "network.vswitch.list")) {
+		for (unsigned s = 0; s < d->nsw; s++) {
+			struct vsw *sw = &d->sw[s];
+			unsigned ports = 0;
+			json_t *pgs = json_array();
+
+			for (unsigned i = 0; i < sw->nports; i++)
+				ports += sw->port[i] != NULL;
+			for (unsigned i = 0; i < d->npg; i++)
+				if (d->pg[i].sw == s)
+					json_array_append_new(pgs, json_string(d->pg[i].name));
+			json_array_append_new(
+				arr, json_pack("{s:s, s:I, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I}",
+					       "name", sw->name, "mtu", (json_int_t)sw->mtu, "vmq",
+					       sw->vmq ? "on" : "off", "ports", (json_int_t)ports,
+					       "portgroups", pgs, "fdb_entries",
+					       (json_int_t)sw->fdb.n, "fdb_full",
+					       (json_int_t)sw->fdb.full, "forwarded",
+					       (json_int_t)atomic_load(&sw->forwarded), "flooded",
+					       (json_int_t)atomic_load(&sw->flooded_frames),
+					       "default_queue_sorted",
+					       (json_int_t)atomic_load(&sw->sorted)));
+		}
+		r->out = json_pack("{s:o}", "vswitches", arr);
+	} else if (!strcmp(r->cmd, "network.portgroup.list")) {
+		for (unsigned i = 0; i < d->npg; i++) {
+			unsigned ports = 0;
+			for (size_t k = 0; k < d->nvnic; k++)
+				ports += !strcmp(d->vnic[k]->portgroup, d->pg[i].name);
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I}", "name",
+							     d->pg[i].name, "vswitch",
+							     d->sw[d->pg[i].sw].name, "vlan_id",
+							     (json_int_t)d->pg[i].vlan, "ports",
+							     (json_int_t)ports));
+		}
+		r->out = json_pack("{s:o}", "portgroups", arr);
+	} else {
+		for (size_t k = 0; k < d->nvnic; k++) {
+			struct vnic_port *v = d->vnic[k];
+			char mac[18];
+			json_t *o;
+
+			snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", v->mac[0],
+				 v->mac[1], v->mac[2], v->mac[3], v->mac[4], v->mac[5]);
+			o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:b}", "name", v->p.name,
+				      "kind", "vnic", "vswitch", d->sw[v->sw].name, "portgroup",
+				      v->portgroup, "vlan_id", (json_int_t)v->p.vlan, "mac", mac,
+				      "pid", (json_int_t)v->pid, "up", v->p.up);
+			json_object_update_new(o, counters(&v->p.c));
+			json_array_append_new(arr, o);
+		}
+		r->out = json_pack("{s:o}", "ports", arr);
+	}
+	return r->out ? 0 : -ENOMEM;
+}
+
+int
+vsw_dp_mgmt(struct vsw_dp *d, const char *cmd, json_t **out)
+{
+	struct mgmt_req r = { cmd, NULL };
+	int err;
+
+	if (strcmp(cmd, "network.vswitch.list") && strcmp(cmd, "network.portgroup.list") &&
+	    strcmp(cmd, "network.port.list"))
+		return -EOPNOTSUPP;
+	err = d->running ? cmdq_call(&d->cmds, do_mgmt, &r) : do_mgmt(d, &r);
+	*out = r.out;
+	return err;
+}
