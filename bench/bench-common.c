@@ -6,6 +6,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -15,11 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "vmfabric/vmci.h"
 
 struct result {
 	char bench[32], system[32], mode[16], metric[16];
@@ -332,4 +336,73 @@ bench_tcp_pair(int fd[2], bool nodelay)
 		setsockopt(fd[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* A private vmfabricd */
+
+static pid_t running_daemon; /* stopped on any exit, so that none is left behind */
+
+static void
+daemon_kill_at_exit(void)
+{
+	if (running_daemon > 0 && getpid() != running_daemon)
+		kill(running_daemon, SIGKILL);
+}
+
+void
+bench_daemon_start(struct bench_daemon *d, const char *exe, const char *config)
+{
+	FILE *f;
+
+	snprintf(d->dir, sizeof(d->dir), "/tmp/vmf-bench-XXXXXX");
+	if (!mkdtemp(d->dir)) {
+		perror("bench: mkdtemp");
+		exit(1);
+	}
+	snprintf(d->sock, sizeof(d->sock), "%s/vmfabricd.sock", d->dir);
+	snprintf(d->conf, sizeof(d->conf), "%s/host.cfg", d->dir);
+	f = fopen(d->conf, "w");
+	if (!f || fputs(config, f) < 0 || fclose(f)) {
+		perror(d->conf);
+		exit(1);
+	}
+	d->pid = fork();
+	if (d->pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, STDERR_FILENO);
+		execl(exe, "vmfabricd", "-c", d->conf, "-s", d->sock, "-l", "error", (char *)NULL);
+		_exit(127);
+	}
+	if (!running_daemon)
+		atexit(daemon_kill_at_exit);
+	running_daemon = d->pid;
+	setenv("VMFABRIC_SOCKET", d->sock, 1);
+	vmci_set_daemon(d->sock);
+	for (int i = 0; i < 500; i++) {
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+		snprintf(a.sun_path, sizeof(a.sun_path), "%s", d->sock);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+			close(fd);
+			return;
+		}
+		close(fd);
+		usleep(10000);
+	}
+	fprintf(stderr, "bench: vmfabricd did not start\n");
+	exit(1);
+}
+
+void
+bench_daemon_stop(struct bench_daemon *d)
+{
+	char cmd[128];
+
+	kill(d->pid, SIGTERM);
+	waitpid(d->pid, NULL, 0);
+	running_daemon = 0;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
+	if (system(cmd)) {
+	}
 }

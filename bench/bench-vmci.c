@@ -37,20 +37,6 @@
 
 #define VMCI_SYSTEMS (1u << BSYS_VMCI | 1u << BSYS_TCP | 1u << BSYS_UNIX)
 
-struct daemon {
-	pid_t pid;
-	char dir[64], sock[100], conf[128];
-};
-
-static pid_t running_daemon; /* stopped on any exit, so that none is left behind */
-
-static void
-daemon_kill_at_exit(void)
-{
-	if (running_daemon > 0 && getpid() != running_daemon)
-		kill(running_daemon, SIGKILL);
-}
-
 static void
 die(const char *what, int err)
 {
@@ -60,18 +46,14 @@ die(const char *what, int err)
 
 /* A private vmfabricd with @contexts process contexts ctx0.. (a = CID 3, b = CID 4). */
 static void
-daemon_start(struct daemon *d, int contexts)
+daemon_start(struct bench_daemon *d, int contexts)
 {
-	FILE *f;
+	size_t len = (size_t)contexts * 160 + 1, off = 0;
+	char *conf = malloc(len);
 
-	snprintf(d->dir, sizeof(d->dir), "/tmp/vmf-bench-XXXXXX");
-	if (!mkdtemp(d->dir))
-		die("mkdtemp", errno);
-	snprintf(d->sock, sizeof(d->sock), "%s/vmfabricd.sock", d->dir);
-	snprintf(d->conf, sizeof(d->conf), "%s/host.cfg", d->dir);
-	f = fopen(d->conf, "w");
-	if (!f)
-		die(d->conf, errno);
+	if (!conf)
+		die("config", ENOMEM);
+	conf[0] = 0;
 	for (int i = 0; i < contexts; i++) {
 		char name[16];
 
@@ -79,51 +61,16 @@ daemon_start(struct daemon *d, int contexts)
 			snprintf(name, sizeof(name), "%s", i ? "b" : "a");
 		else
 			snprintf(name, sizeof(name), "ctx%d", i);
-		fprintf(f,
-			"context%d.name = \"%s\"\ncontext%d.vmci0.id = \"%d\"\n"
-			"context%d.vmci0.present = \"TRUE\"\ncontext%d.uid = \"0\"\n",
-			i, name, i, i + 3, i, i);
+		off += (size_t)snprintf(conf + off, len - off,
+					"context%d.name = \"%s\"\ncontext%d.vmci0.id = \"%d\"\n"
+					"context%d.vmci0.present = \"TRUE\"\ncontext%d.uid = \"0\"\n",
+					i, name, i, i + 3, i, i);
 	}
-	fclose(f);
-	d->pid = fork();
-	if (d->pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		dup2(null, STDERR_FILENO);
-		execl(VMFABRICD_PATH, "vmfabricd", "-c", d->conf, "-s", d->sock, "-l", "error",
-		      (char *)NULL);
-		_exit(127);
-	}
-	if (!running_daemon)
-		atexit(daemon_kill_at_exit);
-	running_daemon = d->pid;
-	setenv("VMFABRIC_SOCKET", d->sock, 1);
-	vmci_set_daemon(d->sock);
-	for (int i = 0; i < 500; i++) {
-		struct sockaddr_un a = { .sun_family = AF_UNIX };
-		int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-		snprintf(a.sun_path, sizeof(a.sun_path), "%s", d->sock);
-		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-			close(fd);
-			return;
-		}
-		close(fd);
-		usleep(10000);
-	}
-	die("vmfabricd did not start", ETIMEDOUT);
+	bench_daemon_start(d, VMFABRICD_PATH, conf);
+	free(conf);
 }
 
-static void
-daemon_stop(struct daemon *d)
-{
-	char cmd[128];
-
-	kill(d->pid, SIGTERM);
-	waitpid(d->pid, NULL, 0);
-	running_daemon = 0;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
-	if (system(cmd)) {
-	}
-}
+#define daemon_stop bench_daemon_stop
 
 /* ---------------------------------------------------------------------- */
 /* Connect, request, response, close */
@@ -471,7 +418,7 @@ run_scale(const struct bench_opts *o)
 	enum { PAIRS = 5 };
 	const int contexts = 1000, streams = o->quick ? 2000 : 10000;
 	pid_t pids[PAIRS][2];
-	struct daemon d;
+	struct bench_daemon d;
 	long before, after;
 	double t0, t1;
 	int p[2];
@@ -519,7 +466,7 @@ int
 main(int argc, char **argv)
 {
 	struct bench_opts o;
-	struct daemon d;
+	struct bench_daemon d;
 	double x, y;
 
 	bench_parse(argc, argv, &o,

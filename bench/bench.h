@@ -65,4 +65,17 @@ void bench_emit_fields(const char *bench, const char *system, long msg_bytes, co
 /* A line printed under the table by bench_report (what the figures are). */
 void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * A private vmfabricd for a run: @config is the text of its host
+ * configuration; its socket is in a fresh directory under /tmp, exported
+ * as VMFABRIC_SOCKET and set with vmci_set_daemon(). Killed if the run
+ * exits without stopping it. Exits the run if it does not come up.
+ */
+struct bench_daemon {
+	pid_t pid;
+	char dir[64], sock[100], conf[128];
+};
+void bench_daemon_start(struct bench_daemon *d, const char *exe, const char *config);
+void bench_daemon_stop(struct bench_daemon *d);
+
 #endif

@@ -12,6 +12,7 @@
 	X(qp_large_copies, 30)          \
 	X(qp_reuse_generations, 10)     \
 	X(qp_msg_peek, 10)              \
+	X(qp_msg_more, 10)              \
 	X(qp_full_and_empty, 10)        \
 	X(qp_iov, 10)                   \
 	X(qp_msg_sizes, 30)             \

@@ -334,6 +334,40 @@ TEST(qp_msg_peek)
 	qp_close(b);
 }
 
+/* QP_MORE: records wait until the batch is flushed; a full ring flushes before it waits. */
+TEST(qp_msg_more)
+{
+	struct qp *a, *b;
+	char buf[64];
+
+	pair(QP_SIZE_MIN, QP_SIZE_MIN, &a, &b);
+	for (int i = 0; i < 5; i++)
+		ASSERT_EQ(qp_msg_send(a, "abcd", 4, QP_DONTWAIT | QP_MORE), 4);
+	ASSERT_EQ(qp_msg_recv(b, buf, sizeof(buf), NULL, QP_DONTWAIT), -EAGAIN);
+	qp_flush(a);
+	for (int i = 0; i < 5; i++)
+		ASSERT_EQ(qp_msg_recv(b, buf, sizeof(buf), NULL, QP_DONTWAIT), 4);
+	/* Fill the ring with QP_MORE, then a blocking send with a timeout: it publishes first. */
+	while (qp_msg_send(a, buf, sizeof(buf), QP_DONTWAIT | QP_MORE) > 0)
+		;
+	ASSERT_GT(qp_rx_ready(b) + 1, 0);
+	qp_set_timeout(a, 1000000);
+	ASSERT_EQ(qp_msg_send(a, buf, sizeof(buf), QP_MORE), -ETIMEDOUT);
+	ASSERT_GT(qp_rx_ready(b), 0); /* shown to the peer before waiting */
+	/* And the end of the stream comes after them. */
+	ASSERT_EQ(qp_msg_recv(b, buf, sizeof(buf), NULL, QP_DONTWAIT), (ssize_t)sizeof(buf));
+	ASSERT_EQ(qp_msg_send(a, "z", 1, QP_DONTWAIT | QP_MORE), 1);
+	qp_shutdown(a, SHUT_WR);
+	ssize_t r;
+	size_t n = 0;
+	while ((r = qp_msg_recv(b, buf, sizeof(buf), NULL, QP_DONTWAIT)) > 0)
+		n++;
+	ASSERT_EQ(r, -ESHUTDOWN);
+	ASSERT_GT(n, 0);
+	qp_close(a);
+	qp_close(b);
+}
+
 TEST(qp_full_and_empty)
 {
 	enum { S = 8192 };

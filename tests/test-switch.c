@@ -436,12 +436,40 @@ TEST(switch_vnic)
 		ASSERT_EQ(g[20], (uint8_t)i);
 	}
 	ASSERT_EQ(vmf_vnic_recv(c, g, sizeof(g), MSG_DONTWAIT), -EAGAIN);
+	/* Batches: 64 frames out in one publication, in again in order. */
+	{
+		static uint8_t fr[64][64], rb[64][128];
+		struct iovec out[64], in[64];
+		size_t lens[64];
+		int sent, got = 0;
+
+		for (int i = 0; i < 64; i++) {
+			vframe(fr[i], b, a, -1, (uint8_t)(100 + i));
+			out[i] = (struct iovec){ fr[i], 60 };
+			in[i] = (struct iovec){ rb[i], sizeof(rb[i]) };
+		}
+		sent = vmf_vnic_send_batch(b, out, 64);
+		ASSERT_EQ(sent, 64);
+		for (int tries = 0; got < 64 && tries < 1000; tries++) {
+			int r = vmf_vnic_recv_batch(a, in + got, lens + got, 64 - got);
+			ASSERT_GE(r, 0);
+			got += r;
+			if (!r)
+				usleep(1000);
+		}
+		ASSERT_EQ(got, 64);
+		for (int i = 0; i < 64; i++) {
+			ASSERT_EQ(lens[i], 60);
+			ASSERT_EQ(rb[i][20], (uint8_t)(100 + i));
+		}
+	}
 	/* A MAC that is another port's cannot be claimed. */
 	vmf_vnic_mac(a, f);
 	ASSERT_EQ(vmf_vnic_open("VM Network", f, &x), -EEXIST);
 	json = td_mgmt(&d, "network.port.list");
 	th_log("%s", json);
 	ASSERT(strstr(json, "\"tx_packets\":1001,")); /* b: the broadcast and 1000 */
+	ASSERT(strstr(json, "\"tx_packets\":65,")); /* a: b's answer and the batch */
 	free(json);
 	json = td_mgmt(&d, "network.vswitch.list");
 	ASSERT(strstr(json, "\"name\":\"vSwitch0\",\"mtu\":1500,\"vmq\":\"on\",\"ports\":3"));

@@ -148,6 +148,13 @@ enum qp_mode {
 
 /* Per-call flag: do not wait, whatever the mode (like MSG_DONTWAIT). */
 #define QP_DONTWAIT 0x1
+/*
+ * qp_msg_sendv() flag: more records follow; publish them together at the
+ * next call without it, or at qp_flush() (like MSG_MORE). The peer sees
+ * nothing of them until then.
+ */
+#define QP_MORE 0x2
+void qp_flush(struct qp *qp);
 
 /*
  * qp_create() - make a queue pair and become its side 0.

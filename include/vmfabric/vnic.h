@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +40,14 @@ int vmf_vnic_open(const char *portgroup, const uint8_t mac[6], struct vmf_vnic *
 ssize_t vmf_vnic_send(struct vmf_vnic *n, const void *frame, size_t len, int flags);
 /* One frame (truncated to @len; its length is returned). flags: MSG_DONTWAIT. */
 ssize_t vmf_vnic_recv(struct vmf_vnic *n, void *buf, size_t len, int flags);
+/*
+ * Batches: up to @count frames, published to the switch once (send), or
+ * read and released once (receive: @bufs[i] filled, lens[i] set to each
+ * frame's length, truncated to the buffer). Return how many (0 when none
+ * fit or none waited) or -errno; never wait.
+ */
+int vmf_vnic_send_batch(struct vmf_vnic *n, const struct iovec *frames, int count);
+int vmf_vnic_recv_batch(struct vmf_vnic *n, const struct iovec *bufs, size_t *lens, int count);
 void vmf_vnic_mac(const struct vmf_vnic *n, uint8_t mac[6]);
 const char *vmf_vnic_name(const struct vmf_vnic *n); /* the switch's name for the port */
 void vmf_vnic_close(struct vmf_vnic *n);

@@ -19,6 +19,7 @@ int
 cmdq_init(struct cmdq *q)
 {
 	q->head = q->tail = NULL;
+	atomic_init(&q->posted, 0);
 	q->ev = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (q->ev < 0)
 		return -errno;
@@ -52,6 +53,7 @@ post(struct cmdq *q, cmdq_fn *fn, void *arg, sem_t *done, int *result)
 	else
 		q->head = c;
 	q->tail = c;
+	atomic_fetch_add_explicit(&q->posted, 1, memory_order_release);
 	pthread_mutex_unlock(&q->lock);
 	(void)eventfd_write(q->ev, 1);
 	return 0;
@@ -87,10 +89,13 @@ cmdq_run(struct cmdq *q, void *ctx)
 	struct cmdq_item *c, *next;
 	eventfd_t v;
 
+	if (!atomic_load_explicit(&q->posted, memory_order_acquire))
+		return;
 	(void)eventfd_read(q->ev, &v);
 	pthread_mutex_lock(&q->lock);
 	c = q->head;
 	q->head = q->tail = NULL;
+	atomic_store_explicit(&q->posted, 0, memory_order_relaxed);
 	pthread_mutex_unlock(&q->lock);
 	for (; c; c = next) {
 		int r;

@@ -10,6 +10,7 @@
 #define VMFABRIC_CMDQ_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 typedef int cmdq_fn(void *ctx, void *arg);
 
@@ -17,6 +18,7 @@ struct cmdq_item;
 
 struct cmdq {
 	int ev; /* readable while commands wait */
+	_Atomic unsigned posted; /* so that an empty queue costs the thread no system call */
 	pthread_mutex_t lock;
 	struct cmdq_item *head, *tail;
 };
@@ -27,7 +29,7 @@ void cmdq_fini(struct cmdq *q);
 int cmdq_call(struct cmdq *q, cmdq_fn *fn, void *arg);
 /* The same without waiting. 0 or -ENOMEM. */
 int cmdq_post(struct cmdq *q, cmdq_fn *fn, void *arg);
-/* The thread: run everything posted so far. */
+/* The thread: run everything posted so far (a load and nothing more when nothing was). */
 void cmdq_run(struct cmdq *q, void *ctx);
 
 #endif

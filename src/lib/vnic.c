@@ -69,6 +69,51 @@ vmf_vnic_recv(struct vmf_vnic *n, void *buf, size_t len, int flags)
 	return r < 0 ? r : (ssize_t)full;
 }
 
+int
+vmf_vnic_send_batch(struct vmf_vnic *n, const struct iovec *frames, int count)
+{
+	int i;
+
+	for (i = 0; i < count; i++) {
+		ssize_t r = qp_msg_sendv(n->qp, &frames[i], 1, QP_DONTWAIT | QP_MORE);
+
+		if (r < 0) {
+			if (r != -EAGAIN && !i)
+				return (int)r;
+			break;
+		}
+	}
+	qp_flush(n->qp);
+	return i;
+}
+
+int
+vmf_vnic_recv_batch(struct vmf_vnic *n, const struct iovec *bufs, size_t *lens, int count)
+{
+	struct iovec v[2];
+	int i;
+
+	for (i = 0; i < count; i++) {
+		ssize_t r = qp_msg_peek(n->qp, v);
+		size_t k, want;
+
+		if (r < 0) {
+			if (r != -EAGAIN && !i) {
+				qp_msg_consume(n->qp);
+				return (int)r;
+			}
+			break;
+		}
+		want = (size_t)r < bufs[i].iov_len ? (size_t)r : bufs[i].iov_len;
+		k = want < v[0].iov_len ? want : v[0].iov_len;
+		memcpy(bufs[i].iov_base, v[0].iov_base, k);
+		memcpy((char *)bufs[i].iov_base + k, v[1].iov_base, want - k);
+		lens[i] = want;
+	}
+	qp_msg_consume(n->qp);
+	return i;
+}
+
 void
 vmf_vnic_mac(const struct vmf_vnic *n, uint8_t mac[6])
 {

@@ -377,7 +377,7 @@ struct qp_cursor {
  * in the cache: a request/response message is read at once, and from the
  * writer's cache that is quicker than from memory.
  */
-#define QP_STREAM_MIN (4u << 10)
+#define QP_STREAM_MIN (1u << 10)
 
 static void
 qp_copy_in(uint8_t *dst, const uint8_t *src, size_t len)
@@ -514,6 +514,7 @@ qp_tx_room(struct qp *qp, uint64_t want, uint64_t min, int flags)
 		}
 		if ((uint64_t)space >= min)
 			return space;
+		qp_flush(qp); /* the peer frees nothing it has not been shown */
 		r = qp_wait(qp, QP_EV_WRITE, min, flags, &deadline);
 		if (r < 0)
 			return r;
@@ -665,8 +666,22 @@ qp_msg_sendv(struct qp *qp, const struct iovec *iov, int iovcnt, int flags)
 	d->pos += rec;
 	qp->st.tx_bytes += (uint64_t)total;
 	qp->st.tx_msgs++;
-	qp_tx_publish(qp);
+	if (flags & QP_MORE) {
+		qp->unpublished = true;
+	} else {
+		qp->unpublished = false;
+		qp_tx_publish(qp);
+	}
 	return total;
+}
+
+void
+qp_flush(struct qp *qp)
+{
+	if (qp->unpublished) {
+		qp->unpublished = false;
+		qp_tx_publish(qp);
+	}
 }
 
 ssize_t
@@ -868,6 +883,7 @@ qp__line_closed(const struct qp *qp, uint32_t flags)
 void
 qp__shut(struct qp *qp, bool rd, bool wr)
 {
+	qp_flush(qp); /* records written with QP_MORE come before the end */
 	if (wr && !qp->tx.shut) {
 		qp->tx.shut = true;
 		atomic_fetch_or_explicit(&qp->tx.q->prod.flags, QP_LINE_CLOSED,

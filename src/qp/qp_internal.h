@@ -40,6 +40,7 @@ struct qp {
 	bool peer_gone;
 	uint32_t gen; /* generation (see qp_park()), modulo 2^30 */
 	uint64_t peeked; /* rx: bytes of records peeked and not yet consumed */
+	bool unpublished; /* tx: records written with QP_MORE, not yet published */
 	int err; /* sticky -EPROTO */
 	char why[96];
 	struct qp_stats st;

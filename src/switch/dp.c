@@ -206,7 +206,8 @@ vnic_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len
 	(void)len;
 	if (v->dead)
 		return -ENOBUFS;
-	n = qp_msg_sendv(v->qp, iov, iovcnt, QP_DONTWAIT);
+	/* Published at the end of the batch (dp_main), one index store for many frames. */
+	n = qp_msg_sendv(v->qp, iov, iovcnt, QP_DONTWAIT | QP_MORE);
 	return n < 0 ? -ENOBUFS : 0;
 }
 
@@ -374,6 +375,8 @@ dp_main(void *arg)
 		for (unsigned s = 0; s < d->nsw; s++)
 			if (!d->sw[s].vmq && d->sw[s].defq_n)
 				vsw_sort(&d->sw[s], now);
+		for (size_t i = 0; i < d->nvnic; i++)
+			qp_flush(d->vnic[i]->qp);
 		if (now - d->aged_ns > DP_AGE_EVERY_NS) {
 			for (unsigned s = 0; s < d->nsw; s++)
 				fdb_age(&d->sw[s].fdb, now);
