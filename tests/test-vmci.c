@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -397,6 +398,14 @@ TEST(vmci_peer_death)
  * whose listener went is replaced, and nothing is reached through it once
  * nothing listens.
  */
+static void *
+late_send(void *arg)
+{
+	usleep(20000);
+	send_all(*(int *)arg, "56789", 5);
+	return NULL;
+}
+
 TEST(vmci_direct)
 {
 	struct tdaemon d;
@@ -438,6 +447,21 @@ TEST(vmci_direct)
 	json = td_mgmt(&d, "vmci.socket.list");
 	ASSERT(!strstr(json, "\"direct\""));
 	free(json);
+	/* MSG_WAITALL waits for all of it, across writes. */
+	{
+		pthread_t th;
+		int cc = td_socket("b", SOCK_STREAM), ss;
+
+		ASSERT_OK(vmci_connect(cc, &a));
+		ss = vmci_accept(l, NULL, 0);
+		ASSERT_GE(ss, 0);
+		send_all(cc, "01234", 5);
+		ASSERT_OK(pthread_create(&th, NULL, late_send, &cc));
+		ASSERT_EQ(vmci_recv(ss, buf, 10, MSG_WAITALL), 10);
+		ASSERT(!memcmp(buf, "0123456789", 10));
+		pthread_join(th, NULL);
+		vmci_close(cc), vmci_close(ss);
+	}
 	/* The listener goes: its channels close with it. */
 	vmci_close(l);
 	c = td_socket("b", SOCK_STREAM);

@@ -61,7 +61,11 @@ int vmci_accept(int s, struct sockaddr_vm *peer, int flags);
 int vmci_connect(int s, const struct sockaddr_vm *addr);
 /* flags: MSG_DONTWAIT. Streams send everything unless non-blocking. */
 ssize_t vmci_send(int s, const void *buf, size_t len, int flags);
-/* flags: MSG_DONTWAIT, MSG_TRUNC (return a message's full length). 0 = EOF. */
+/*
+ * flags: MSG_DONTWAIT, MSG_TRUNC (return a message's full length),
+ * MSG_WAITALL (streams: wait for @len bytes unless the stream ends or
+ * fails first). 0 = EOF.
+ */
 ssize_t vmci_recv(int s, void *buf, size_t len, int flags);
 ssize_t vmci_sendto(int s, const void *buf, size_t len, int flags,
 		    const struct sockaddr_vm *to);

@@ -834,6 +834,14 @@ conn_recv(struct vsk *v, void *buf, size_t len, int flags)
 		return stream_err(v, r);
 	}
 	r = qp_read(v->qp, buf, len, qflags(v, flags));
+	if (r > 0 && (size_t)r < len && (flags & MSG_WAITALL) && !qflags(v, flags)) {
+		/* As for TCP: wait for all of it, unless the stream ends or fails first. */
+		size_t done = (size_t)r;
+
+		while (done < len && (r = qp_read(v->qp, (char *)buf + done, len - done, 0)) > 0)
+			done += (size_t)r;
+		r = (ssize_t)done;
+	}
 	if (r > 0)
 		count(v->slot ? &v->slot->rx_bytes : NULL, (size_t)r);
 	if (r == 0 && len && qp_peer_reset(v->qp))
