@@ -48,5 +48,7 @@ int td_listener(const char *ctx, int type, unsigned port);
 
 /* The daemon's JSON answer to a management command (malloc'd). */
 char *td_mgmt(struct tdaemon *d, const char *cmd);
+/* Run a shell command; its output (stdout) in @out; returns its exit status. */
+int td_run(const char *cmd, char *out, size_t len);
 
 #endif

@@ -156,4 +156,5 @@
 	X(switch_learning_and_aging, 10) \
 	X(switch_fdb_deletion, 10)      \
 	X(switch_vnic, 30)              \
-	X(switch_vnic_vlans, 30)
+	X(switch_vnic_vlans, 30)        \
+	X(switch_cli_changes, 30)

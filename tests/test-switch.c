@@ -5,6 +5,7 @@
  * learning and aging, the filter table's deletion, VMQ off.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -522,6 +523,64 @@ TEST(switch_vnic_vlans)
 	free(json);
 	vmf_vnic_close(a10), vmf_vnic_close(b10), vmf_vnic_close(a20);
 	vmf_vnic_close(t), vmf_vnic_close(u), vmf_vnic_close(o);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+/* The switches changed at run time through the CLI; changes that would strand ports refused. */
+TEST(switch_cli_changes)
+{
+	struct tdaemon d;
+	char cmd[512], out[4096], *json;
+	uint8_t f[64], g[2048];
+
+#define CLI(args, want_rc)                                                               \
+	do {                                                                              \
+		snprintf(cmd, sizeof(cmd), "%s --socket %s %s 2>&1", VMFABRIC_CLI_PATH, d.sock, \
+			 args);                                                           \
+		ASSERT_EQ(td_run(cmd, out, sizeof(out)), want_rc);                        \
+		th_log("%s: %s", args, out);                                              \
+	} while (0)
+
+	td_start(&d, SWITCH_CONFIG);
+	CLI("network vswitch standard add --vswitch-name=vSwitch9 --vmq=off --mtu=9000", 0);
+	CLI("network vswitch standard add --vswitch-name=vSwitch9", 1);
+	ASSERT(strstr(out, "exists"));
+	CLI("network vswitch standard portgroup add --portgroup-name='Lab 30' "
+	    "--vswitch-name=vSwitch9 --vlan-id=30", 0);
+	CLI("network vswitch standard portgroup add --portgroup-name=Bad --vswitch-name=vSwitch9 "
+	    "--vlan-id=5000", 1);
+	CLI("network vswitch standard portgroup add --portgroup-name=Bad --vswitch-name=nope", 1);
+	CLI("network vswitch standard list", 0);
+	ASSERT(strstr(out, "vSwitch9  9000  off"));
+	/* A vNIC on the new port group; its VLAN follows the port group's. */
+	struct vmf_vnic *a = vnic("Lab 30"), *b = vnic("Lab 30");
+	CLI("network vswitch standard portgroup remove --portgroup-name='Lab 30'", 1);
+	ASSERT(strstr(out, "has ports"));
+	CLI("network vswitch standard remove --vswitch-name=vSwitch9", 1);
+	CLI("network vswitch standard portgroup set --portgroup-name='Lab 30' --vlan-id=31", 0);
+	json = td_mgmt(&d, "network.port.list");
+	ASSERT(strstr(json, "\"portgroup\":\"Lab 30\",\"vlan_id\":31"));
+	free(json);
+	ASSERT_EQ(vmf_vnic_send(a, f, vframe(f, a, b, -1, 3), 0), 60);
+	ASSERT_EQ(vrecv(b, g, sizeof(g)), 60);
+	/* VMQ switched on while frames flow: nothing lost. */
+	CLI("network vswitch standard set --vswitch-name=vSwitch9 --vmq=on", 0);
+	for (int i = 0; i < 100; i++)
+		ASSERT_EQ(vmf_vnic_send(a, f, vframe(f, a, b, -1, (uint8_t)i), 0), 60);
+	for (int i = 0; i < 100; i++) {
+		ASSERT_EQ(vrecv(b, g, sizeof(g)), 60);
+		ASSERT_EQ(g[20], (uint8_t)i);
+	}
+	vmf_vnic_close(a), vmf_vnic_close(b);
+	usleep(100000);
+	CLI("network vswitch standard portgroup remove --portgroup-name='Lab 30'", 0);
+	CLI("network vswitch standard remove --vswitch-name=vSwitch9", 0);
+	CLI("network vswitch standard list", 0);
+	ASSERT(!strstr(out, "vSwitch9"));
+	/* An option the command does not take is refused before anything is asked. */
+	CLI("network vswitch standard list --vmq=on", 2);
+#undef CLI
 	td_stop(&d);
 	td_cleanup(&d);
 }

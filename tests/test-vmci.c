@@ -801,20 +801,6 @@ TEST(vmci_stream_6gib)
 }
 
 /* Run a command, capture its output (at most @len - 1 bytes); returns its status. */
-static int
-run(const char *cmd, char *out, size_t len)
-{
-	FILE *p = popen(cmd, "r");
-	size_t n = 0;
-	int status;
-
-	ASSERT(p);
-	while (n + 1 < len && fgets(out + n, (int)(len - n), p))
-		n += strlen(out + n);
-	out[n] = 0;
-	status = pclose(p);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 TEST(vmci_cli)
 {
@@ -826,23 +812,23 @@ TEST(vmci_cli)
 	l = td_listener("a", SOCK_STREAM, 5800);
 	snprintf(cmd, sizeof(cmd), "%s --socket %s vmci context list 2>&1", VMFABRIC_CLI_PATH,
 		 d.sock);
-	ASSERT_EQ(run(cmd, out, sizeof(out)), 0);
+	ASSERT_EQ(td_run(cmd, out, sizeof(out)), 0);
 	th_log("%s", out);
 	ASSERT(strstr(out, "CID") && strstr(out, "host-only") && strstr(out, "uid=1000"));
 	snprintf(cmd, sizeof(cmd), "%s --socket %s vmci socket list --format=json 2>&1",
 		 VMFABRIC_CLI_PATH, d.sock);
-	ASSERT_EQ(run(cmd, out, sizeof(out)), 0);
+	ASSERT_EQ(td_run(cmd, out, sizeof(out)), 0);
 	th_log("%s", out);
 	ASSERT(strstr(out, "\"listening\"") && strstr(out, "\"port\": 5800"));
 	snprintf(cmd, sizeof(cmd), "%s --socket %s system status 2>&1", VMFABRIC_CLI_PATH, d.sock);
-	ASSERT_EQ(run(cmd, out, sizeof(out)), 0);
+	ASSERT_EQ(td_run(cmd, out, sizeof(out)), 0);
 	ASSERT(strstr(out, "rss_kib"));
 	snprintf(cmd, sizeof(cmd), "%s --socket %s/nope system status 2>&1", VMFABRIC_CLI_PATH,
 		 d.dir);
-	ASSERT_EQ(run(cmd, out, sizeof(out)), 1);
+	ASSERT_EQ(td_run(cmd, out, sizeof(out)), 1);
 	ASSERT(strstr(out, "is the daemon running"));
 	snprintf(cmd, sizeof(cmd), "%s vmci frobnicate 2>&1", VMFABRIC_CLI_PATH);
-	ASSERT_EQ(run(cmd, out, sizeof(out)), 2);
+	ASSERT_EQ(td_run(cmd, out, sizeof(out)), 2);
 	vmci_close(l);
 	td_stop(&d);
 	td_cleanup(&d);
@@ -871,7 +857,7 @@ TEST(vmci_config_errors)
 		fputs(cases[i].text, f);
 		fclose(f);
 		snprintf(cmd, sizeof(cmd), "%s --check-config -c %s 2>&1", VMFABRICD_PATH, path);
-		ASSERT_EQ(run(cmd, out, sizeof(out)), 1);
+		ASSERT_EQ(td_run(cmd, out, sizeof(out)), 1);
 		th_log("case %zu: %s", i, out);
 		ASSERT(strstr(out, path));
 		ASSERT(strstr(out, cases[i].want));
@@ -882,7 +868,7 @@ TEST(vmci_config_errors)
 	      "context1.vmci0.id = \"3\"\ncontext1.unknown = \"1\"\n", f);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "%s --check-config -c %s 2>&1", VMFABRICD_PATH, path);
-	ASSERT_EQ(run(cmd, out, sizeof(out)), 0);
+	ASSERT_EQ(td_run(cmd, out, sizeof(out)), 0);
 	th_log("%s", out);
 	ASSERT(strstr(out, "context 4 \"web\" (CID assigned)"));
 	ASSERT(strstr(out, "context1.unknown: unknown key"));

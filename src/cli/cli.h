@@ -26,11 +26,16 @@
 enum cli_format { CLI_FMT_TABLE, CLI_FMT_JSON };
 
 /* What one invocation is about. */
+/* Options some commands take (esxcli's style: --vswitch-name=vSwitch1). */
+enum cli_opt { OPT_VSWITCH, OPT_PORTGROUP, OPT_VLAN, OPT_MTU, OPT_VMQ, OPT_N };
+extern const char *const cli_opt_name[OPT_N]; /* "--vswitch-name", ... */
+
 struct cli_ctx {
 	const char *socket; /* the daemon's control socket */
 	enum cli_format format;
 	const char *what; /* the command as typed, e.g. "vmci context list" */
 	const char *arg;  /* the command's argument (cli_cmd.argname), or NULL */
+	const char *opt[OPT_N]; /* command options given, or NULL */
 };
 
 struct cli_cmd {
@@ -42,6 +47,7 @@ struct cli_cmd {
 	const char *detail;  /* a paragraph for the command's own --help */
 	const char *example; /* arguments after "vmfabric " */
 	const char *argname; /* the one argument it takes ("NAME"), or NULL: none */
+	unsigned opts;	     /* the options it takes: 1 << OPT_* */
 };
 
 struct cli_ns {

@@ -284,6 +284,39 @@ cmd_port_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 	return cli_list(cx, cmd, "ports", cols, ARRAY_SIZE(cols));
 }
 
+const char *const cli_opt_name[OPT_N] = { "--vswitch-name", "--portgroup-name", "--vlan-id",
+					   "--mtu", "--vmq" };
+static const char *const opt_key[OPT_N] = { "vswitch", "portgroup", "vlan", "mtu", "vmq" };
+
+/*
+ * A change to the switches: the options go as "key=value" lines (names may
+ * hold spaces); the daemon checks them and says what is wrong.
+ */
+static int
+cmd_network_change(const struct cli_ctx *cx, const struct cli_cmd *cmd)
+{
+	char arg[192];
+	size_t off = 0;
+	json_t *doc;
+	int err;
+
+	for (int k = 0; k < OPT_N; k++) {
+		int n;
+
+		if (!cx->opt[k])
+			continue;
+		n = snprintf(arg + off, sizeof(arg) - off, "%s%s=%s", off ? "\n" : "", opt_key[k],
+			     cx->opt[k]);
+		if (n < 0 || (size_t)n >= sizeof(arg) - off) {
+			cli_error(cx, "the options are too long");
+			return -E2BIG;
+		}
+		off += (size_t)n;
+	}
+	err = cli_call(cx, cmd->wire, arg, &doc);
+	return err ? err : print_doc(cx, doc);
+}
+
 const struct cli_cmd cli_cmds[] = {
 	{ "vm", "start", "vm.start", cmd_vm_start, "start a VM from its .vmx file",
 	  "Start the VM a .vmx file describes (displayName, memsize, numvcpus, vmci0.present,\n"
@@ -323,6 +356,43 @@ const struct cli_cmd cli_cmds[] = {
 	  "straight into the destination port's queue) or off (through one default queue),\n"
 	  "ports, entries in the filter table, frames forwarded to one port and flooded.",
 	  "network vswitch standard list" },
+	{ "network vswitch standard", "add", "network.vswitch.add", cmd_network_change,
+	  "add a standard switch",
+	  "Add a standard switch: --vswitch-name (required), --mtu (68-9000, default 1500),\n"
+	  "--vmq on|off (default on). Kept until vmfabricd restarts: put it in the host\n"
+	  "configuration (vswitchN.*) to keep it. Needs root.",
+	  "network vswitch standard add --vswitch-name=vSwitch1 --vmq=off", NULL,
+	  1u << OPT_VSWITCH | 1u << OPT_MTU | 1u << OPT_VMQ },
+	{ "network vswitch standard", "remove", "network.vswitch.remove", cmd_network_change,
+	  "remove a standard switch without port groups",
+	  "Remove a standard switch (--vswitch-name); its port groups must go first. Needs\n"
+	  "root.",
+	  "network vswitch standard remove --vswitch-name=vSwitch1", NULL, 1u << OPT_VSWITCH },
+	{ "network vswitch standard", "set", "network.vswitch.set", cmd_network_change,
+	  "change a switch's MTU or VMQ",
+	  "Change a standard switch (--vswitch-name): --mtu (frames above it are dropped\n"
+	  "and counted from then on), --vmq on|off (off: every frame through the default\n"
+	  "queue). Needs root.",
+	  "network vswitch standard set --vswitch-name=vSwitch0 --vmq=off", NULL,
+	  1u << OPT_VSWITCH | 1u << OPT_MTU | 1u << OPT_VMQ },
+	{ "network vswitch standard portgroup", "add", "network.portgroup.add", cmd_network_change,
+	  "add a port group to a switch",
+	  "Add a port group: --portgroup-name and --vswitch-name (required), --vlan-id\n"
+	  "(0 untagged, 1-4094, 4095 trunk; default 0). Needs root.",
+	  "network vswitch standard portgroup add --portgroup-name=\"VLAN 10\" "
+	  "--vswitch-name=vSwitch0 --vlan-id=10",
+	  NULL, 1u << OPT_PORTGROUP | 1u << OPT_VSWITCH | 1u << OPT_VLAN },
+	{ "network vswitch standard portgroup", "remove", "network.portgroup.remove",
+	  cmd_network_change, "remove a port group without ports",
+	  "Remove a port group (--portgroup-name); its ports must be closed first. Needs root.",
+	  "network vswitch standard portgroup remove --portgroup-name=\"VLAN 10\"", NULL,
+	  1u << OPT_PORTGROUP },
+	{ "network vswitch standard portgroup", "set", "network.portgroup.set", cmd_network_change,
+	  "change a port group's VLAN ID",
+	  "Change a port group's VLAN (--portgroup-name, --vlan-id): its ports move to the\n"
+	  "new VLAN at once and the addresses learned on them are forgotten. Needs root.",
+	  "network vswitch standard portgroup set --portgroup-name=\"VM Network\" --vlan-id=20",
+	  NULL, 1u << OPT_PORTGROUP | 1u << OPT_VLAN },
 	{ "network vswitch standard portgroup", "list", "network.portgroup.list",
 	  cmd_portgroup_list, "list the port groups: switch, VLAN ID, ports",
 	  "List the port groups: their switch, VLAN ID (0 untagged, 1-4094 that VLAN with\n"

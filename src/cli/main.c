@@ -85,6 +85,15 @@ parse_option(int argc, char **argv, int *i, struct cli_args *a)
 	r = opt_value(argc, argv, i, "--format", &v);
 	if (r)
 		return r < 0 ? r : set_format(a, v);
+	for (int k = 0; k < OPT_N; k++) {
+		r = opt_value(argc, argv, i, cli_opt_name[k], &v);
+		if (r < 0)
+			return r;
+		if (r) {
+			a->cx.opt[k] = v;
+			return 0;
+		}
+	}
 	r = opt_value(argc, argv, i, "--socket", &v);
 	if (r < 0)
 		return r;
@@ -180,6 +189,13 @@ resolve(struct cli_args *a, char *ns, const struct cli_cmd **cmd)
 			  (*cmd)->noun, (*cmd)->verb, a->words[i], (*cmd)->noun, (*cmd)->verb);
 		return -EINVAL;
 	}
+	for (int k = 0; *cmd && k < OPT_N; k++)
+		if (a->cx.opt[k] && !((*cmd)->opts & (1u << k))) {
+			cli_error(NULL, "%s %s does not take %s; see '" CLI_NAME " %s %s --help'",
+				  (*cmd)->noun, (*cmd)->verb, cli_opt_name[k], (*cmd)->noun,
+				  (*cmd)->verb);
+			return -EINVAL;
+		}
 	return 0;
 }
 

@@ -153,9 +153,12 @@ load_config(struct daemon *d)
 		}
 		log_set_level(lvl);
 	}
-	if (!d->socket_path[0]) {
-		v = conf_mark_used(d->conf, "vmfabricd.socket") ? conf_get(d->conf, "vmfabricd.socket")
-								 : DEFAULT_SOCKET;
+	/* -s overrides the key: used either way, never "unknown". */
+	if (conf_mark_used(d->conf, "vmfabricd.socket") && !d->socket_path[0]) {
+		v = conf_get(d->conf, "vmfabricd.socket");
+		snprintf(d->socket_path, sizeof(d->socket_path), "%s", v);
+	} else if (!d->socket_path[0]) {
+		v = DEFAULT_SOCKET;
 		snprintf(d->socket_path, sizeof(d->socket_path), "%s", v);
 	}
 	if (!d->accel[0]) {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -529,12 +530,207 @@ do_mgmt(void *ctx, void *arg)
 	return r->out ? 0 : -ENOMEM;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Changes at run time (the control plane asks; the thread, which owns the switches, does) */
+
+struct change {
+	const char *cmd;
+	const char *vswitch, *portgroup, *vlan, *mtu, *vmq; /* NULL: not given */
+	char buf[256];
+	char why[128];
+	json_t *out;
+};
+
+/* Split "key=value" lines into @c. -EINVAL for an unknown key. */
+static int
+change_parse(struct change *c, const char *arg)
+{
+	char *save, *line;
+
+	snprintf(c->buf, sizeof(c->buf), "%s", arg ? arg : "");
+	for (line = strtok_r(c->buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+
+		if (!eq)
+			return -EINVAL;
+		*eq++ = 0;
+		if (!strcmp(line, "vswitch"))
+			c->vswitch = eq;
+		else if (!strcmp(line, "portgroup"))
+			c->portgroup = eq;
+		else if (!strcmp(line, "vlan"))
+			c->vlan = eq;
+		else if (!strcmp(line, "mtu"))
+			c->mtu = eq;
+		else if (!strcmp(line, "vmq"))
+			c->vmq = eq;
+		else
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int
+fail(struct change *c, int err, const char *why)
+{
+	snprintf(c->why, sizeof(c->why), "%s", why);
+	return err;
+}
+
+/* A number in [lo, hi], or -1. */
+static long
+number(const char *s, long lo, long hi)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s)
+		return -1;
+	v = strtol(s, &end, 10);
+	return *end || v < lo || v > hi ? -1 : v;
+}
+
+static int
+vmq_value(const char *s)
+{
+	if (!strcmp(s, "on") || !strcasecmp(s, "true"))
+		return 1;
+	if (!strcmp(s, "off") || !strcasecmp(s, "false"))
+		return 0;
+	return -1;
+}
+
+static unsigned
+pg_ports(const struct vsw_dp *d, const char *pg)
+{
+	unsigned n = 0;
+
+	for (size_t k = 0; k < d->nvnic; k++)
+		n += !strcmp(d->vnic[k]->portgroup, pg);
+	return n;
+}
+
+static int
+do_change(void *ctx, void *arg)
+{
+	struct vsw_dp *d = ctx;
+	struct change *c = arg;
+	long mtu = c->mtu ? number(c->mtu, 68, VSW_MTU_MAX) : VSW_MTU_DEFAULT;
+	long vlan = c->vlan ? number(c->vlan, 0, VLAN_TRUNK) : 0;
+	int vmq = c->vmq ? vmq_value(c->vmq) : 1, s, err;
+	struct vsw_portgroup *pg = NULL;
+
+	if (mtu < 0)
+		return fail(c, -EINVAL, "--mtu is 68 to 9000");
+	if (vlan < 0)
+		return fail(c, -EINVAL, "--vlan-id is 0 to 4095");
+	if (vmq < 0)
+		return fail(c, -EINVAL, "--vmq is on or off");
+	if (!strncmp(c->cmd, "network.vswitch.", 16)) {
+		if (!c->vswitch || !*c->vswitch)
+			return fail(c, -EINVAL, "--vswitch-name is needed");
+		s = find_switch(d, c->vswitch);
+		if (!strcmp(c->cmd, "network.vswitch.add")) {
+			if (strlen(c->vswitch) >= VSW_NAME)
+				return fail(c, -EINVAL, "a switch name is 1 to 31 characters");
+			err = vsw_dp_add_switch(d, c->vswitch, (uint32_t)mtu, vmq);
+			return err == -EEXIST ? fail(c, err, "a switch of that name exists")
+			       : err	      ? fail(c, err, "too many switches (8 at most)")
+					      : 0;
+		}
+		if (s < 0)
+			return fail(c, -ENOENT, "no switch of that name");
+		if (!strcmp(c->cmd, "network.vswitch.remove")) {
+			for (unsigned i = 0; i < d->npg; i++)
+				if (d->pg[i].sw == (unsigned)s)
+					return fail(c, -EBUSY, "the switch has port groups");
+			/* Later switches move down one (ports and port groups name theirs by index). */
+			vsw_free(&d->sw[s]);
+			memmove(&d->sw[s], &d->sw[s + 1], (d->nsw - (unsigned)s - 1) * sizeof(d->sw[0]));
+			d->nsw--;
+			for (unsigned i = 0; i < d->npg; i++)
+				d->pg[i].sw -= d->pg[i].sw > (unsigned)s;
+			for (size_t k = 0; k < d->nvnic; k++)
+				d->vnic[k]->sw -= d->vnic[k]->sw > (unsigned)s;
+			return 0;
+		}
+		if (c->mtu)
+			d->sw[s].mtu = (uint32_t)mtu;
+		if (c->vmq) {
+			if (d->sw[s].defq_n)
+				vsw_sort(&d->sw[s], clock_ns()); /* what waits goes out first */
+			d->sw[s].vmq = vmq;
+		}
+		return 0;
+	}
+	if (!c->portgroup || !*c->portgroup)
+		return fail(c, -EINVAL, "--portgroup-name is needed");
+	for (unsigned i = 0; i < d->npg; i++)
+		if (!strcmp(d->pg[i].name, c->portgroup))
+			pg = &d->pg[i];
+	if (!strcmp(c->cmd, "network.portgroup.add")) {
+		if (!c->vswitch)
+			return fail(c, -EINVAL, "--vswitch-name is needed");
+		err = vsw_dp_add_portgroup(d, c->portgroup, c->vswitch, (uint16_t)vlan);
+		return err == -ENOENT ? fail(c, err, "no switch of that name")
+		       : err == -EEXIST ? fail(c, err, "a port group of that name exists")
+		       : err == -EINVAL ? fail(c, err, "a port group name is 1 to 31 characters")
+		       : err		? fail(c, err, "too many port groups (64 at most)")
+					: 0;
+	}
+	if (!pg)
+		return fail(c, -ENOENT, "no port group of that name");
+	if (!strcmp(c->cmd, "network.portgroup.remove")) {
+		if (pg_ports(d, pg->name))
+			return fail(c, -EBUSY, "the port group has ports");
+		*pg = d->pg[--d->npg];
+		return 0;
+	}
+	if (!c->vlan)
+		return fail(c, -EINVAL, "--vlan-id is needed");
+	/* Its ports move to the new VLAN: what was learned on them is forgotten. */
+	pg->vlan = (uint16_t)vlan;
+	for (size_t k = 0; k < d->nvnic; k++) {
+		struct vnic_port *v = d->vnic[k];
+
+		if (strcmp(v->portgroup, pg->name))
+			continue;
+		fdb_flush_port(&d->sw[v->sw].fdb, v->p.id);
+		v->p.vlan = (uint16_t)vlan;
+		(void)vsw_port_mac(&d->sw[v->sw], &v->p, v->mac);
+	}
+	return 0;
+}
+
+static const char *const changes[] = { "network.vswitch.add",	"network.vswitch.remove",
+				       "network.vswitch.set",	"network.portgroup.add",
+				       "network.portgroup.remove", "network.portgroup.set" };
+
 int
-vsw_dp_mgmt(struct vsw_dp *d, const char *cmd, json_t **out)
+vsw_dp_mgmt(struct vsw_dp *d, const char *cmd, const char *arg, uid_t uid, json_t **out)
 {
 	struct mgmt_req r = { cmd, NULL };
 	int err;
 
+	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+		struct change c = { .cmd = cmd };
+
+		if (strcmp(cmd, changes[i]))
+			continue;
+		if (uid != 0)
+			return -EPERM;
+		if (change_parse(&c, arg))
+			return -EINVAL;
+		err = d->running ? cmdq_call(&d->cmds, do_change, &c) : do_change(d, &c);
+		if (err) {
+			*out = json_pack("{s:s, s:i}", "error", c.why[0] ? c.why : strerror(-err),
+					 "errno", -err);
+			return *out ? 0 : -ENOMEM;
+		}
+		*out = json_pack("{s:s, s:s}", "done", cmd,
+				 "name", c.portgroup ? c.portgroup : c.vswitch ? c.vswitch : "");
+		return *out ? 0 : -ENOMEM;
+	}
 	if (strcmp(cmd, "network.vswitch.list") && strcmp(cmd, "network.portgroup.list") &&
 	    strcmp(cmd, "network.port.list"))
 		return -EOPNOTSUPP;

@@ -89,7 +89,11 @@ int vsw_dp_add_vnic(struct vsw_dp *d, struct vnic_port *v, const char *pg);
 /* Take it out; the dataplane closes its queue pair and frees it. */
 void vsw_dp_remove_vnic(struct vsw_dp *d, struct vnic_port *v);
 
-/* Management: network.vswitch.list, network.portgroup.list, network.port.list. */
-int vsw_dp_mgmt(struct vsw_dp *d, const char *cmd, json_t **out);
+/*
+ * Management: network.vswitch.list|add|remove|set, network.portgroup.list|add|remove|set,
+ * network.port.list. Changes take "key=value" lines in @arg (vswitch,
+ * portgroup, vlan, mtu, vmq) and need @uid 0. -EOPNOTSUPP: not a network command.
+ */
+int vsw_dp_mgmt(struct vsw_dp *d, const char *cmd, const char *arg, uid_t uid, json_t **out);
 
 #endif

@@ -191,7 +191,7 @@ broker_mgmt(struct vmci_broker *b, const struct broker_mgmt_req *r, char **json)
 		doc = sockets(b);
 	else if (!strcmp(cmd, "system.status"))
 		doc = status(b);
-	else if (!strncmp(cmd, "network.", 8) && (err = vsw_dp_mgmt(&b->dp, cmd, &doc)) != -EOPNOTSUPP) {
+	else if (!strncmp(cmd, "network.", 8) && (err = vsw_dp_mgmt(&b->dp, cmd, r->arg, r->uid, &doc)) != -EOPNOTSUPP) {
 		if (err)
 			return err;
 	} else if (!b->mgmt_ext)
