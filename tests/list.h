@@ -157,4 +157,5 @@
 	X(switch_fdb_deletion, 10)      \
 	X(switch_vnic, 30)              \
 	X(switch_vnic_vlans, 30)        \
-	X(switch_cli_changes, 30)
+	X(switch_cli_changes, 30)       \
+	X(switch_uplink_remote_host, 30)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -583,4 +584,112 @@ TEST(switch_cli_changes)
 #undef CLI
 	td_stop(&d);
 	td_cleanup(&d);
+}
+
+/* ---------------------------------------------------------------------- */
+/* An uplink to a "remote host": a network namespace behind a veth pair */
+
+static int
+sh(const char *cmd)
+{
+	int r = system(cmd);
+
+	return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
+}
+
+static uint16_t
+csum(const uint8_t *p, size_t len)
+{
+	uint32_t s = 0;
+
+	for (size_t i = 0; i + 1 < len; i += 2)
+		s += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (len & 1)
+		s += (uint32_t)(p[len - 1] << 8);
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
+/* The next frame of EtherType @type (ARP 0x0806, IPv4 0x0800) within 2 s, or 0. */
+static ssize_t
+recv_type(struct vmf_vnic *n, uint8_t *buf, size_t len, uint16_t type)
+{
+	for (int i = 0; i < 2000; i++) {
+		ssize_t r = vmf_vnic_recv(n, buf, len, MSG_DONTWAIT);
+		if (r >= 14 && (buf[12] << 8 | buf[13]) == type)
+			return r;
+		if (r == -EAGAIN)
+			usleep(1000);
+	}
+	return 0;
+}
+
+TEST(switch_uplink_remote_host)
+{
+	struct tdaemon d;
+	uint8_t f[128], g[2048], mac[6], rmac[6];
+	static const uint8_t me[4] = { 10, 213, 0, 1 }, them[4] = { 10, 213, 0, 2 };
+	struct vmf_vnic *n;
+	char *json;
+	ssize_t r;
+
+	if (geteuid() != 0)
+		SKIP("needs root (a network namespace and a veth pair)");
+	if (sh("command -v ip >/dev/null 2>&1"))
+		SKIP("no ip command (iproute2)");
+	(void)sh("ip netns del vmft-remote 2>/dev/null; ip link del vmft-u0 2>/dev/null");
+	ASSERT_EQ(sh("ip netns add vmft-remote && "
+		     "ip link add vmft-u0 type veth peer name vmft-r0 netns vmft-remote && "
+		     "ip link set dev vmft-u0 up && "
+		     "ip -n vmft-remote addr add 10.213.0.2/24 dev vmft-r0 && "
+		     "ip -n vmft-remote link set dev vmft-r0 up"), 0);
+	td_start(&d, SWITCH_CONFIG "uplink0.name = \"vmnic1\"\nuplink0.device = \"vmft-u0\"\n");
+	n = vnic("VM Network");
+	vmf_vnic_mac(n, mac);
+	/* ARP: who has 10.213.0.2? The remote kernel answers through the uplink. */
+	memset(f, 0, sizeof(f));
+	memset(f, 0xff, 6);
+	memcpy(f + 6, mac, 6);
+	f[12] = 0x08, f[13] = 0x06;
+	f[14] = 0, f[15] = 1, f[16] = 0x08, f[17] = 0, f[18] = 6, f[19] = 4, f[20] = 0, f[21] = 1;
+	memcpy(f + 22, mac, 6);
+	memcpy(f + 28, me, 4);
+	memcpy(f + 38, them, 4);
+	ASSERT_EQ(vmf_vnic_send(n, f, 60, 0), 60);
+	r = recv_type(n, g, sizeof(g), 0x0806);
+	ASSERT_GE(r, 42);
+	ASSERT_EQ(g[21], 2); /* a reply */
+	ASSERT_MEM_EQ(g + 28, them, 4);
+	ASSERT_MEM_EQ(g, mac, 6);
+	memcpy(rmac, g + 22, 6);
+	/* ICMP echo to it: the echo reply comes back. */
+	memset(f, 0, sizeof(f));
+	memcpy(f, rmac, 6);
+	memcpy(f + 6, mac, 6);
+	f[12] = 0x08, f[13] = 0x00;
+	uint8_t *ip = f + 14, *icmp = ip + 20;
+	ip[0] = 0x45, ip[3] = 20 + 16, ip[8] = 64, ip[9] = 1;
+	memcpy(ip + 12, me, 4);
+	memcpy(ip + 16, them, 4);
+	uint16_t c = csum(ip, 20);
+	ip[10] = (uint8_t)(c >> 8), ip[11] = (uint8_t)c;
+	icmp[0] = 8, icmp[4] = 0x12, icmp[5] = 0x34, icmp[7] = 1;
+	memcpy(icmp + 8, "vmfabric", 8);
+	c = csum(icmp, 16);
+	icmp[2] = (uint8_t)(c >> 8), icmp[3] = (uint8_t)c;
+	ASSERT_EQ(vmf_vnic_send(n, f, 14 + 36, 0), 50);
+	r = recv_type(n, g, sizeof(g), 0x0800);
+	ASSERT_GE(r, 14 + 36);
+	ASSERT_EQ(g[14 + 9], 1);  /* ICMP */
+	ASSERT_EQ(g[14 + 20], 0); /* echo reply */
+	ASSERT_MEM_EQ(g + 14 + 28, "vmfabric", 8);
+	json = td_mgmt(&d, "network.port.list");
+	th_log("%s", json);
+	ASSERT(strstr(json, "\"name\":\"vmnic1\",\"kind\":\"uplink\""));
+	free(json);
+	vmf_vnic_close(n);
+	td_stop(&d);
+	td_cleanup(&d);
+	(void)sh("ip netns del vmft-remote; ip link del vmft-u0 2>/dev/null");
 }

@@ -174,6 +174,42 @@ load_portgroup(struct vsw_dp *d, struct conf *c, long g, size_t first, struct co
 	return e;
 }
 
+static int
+load_uplink(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_error *err)
+{
+	char key[64];
+	const char *name, *dev, *sw;
+	struct uplink_port *u;
+	int s;
+
+#define UKEY(k) (snprintf(key, sizeof(key), "uplink%ld." k, g), conf_mark_used(c, key), key)
+	name = conf_get(c, UKEY("name"));
+	dev = conf_get(c, UKEY("device"));
+	sw = conf_get(c, UKEY("vswitch"));
+#undef UKEY
+	if (!dev || !*dev || strlen(dev) >= IFNAMSIZ) {
+		conf_fail_at(err, c, first, "an uplink needs a device (uplinkN.device, a host interface)");
+		return -EINVAL;
+	}
+	if ((s = find_switch(d, sw ? sw : d->sw[0].name)) < 0) {
+		conf_fail_at(err, c, first, "no switch of that name (uplinkN.vswitch)");
+		return s;
+	}
+	if (d->nuplink == VSW_MAX_UPLINKS || !(u = calloc(1, sizeof(*u)))) {
+		conf_fail_at(err, c, first, "too many uplinks (8 at most)");
+		return -ENOSPC;
+	}
+	u->fd = -1;
+	u->sw = (unsigned)s;
+	snprintf(u->device, sizeof(u->device), "%s", dev);
+	if (name)
+		snprintf(u->p.name, sizeof(u->p.name), "%s", name);
+	else
+		snprintf(u->p.name, sizeof(u->p.name), "vmnic%ld", g);
+	d->uplink[d->nuplink++] = u;
+	return 0;
+}
+
 int
 vsw_dp_load(struct vsw_dp *d, struct conf *c, struct conf_error *err)
 {
@@ -184,10 +220,9 @@ vsw_dp_load(struct vsw_dp *d, struct conf *c, struct conf_error *err)
 	for (size_t i = 0; i < conf_count(c); i++)
 		if (conf_group(conf_key(c, i), "vswitch") >= 0) {
 			if ((e = each_group(c, "vswitch", load_switch, d, err)) ||
-			    (e = each_group(c, "portgroup", load_portgroup, d, err))) {
-				for (unsigned s = 0; s < d->nsw; s++)
-					vsw_free(&d->sw[s]);
-				d->nsw = 0;
+			    (e = each_group(c, "portgroup", load_portgroup, d, err)) ||
+			    (e = each_group(c, "uplink", load_uplink, d, err))) {
+				vsw_dp_stop(d);
 				return e;
 			}
 			return 0;
@@ -259,17 +294,17 @@ int
 vsw_dp_add_vnic(struct vsw_dp *d, struct vnic_port *v, const char *pg)
 {
 	struct add_req r = { v, find_pg(d, pg) };
-	static const uint8_t zero[ETH_ALEN];
+	static const uint8_t zero[ETH_MAC_LEN];
 
 	if (!r.pg)
 		return -ENOENT;
-	if (!memcmp(v->mac, zero, ETH_ALEN)) {
+	if (!memcmp(v->mac, zero, ETH_MAC_LEN)) {
 		/* Locally administered, unicast, from a counter: unique on this host. */
 		static _Atomic uint32_t next;
 		uint32_t n = atomic_fetch_add(&next, 1) + 1;
-		uint8_t m[ETH_ALEN] = { 0x02, 0x56, 0x4d, (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+		uint8_t m[ETH_MAC_LEN] = { 0x02, 0x56, 0x4d, (uint8_t)(n >> 16), (uint8_t)(n >> 8),
 					(uint8_t)n };
-		memcpy(v->mac, m, ETH_ALEN);
+		memcpy(v->mac, m, ETH_MAC_LEN);
 	}
 	if (eth_is_mcast(v->mac))
 		return -EINVAL;
@@ -373,11 +408,15 @@ dp_main(void *arg)
 		for (size_t i = 0; i < d->nvnic; i++)
 			if (!d->vnic[i]->dead)
 				work += drain(d, d->vnic[i], now);
+		for (unsigned i = 0; i < d->nuplink; i++)
+			work += uplink_drain(d->uplink[i], &d->sw[d->uplink[i]->sw], DP_BATCH, now);
 		for (unsigned s = 0; s < d->nsw; s++)
 			if (!d->sw[s].vmq && d->sw[s].defq_n)
 				vsw_sort(&d->sw[s], now);
 		for (size_t i = 0; i < d->nvnic; i++)
 			qp_flush(d->vnic[i]->qp);
+		for (unsigned i = 0; i < d->nuplink; i++)
+			uplink_kick(d->uplink[i]);
 		if (now - d->aged_ns > DP_AGE_EVERY_NS) {
 			for (unsigned s = 0; s < d->nsw; s++)
 				fdb_age(&d->sw[s].fdb, now);
@@ -407,6 +446,20 @@ vsw_dp_start(struct vsw_dp *d)
 	d->ep = epoll_create1(EPOLL_CLOEXEC);
 	if (d->ep < 0 || epoll_ctl(d->ep, EPOLL_CTL_ADD, d->cmds.ev, &ev) < 0)
 		return -errno;
+	for (unsigned i = 0; i < d->nuplink; i++) {
+		struct uplink_port *u = d->uplink[i];
+		struct epoll_event uev = { .events = EPOLLIN, .data.ptr = NULL };
+
+		if ((err = uplink_open(u))) {
+			log_err("uplink %s: device %s: %s", u->p.name, u->device, strerror(-err));
+			return err;
+		}
+		if ((err = vsw_port_add(&d->sw[u->sw], &u->p)) < 0)
+			return err;
+		if (epoll_ctl(d->ep, EPOLL_CTL_ADD, u->fd, &uev) < 0)
+			return -errno;
+		log_info("uplink %s: %s on %s", u->p.name, u->device, d->sw[u->sw].name);
+	}
 	d->aged_ns = clock_ns();
 	err = -pthread_create(&d->thread, NULL, dp_main, d);
 	d->running = !err;
@@ -425,6 +478,12 @@ vsw_dp_stop(struct vsw_dp *d)
 		do_remove(d, d->vnic[0]);
 	free(d->vnic);
 	d->vnic = NULL;
+	while (d->nuplink) {
+		struct uplink_port *u = d->uplink[--d->nuplink];
+
+		uplink_close(u);
+		free(u);
+	}
 	for (unsigned s = 0; s < d->nsw; s++)
 		vsw_free(&d->sw[s]);
 	d->nsw = d->npg = 0;
@@ -523,6 +582,15 @@ do_mgmt(void *ctx, void *arg)
 				      v->portgroup, "vlan_id", (json_int_t)v->p.vlan, "mac", mac,
 				      "pid", (json_int_t)v->pid, "up", v->p.up);
 			json_object_update_new(o, counters(&v->p.c));
+			json_array_append_new(arr, o);
+		}
+		for (unsigned k = 0; k < d->nuplink; k++) {
+			struct uplink_port *u = d->uplink[k];
+			json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:b}", "name", u->p.name, "kind",
+					      "uplink", "vswitch", d->sw[u->sw].name, "device",
+					      u->device, "up", u->p.up);
+
+			json_object_update_new(o, counters(&u->p.c));
 			json_array_append_new(arr, o);
 		}
 		r->out = json_pack("{s:o}", "ports", arr);
@@ -644,6 +712,9 @@ do_change(void *ctx, void *arg)
 			for (unsigned i = 0; i < d->npg; i++)
 				if (d->pg[i].sw == (unsigned)s)
 					return fail(c, -EBUSY, "the switch has port groups");
+			for (unsigned i = 0; i < d->nuplink; i++)
+				if (d->uplink[i]->sw == (unsigned)s)
+					return fail(c, -EBUSY, "the switch has uplinks");
 			/* Later switches move down one (ports and port groups name theirs by index). */
 			vsw_free(&d->sw[s]);
 			memmove(&d->sw[s], &d->sw[s + 1], (d->nsw - (unsigned)s - 1) * sizeof(d->sw[0]));
@@ -652,6 +723,8 @@ do_change(void *ctx, void *arg)
 				d->pg[i].sw -= d->pg[i].sw > (unsigned)s;
 			for (size_t k = 0; k < d->nvnic; k++)
 				d->vnic[k]->sw -= d->vnic[k]->sw > (unsigned)s;
+			for (unsigned k = 0; k < d->nuplink; k++)
+				d->uplink[k]->sw -= d->uplink[k]->sw > (unsigned)s;
 			return 0;
 		}
 		if (c->mtu)

@@ -21,10 +21,12 @@
 #include <sys/types.h>
 
 #include "common/cmdq.h"
+#include "uplink.h"
 #include "vswitch.h"
 
 #define VSW_MAX_SWITCHES 8
 #define VSW_MAX_PORTGROUPS 64
+#define VSW_MAX_UPLINKS 8
 
 struct vsw_portgroup {
 	char name[VSW_NAME];
@@ -39,7 +41,7 @@ struct vnic_port {
 	unsigned sw;
 	char portgroup[VSW_NAME];
 	struct qp *qp;
-	uint8_t mac[ETH_ALEN];
+	uint8_t mac[ETH_MAC_LEN];
 	pid_t pid;
 	bool dead; /* its ring broke: drained no more, removed by the control plane */
 };
@@ -55,6 +57,8 @@ struct vsw_dp {
 	unsigned nsw;
 	struct vsw_portgroup pg[VSW_MAX_PORTGROUPS];
 	unsigned npg;
+	struct uplink_port *uplink[VSW_MAX_UPLINKS]; /* opened by vsw_dp_start() */
+	unsigned nuplink;
 	/* The thread's. */
 	struct vnic_port **vnic;
 	size_t nvnic, cap;
@@ -65,9 +69,10 @@ struct vsw_dp {
 /* The switches of the embedded default: vSwitch0 (MTU 1500, VMQ on), "VM Network" VLAN 0. */
 int vsw_dp_init(struct vsw_dp *d);
 /*
- * The switches and port groups of a host configuration:
+ * The switches, port groups and uplinks of a host configuration:
  *   vswitchN.name = "vSwitch0"   vswitchN.mtu = "1500"   vswitchN.vmq = "TRUE"
  *   portgroupN.name = "VM Network"   portgroupN.vswitch = "vSwitch0"   portgroupN.vlan = "0"
+ *   uplinkN.name = "vmnic1"   uplinkN.device = "eth1"   uplinkN.vswitch = "vSwitch0"
  * (N an index; mtu 68-9000; vlan 0-4095). Without any vswitchN group, the
  * default of vsw_dp_init(). Errors name the key and line in @err.
  */
@@ -76,6 +81,7 @@ struct conf_error;
 int vsw_dp_load(struct vsw_dp *d, struct conf *c, struct conf_error *err);
 int vsw_dp_add_switch(struct vsw_dp *d, const char *name, uint32_t mtu, bool vmq);
 int vsw_dp_add_portgroup(struct vsw_dp *d, const char *name, const char *sw, uint16_t vlan);
+/* Opens the uplinks (their devices must exist: -ENODEV, logged) and starts the thread. */
 int vsw_dp_start(struct vsw_dp *d);
 void vsw_dp_stop(struct vsw_dp *d);
 

@@ -13,11 +13,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ETH_ALEN 6
+#define ETH_MAC_LEN 6
 #define ETH_HDR 14u
 #define ETH_VLAN_HDR 4u
-#define ETH_P_8021Q 0x8100u
-#define ETH_P_8021AD 0x88a8u
+#define ETH_TYPE_VLAN 0x8100u   /* 802.1Q */
+#define ETH_TYPE_QINQ 0x88a8u   /* 802.1ad */
 #define VLAN_NONE 0u	  /* port group VLAN 0: untagged */
 #define VLAN_TRUNK 4095u /* port group VLAN 4095: the VM sees the tags */
 
@@ -30,7 +30,7 @@ enum eth_bad {
 };
 
 struct eth_info {
-	uint8_t dst[ETH_ALEN], src[ETH_ALEN];
+	uint8_t dst[ETH_MAC_LEN], src[ETH_MAC_LEN];
 	bool tagged;
 	uint16_t vid;	    /* 0 when untagged or priority-tagged */
 	uint16_t pcp_dei;   /* the tag's top four bits, kept when re-tagging */
@@ -63,8 +63,8 @@ eth_parse(const uint8_t *hdr, size_t len, struct eth_info *e)
 
 	if (len < ETH_HDR)
 		return ETH_RUNT;
-	memcpy(e->dst, hdr, ETH_ALEN);
-	memcpy(e->src, hdr + ETH_ALEN, ETH_ALEN);
+	memcpy(e->dst, hdr, ETH_MAC_LEN);
+	memcpy(e->src, hdr + ETH_MAC_LEN, ETH_MAC_LEN);
 	if (eth_is_mcast(e->src))
 		return ETH_SRC_MCAST;
 	type = (uint16_t)(hdr[12] << 8 | hdr[13]);
@@ -72,20 +72,20 @@ eth_parse(const uint8_t *hdr, size_t len, struct eth_info *e)
 	e->vid = 0;
 	e->pcp_dei = 0;
 	e->hdr_len = ETH_HDR;
-	if (type == ETH_P_8021Q) {
+	if (type == ETH_TYPE_VLAN) {
 		uint16_t tci;
 
 		if (len < ETH_HDR + ETH_VLAN_HDR)
 			return ETH_RUNT;
 		tci = (uint16_t)(hdr[14] << 8 | hdr[15]);
 		type = (uint16_t)(hdr[16] << 8 | hdr[17]);
-		if ((tci & 0xfff) == 0xfff || type == ETH_P_8021Q || type == ETH_P_8021AD)
+		if ((tci & 0xfff) == 0xfff || type == ETH_TYPE_VLAN || type == ETH_TYPE_QINQ)
 			return ETH_BAD_VLAN;
 		e->tagged = true;
 		e->vid = tci & 0xfff;
 		e->pcp_dei = tci & 0xf000;
 		e->hdr_len = ETH_HDR + ETH_VLAN_HDR;
-	} else if (type == ETH_P_8021AD) {
+	} else if (type == ETH_TYPE_QINQ) {
 		return ETH_BAD_VLAN; /* stacked VLANs are not switched here */
 	}
 	e->ethertype = type;

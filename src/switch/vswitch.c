@@ -95,6 +95,13 @@ add(_Atomic uint64_t *c, uint64_t n)
 			      memory_order_relaxed);
 }
 
+void
+vsw_port_drop(struct vsw_port *p, enum vsw_drop why)
+{
+	add(&p->c.rx_pkts, 1);
+	drop(p, why);
+}
+
 /* Copy bytes [@off, @off + @len) of a frame in pieces. */
 static void
 gather(const struct iovec *iov, int n, size_t off, void *dst, size_t len)
@@ -154,10 +161,10 @@ egress_build(struct egress *g, const struct eth_info *e, uint16_t vlan, const st
 	uint16_t tci = (uint16_t)(e->pcp_dei | vlan);
 	size_t rest = len - (e->hdr_len - 2); /* from the ethertype on */
 
-	memcpy(g->hdr, e->dst, ETH_ALEN);
-	memcpy(g->hdr + ETH_ALEN, e->src, ETH_ALEN);
-	g->hdr[12] = ETH_P_8021Q >> 8;
-	g->hdr[13] = ETH_P_8021Q & 0xff;
+	memcpy(g->hdr, e->dst, ETH_MAC_LEN);
+	memcpy(g->hdr + ETH_MAC_LEN, e->src, ETH_MAC_LEN);
+	g->hdr[12] = ETH_TYPE_VLAN >> 8;
+	g->hdr[13] = ETH_TYPE_VLAN & 0xff;
 	g->hdr[14] = (uint8_t)(tci >> 8);
 	g->hdr[15] = (uint8_t)tci;
 	g->untagged[0] = (struct iovec){ g->hdr, 12 };

@@ -114,6 +114,8 @@ int vsw_port_mac(struct vsw *sw, struct vsw_port *p, const uint8_t *mac);
  */
 void vsw_input(struct vsw *sw, struct vsw_port *in, const struct iovec *frame, int n,
 	       size_t len, int64_t now);
+/* Count a frame a port's own code dropped before the switch saw it. */
+void vsw_port_drop(struct vsw_port *p, enum vsw_drop why);
 /* VMQ off: sort the default queue into the ports' queues. */
 void vsw_sort(struct vsw *sw, int64_t now);
 

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "uplink.h"
+
+#define UL_FRAME 16384u /* one slot: the largest frame (9018 B) with its header */
+#define UL_RX_FRAMES 512u
+#define UL_TX_FRAMES 256u
+#define UL_BLOCK (UL_FRAME * 4)
+#define UL_DATA (TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)) /* TX: where the frame goes */
+
+static struct tpacket2_hdr *
+slot(uint8_t *ring, unsigned i)
+{
+	return (struct tpacket2_hdr *)(ring + (size_t)i * UL_FRAME);
+}
+
+static int
+ul_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct uplink_port *u = (struct uplink_port *)p;
+	struct tpacket2_hdr *h = slot(u->tx, u->tx_next);
+	uint8_t *d = (uint8_t *)h + UL_DATA;
+
+	if (len > UL_FRAME - UL_DATA ||
+	    __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) != TP_STATUS_AVAILABLE)
+		return -ENOBUFS;
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(d, iov[i].iov_base, iov[i].iov_len);
+		d += iov[i].iov_len;
+	}
+	h->tp_len = (uint32_t)len;
+	__atomic_store_n(&h->tp_status, TP_STATUS_SEND_REQUEST, __ATOMIC_RELEASE);
+	u->tx_next = (u->tx_next + 1) % UL_TX_FRAMES;
+	u->tx_queued++;
+	return 0;
+}
+
+static const struct vsw_port_ops ul_ops = { .enqueue = ul_enqueue };
+
+int
+uplink_open(struct uplink_port *u)
+{
+	struct tpacket_req rx = { UL_BLOCK, UL_RX_FRAMES * UL_FRAME / UL_BLOCK, UL_FRAME, UL_RX_FRAMES };
+	struct tpacket_req tx = { UL_BLOCK, UL_TX_FRAMES * UL_FRAME / UL_BLOCK, UL_FRAME, UL_TX_FRAMES };
+	struct sockaddr_ll a = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL) };
+	struct packet_mreq promisc = { .mr_type = PACKET_MR_PROMISC };
+	int ver = TPACKET_V2, one = 1, err;
+	size_t rx_len = (size_t)UL_RX_FRAMES * UL_FRAME, tx_len = (size_t)UL_TX_FRAMES * UL_FRAME;
+	uint8_t *map;
+
+	u->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
+	if (u->fd < 0)
+		return -errno;
+	a.sll_ifindex = (int)if_nametoindex(u->device);
+	promisc.mr_ifindex = a.sll_ifindex;
+	if (!a.sll_ifindex) {
+		err = -ENODEV;
+		goto fail;
+	}
+	if (setsockopt(u->fd, SOL_PACKET, PACKET_VERSION, &ver, sizeof(ver)) < 0 ||
+	    setsockopt(u->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) < 0 ||
+	    setsockopt(u->fd, SOL_PACKET, PACKET_RX_RING, &rx, sizeof(rx)) < 0 ||
+	    setsockopt(u->fd, SOL_PACKET, PACKET_TX_RING, &tx, sizeof(tx)) < 0 ||
+	    setsockopt(u->fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &promisc, sizeof(promisc)) < 0)
+		goto fail_errno;
+	/* One mapping: the receive ring, then the transmit ring. */
+	map = mmap(NULL, rx_len + tx_len, PROT_READ | PROT_WRITE, MAP_SHARED, u->fd, 0);
+	if (map == MAP_FAILED)
+		goto fail_errno;
+	u->rx = map;
+	u->tx = map + rx_len;
+	if (bind(u->fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		err = -errno;
+		munmap(map, rx_len + tx_len);
+		goto fail;
+	}
+	u->rx_next = u->tx_next = u->tx_queued = 0;
+	u->p.kind = VSW_PORT_UPLINK;
+	u->p.vlan = VLAN_TRUNK;
+	u->p.ops = &ul_ops;
+	u->p.up = true;
+	return 0;
+fail_errno:
+	err = -errno;
+fail:
+	close(u->fd);
+	u->fd = -1;
+	return err;
+}
+
+void
+uplink_close(struct uplink_port *u)
+{
+	if (u->fd < 0)
+		return;
+	munmap(u->rx, (size_t)(UL_RX_FRAMES + UL_TX_FRAMES) * UL_FRAME);
+	close(u->fd);
+	u->fd = -1;
+}
+
+int
+uplink_drain(struct uplink_port *u, struct vsw *sw, int max, int64_t now)
+{
+	int n;
+
+	for (n = 0; n < max; n++) {
+		struct tpacket2_hdr *h = slot(u->rx, u->rx_next);
+		struct iovec v;
+
+		if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER))
+			break;
+		/* The kernel's numbers, checked against the slot all the same. */
+		if (h->tp_mac < sizeof(*h) || h->tp_snaplen > UL_FRAME - h->tp_mac ||
+		    h->tp_snaplen != h->tp_len) {
+			vsw_port_drop(&u->p, VSW_DROP_RUNT);
+		} else {
+			v = (struct iovec){ (uint8_t *)h + h->tp_mac, h->tp_snaplen };
+			vsw_input(sw, &u->p, &v, 1, h->tp_snaplen, now);
+		}
+		__atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+		u->rx_next = (u->rx_next + 1) % UL_RX_FRAMES;
+	}
+	return n;
+}
+
+void
+uplink_kick(struct uplink_port *u)
+{
+	if (!u->tx_queued)
+		return;
+	u->tx_queued = 0;
+	(void)send(u->fd, NULL, 0, MSG_DONTWAIT);
+}

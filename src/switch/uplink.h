@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Uplinks (vmnicN): a host network interface as a port of a switch, through
+ * an AF_PACKET socket with mmap rings (TPACKET_V2) on both sides. Frames
+ * that arrive are handed to the switch in place, from the receive ring;
+ * frames for the wire are copied once into the transmit ring, which is
+ * kicked once per batch. An uplink is a trunk: frames keep or get their
+ * VLAN tag on the wire. The interface is put in promiscuous mode, as a
+ * switch's uplink must be; frames the socket itself sent are not received
+ * back (PACKET_IGNORE_OUTGOING).
+ */
+#ifndef VMFABRIC_SWITCH_UPLINK_H
+#define VMFABRIC_SWITCH_UPLINK_H
+
+#include <net/if.h>
+
+#include "vswitch.h"
+
+struct uplink_port {
+	struct vsw_port p; /* first: the switch's view */
+	unsigned sw;
+	char device[IFNAMSIZ];
+	int fd;
+	uint8_t *rx, *tx; /* the rings */
+	unsigned rx_next, tx_next, tx_queued;
+};
+
+/* Open the rings of u->device; the port's kind, VLAN (trunk) and ops are set. 0 or -errno. */
+int uplink_open(struct uplink_port *u);
+void uplink_close(struct uplink_port *u);
+/* Hand up to @max received frames to @sw. Returns how many. */
+int uplink_drain(struct uplink_port *u, struct vsw *sw, int max, int64_t now);
+/* Send what the switch queued since the last kick. */
+void uplink_kick(struct uplink_port *u);
+
+#endif
