@@ -158,4 +158,5 @@
 	X(switch_vnic, 30)              \
 	X(switch_vnic_vlans, 30)        \
 	X(switch_cli_changes, 30)       \
-	X(switch_uplink_remote_host, 30)
+	X(switch_uplink_remote_host, 30) \
+	X(switch_vmk, 30)

@@ -625,29 +625,18 @@ recv_type(struct vmf_vnic *n, uint8_t *buf, size_t len, uint16_t type)
 	return 0;
 }
 
-TEST(switch_uplink_remote_host)
+/*
+ * From vNIC @n (address @me): ARP for @them, then an ICMP echo to it; a
+ * Linux stack answers both.
+ */
+static void
+arp_and_ping(struct vmf_vnic *n, const uint8_t *me, const uint8_t *them)
 {
-	struct tdaemon d;
 	uint8_t f[128], g[2048], mac[6], rmac[6];
-	static const uint8_t me[4] = { 10, 213, 0, 1 }, them[4] = { 10, 213, 0, 2 };
-	struct vmf_vnic *n;
-	char *json;
 	ssize_t r;
 
-	if (geteuid() != 0)
-		SKIP("needs root (a network namespace and a veth pair)");
-	if (sh("command -v ip >/dev/null 2>&1"))
-		SKIP("no ip command (iproute2)");
-	(void)sh("ip netns del vmft-remote 2>/dev/null; ip link del vmft-u0 2>/dev/null");
-	ASSERT_EQ(sh("ip netns add vmft-remote && "
-		     "ip link add vmft-u0 type veth peer name vmft-r0 netns vmft-remote && "
-		     "ip link set dev vmft-u0 up && "
-		     "ip -n vmft-remote addr add 10.213.0.2/24 dev vmft-r0 && "
-		     "ip -n vmft-remote link set dev vmft-r0 up"), 0);
-	td_start(&d, SWITCH_CONFIG "uplink0.name = \"vmnic1\"\nuplink0.device = \"vmft-u0\"\n");
-	n = vnic("VM Network");
 	vmf_vnic_mac(n, mac);
-	/* ARP: who has 10.213.0.2? The remote kernel answers through the uplink. */
+	/* ARP: who has @them? */
 	memset(f, 0, sizeof(f));
 	memset(f, 0xff, 6);
 	memcpy(f + 6, mac, 6);
@@ -684,6 +673,28 @@ TEST(switch_uplink_remote_host)
 	ASSERT_EQ(g[14 + 9], 1);  /* ICMP */
 	ASSERT_EQ(g[14 + 20], 0); /* echo reply */
 	ASSERT_MEM_EQ(g + 14 + 28, "vmfabric", 8);
+}
+
+TEST(switch_uplink_remote_host)
+{
+	struct tdaemon d;
+	static const uint8_t me[4] = { 10, 213, 0, 1 }, them[4] = { 10, 213, 0, 2 };
+	struct vmf_vnic *n;
+	char *json;
+
+	if (geteuid() != 0)
+		SKIP("needs root (a network namespace and a veth pair)");
+	if (sh("command -v ip >/dev/null 2>&1"))
+		SKIP("no ip command (iproute2)");
+	(void)sh("ip netns del vmft-remote 2>/dev/null; ip link del vmft-u0 2>/dev/null");
+	ASSERT_EQ(sh("ip netns add vmft-remote && "
+		     "ip link add vmft-u0 type veth peer name vmft-r0 netns vmft-remote && "
+		     "ip link set dev vmft-u0 up && "
+		     "ip -n vmft-remote addr add 10.213.0.2/24 dev vmft-r0 && "
+		     "ip -n vmft-remote link set dev vmft-r0 up"), 0);
+	td_start(&d, SWITCH_CONFIG "uplink0.name = \"vmnic1\"\nuplink0.device = \"vmft-u0\"\n");
+	n = vnic("VM Network");
+	arp_and_ping(n, me, them);
 	json = td_mgmt(&d, "network.port.list");
 	th_log("%s", json);
 	ASSERT(strstr(json, "\"name\":\"vmnic1\",\"kind\":\"uplink\""));
@@ -692,4 +703,35 @@ TEST(switch_uplink_remote_host)
 	td_stop(&d);
 	td_cleanup(&d);
 	(void)sh("ip netns del vmft-remote; ip link del vmft-u0 2>/dev/null");
+}
+
+/* A VMkernel adapter: the TAP interface moved into a namespace, its stack reached from a vNIC. */
+TEST(switch_vmk)
+{
+	struct tdaemon d;
+	static const uint8_t me[4] = { 10, 214, 0, 9 }, them[4] = { 10, 214, 0, 1 };
+	struct vmf_vnic *n;
+	char *json;
+
+	if (geteuid() != 0)
+		SKIP("needs root (a TAP interface and a network namespace)");
+	if (sh("command -v ip >/dev/null 2>&1"))
+		SKIP("no ip command (iproute2)");
+	if (access("/dev/net/tun", R_OK | W_OK))
+		SKIP("no /dev/net/tun");
+	(void)sh("ip netns del vmft-host 2>/dev/null");
+	td_start(&d, SWITCH_CONFIG "vmk0.name = \"vmft-vmk1\"\nvmk0.portgroup = \"VM Network\"\n");
+	ASSERT_EQ(sh("ip netns add vmft-host && ip link set dev vmft-vmk1 netns vmft-host && "
+		     "ip -n vmft-host addr add 10.214.0.1/24 dev vmft-vmk1 && "
+		     "ip -n vmft-host link set dev vmft-vmk1 up"), 0);
+	n = vnic("VM Network");
+	arp_and_ping(n, me, them);
+	json = td_mgmt(&d, "network.port.list");
+	th_log("%s", json);
+	ASSERT(strstr(json, "\"name\":\"vmft-vmk1\",\"kind\":\"vmk\""));
+	free(json);
+	vmf_vnic_close(n);
+	td_stop(&d);
+	td_cleanup(&d);
+	(void)sh("ip netns del vmft-host");
 }

@@ -210,6 +210,44 @@ load_uplink(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_
 	return 0;
 }
 
+static int
+load_vmk(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_error *err)
+{
+	char key[64];
+	const char *name, *pg, *ip;
+	const struct vsw_portgroup *p;
+	struct vmk_port *v;
+
+#define VKEY(k) (snprintf(key, sizeof(key), "vmk%ld." k, g), conf_mark_used(c, key), key)
+	name = conf_get(c, VKEY("name"));
+	pg = conf_get(c, VKEY("portgroup"));
+	ip = conf_get(c, VKEY("ip"));
+#undef VKEY
+	if (!pg || !(p = find_pg(d, pg))) {
+		conf_fail_at(err, c, first, "a VMkernel adapter needs a port group that exists (vmkN.portgroup)");
+		return -EINVAL;
+	}
+	if ((name && (!*name || strlen(name) >= IFNAMSIZ)) || (ip && strlen(ip) >= 24)) {
+		conf_fail_at(err, c, first, "vmkN.name is an interface name (15 characters at most)");
+		return -EINVAL;
+	}
+	if (d->nvmk == VSW_MAX_VMKS || !(v = calloc(1, sizeof(*v)))) {
+		conf_fail_at(err, c, first, "too many VMkernel adapters (8 at most)");
+		return -ENOSPC;
+	}
+	v->fd = -1;
+	v->sw = p->sw;
+	v->p.vlan = p->vlan;
+	snprintf(v->portgroup, sizeof(v->portgroup), "%s", p->name);
+	snprintf(v->ip, sizeof(v->ip), "%s", ip ? ip : "");
+	if (name)
+		snprintf(v->p.name, sizeof(v->p.name), "%s", name);
+	else
+		snprintf(v->p.name, sizeof(v->p.name), "vmk%ld", g);
+	d->vmk[d->nvmk++] = v;
+	return 0;
+}
+
 int
 vsw_dp_load(struct vsw_dp *d, struct conf *c, struct conf_error *err)
 {
@@ -221,7 +259,8 @@ vsw_dp_load(struct vsw_dp *d, struct conf *c, struct conf_error *err)
 		if (conf_group(conf_key(c, i), "vswitch") >= 0) {
 			if ((e = each_group(c, "vswitch", load_switch, d, err)) ||
 			    (e = each_group(c, "portgroup", load_portgroup, d, err)) ||
-			    (e = each_group(c, "uplink", load_uplink, d, err))) {
+			    (e = each_group(c, "uplink", load_uplink, d, err)) ||
+			    (e = each_group(c, "vmk", load_vmk, d, err))) {
 				vsw_dp_stop(d);
 				return e;
 			}
@@ -410,6 +449,8 @@ dp_main(void *arg)
 				work += drain(d, d->vnic[i], now);
 		for (unsigned i = 0; i < d->nuplink; i++)
 			work += uplink_drain(d->uplink[i], &d->sw[d->uplink[i]->sw], DP_BATCH, now);
+		for (unsigned i = 0; i < d->nvmk; i++)
+			work += vmk_drain(d->vmk[i], &d->sw[d->vmk[i]->sw], DP_BATCH, now);
 		for (unsigned s = 0; s < d->nsw; s++)
 			if (!d->sw[s].vmq && d->sw[s].defq_n)
 				vsw_sort(&d->sw[s], now);
@@ -460,6 +501,22 @@ vsw_dp_start(struct vsw_dp *d)
 			return -errno;
 		log_info("uplink %s: %s on %s", u->p.name, u->device, d->sw[u->sw].name);
 	}
+	for (unsigned i = 0; i < d->nvmk; i++) {
+		struct vmk_port *v = d->vmk[i];
+		struct epoll_event vev = { .events = EPOLLIN, .data.ptr = NULL };
+
+		if ((err = vmk_open(v))) {
+			log_err("VMkernel adapter %s: %s", v->p.name, strerror(-err));
+			return err;
+		}
+		if ((err = vsw_port_add(&d->sw[v->sw], &v->p)) < 0 ||
+		    (err = vsw_port_mac(&d->sw[v->sw], &v->p, v->mac)))
+			return err;
+		if (epoll_ctl(d->ep, EPOLL_CTL_ADD, v->fd, &vev) < 0)
+			return -errno;
+		log_info("VMkernel adapter %s on \"%s\"%s%s", v->p.name, v->portgroup,
+			 v->ip[0] ? ", " : "", v->ip);
+	}
 	d->aged_ns = clock_ns();
 	err = -pthread_create(&d->thread, NULL, dp_main, d);
 	d->running = !err;
@@ -483,6 +540,12 @@ vsw_dp_stop(struct vsw_dp *d)
 
 		uplink_close(u);
 		free(u);
+	}
+	while (d->nvmk) {
+		struct vmk_port *v = d->vmk[--d->nvmk];
+
+		vmk_close(v);
+		free(v);
 	}
 	for (unsigned s = 0; s < d->nsw; s++)
 		vsw_free(&d->sw[s]);
@@ -593,6 +656,20 @@ do_mgmt(void *ctx, void *arg)
 			json_object_update_new(o, counters(&u->p.c));
 			json_array_append_new(arr, o);
 		}
+		for (unsigned k = 0; k < d->nvmk; k++) {
+			struct vmk_port *v = d->vmk[k];
+			char mac[18];
+			json_t *o;
+
+			snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", v->mac[0],
+				 v->mac[1], v->mac[2], v->mac[3], v->mac[4], v->mac[5]);
+			o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:b}", "name", v->p.name,
+				      "kind", "vmk", "vswitch", d->sw[v->sw].name, "portgroup",
+				      v->portgroup, "vlan_id", (json_int_t)v->p.vlan, "mac", mac, "ip",
+				      v->ip, "up", v->p.up);
+			json_object_update_new(o, counters(&v->p.c));
+			json_array_append_new(arr, o);
+		}
 		r->out = json_pack("{s:o}", "ports", arr);
 	}
 	return r->out ? 0 : -ENOMEM;
@@ -675,6 +752,8 @@ pg_ports(const struct vsw_dp *d, const char *pg)
 
 	for (size_t k = 0; k < d->nvnic; k++)
 		n += !strcmp(d->vnic[k]->portgroup, pg);
+	for (unsigned k = 0; k < d->nvmk; k++)
+		n += !strcmp(d->vmk[k]->portgroup, pg);
 	return n;
 }
 

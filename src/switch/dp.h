@@ -22,11 +22,13 @@
 
 #include "common/cmdq.h"
 #include "uplink.h"
+#include "vmk.h"
 #include "vswitch.h"
 
 #define VSW_MAX_SWITCHES 8
 #define VSW_MAX_PORTGROUPS 64
 #define VSW_MAX_UPLINKS 8
+#define VSW_MAX_VMKS 8
 
 struct vsw_portgroup {
 	char name[VSW_NAME];
@@ -59,6 +61,8 @@ struct vsw_dp {
 	unsigned npg;
 	struct uplink_port *uplink[VSW_MAX_UPLINKS]; /* opened by vsw_dp_start() */
 	unsigned nuplink;
+	struct vmk_port *vmk[VSW_MAX_VMKS]; /* made by vsw_dp_start() */
+	unsigned nvmk;
 	/* The thread's. */
 	struct vnic_port **vnic;
 	size_t nvnic, cap;
@@ -73,6 +77,7 @@ int vsw_dp_init(struct vsw_dp *d);
  *   vswitchN.name = "vSwitch0"   vswitchN.mtu = "1500"   vswitchN.vmq = "TRUE"
  *   portgroupN.name = "VM Network"   portgroupN.vswitch = "vSwitch0"   portgroupN.vlan = "0"
  *   uplinkN.name = "vmnic1"   uplinkN.device = "eth1"   uplinkN.vswitch = "vSwitch0"
+ *   vmkN.name = "vmk1"   vmkN.portgroup = "VM Network"   vmkN.ip = "192.168.50.1/24"
  * (N an index; mtu 68-9000; vlan 0-4095). Without any vswitchN group, the
  * default of vsw_dp_init(). Errors name the key and line in @err.
  */

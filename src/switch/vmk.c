@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "vmk.h"
+
+static int
+vmk_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct vmk_port *v = (struct vmk_port *)p;
+
+	/* A full TAP queue drops, as a NIC whose ring is full does. */
+	return writev(v->fd, iov, iovcnt) == (ssize_t)len ? 0 : -ENOBUFS;
+}
+
+static const struct vsw_port_ops vmk_ops = { .enqueue = vmk_enqueue };
+
+/* "a.b.c.d/len" on @ifr's interface through @s. */
+static int
+set_ipv4(int s, struct ifreq *ifr, const char *cidr)
+{
+	struct sockaddr_in *a = (struct sockaddr_in *)&ifr->ifr_addr;
+	char buf[24], *slash;
+	long len;
+
+	snprintf(buf, sizeof(buf), "%s", cidr);
+	slash = strchr(buf, '/');
+	len = slash ? strtol(slash + 1, NULL, 10) : 32;
+	if (slash)
+		*slash = 0;
+	if (len < 0 || len > 32)
+		return -EINVAL;
+	memset(&ifr->ifr_addr, 0, sizeof(ifr->ifr_addr));
+	a->sin_family = AF_INET;
+	if (inet_pton(AF_INET, buf, &a->sin_addr) != 1)
+		return -EINVAL;
+	if (ioctl(s, SIOCSIFADDR, ifr) < 0)
+		return -errno;
+	a->sin_addr.s_addr = len ? htonl(~0u << (32 - len)) : 0;
+	if (ioctl(s, SIOCSIFNETMASK, ifr) < 0)
+		return -errno;
+	return 0;
+}
+
+int
+vmk_open(struct vmk_port *v)
+{
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI };
+	int s = -1, err;
+
+	v->fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	if (v->fd < 0)
+		return -errno;
+	if (strlen(v->p.name) >= sizeof(ifr.ifr_name))
+		goto fail_name;
+	memcpy(ifr.ifr_name, v->p.name, strlen(v->p.name) + 1);
+	if (ioctl(v->fd, TUNSETIFF, &ifr) < 0)
+		goto fail_errno;
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || ioctl(s, SIOCGIFHWADDR, &ifr) < 0)
+		goto fail_errno;
+	memcpy(v->mac, ifr.ifr_hwaddr.sa_data, sizeof(v->mac));
+	if (v->ip[0] && (err = set_ipv4(s, &ifr, v->ip)))
+		goto fail;
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		goto fail_errno;
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		goto fail_errno;
+	close(s);
+	v->p.kind = VSW_PORT_VMK;
+	v->p.ops = &vmk_ops;
+	v->p.up = true;
+	return 0;
+fail_name:
+	errno = ENAMETOOLONG;
+fail_errno:
+	err = -errno;
+fail:
+	if (s >= 0)
+		close(s);
+	close(v->fd);
+	v->fd = -1;
+	return err;
+}
+
+void
+vmk_close(struct vmk_port *v)
+{
+	if (v->fd >= 0)
+		close(v->fd); /* the interface goes with its last descriptor */
+	v->fd = -1;
+}
+
+int
+vmk_drain(struct vmk_port *v, struct vsw *sw, int max, int64_t now)
+{
+	static uint8_t buf[VSW_FRAME_MAX + 64]; /* the dataplane thread's only */
+	int n;
+
+	for (n = 0; n < max; n++) {
+		ssize_t r = read(v->fd, buf, sizeof(buf));
+		struct iovec io = { buf, (size_t)r };
+
+		if (r <= 0)
+			break;
+		vsw_input(sw, &v->p, &io, 1, (size_t)r, now);
+	}
+	return n;
+}
