@@ -561,7 +561,7 @@ TEST(switch_cli_changes)
 	CLI("network vswitch standard remove --vswitch-name=vSwitch9", 1);
 	CLI("network vswitch standard portgroup set --portgroup-name='Lab 30' --vlan-id=31", 0);
 	json = td_mgmt(&d, "network.port.list");
-	ASSERT(strstr(json, "\"portgroup\":\"Lab 30\",\"vlan_id\":31"));
+	ASSERT(strstr(json, "\"vlan_id\":31,\"up\":true,\"portgroup\":\"Lab 30\""));
 	free(json);
 	ASSERT_EQ(vmf_vnic_send(a, f, vframe(f, a, b, -1, 3), 0), 60);
 	ASSERT_EQ(vrecv(b, g, sizeof(g)), 60);

@@ -584,6 +584,28 @@ counters(const struct vsw_counters *c)
 	return o;
 }
 
+/* What every port's listing has: name, kind, switch, port group, VLAN, MAC, counters. */
+static json_t *
+port_json(const struct vsw_dp *d, const struct vsw_port *p, unsigned sw, const char *kind,
+	  const char *pg, const uint8_t *m)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:b}", "name", p->name, "kind", kind,
+			      "vswitch", d->sw[sw].name, "vlan_id", (json_int_t)p->vlan, "up", p->up);
+	char mac[18];
+
+	if (pg)
+		json_object_set_new(o, "portgroup", json_string(pg));
+	if (m) {
+		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3],
+			 m[4], m[5]);
+		json_object_set_new(o, "mac", json_string(mac));
+	}
+	json_object_update_new(o, counters(&p->c));
+	return o;
+}
+
+static unsigned pg_ports(const struct vsw_dp *d, const char *pg);
+
 struct mgmt_req {
 	const char *cmd;
 	json_t *out;
@@ -622,9 +644,8 @@ do_mgmt(void *ctx, void *arg)
 		r->out = json_pack("{s:o}", "vswitches", arr);
 	} else if (!strcmp(r->cmd, "network.portgroup.list")) {
 		for (unsigned i = 0; i < d->npg; i++) {
-			unsigned ports = 0;
-			for (size_t k = 0; k < d->nvnic; k++)
-				ports += !strcmp(d->vnic[k]->portgroup, d->pg[i].name);
+			unsigned ports = pg_ports(d, d->pg[i].name);
+
 			json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I}", "name",
 							     d->pg[i].name, "vswitch",
 							     d->sw[d->pg[i].sw].name, "vlan_id",
@@ -635,39 +656,23 @@ do_mgmt(void *ctx, void *arg)
 	} else {
 		for (size_t k = 0; k < d->nvnic; k++) {
 			struct vnic_port *v = d->vnic[k];
-			char mac[18];
-			json_t *o;
+			json_t *o = port_json(d, &v->p, v->sw, "vnic", v->portgroup, v->mac);
 
-			snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", v->mac[0],
-				 v->mac[1], v->mac[2], v->mac[3], v->mac[4], v->mac[5]);
-			o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:b}", "name", v->p.name,
-				      "kind", "vnic", "vswitch", d->sw[v->sw].name, "portgroup",
-				      v->portgroup, "vlan_id", (json_int_t)v->p.vlan, "mac", mac,
-				      "pid", (json_int_t)v->pid, "up", v->p.up);
-			json_object_update_new(o, counters(&v->p.c));
+			json_object_set_new(o, "pid", json_integer((json_int_t)v->pid));
 			json_array_append_new(arr, o);
 		}
 		for (unsigned k = 0; k < d->nuplink; k++) {
 			struct uplink_port *u = d->uplink[k];
-			json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:b}", "name", u->p.name, "kind",
-					      "uplink", "vswitch", d->sw[u->sw].name, "device",
-					      u->device, "up", u->p.up);
+			json_t *o = port_json(d, &u->p, u->sw, "uplink", NULL, NULL);
 
-			json_object_update_new(o, counters(&u->p.c));
+			json_object_set_new(o, "device", json_string(u->device));
 			json_array_append_new(arr, o);
 		}
 		for (unsigned k = 0; k < d->nvmk; k++) {
 			struct vmk_port *v = d->vmk[k];
-			char mac[18];
-			json_t *o;
+			json_t *o = port_json(d, &v->p, v->sw, "vmk", v->portgroup, v->mac);
 
-			snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", v->mac[0],
-				 v->mac[1], v->mac[2], v->mac[3], v->mac[4], v->mac[5]);
-			o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:b}", "name", v->p.name,
-				      "kind", "vmk", "vswitch", d->sw[v->sw].name, "portgroup",
-				      v->portgroup, "vlan_id", (json_int_t)v->p.vlan, "mac", mac, "ip",
-				      v->ip, "up", v->p.up);
-			json_object_update_new(o, counters(&v->p.c));
+			json_object_set_new(o, "ip", json_string(v->ip));
 			json_array_append_new(arr, o);
 		}
 		r->out = json_pack("{s:o}", "ports", arr);
