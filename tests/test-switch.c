@@ -699,6 +699,11 @@ TEST(switch_uplink_remote_host)
 	th_log("%s", json);
 	ASSERT(strstr(json, "\"name\":\"vmnic1\",\"kind\":\"uplink\""));
 	free(json);
+	json = td_mgmt(&d, "network.nic.list");
+	th_log("%s", json);
+	ASSERT(strstr(json, "\"name\":\"vmnic1\",\"device\":\"vmft-u0\",\"vswitch\":\"vSwitch0\","
+			    "\"admin\":\"up\",\"link\":\"up\",\"mtu\":1500"));
+	free(json);
 	vmf_vnic_close(n);
 	td_stop(&d);
 	td_cleanup(&d);

@@ -28,6 +28,7 @@ const struct cli_ns cli_nss[] = {
 	{ "network vswitch standard portgroup", "port groups and their VLAN",
 	  "network vswitch standard portgroup list" },
 	{ "network port", "switch ports and their traffic", "network port list" },
+	{ "network nic", "physical NICs: the host interfaces uplinks use", "network nic list" },
 };
 const size_t cli_nnss = ARRAY_SIZE(cli_nss);
 
@@ -270,6 +271,19 @@ cmd_portgroup_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 }
 
 static int
+cmd_nic_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
+{
+	static const struct table_col cols[] = {
+		{ "NAME", "name", COL_STR, NULL },    { "DEVICE", "device", COL_STR, NULL },
+		{ "VSWITCH", "vswitch", COL_STR, NULL }, { "ADMIN", "admin", COL_STR, NULL },
+		{ "LINK", "link", COL_STR, NULL },    { "MTU", "mtu", COL_INT, NULL },
+		{ "MAC", "mac", COL_STR, NULL },
+	};
+
+	return cli_list(cx, cmd, "nics", cols, ARRAY_SIZE(cols));
+}
+
+static int
 cmd_port_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 {
 	static const struct table_col cols[] = {
@@ -398,6 +412,12 @@ const struct cli_cmd cli_cmds[] = {
 	  "List the port groups: their switch, VLAN ID (0 untagged, 1-4094 that VLAN with\n"
 	  "tags removed toward the port, 4095 trunk: the port sees the tags) and ports.",
 	  "network vswitch standard portgroup list" },
+	{ "network nic", "list", "network.nic.list", cmd_nic_list,
+	  "list the uplinks' host interfaces: state, MTU, MAC",
+	  "List the physical NICs the switches use as uplinks (vmnicN): the host interface,\n"
+	  "its switch, administrative and link state, MTU and MAC address, as the host\n"
+	  "sees them now (\"gone\" when the interface has disappeared).",
+	  "network nic list" },
 	{ "network port", "list", "network.port.list", cmd_port_list,
 	  "list the switch ports with their traffic and drops",
 	  "List the switch ports: kind (vnic: a process's), port group, VLAN, MAC,\n"

@@ -642,6 +642,27 @@ do_mgmt(void *ctx, void *arg)
 					       (json_int_t)atomic_load(&sw->sorted)));
 		}
 		r->out = json_pack("{s:o}", "vswitches", arr);
+	} else if (!strcmp(r->cmd, "network.nic.list")) {
+		for (unsigned k = 0; k < d->nuplink; k++) {
+			struct uplink_port *u = d->uplink[k];
+			struct uplink_info i;
+			char mac[18];
+			json_t *o = json_pack("{s:s, s:s, s:s}", "name", u->p.name, "device", u->device,
+					      "vswitch", d->sw[u->sw].name);
+
+			if (!uplink_info(u, &i)) {
+				snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", i.mac[0],
+					 i.mac[1], i.mac[2], i.mac[3], i.mac[4], i.mac[5]);
+				json_object_update_new(
+					o, json_pack("{s:s, s:s, s:I, s:s}", "admin", i.admin_up ? "up" : "down",
+						     "link", i.link_up ? "up" : "down", "mtu",
+						     (json_int_t)i.mtu, "mac", mac));
+			} else {
+				json_object_set_new(o, "link", json_string("gone"));
+			}
+			json_array_append_new(arr, o);
+		}
+		r->out = json_pack("{s:o}", "nics", arr);
 	} else if (!strcmp(r->cmd, "network.portgroup.list")) {
 		for (unsigned i = 0; i < d->npg; i++) {
 			unsigned ports = pg_ports(d, d->pg[i].name);
@@ -889,7 +910,7 @@ vsw_dp_mgmt(struct vsw_dp *d, const char *cmd, const char *arg, uid_t uid, json_
 		return *out ? 0 : -ENOMEM;
 	}
 	if (strcmp(cmd, "network.vswitch.list") && strcmp(cmd, "network.portgroup.list") &&
-	    strcmp(cmd, "network.port.list"))
+	    strcmp(cmd, "network.port.list") && strcmp(cmd, "network.nic.list"))
 		return -EOPNOTSUPP;
 	err = d->running ? cmdq_call(&d->cmds, do_mgmt, &r) : do_mgmt(d, &r);
 	*out = r.out;

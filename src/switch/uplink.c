@@ -141,3 +141,35 @@ uplink_kick(struct uplink_port *u)
 	u->tx_queued = 0;
 	(void)send(u->fd, NULL, 0, MSG_DONTWAIT);
 }
+
+int
+uplink_info(const struct uplink_port *u, struct uplink_info *i)
+{
+	struct ifreq ifr = { 0 };
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), err = 0;
+
+	if (s < 0)
+		return -errno;
+	memcpy(ifr.ifr_name, u->device, sizeof(u->device) < sizeof(ifr.ifr_name)
+						? sizeof(u->device) : sizeof(ifr.ifr_name));
+	ifr.ifr_name[sizeof(ifr.ifr_name) - 1] = 0;
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+		err = -errno;
+		goto out;
+	}
+	i->admin_up = ifr.ifr_flags & IFF_UP;
+	i->link_up = ifr.ifr_flags & IFF_RUNNING;
+	if (ioctl(s, SIOCGIFMTU, &ifr) < 0) {
+		err = -errno;
+		goto out;
+	}
+	i->mtu = (unsigned)ifr.ifr_mtu;
+	if (ioctl(s, SIOCGIFHWADDR, &ifr) < 0) {
+		err = -errno;
+		goto out;
+	}
+	memcpy(i->mac, ifr.ifr_hwaddr.sa_data, sizeof(i->mac));
+out:
+	close(s);
+	return err;
+}

@@ -33,4 +33,12 @@ int uplink_drain(struct uplink_port *u, struct vsw *sw, int max, int64_t now);
 /* Send what the switch queued since the last kick. */
 void uplink_kick(struct uplink_port *u);
 
+/* The device as the host sees it now, for `network nic list`. */
+struct uplink_info {
+	bool admin_up, link_up;
+	unsigned mtu;
+	uint8_t mac[6];
+};
+int uplink_info(const struct uplink_port *u, struct uplink_info *i);
+
 #endif
