@@ -159,4 +159,5 @@
 	X(switch_vnic_vlans, 30)        \
 	X(switch_cli_changes, 30)       \
 	X(switch_uplink_remote_host, 30) \
-	X(switch_vmk, 30)
+	X(switch_vmk, 30)               \
+	X(switch_capture, 30)

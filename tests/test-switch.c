@@ -5,6 +5,7 @@
  * learning and aging, the filter table's deletion, VMQ off.
  */
 #include <errno.h>
+#include <pcap/pcap.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -739,4 +740,52 @@ TEST(switch_vmk)
 	td_stop(&d);
 	td_cleanup(&d);
 	(void)sh("ip netns del vmft-host");
+}
+
+/* network capture: a port's frames into a pcap file that libpcap reads back. */
+TEST(switch_capture)
+{
+	struct tdaemon d;
+	char cmd[512], out[1024], path[128];
+	uint8_t f[64];
+	struct pcap_pkthdr *ph;
+	const u_char *data;
+	char err[PCAP_ERRBUF_SIZE];
+	FILE *cli;
+	pcap_t *pc;
+	int n = 0;
+
+	td_start(&d, SWITCH_CONFIG);
+	struct vmf_vnic *a = vnic("VM Network"), *b = vnic("VM Network");
+	snprintf(path, sizeof(path), "%s/b.pcap", d.dir);
+	snprintf(cmd, sizeof(cmd), "%s --socket %s network capture --port=%s --output=%s --count=5 2>&1",
+		 VMFABRIC_CLI_PATH, d.sock, vmf_vnic_name(b), path);
+	cli = popen(cmd, "r");
+	ASSERT(cli);
+	usleep(300000); /* the capture is on once the CLI has its ring */
+	for (int i = 0; i < 5; i++)
+		ASSERT_EQ(vmf_vnic_send(a, f, vframe(f, a, i ? b : NULL, -1, (uint8_t)(40 + i)), 0), 60);
+	ASSERT(fgets(out, sizeof(out), cli));
+	th_log("%s", out);
+	ASSERT_EQ(pclose(cli), 0);
+	ASSERT(strstr(out, "5 frames captured"));
+	pc = pcap_open_offline(path, err);
+	ASSERT(pc);
+	ASSERT_EQ(pcap_datalink(pc), DLT_EN10MB);
+	while (pcap_next_ex(pc, &ph, &data) == 1) {
+		ASSERT_EQ(ph->caplen, 60);
+		ASSERT_EQ(ph->len, 60);
+		ASSERT_EQ(data[20], 40 + n);
+		n++;
+	}
+	pcap_close(pc);
+	ASSERT_EQ(n, 5);
+	/* A port nobody has, and one captured twice. */
+	snprintf(cmd, sizeof(cmd), "%s --socket %s network capture --port=vnic99 --output=%s 2>&1",
+		 VMFABRIC_CLI_PATH, d.sock, path);
+	ASSERT_EQ(td_run(cmd, out, sizeof(out)), 1);
+	ASSERT(strstr(out, "no such port"));
+	vmf_vnic_close(a), vmf_vnic_close(b);
+	td_stop(&d);
+	td_cleanup(&d);
 }

@@ -299,8 +299,10 @@ cmd_port_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 }
 
 const char *const cli_opt_name[OPT_N] = { "--vswitch-name", "--portgroup-name", "--vlan-id",
-					   "--mtu", "--vmq" };
-static const char *const opt_key[OPT_N] = { "vswitch", "portgroup", "vlan", "mtu", "vmq" };
+					   "--mtu",	     "--vmq",		 "--port",
+					   "--output",	     "--count",		 "--seconds" };
+static const char *const opt_key[OPT_N] = { "vswitch", "portgroup", "vlan",  "mtu",	"vmq",
+					    "port",    "output",    "count", "seconds" };
 
 /*
  * A change to the switches: the options go as "key=value" lines (names may
@@ -412,6 +414,15 @@ const struct cli_cmd cli_cmds[] = {
 	  "List the port groups: their switch, VLAN ID (0 untagged, 1-4094 that VLAN with\n"
 	  "tags removed toward the port, 4095 trunk: the port sees the tags) and ports.",
 	  "network vswitch standard portgroup list" },
+	{ "network", "capture", "network.capture", cmd_capture,
+	  "write a port's frames to a pcap file",
+	  "Copy every frame a port sends into its switch and every frame the switch gives it\n"
+	  "into a pcap file (Ethernet; tcpdump, tshark and Wireshark read it): --port (a\n"
+	  "name from network port list) and --output are needed; --count and --seconds\n"
+	  "stop it (else Ctrl-C). Frames that find the capture ring full are not copied\n"
+	  "and are counted. Needs root.",
+	  "network capture --port=vnic0 --output=vnic0.pcap --count=100", NULL,
+	  1u << OPT_PORT | 1u << OPT_OUTPUT | 1u << OPT_COUNT | 1u << OPT_SECONDS },
 	{ "network nic", "list", "network.nic.list", cmd_nic_list,
 	  "list the uplinks' host interfaces: state, MTU, MAC",
 	  "List the physical NICs the switches use as uplinks (vmnicN): the host interface,\n"

@@ -60,7 +60,8 @@ _Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr layout");
 	X(LEASE, 14, wire_lease, 0, 0)         /* ephemeral ports, in bulk */ \
 	X(DIAL, 15, wire_dial, 4, 0)           /* dialer -> listener, on a channel */ \
 	X(REDIAL, 16, wire_redial, 0, 0)       /* the same, on a queue pair reused */ \
-	X(VNIC_OPEN, 17, wire_vnic, 0, 4)      /* a port on a virtual switch */
+	X(VNIC_OPEN, 17, wire_vnic, 0, 4)      /* a port on a virtual switch */ \
+	X(CAPTURE_OPEN, 18, wire_capture, 0, 4) /* a copy of a port's frames */
 
 enum wire_type {
 #define WIRE_ENUM(n, v, s, fq, fr) WIRE_##n = v,
@@ -273,6 +274,28 @@ struct wire_vnic {
 	uint8_t out_mac[6];
 	uint16_t out_pad2;
 };
+
+/*
+ * CAPTURE_OPEN (root): a copy of every frame port @port sends and gets,
+ * as records of struct wire_captured then the frame, on a queue pair the
+ * caller reads (queue 0). Frames that find the ring full are not copied and
+ * are counted in the header of the next one. Ends when the connection does,
+ * or (EOF) when the port goes.
+ */
+struct wire_capture {
+	char port[32];
+	uint32_t snaplen; /* 0: whole frames */
+	uint32_t pad;
+};
+
+struct wire_captured {
+	uint64_t ts_ns;	 /* CLOCK_REALTIME */
+	uint32_t len;	 /* the frame's length (the record may hold less: snaplen) */
+	uint16_t to_port; /* 1: the switch gave it to the port; 0: the port sent it */
+	uint16_t pad;
+	uint64_t missed; /* frames not copied so far: the ring was full */
+};
+_Static_assert(sizeof(struct wire_captured) == 24, "wire_captured layout");
 
 /* Datagram records on the rings of DGRAM_OPEN (qp records, see qp.h). */
 struct wire_dgram {

@@ -25,6 +25,7 @@ struct wire_msg {
 		struct wire_dial dial;
 		struct wire_redial redial;
 		struct wire_vnic vnic;
+		struct wire_capture capture;
 		struct wire_mgmt mgmt;
 		struct wire_check check;
 	} body;

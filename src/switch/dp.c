@@ -5,11 +5,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "common/conf.h"
 #include "common/log.h"
+#include "common/wire.h"
 #include "dp.h"
 #include "vmfabric/qp.h"
 
@@ -288,6 +291,8 @@ vnic_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len
 
 static const struct vsw_port_ops vnic_ops = { .enqueue = vnic_enqueue };
 
+static void capture_port_gone(struct vsw_port *p);
+
 struct add_req {
 	struct vnic_port *v;
 	const struct vsw_portgroup *pg;
@@ -362,6 +367,7 @@ do_remove(void *ctx, void *arg)
 			break;
 		}
 	epoll_ctl(d->ep, EPOLL_CTL_DEL, qp_poll_fd(v->qp), NULL);
+	capture_port_gone(&v->p);
 	vsw_port_remove(&d->sw[v->sw], &v->p);
 	qp_close(v->qp);
 	free(v);
@@ -377,6 +383,114 @@ vsw_dp_remove_vnic(struct vsw_dp *d, struct vnic_port *v)
 	}
 	if (cmdq_post(&d->cmds, do_remove, v))
 		log_err("vswitch: out of memory removing %s", v->p.name);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Captures */
+
+static void
+capture_mirror(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len, bool to_port)
+{
+	struct vsw_capture *c = p->mirror_ctx;
+	struct wire_captured h = { .len = (uint32_t)len, .to_port = to_port, .missed = c->missed };
+	struct iovec v[6] = { { &h, sizeof(h) } };
+	size_t left = c->snaplen && c->snaplen < len ? c->snaplen : len;
+	struct timespec ts;
+	int n = 1;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	h.ts_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	for (int i = 0; i < iovcnt && n < 6 && left; i++) {
+		size_t k = iov[i].iov_len < left ? iov[i].iov_len : left;
+		v[n++] = (struct iovec){ iov[i].iov_base, k };
+		left -= k;
+	}
+	if (qp_msg_sendv(c->qp, v, n, QP_DONTWAIT | QP_MORE) < 0)
+		c->missed++;
+}
+
+/* Every port the dataplane has, by name. */
+static struct vsw_port *
+port_by_name(struct vsw_dp *d, const char *name)
+{
+	for (size_t k = 0; k < d->nvnic; k++)
+		if (!strcmp(d->vnic[k]->p.name, name))
+			return &d->vnic[k]->p;
+	for (unsigned k = 0; k < d->nuplink; k++)
+		if (!strcmp(d->uplink[k]->p.name, name))
+			return &d->uplink[k]->p;
+	for (unsigned k = 0; k < d->nvmk; k++)
+		if (!strcmp(d->vmk[k]->p.name, name))
+			return &d->vmk[k]->p;
+	return NULL;
+}
+
+static int
+do_capture_start(void *ctx, void *arg)
+{
+	struct vsw_dp *d = ctx;
+	struct vsw_capture *c = arg;
+	struct vsw_port *p = port_by_name(d, c->port);
+
+	if (!p)
+		return -ENOENT;
+	if (p->mirror)
+		return -EBUSY;
+	c->p = p;
+	p->mirror_ctx = c;
+	p->mirror = capture_mirror;
+	c->next = d->captures;
+	d->captures = c;
+	return 0;
+}
+
+static int
+do_capture_stop(void *ctx, void *arg)
+{
+	struct vsw_dp *d = ctx;
+	struct vsw_capture *c = arg, **pp;
+
+	for (pp = &d->captures; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	if (c->p) {
+		c->p->mirror = NULL;
+		c->p->mirror_ctx = NULL;
+	}
+	qp_close(c->qp);
+	free(c);
+	return 0;
+}
+
+/* Port @p goes: its capture ends (the reader sees the end of the stream). */
+static void
+capture_port_gone(struct vsw_port *p)
+{
+	struct vsw_capture *c = p->mirror_ctx;
+
+	if (!c)
+		return;
+	qp_shutdown(c->qp, SHUT_WR);
+	c->p = NULL;
+	p->mirror = NULL;
+	p->mirror_ctx = NULL;
+}
+
+int
+vsw_dp_capture_start(struct vsw_dp *d, struct vsw_capture *c)
+{
+	return d->running ? cmdq_call(&d->cmds, do_capture_start, c) : do_capture_start(d, c);
+}
+
+void
+vsw_dp_capture_stop(struct vsw_dp *d, struct vsw_capture *c)
+{
+	if (!d->running)
+		do_capture_stop(d, c);
+	else if (cmdq_post(&d->cmds, do_capture_stop, c))
+		log_err("vswitch: out of memory stopping a capture");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -458,6 +572,8 @@ dp_main(void *arg)
 			qp_flush(d->vnic[i]->qp);
 		for (unsigned i = 0; i < d->nuplink; i++)
 			uplink_kick(d->uplink[i]);
+		for (struct vsw_capture *c = d->captures; c; c = c->next)
+			qp_flush(c->qp);
 		if (now - d->aged_ns > DP_AGE_EVERY_NS) {
 			for (unsigned s = 0; s < d->nsw; s++)
 				fdb_age(&d->sw[s].fdb, now);
@@ -531,6 +647,8 @@ vsw_dp_stop(struct vsw_dp *d)
 		pthread_join(d->thread, NULL);
 		d->running = false;
 	}
+	while (d->captures)
+		do_capture_stop(d, d->captures);
 	while (d->nvnic)
 		do_remove(d, d->vnic[0]);
 	free(d->vnic);

@@ -48,6 +48,16 @@ struct vnic_port {
 	bool dead; /* its ring broke: drained no more, removed by the control plane */
 };
 
+/* A capture on a port (see CAPTURE_OPEN in common/wire.h). */
+struct vsw_capture {
+	struct vsw_capture *next;
+	char port[VSW_NAME];
+	struct vsw_port *p; /* NULL once the port went */
+	struct qp *qp;	    /* the daemon's side: queue 0 carries the copies */
+	uint32_t snaplen;
+	uint64_t missed;
+};
+
 struct vsw_dp {
 	pthread_t thread;
 	bool started; /* vsw_dp_start() made cmds (and ep) */
@@ -66,6 +76,7 @@ struct vsw_dp {
 	/* The thread's. */
 	struct vnic_port **vnic;
 	size_t nvnic, cap;
+	struct vsw_capture *captures;
 	int64_t aged_ns;
 	bool stop;
 };
@@ -99,6 +110,15 @@ void vsw_dp_stop(struct vsw_dp *d);
 int vsw_dp_add_vnic(struct vsw_dp *d, struct vnic_port *v, const char *pg);
 /* Take it out; the dataplane closes its queue pair and frees it. */
 void vsw_dp_remove_vnic(struct vsw_dp *d, struct vnic_port *v);
+
+/*
+ * Start copying port @c->port's frames into @c->qp (made by the caller;
+ * the dataplane owns @c on success). -ENOENT: no such port; -EBUSY: it is
+ * captured already.
+ */
+int vsw_dp_capture_start(struct vsw_dp *d, struct vsw_capture *c);
+/* Stop; the dataplane closes the queue pair and frees @c. */
+void vsw_dp_capture_stop(struct vsw_dp *d, struct vsw_capture *c);
 
 /*
  * Management: network.vswitch.list|add|remove|set, network.portgroup.list|add|remove|set,

@@ -194,6 +194,9 @@ deliver(struct vsw_port *out, const struct egress *g, uint16_t vlan, bool flood)
 	add(&out->c.tx_bytes, len);
 	if (flood)
 		add(&out->c.flooded, 1);
+	if (out->mirror)
+		out->mirror(out, tag ? g->tagged : g->untagged, tag ? g->ntagged : g->nuntagged, len,
+			    true);
 }
 
 /* Header checks and the frame's VLAN as port @in sends it; -1: dropped. */
@@ -293,6 +296,8 @@ vsw_input(struct vsw *sw, struct vsw_port *in, const struct iovec *frame, int n,
 
 	add(&in->c.rx_pkts, 1);
 	add(&in->c.rx_bytes, len);
+	if (in->mirror)
+		in->mirror(in, frame, n, len, false); /* as it came, dropped or not */
 	if (!in->up) {
 		drop(in, VSW_DROP_DOWN);
 		return;

@@ -71,6 +71,13 @@ struct vsw_port_ops {
 
 struct vsw_port {
 	char name[VSW_NAME];
+	/*
+	 * A copy of every frame the port sends into the switch (@to_port
+	 * false) or gets from it (true), for a capture; NULL: none.
+	 */
+	void (*mirror)(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len,
+		       bool to_port);
+	void *mirror_ctx;
 	enum vsw_port_kind kind;
 	uint16_t id;   /* index in the switch */
 	uint16_t vlan; /* of its port group: 0, 1-4094, 4095 */

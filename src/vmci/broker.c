@@ -676,6 +676,22 @@ on_lease(struct vmci_conn *c, struct wire_msg *m)
 
 #define VNIC_RING_DEFAULT (1u << 20)
 
+static void
+qp_fds_close(struct qp_fds *f)
+{
+	close(f->mem), close(f->wake), close(f->peer_wake), close(f->alive);
+}
+
+/* Reply with a queue pair's side-1 descriptors, then let go of them. */
+static int
+reply_qp(struct vmci_conn *c, const struct wire_hdr *req, const void *body, struct qp_fds *f)
+{
+	int err = reply(c, req, 0, body, (int[]){ f->mem, f->wake, f->peer_wake, f->alive }, 4);
+
+	qp_fds_close(f);
+	return err;
+}
+
 static int
 on_vnic_open(struct vmci_conn *c, struct wire_msg *m)
 {
@@ -685,7 +701,7 @@ on_vnic_open(struct vmci_conn *c, struct wire_msg *m)
 	struct qp_fds peer;
 	int err;
 
-	if (c->state != CONN_READY || c->vnic || c->table)
+	if (c->state != CONN_READY || c->vnic || c->capture || c->table)
 		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
 	if (qp_size_round(ring) != ring || ring < (16u << 10) || ring > QP_SIZE_MAX)
 		return -EINVAL;
@@ -702,7 +718,7 @@ on_vnic_open(struct vmci_conn *c, struct wire_msg *m)
 	if ((err = vsw_dp_add_vnic(&c->b->dp, v, w->portgroup))) {
 		qp_close(v->qp);
 		free(v);
-		close(peer.mem), close(peer.wake), close(peer.peer_wake), close(peer.alive);
+		qp_fds_close(&peer);
 		return err;
 	}
 	c->vnic = v;
@@ -710,10 +726,41 @@ on_vnic_open(struct vmci_conn *c, struct wire_msg *m)
 	/* Written by the dataplane before it took the port: stable from here. */
 	snprintf(w->out_name, sizeof(w->out_name), "%s", v->p.name);
 	memcpy(w->out_mac, v->mac, sizeof(w->out_mac));
-	err = reply(c, &m->hdr, 0, w, (int[]){ peer.mem, peer.wake, peer.peer_wake, peer.alive },
-		    4);
-	close(peer.mem), close(peer.wake), close(peer.peer_wake), close(peer.alive);
-	return err;
+	return reply_qp(c, &m->hdr, w, &peer);
+}
+
+#define CAPTURE_RING (4u << 20)
+
+static int
+on_capture_open(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_capture *w = &m->body.capture;
+	struct vsw_capture *cap;
+	struct qp_fds peer;
+	int err;
+
+	if (c->state != CONN_READY || c->vnic || c->capture || c->table)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	if (c->uid != 0)
+		return -EPERM; /* every frame of a port: the administrator's */
+	w->port[sizeof(w->port) - 1] = 0;
+	if (!(cap = calloc(1, sizeof(*cap))))
+		return -ENOMEM;
+	snprintf(cap->port, sizeof(cap->port), "%s", w->port);
+	cap->snaplen = w->snaplen;
+	if ((err = qp_create(CAPTURE_RING, QP_SIZE_MIN, &cap->qp, &peer))) {
+		free(cap);
+		return err;
+	}
+	if ((err = vsw_dp_capture_start(&c->b->dp, cap))) {
+		qp_close(cap->qp);
+		free(cap);
+		qp_fds_close(&peer);
+		return err;
+	}
+	c->capture = cap;
+	c->state = CONN_VNIC;
+	return reply_qp(c, &m->hdr, w, &peer);
 }
 
 static int
@@ -735,7 +782,7 @@ static handler_fn *const handlers[WIRE_TYPE_MAX] = {
 	[WIRE_DIALER] = on_dialer, [WIRE_CHANNEL] = on_channel,
 	[WIRE_CHANNEL_NEW] = on_unexpected, [WIRE_LEASE] = on_lease,
 	[WIRE_DIAL] = on_unexpected, [WIRE_REDIAL] = on_unexpected,
-	[WIRE_VNIC_OPEN] = on_vnic_open,
+	[WIRE_VNIC_OPEN] = on_vnic_open, [WIRE_CAPTURE_OPEN] = on_capture_open,
 };
 
 /* ---------------------------------------------------------------------- */
@@ -841,6 +888,8 @@ conn_close(struct vmci_conn *c, const char *why)
 		c->pend->c = NULL; /* the guest's answer finds nobody to tell */
 	if (c->vnic)
 		vsw_dp_remove_vnic(&b->dp, c->vnic);
+	if (c->capture)
+		vsw_dp_capture_stop(&b->dp, c->capture);
 	if (x && c->state != CONN_NEW && x->refs)
 		x->refs--;
 	if (c->src.fd >= 0) { /* -1: a guest's datagram relay */

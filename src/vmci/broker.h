@@ -31,7 +31,7 @@ enum conn_state {
 	CONN_LISTENING, /* listener */
 	CONN_CONNECTED, /* stream/seqpacket established (the connector's side) */
 	CONN_DGRAM,	/* datagram socket with rings */
-	CONN_VNIC,	/* a process vNIC's port */
+	CONN_VNIC,	/* a process vNIC's port, or a capture */
 };
 
 struct broker_mgmt_req;
@@ -72,6 +72,8 @@ struct vmci_conn {
 	struct vmci_pending *pend;
 	/* A process vNIC: its port on a switch, as long as this connection. */
 	struct vnic_port *vnic;
+	/* A capture of a port, as long as this connection. */
+	struct vsw_capture *capture;
 };
 
 struct vmci_broker {
