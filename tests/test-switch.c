@@ -727,6 +727,8 @@ TEST(switch_vmk)
 		SKIP("no /dev/net/tun");
 	(void)sh("ip netns del vmft-host 2>/dev/null");
 	td_start(&d, SWITCH_CONFIG "vmk0.name = \"vmft-vmk1\"\nvmk0.portgroup = \"VM Network\"\n");
+	/* The socket answers before the switches are set up; a request waits for them. */
+	free(td_mgmt(&d, "network.port.list"));
 	ASSERT_EQ(sh("ip netns add vmft-host && ip link set dev vmft-vmk1 netns vmft-host && "
 		     "ip -n vmft-host addr add 10.214.0.1/24 dev vmft-vmk1 && "
 		     "ip -n vmft-host link set dev vmft-vmk1 up"), 0);
