@@ -738,6 +738,35 @@ TEST(switch_vmk)
 	th_log("%s", json);
 	ASSERT(strstr(json, "\"name\":\"vmft-vmk1\",\"kind\":\"vmk\""));
 	free(json);
+	/* Another one at run time, its address set, then removed. */
+	{
+		char cmd[512], out[2048];
+
+#define IPCLI(args, rc)                                                                         \
+	do {                                                                                     \
+		snprintf(cmd, sizeof(cmd), "%s --socket %s network ip interface %s 2>&1",        \
+			 VMFABRIC_CLI_PATH, d.sock, args);                                       \
+		ASSERT_EQ(td_run(cmd, out, sizeof(out)), rc);                                    \
+		th_log("%s: %s", args, out);                                                     \
+	} while (0)
+		IPCLI("add --interface-name=vmft-vmk2 --portgroup-name='VLAN 10' --ipv4=10.215.0.1/24", 0);
+		IPCLI("add --interface-name=vmft-vmk2 --portgroup-name='VLAN 10'", 1);
+		ASSERT(strstr(out, "exists"));
+		IPCLI("add --interface-name=vmft-vmk3 --portgroup-name=Nope", 1);
+		IPCLI("ipv4 set --interface-name=vmft-vmk2 --ipv4=10.215.0.7/24", 0);
+		IPCLI("ipv4 set --interface-name=vmft-vmk2 --ipv4=10.215.0.300/24", 1);
+		IPCLI("list", 0);
+		ASSERT(strstr(out, "vmft-vmk2"));
+		ASSERT(strstr(out, "10.215.0.7/24"));
+		ASSERT(strstr(out, "VLAN 10"));
+		ASSERT_EQ(sh("ip addr show dev vmft-vmk2 | grep -q 10.215.0.7/24"), 0);
+		IPCLI("remove --interface-name=vmft-vmk2", 0);
+		IPCLI("remove --interface-name=vmft-vmk2", 1);
+		IPCLI("list", 0);
+		ASSERT(!strstr(out, "vmft-vmk2"));
+		ASSERT(sh("ip link show dev vmft-vmk2 >/dev/null 2>&1") != 0); /* the TAP went */
+#undef IPCLI
+	}
 	vmf_vnic_close(n);
 	td_stop(&d);
 	td_cleanup(&d);

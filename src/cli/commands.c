@@ -28,6 +28,10 @@ const struct cli_ns cli_nss[] = {
 	{ "network vswitch standard portgroup", "port groups and their VLAN",
 	  "network vswitch standard portgroup list" },
 	{ "network port", "switch ports and their traffic", "network port list" },
+	{ "network ip", "the host's IP interfaces on the switches", "network ip interface list" },
+	{ "network ip interface", "VMkernel adapters (vmkN)", "network ip interface list" },
+	{ "network ip interface ipv4", "a VMkernel adapter's IPv4 address",
+	  "network ip interface ipv4 set --interface-name=vmk1 --ipv4=192.168.50.1/24" },
 	{ "network nic", "physical NICs: the host interfaces uplinks use", "network nic list" },
 };
 const size_t cli_nnss = ARRAY_SIZE(cli_nss);
@@ -284,6 +288,19 @@ cmd_nic_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 }
 
 static int
+cmd_vmk_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
+{
+	static const struct table_col cols[] = {
+		{ "NAME", "name", COL_STR, NULL },	     { "PORTGROUP", "portgroup", COL_STR, NULL },
+		{ "VSWITCH", "vswitch", COL_STR, NULL },     { "IPV4", "ip", COL_STR, NULL },
+		{ "MAC", "mac", COL_STR, NULL },	     { "RX_PKTS", "rx_packets", COL_INT, NULL },
+		{ "TX_PKTS", "tx_packets", COL_INT, NULL },
+	};
+
+	return cli_list(cx, cmd, "interfaces", cols, ARRAY_SIZE(cols));
+}
+
+static int
 cmd_port_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 {
 	static const struct table_col cols[] = {
@@ -300,9 +317,11 @@ cmd_port_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 
 const char *const cli_opt_name[OPT_N] = { "--vswitch-name", "--portgroup-name", "--vlan-id",
 					   "--mtu",	     "--vmq",		 "--port",
-					   "--output",	     "--count",		 "--seconds" };
-static const char *const opt_key[OPT_N] = { "vswitch", "portgroup", "vlan",  "mtu",	"vmq",
-					    "port",    "output",    "count", "seconds" };
+					   "--output",	     "--count",		 "--seconds",
+					   "--interface-name", "--ipv4" };
+static const char *const opt_key[OPT_N] = { "vswitch", "portgroup", "vlan",	 "mtu",
+					    "vmq",     "port",	    "output",	 "count",
+					    "seconds", "interface", "ipv4" };
 
 /*
  * A change to the switches: the options go as "key=value" lines (names may
@@ -423,6 +442,28 @@ const struct cli_cmd cli_cmds[] = {
 	  "and are counted. Needs root.",
 	  "network capture --port=vnic0 --output=vnic0.pcap --count=100", NULL,
 	  1u << OPT_PORT | 1u << OPT_OUTPUT | 1u << OPT_COUNT | 1u << OPT_SECONDS },
+	{ "network ip interface", "list", "network.vmk.list", cmd_vmk_list,
+	  "list the VMkernel adapters: port group, IPv4 address, MAC, traffic",
+	  "List the VMkernel adapters (the host's own IP interfaces on the switches, TAP\n"
+	  "interfaces of the same name): port group, switch, IPv4 address, MAC, packets.",
+	  "network ip interface list" },
+	{ "network ip interface", "add", "network.vmk.add", cmd_network_change,
+	  "add a VMkernel adapter on a port group",
+	  "Add a VMkernel adapter: --interface-name (the TAP interface made for it) and\n"
+	  "--portgroup-name are needed; --ipv4 (a.b.c.d/len) sets its address. Kept until\n"
+	  "vmfabricd restarts (vmkN.* in the host configuration keeps it). Needs root.",
+	  "network ip interface add --interface-name=vmk2 --portgroup-name=\"VM Network\"",
+	  NULL, 1u << OPT_INTERFACE | 1u << OPT_PORTGROUP | 1u << OPT_IPV4 },
+	{ "network ip interface", "remove", "network.vmk.remove", cmd_network_change,
+	  "remove a VMkernel adapter",
+	  "Remove a VMkernel adapter (--interface-name): its TAP interface goes. Needs root.",
+	  "network ip interface remove --interface-name=vmk2", NULL, 1u << OPT_INTERFACE },
+	{ "network ip interface ipv4", "set", "network.vmk.ipv4", cmd_network_change,
+	  "set a VMkernel adapter's IPv4 address",
+	  "Set a VMkernel adapter's IPv4 address (--interface-name, --ipv4=a.b.c.d/len).\n"
+	  "Needs root.",
+	  "network ip interface ipv4 set --interface-name=vmk1 --ipv4=192.168.50.1/24", NULL,
+	  1u << OPT_INTERFACE | 1u << OPT_IPV4 },
 	{ "network nic", "list", "network.nic.list", cmd_nic_list,
 	  "list the uplinks' host interfaces: state, MTU, MAC",
 	  "List the physical NICs the switches use as uplinks (vmnicN): the host interface,\n"

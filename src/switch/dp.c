@@ -292,6 +292,7 @@ vnic_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len
 static const struct vsw_port_ops vnic_ops = { .enqueue = vnic_enqueue };
 
 static void capture_port_gone(struct vsw_port *p);
+static int vmk_start(struct vsw_dp *d, struct vmk_port *v);
 
 struct add_req {
 	struct vnic_port *v;
@@ -617,22 +618,9 @@ vsw_dp_start(struct vsw_dp *d)
 			return -errno;
 		log_info("uplink %s: %s on %s", u->p.name, u->device, d->sw[u->sw].name);
 	}
-	for (unsigned i = 0; i < d->nvmk; i++) {
-		struct vmk_port *v = d->vmk[i];
-		struct epoll_event vev = { .events = EPOLLIN, .data.ptr = NULL };
-
-		if ((err = vmk_open(v))) {
-			log_err("VMkernel adapter %s: %s", v->p.name, strerror(-err));
+	for (unsigned i = 0; i < d->nvmk; i++)
+		if ((err = vmk_start(d, d->vmk[i])))
 			return err;
-		}
-		if ((err = vsw_port_add(&d->sw[v->sw], &v->p)) < 0 ||
-		    (err = vsw_port_mac(&d->sw[v->sw], &v->p, v->mac)))
-			return err;
-		if (epoll_ctl(d->ep, EPOLL_CTL_ADD, v->fd, &vev) < 0)
-			return -errno;
-		log_info("VMkernel adapter %s on \"%s\"%s%s", v->p.name, v->portgroup,
-			 v->ip[0] ? ", " : "", v->ip);
-	}
 	d->aged_ns = clock_ns();
 	err = -pthread_create(&d->thread, NULL, dp_main, d);
 	d->running = !err;
@@ -722,6 +710,19 @@ port_json(const struct vsw_dp *d, const struct vsw_port *p, unsigned sw, const c
 	return o;
 }
 
+/* The VMkernel adapters, as ports with their address. */
+static void
+vmk_json(const struct vsw_dp *d, json_t *arr)
+{
+	for (unsigned k = 0; k < d->nvmk; k++) {
+		const struct vmk_port *v = d->vmk[k];
+		json_t *o = port_json(d, &v->p, v->sw, "vmk", v->portgroup, v->mac);
+
+		json_object_set_new(o, "ip", json_string(v->ip));
+		json_array_append_new(arr, o);
+	}
+}
+
 static unsigned pg_ports(const struct vsw_dp *d, const char *pg);
 
 struct mgmt_req {
@@ -760,6 +761,9 @@ do_mgmt(void *ctx, void *arg)
 					       (json_int_t)atomic_load(&sw->sorted)));
 		}
 		r->out = json_pack("{s:o}", "vswitches", arr);
+	} else if (!strcmp(r->cmd, "network.vmk.list")) {
+		vmk_json(d, arr);
+		r->out = json_pack("{s:o}", "interfaces", arr);
 	} else if (!strcmp(r->cmd, "network.nic.list")) {
 		for (unsigned k = 0; k < d->nuplink; k++) {
 			struct uplink_port *u = d->uplink[k];
@@ -807,13 +811,7 @@ do_mgmt(void *ctx, void *arg)
 			json_object_set_new(o, "device", json_string(u->device));
 			json_array_append_new(arr, o);
 		}
-		for (unsigned k = 0; k < d->nvmk; k++) {
-			struct vmk_port *v = d->vmk[k];
-			json_t *o = port_json(d, &v->p, v->sw, "vmk", v->portgroup, v->mac);
-
-			json_object_set_new(o, "ip", json_string(v->ip));
-			json_array_append_new(arr, o);
-		}
+		vmk_json(d, arr);
 		r->out = json_pack("{s:o}", "ports", arr);
 	}
 	return r->out ? 0 : -ENOMEM;
@@ -824,7 +822,7 @@ do_mgmt(void *ctx, void *arg)
 
 struct change {
 	const char *cmd;
-	const char *vswitch, *portgroup, *vlan, *mtu, *vmq; /* NULL: not given */
+	const char *vswitch, *portgroup, *vlan, *mtu, *vmq, *interface, *ipv4; /* NULL: not given */
 	char buf[256];
 	char why[128];
 	json_t *out;
@@ -853,6 +851,10 @@ change_parse(struct change *c, const char *arg)
 			c->mtu = eq;
 		else if (!strcmp(line, "vmq"))
 			c->vmq = eq;
+		else if (!strcmp(line, "interface"))
+			c->interface = eq;
+		else if (!strcmp(line, "ipv4"))
+			c->ipv4 = eq;
 		else
 			return -EINVAL;
 	}
@@ -901,6 +903,88 @@ pg_ports(const struct vsw_dp *d, const char *pg)
 	return n;
 }
 
+/* Start a VMkernel adapter's port (made by load_vmk() or network.vmk.add). */
+static int
+vmk_start(struct vsw_dp *d, struct vmk_port *v)
+{
+	struct epoll_event vev = { .events = EPOLLIN, .data.ptr = NULL };
+	int err;
+
+	if ((err = vmk_open(v))) {
+		log_err("VMkernel adapter %s: %s", v->p.name, strerror(-err));
+		return err;
+	}
+	if ((err = vsw_port_add(&d->sw[v->sw], &v->p)) < 0 ||
+	    (err = vsw_port_mac(&d->sw[v->sw], &v->p, v->mac))) {
+		vsw_port_remove(&d->sw[v->sw], &v->p);
+		vmk_close(v);
+		return err;
+	}
+	if (epoll_ctl(d->ep, EPOLL_CTL_ADD, v->fd, &vev) < 0) {
+		err = -errno;
+		vsw_port_remove(&d->sw[v->sw], &v->p);
+		vmk_close(v);
+		return err;
+	}
+	log_info("VMkernel adapter %s on \"%s\"%s%s", v->p.name, v->portgroup, v->ip[0] ? ", " : "",
+		 v->ip);
+	return 0;
+}
+
+static int
+vmk_change(struct vsw_dp *d, struct change *c)
+{
+	struct vmk_port *v = NULL;
+	unsigned i;
+	int err;
+
+	if (!c->interface || !*c->interface || strlen(c->interface) >= IFNAMSIZ)
+		return fail(c, -EINVAL, "--interface-name is an interface name (15 characters at most)");
+	for (i = 0; i < d->nvmk; i++)
+		if (!strcmp(d->vmk[i]->p.name, c->interface))
+			v = d->vmk[i];
+	if (!strcmp(c->cmd, "network.vmk.add")) {
+		const struct vsw_portgroup *pg = c->portgroup ? find_pg(d, c->portgroup) : NULL;
+
+		if (v)
+			return fail(c, -EEXIST, "a VMkernel adapter of that name exists");
+		if (!pg)
+			return fail(c, -ENOENT, "--portgroup-name: no port group of that name");
+		if (d->nvmk == VSW_MAX_VMKS || !(v = calloc(1, sizeof(*v))))
+			return fail(c, -ENOSPC, "too many VMkernel adapters (8 at most)");
+		v->fd = -1;
+		v->sw = pg->sw;
+		v->p.vlan = pg->vlan;
+		snprintf(v->p.name, sizeof(v->p.name), "%s", c->interface);
+		snprintf(v->portgroup, sizeof(v->portgroup), "%s", pg->name);
+		snprintf(v->ip, sizeof(v->ip), "%s", c->ipv4 ? c->ipv4 : "");
+		if ((err = vmk_start(d, v))) {
+			free(v);
+			return fail(c, err, err == -EEXIST || err == -EBUSY
+						    ? "the host has an interface of that name"
+						    : "the TAP interface could not be made");
+		}
+		d->vmk[d->nvmk++] = v;
+		return 0;
+	}
+	if (!v)
+		return fail(c, -ENOENT, "no VMkernel adapter of that name");
+	if (!strcmp(c->cmd, "network.vmk.remove")) {
+		epoll_ctl(d->ep, EPOLL_CTL_DEL, v->fd, NULL);
+		capture_port_gone(&v->p);
+		vsw_port_remove(&d->sw[v->sw], &v->p);
+		vmk_close(v);
+		for (i = 0; i < d->nvmk && d->vmk[i] != v; i++)
+			;
+		d->vmk[i] = d->vmk[--d->nvmk];
+		free(v);
+		return 0;
+	}
+	if (!c->ipv4)
+		return fail(c, -EINVAL, "--ipv4 is needed (a.b.c.d/len)");
+	return vmk_set_ipv4(v, c->ipv4) ? fail(c, -EINVAL, "--ipv4 is a.b.c.d/len") : 0;
+}
+
 static int
 do_change(void *ctx, void *arg)
 {
@@ -917,6 +1001,8 @@ do_change(void *ctx, void *arg)
 		return fail(c, -EINVAL, "--vlan-id is 0 to 4095");
 	if (vmq < 0)
 		return fail(c, -EINVAL, "--vmq is on or off");
+	if (!strncmp(c->cmd, "network.vmk.", 12))
+		return vmk_change(d, c);
 	if (!strncmp(c->cmd, "network.vswitch.", 16)) {
 		if (!c->vswitch || !*c->vswitch)
 			return fail(c, -EINVAL, "--vswitch-name is needed");
@@ -1000,7 +1086,9 @@ do_change(void *ctx, void *arg)
 
 static const char *const changes[] = { "network.vswitch.add",	"network.vswitch.remove",
 				       "network.vswitch.set",	"network.portgroup.add",
-				       "network.portgroup.remove", "network.portgroup.set" };
+				       "network.portgroup.remove", "network.portgroup.set",
+				       "network.vmk.add",	"network.vmk.remove",
+				       "network.vmk.ipv4" };
 
 int
 vsw_dp_mgmt(struct vsw_dp *d, const char *cmd, const char *arg, uid_t uid, json_t **out)
@@ -1023,12 +1111,14 @@ vsw_dp_mgmt(struct vsw_dp *d, const char *cmd, const char *arg, uid_t uid, json_
 					 "errno", -err);
 			return *out ? 0 : -ENOMEM;
 		}
-		*out = json_pack("{s:s, s:s}", "done", cmd,
-				 "name", c.portgroup ? c.portgroup : c.vswitch ? c.vswitch : "");
+		*out = json_pack("{s:s, s:s}", "done", cmd, "name",
+				 c.interface ? c.interface : c.portgroup ? c.portgroup
+						      : c.vswitch ? c.vswitch : "");
 		return *out ? 0 : -ENOMEM;
 	}
 	if (strcmp(cmd, "network.vswitch.list") && strcmp(cmd, "network.portgroup.list") &&
-	    strcmp(cmd, "network.port.list") && strcmp(cmd, "network.nic.list"))
+	    strcmp(cmd, "network.port.list") && strcmp(cmd, "network.nic.list") &&
+	    strcmp(cmd, "network.vmk.list"))
 		return -EOPNOTSUPP;
 	err = d->running ? cmdq_call(&d->cmds, do_mgmt, &r) : do_mgmt(d, &r);
 	*out = r.out;

@@ -118,3 +118,22 @@ vmk_drain(struct vmk_port *v, struct vsw *sw, int max, int64_t now)
 	}
 	return n;
 }
+
+int
+vmk_set_ipv4(struct vmk_port *v, const char *cidr)
+{
+	struct ifreq ifr = { 0 };
+	int s, err;
+
+	if (strlen(cidr) >= sizeof(v->ip) || strlen(v->p.name) >= sizeof(ifr.ifr_name))
+		return -EINVAL;
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	memcpy(ifr.ifr_name, v->p.name, strlen(v->p.name) + 1);
+	err = set_ipv4(s, &ifr, cidr);
+	close(s);
+	if (!err)
+		snprintf(v->ip, sizeof(v->ip), "%s", cidr);
+	return err;
+}

@@ -25,6 +25,8 @@ struct vmk_port {
 /* Make the TAP interface p.name, set its address, bring it up. 0 or -errno. */
 int vmk_open(struct vmk_port *v);
 void vmk_close(struct vmk_port *v);
+/* Set "a.b.c.d/len" on the interface (and remember it). 0 or -errno. */
+int vmk_set_ipv4(struct vmk_port *v, const char *cidr);
 /* Hand up to @max frames the host sent to @sw. Returns how many. */
 int vmk_drain(struct vmk_port *v, struct vsw *sw, int max, int64_t now);
 
