@@ -85,7 +85,8 @@ frame(uint8_t *f, unsigned dst, unsigned src, int vid, size_t payload)
 		mac(f, dst);
 	mac(f + 6, src);
 	if (vid >= 0) {
-		f[12] = 0x81, f[13] = 0x00, f[14] = (uint8_t)(0x20 | vid >> 8), f[15] = (uint8_t)vid;
+		f[12] = 0x81, f[13] = 0x00, f[14] = (uint8_t)(0x20 | vid >> 8),
+		f[15] = (uint8_t)vid;
 		off = 16;
 	}
 	f[off] = 0x08, f[off + 1] = 0x00;
@@ -99,7 +100,8 @@ send_frame(struct vsw *sw, struct tport *in, const uint8_t *f, size_t len, int64
 {
 	/* In two pieces, cut somewhere in the header, as a ring that wraps gives it. */
 	size_t cut = len > 13 ? 13 : len / 2;
-	struct iovec v[2] = { { (void *)(uintptr_t)f, cut }, { (void *)(uintptr_t)(f + cut), len - cut } };
+	struct iovec v[2] = { { (void *)(uintptr_t)f, cut },
+			      { (void *)(uintptr_t)(f + cut), len - cut } };
 
 	vsw_input(sw, &in->p, v, 2, len, now);
 	if (!sw->vmq)
@@ -121,7 +123,8 @@ TEST(switch_unicast_and_flood)
 
 	for (int vmq = 1; vmq >= 0; vmq--) {
 		ASSERT_OK(vsw_init(&sw, "vSwitch0", 1500, vmq));
-		struct tport *t[3] = { tport(&sw, "a", 10), tport(&sw, "b", 10), tport(&sw, "c", 10) };
+		struct tport *t[3] = { tport(&sw, "a", 10), tport(&sw, "b", 10),
+				       tport(&sw, "c", 10) };
 
 		/* Unknown destination: flooded to b and c, never back to a. */
 		len = frame(f, 2, 1, -1, 100);
@@ -360,14 +363,14 @@ TEST(switch_fdb_deletion)
 /* ---------------------------------------------------------------------- */
 /* Process vNICs through vmfabricd */
 
-#define SWITCH_CONFIG                                                              \
-	TD_CONTEXTS                                                                \
-	"vswitch0.name = \"vSwitch0\"\nvswitch0.mtu = \"1500\"\n"                \
-	"vswitch1.name = \"vSwitch1\"\nvswitch1.vmq = \"FALSE\"\n"                \
-	"portgroup0.name = \"VM Network\"\n"                                       \
-	"portgroup1.name = \"VLAN 10\"\nportgroup1.vlan = \"10\"\n"               \
-	"portgroup2.name = \"VLAN 20\"\nportgroup2.vlan = \"20\"\n"               \
-	"portgroup3.name = \"Trunk\"\nportgroup3.vlan = \"4095\"\n"               \
+#define SWITCH_CONFIG                                                                              \
+	TD_CONTEXTS                                                                                \
+	"vswitch0.name = \"vSwitch0\"\nvswitch0.mtu = \"1500\"\n"                                  \
+	"vswitch1.name = \"vSwitch1\"\nvswitch1.vmq = \"FALSE\"\n"                                 \
+	"portgroup0.name = \"VM Network\"\n"                                                       \
+	"portgroup1.name = \"VLAN 10\"\nportgroup1.vlan = \"10\"\n"                                \
+	"portgroup2.name = \"VLAN 20\"\nportgroup2.vlan = \"20\"\n"                                \
+	"portgroup3.name = \"Trunk\"\nportgroup3.vlan = \"4095\"\n"                                \
 	"portgroup4.name = \"Other\"\nportgroup4.vswitch = \"vSwitch1\"\n"
 
 static struct vmf_vnic *
@@ -472,7 +475,7 @@ TEST(switch_vnic)
 	json = td_mgmt(&d, "network.port.list");
 	th_log("%s", json);
 	ASSERT(strstr(json, "\"tx_packets\":1001,")); /* b: the broadcast and 1000 */
-	ASSERT(strstr(json, "\"tx_packets\":65,")); /* a: b's answer and the batch */
+	ASSERT(strstr(json, "\"tx_packets\":65,"));   /* a: b's answer and the batch */
 	free(json);
 	json = td_mgmt(&d, "network.vswitch.list");
 	ASSERT(strstr(json, "\"name\":\"vSwitch0\",\"mtu\":1500,\"vmq\":\"on\",\"ports\":3"));
@@ -529,45 +532,70 @@ TEST(switch_vnic_vlans)
 	td_cleanup(&d);
 }
 
+/* vmfabric @args against daemon @d: its exit status; its output in @out (and the log). */
+static int
+cli(const struct tdaemon *d, char *out, size_t len, const char *args)
+{
+	char cmd[1024];
+	int rc;
+
+	snprintf(cmd, sizeof(cmd), "%s --socket %s %s 2>&1", VMFABRIC_CLI_PATH, d->sock, args);
+	rc = td_run(cmd, out, len);
+	th_log("%s: %s", args, out);
+	return rc;
+}
+
 /* The switches changed at run time through the CLI; changes that would strand ports refused. */
 TEST(switch_cli_changes)
 {
 	struct tdaemon d;
-	char cmd[512], out[4096], *json;
+	char out[4096], *json;
 	uint8_t f[64], g[2048];
 
-#define CLI(args, want_rc)                                                               \
-	do {                                                                              \
-		snprintf(cmd, sizeof(cmd), "%s --socket %s %s 2>&1", VMFABRIC_CLI_PATH, d.sock, \
-			 args);                                                           \
-		ASSERT_EQ(td_run(cmd, out, sizeof(out)), want_rc);                        \
-		th_log("%s: %s", args, out);                                              \
-	} while (0)
-
 	td_start(&d, SWITCH_CONFIG);
-	CLI("network vswitch standard add --vswitch-name=vSwitch9 --vmq=off --mtu=9000", 0);
-	CLI("network vswitch standard add --vswitch-name=vSwitch9", 1);
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard add --vswitch-name=vSwitch9 --vmq=off --mtu=9000"),
+		  0);
+	ASSERT_EQ(cli(&d, out, sizeof(out), "network vswitch standard add --vswitch-name=vSwitch9"),
+		  1);
 	ASSERT(strstr(out, "exists"));
-	CLI("network vswitch standard portgroup add --portgroup-name='Lab 30' "
-	    "--vswitch-name=vSwitch9 --vlan-id=30", 0);
-	CLI("network vswitch standard portgroup add --portgroup-name=Bad --vswitch-name=vSwitch9 "
-	    "--vlan-id=5000", 1);
-	CLI("network vswitch standard portgroup add --portgroup-name=Bad --vswitch-name=nope", 1);
-	CLI("network vswitch standard list", 0);
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard portgroup add --portgroup-name='Lab 30' "
+		      "--vswitch-name=vSwitch9 --vlan-id=30"),
+		  0);
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard portgroup add --portgroup-name=Bad "
+		      "--vswitch-name=vSwitch9 "
+		      "--vlan-id=5000"),
+		  1);
+	ASSERT_EQ(
+	    cli(&d, out, sizeof(out),
+		"network vswitch standard portgroup add --portgroup-name=Bad --vswitch-name=nope"),
+	    1);
+	ASSERT_EQ(cli(&d, out, sizeof(out), "network vswitch standard list"), 0);
 	ASSERT(strstr(out, "vSwitch9  9000  off"));
 	/* A vNIC on the new port group; its VLAN follows the port group's. */
 	struct vmf_vnic *a = vnic("Lab 30"), *b = vnic("Lab 30");
-	CLI("network vswitch standard portgroup remove --portgroup-name='Lab 30'", 1);
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard portgroup remove --portgroup-name='Lab 30'"),
+		  1);
 	ASSERT(strstr(out, "has ports"));
-	CLI("network vswitch standard remove --vswitch-name=vSwitch9", 1);
-	CLI("network vswitch standard portgroup set --portgroup-name='Lab 30' --vlan-id=31", 0);
+	ASSERT_EQ(
+	    cli(&d, out, sizeof(out), "network vswitch standard remove --vswitch-name=vSwitch9"),
+	    1);
+	ASSERT_EQ(
+	    cli(&d, out, sizeof(out),
+		"network vswitch standard portgroup set --portgroup-name='Lab 30' --vlan-id=31"),
+	    0);
 	json = td_mgmt(&d, "network.port.list");
 	ASSERT(strstr(json, "\"vlan_id\":31,\"up\":true,\"portgroup\":\"Lab 30\""));
 	free(json);
 	ASSERT_EQ(vmf_vnic_send(a, f, vframe(f, a, b, -1, 3), 0), 60);
 	ASSERT_EQ(vrecv(b, g, sizeof(g)), 60);
 	/* VMQ switched on while frames flow: nothing lost. */
-	CLI("network vswitch standard set --vswitch-name=vSwitch9 --vmq=on", 0);
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard set --vswitch-name=vSwitch9 --vmq=on"),
+		  0);
 	for (int i = 0; i < 100; i++)
 		ASSERT_EQ(vmf_vnic_send(a, f, vframe(f, a, b, -1, (uint8_t)i), 0), 60);
 	for (int i = 0; i < 100; i++) {
@@ -576,13 +604,16 @@ TEST(switch_cli_changes)
 	}
 	vmf_vnic_close(a), vmf_vnic_close(b);
 	usleep(100000);
-	CLI("network vswitch standard portgroup remove --portgroup-name='Lab 30'", 0);
-	CLI("network vswitch standard remove --vswitch-name=vSwitch9", 0);
-	CLI("network vswitch standard list", 0);
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard portgroup remove --portgroup-name='Lab 30'"),
+		  0);
+	ASSERT_EQ(
+	    cli(&d, out, sizeof(out), "network vswitch standard remove --vswitch-name=vSwitch9"),
+	    0);
+	ASSERT_EQ(cli(&d, out, sizeof(out), "network vswitch standard list"), 0);
 	ASSERT(!strstr(out, "vSwitch9"));
 	/* An option the command does not take is refused before anything is asked. */
-	CLI("network vswitch standard list --vmq=on", 2);
-#undef CLI
+	ASSERT_EQ(cli(&d, out, sizeof(out), "network vswitch standard list --vmq=on"), 2);
 	td_stop(&d);
 	td_cleanup(&d);
 }
@@ -692,7 +723,8 @@ TEST(switch_uplink_remote_host)
 		     "ip link add vmft-u0 type veth peer name vmft-r0 netns vmft-remote && "
 		     "ip link set dev vmft-u0 up && "
 		     "ip -n vmft-remote addr add 10.213.0.2/24 dev vmft-r0 && "
-		     "ip -n vmft-remote link set dev vmft-r0 up"), 0);
+		     "ip -n vmft-remote link set dev vmft-r0 up"),
+		  0);
 	td_start(&d, SWITCH_CONFIG "uplink0.name = \"vmnic1\"\nuplink0.device = \"vmft-u0\"\n");
 	n = vnic("VM Network");
 	arp_and_ping(n, me, them);
@@ -731,7 +763,8 @@ TEST(switch_vmk)
 	free(td_mgmt(&d, "network.port.list"));
 	ASSERT_EQ(sh("ip netns add vmft-host && ip link set dev vmft-vmk1 netns vmft-host && "
 		     "ip -n vmft-host addr add 10.214.0.1/24 dev vmft-vmk1 && "
-		     "ip -n vmft-host link set dev vmft-vmk1 up"), 0);
+		     "ip -n vmft-host link set dev vmft-vmk1 up"),
+		  0);
 	n = vnic("VM Network");
 	arp_and_ping(n, me, them);
 	json = td_mgmt(&d, "network.port.list");
@@ -740,32 +773,43 @@ TEST(switch_vmk)
 	free(json);
 	/* Another one at run time, its address set, then removed. */
 	{
-		char cmd[512], out[2048];
+		char out[2048];
 
-#define IPCLI(args, rc)                                                                         \
-	do {                                                                                     \
-		snprintf(cmd, sizeof(cmd), "%s --socket %s network ip interface %s 2>&1",        \
-			 VMFABRIC_CLI_PATH, d.sock, args);                                       \
-		ASSERT_EQ(td_run(cmd, out, sizeof(out)), rc);                                    \
-		th_log("%s: %s", args, out);                                                     \
-	} while (0)
-		IPCLI("add --interface-name=vmft-vmk2 --portgroup-name='VLAN 10' --ipv4=10.215.0.1/24", 0);
-		IPCLI("add --interface-name=vmft-vmk2 --portgroup-name='VLAN 10'", 1);
+		ASSERT_EQ(cli(&d, out, sizeof(out),
+			      "network ip interface add --interface-name=vmft-vmk2 "
+			      "--portgroup-name='VLAN 10' --ipv4=10.215.0.1/24"),
+			  0);
+		ASSERT_EQ(cli(&d, out, sizeof(out),
+			      "network ip interface add --interface-name=vmft-vmk2 "
+			      "--portgroup-name='VLAN 10'"),
+			  1);
 		ASSERT(strstr(out, "exists"));
-		IPCLI("add --interface-name=vmft-vmk3 --portgroup-name=Nope", 1);
-		IPCLI("ipv4 set --interface-name=vmft-vmk2 --ipv4=10.215.0.7/24", 0);
-		IPCLI("ipv4 set --interface-name=vmft-vmk2 --ipv4=10.215.0.300/24", 1);
-		IPCLI("list", 0);
+		ASSERT_EQ(cli(&d, out, sizeof(out),
+			      "network ip interface add --interface-name=vmft-vmk3 "
+			      "--portgroup-name=Nope"),
+			  1);
+		ASSERT_EQ(cli(&d, out, sizeof(out),
+			      "network ip interface ipv4 set --interface-name=vmft-vmk2 "
+			      "--ipv4=10.215.0.7/24"),
+			  0);
+		ASSERT_EQ(cli(&d, out, sizeof(out),
+			      "network ip interface ipv4 set --interface-name=vmft-vmk2 "
+			      "--ipv4=10.215.0.300/24"),
+			  1);
+		ASSERT_EQ(cli(&d, out, sizeof(out), "network ip interface list"), 0);
 		ASSERT(strstr(out, "vmft-vmk2"));
 		ASSERT(strstr(out, "10.215.0.7/24"));
 		ASSERT(strstr(out, "VLAN 10"));
 		ASSERT_EQ(sh("ip addr show dev vmft-vmk2 | grep -q 10.215.0.7/24"), 0);
-		IPCLI("remove --interface-name=vmft-vmk2", 0);
-		IPCLI("remove --interface-name=vmft-vmk2", 1);
-		IPCLI("list", 0);
+		ASSERT_EQ(cli(&d, out, sizeof(out),
+			      "network ip interface remove --interface-name=vmft-vmk2"),
+			  0);
+		ASSERT_EQ(cli(&d, out, sizeof(out),
+			      "network ip interface remove --interface-name=vmft-vmk2"),
+			  1);
+		ASSERT_EQ(cli(&d, out, sizeof(out), "network ip interface list"), 0);
 		ASSERT(!strstr(out, "vmft-vmk2"));
 		ASSERT(sh("ip link show dev vmft-vmk2 >/dev/null 2>&1") != 0); /* the TAP went */
-#undef IPCLI
 	}
 	vmf_vnic_close(n);
 	td_stop(&d);
@@ -782,23 +826,25 @@ TEST(switch_capture)
 	struct pcap_pkthdr *ph;
 	const u_char *data;
 	char err[PCAP_ERRBUF_SIZE];
-	FILE *cli;
+	FILE *capture;
 	pcap_t *pc;
 	int n = 0;
 
 	td_start(&d, SWITCH_CONFIG);
 	struct vmf_vnic *a = vnic("VM Network"), *b = vnic("VM Network");
 	snprintf(path, sizeof(path), "%s/b.pcap", d.dir);
-	snprintf(cmd, sizeof(cmd), "%s --socket %s network capture --port=%s --output=%s --count=5 2>&1",
+	snprintf(cmd, sizeof(cmd),
+		 "%s --socket %s network capture --port=%s --output=%s --count=5 2>&1",
 		 VMFABRIC_CLI_PATH, d.sock, vmf_vnic_name(b), path);
-	cli = popen(cmd, "r");
-	ASSERT(cli);
+	capture = popen(cmd, "r");
+	ASSERT(capture);
 	usleep(300000); /* the capture is on once the CLI has its ring */
 	for (int i = 0; i < 5; i++)
-		ASSERT_EQ(vmf_vnic_send(a, f, vframe(f, a, i ? b : NULL, -1, (uint8_t)(40 + i)), 0), 60);
-	ASSERT(fgets(out, sizeof(out), cli));
+		ASSERT_EQ(vmf_vnic_send(a, f, vframe(f, a, i ? b : NULL, -1, (uint8_t)(40 + i)), 0),
+			  60);
+	ASSERT(fgets(out, sizeof(out), capture));
 	th_log("%s", out);
-	ASSERT_EQ(pclose(cli), 0);
+	ASSERT_EQ(pclose(capture), 0);
 	ASSERT(strstr(out, "5 frames captured"));
 	pc = pcap_open_offline(path, err);
 	ASSERT(pc);
@@ -811,10 +857,9 @@ TEST(switch_capture)
 	}
 	pcap_close(pc);
 	ASSERT_EQ(n, 5);
-	/* A port nobody has, and one captured twice. */
-	snprintf(cmd, sizeof(cmd), "%s --socket %s network capture --port=vnic99 --output=%s 2>&1",
-		 VMFABRIC_CLI_PATH, d.sock, path);
-	ASSERT_EQ(td_run(cmd, out, sizeof(out)), 1);
+	/* A port nobody has. */
+	snprintf(cmd, sizeof(cmd), "network capture --port=vnic99 --output=%s", path);
+	ASSERT_EQ(cli(&d, out, sizeof(out), cmd), 1);
 	ASSERT(strstr(out, "no such port"));
 	vmf_vnic_close(a), vmf_vnic_close(b);
 	td_stop(&d);
