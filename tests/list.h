@@ -160,4 +160,7 @@
 	X(switch_cli_changes, 30)       \
 	X(switch_uplink_remote_host, 30) \
 	X(switch_vmk, 30)               \
-	X(switch_capture, 30)
+	X(switch_capture, 30)           \
+	X(vmnet_virtio_pair, 180)       \
+	X(vmnet_vlans_emulated, 240)    \
+	X(vmnet_uplink_vmk, 180)

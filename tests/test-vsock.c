@@ -23,180 +23,32 @@
 
 #include "common/clock.h"
 #include "daemon.h"
+#include "guests.h"
 #include "../guest/tools/vmf-pattern.h"
 #include "harness.h"
 
 #define BIG (64u << 20)
 #define BOOT_TIMEOUT_S 60
 
-struct vt {
-	struct tdaemon d;
-	char guest[4096];
-};
-
-static bool
-have_qemu(void)
-{
-	return system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0;
-}
-
-/* A daemon for VMs, or SKIP when QEMU or the guest image is missing. */
-static void
-vt_start(struct vt *t)
-{
-	const char *dir = getenv("VMFABRIC_GUEST_DIR");
-	const char *accel = getenv("VMF_ACCEL");
-	char conf[4096], path[4200];
-	struct stat st;
-
-	if (!have_qemu())
-		SKIP("qemu-system-x86_64 not found (tools/setup-deps vm)");
-	snprintf(t->guest, sizeof(t->guest), "%s", dir && *dir ? dir : VMFABRIC_SRC_DIR "/build/guest");
-	snprintf(path, sizeof(path), "%s/initramfs.cpio.gz", t->guest);
-	if (stat(path, &st) < 0)
-		SKIP("no guest image at %s (guest/build-image)", t->guest);
-	snprintf(conf, sizeof(conf), "%svmfabricd.accel = \"%s\"\n", TD_CONTEXTS,
-		 accel && *accel ? accel : "auto");
-	td_start(&t->d, conf);
-}
-
-/* Run the CLI; its standard output in @out (malloc'd). Returns the exit status. */
-__attribute__((format(printf, 3, 4))) static int
-cli(struct vt *t, char **out, const char *fmt, ...)
-{
-	char args[1024], cmd[2048];
-	va_list ap;
-	FILE *p;
-	size_t n = 0, cap = 1 << 16;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s --socket %s %s", VMFABRIC_CLI_PATH, t->d.sock, args);
-	p = popen(cmd, "r");
-	ASSERT(p);
-	*out = malloc(cap);
-	ASSERT(*out);
-	while (n < cap - 1 && !feof(p))
-		n += fread(*out + n, 1, cap - 1 - n, p);
-	(*out)[n] = 0;
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/*
- * Start a VM named @name running @cmd in the guest. @vmci: vmci0.present;
- * @cid: vmci0.id or 0. Returns its CID, or -1 when the start was refused
- * (the CLI's message in @why when given).
- */
+/* A VM with VMCI on or off, @cid its vmci0.id (0: assigned). */
 static int
 vm_start(struct vt *t, const char *name, bool vmci, unsigned cid, const char *cmd, char *why,
 	 size_t whylen)
 {
-	char vmx[256], *out, *p;
-	FILE *f;
-	int st;
-	long v;
+	char lines[128] = "";
 
-	snprintf(vmx, sizeof(vmx), "%s/%s.vmx", t->d.dir, name);
-	f = fopen(vmx, "w");
-	ASSERT(f);
-	fprintf(f, "displayName = \"%s\"\nmemsize = \"256\"\n", name);
 	if (vmci)
-		fprintf(f, "vmci0.present = \"TRUE\"\n");
+		snprintf(lines, sizeof(lines), "vmci0.present = \"TRUE\"\n");
 	if (cid)
-		fprintf(f, "vmci0.id = \"%u\"\n", cid);
-	fprintf(f, "vmfabric.kernel = \"%s/vmlinuz\"\nvmfabric.initrd = \"%s/initramfs.cpio.gz\"\n",
-		t->guest, t->guest);
-	/* |22 is a double quote in .vmx values. */
-	fprintf(f, "vmfabric.append = \"panic=-1 vmf.cmd=|22%s|22\"\n", cmd);
-	fclose(f);
-	st = cli(t, &out, "vm start --format=json %s 2>&1", vmx);
-	if (st != 0) {
-		th_log("vm start %s: %s", name, out);
-		if (why)
-			snprintf(why, whylen, "%s", out);
-		free(out);
-		return -1;
-	}
-	p = strstr(out, "\"cid\"");
-	ASSERT(p);
-	v = strtol(p + 6, NULL, 10);
-	free(out);
-	return (int)v;
+		snprintf(lines + strlen(lines), sizeof(lines) - strlen(lines),
+			 "vmci0.id = \"%u\"\n", cid);
+	return vt_vm_start(t, name, lines, cmd, why, whylen);
 }
 
-static void
-console_path(struct vt *t, const char *name, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/vms/%s/console.log", t->d.dir, name);
-}
-
-/* Wait for a console line containing @needle; a copy of it in @line. */
-static void
-wait_console(struct vt *t, const char *name, const char *needle, char *line, size_t len)
-{
-	int64_t deadline = clock_ns() + BOOT_TIMEOUT_S * 1000000000LL;
-	char path[256], buf[1024];
-
-	console_path(t, name, path, sizeof(path));
-	while (clock_ns() < deadline) {
-		FILE *f = fopen(path, "r");
-
-		while (f && fgets(buf, sizeof(buf), f)) {
-			if (strstr(buf, "vmf-guest: powering off"))
-				deadline = 0; /* it will not come any more */
-			/* Whole lines only: the guest may be in the middle of one. */
-			if (strstr(buf, needle) && !strstr(buf, "vmf.cmd") && strchr(buf, '\n')) {
-				snprintf(line, len, "%s", buf);
-				fclose(f);
-				return;
-			}
-		}
-		if (f)
-			fclose(f);
-		usleep(50000);
-	}
-	th_log("console of %s (%s): waited for \"%s\"", name, path, needle);
-	snprintf(buf, sizeof(buf), "tail -n 20 %s >&2", path);
-	if (system(buf) < 0)
-		th_log("(cannot show it)");
-	ASSERT(!"the guest never printed what was awaited");
-}
-
-/* Wait until the VM has exited (it powers off after its command). */
-static void
-wait_exit(struct vt *t, const char *name)
-{
-	int64_t deadline = clock_ns() + BOOT_TIMEOUT_S * 1000000000LL;
-	char pat[128];
-
-	snprintf(pat, sizeof(pat), "\"name\":\"%s\"", name);
-	while (clock_ns() < deadline) {
-		char *j = td_mgmt(&t->d, "vm.list");
-		bool running = strstr(j, pat) != NULL;
-
-		free(j);
-		if (!running)
-			return;
-		usleep(100000);
-	}
-	ASSERT(!"the VM did not power off");
-}
-
-/* key=value of a VMF-RESULT line. */
-static unsigned long long
-result_u64(const char *line, const char *key)
-{
-	char k[64];
-	const char *p;
-
-	snprintf(k, sizeof(k), " %s=", key);
-	p = strstr(line, k);
-	ASSERT(p);
-	return strtoull(p + strlen(k), NULL, 0);
-}
+#define cli vt_cli
+#define wait_console vt_wait_console
+#define wait_exit vt_wait_exit
+#define result_u64 vt_result_u64
 
 /* Accept, waiting at most as long as a guest may take to boot and connect. */
 static int
@@ -245,7 +97,7 @@ TEST(vsock_guest_to_host)
 	int l, s, cid;
 	struct sockaddr_vm peer;
 
-	vt_start(&t);
+	vt_start(&t, NULL);
 	l = td_listener(NULL, SOCK_STREAM, 5000);
 	snprintf(cmd, sizeof(cmd), "vmf-vsock send 2 5000 %u", BIG);
 	cid = vm_start(&t, "g2h", true, 0, cmd, NULL, 0);
@@ -319,7 +171,7 @@ TEST(vsock_host_to_guest)
 	uint64_t sum, reply = 0;
 	int s, cid;
 
-	vt_start(&t);
+	vt_start(&t, NULL);
 	snprintf(cmd, sizeof(cmd), "vmf-vsock recv 6000");
 	cid = vm_start(&t, "h2g", true, 0, cmd, NULL, 0);
 	ASSERT_GE(cid, 3);
@@ -348,7 +200,7 @@ TEST(vsock_guest_to_guest)
 	char cmd[128], line[1024], recv_line[1024];
 	int a, b;
 
-	vt_start(&t);
+	vt_start(&t, NULL);
 	b = vm_start(&t, "gb", true, 0, "vmf-vsock recv 7000", NULL, 0);
 	ASSERT_GE(b, 3);
 	wait_console(&t, "gb", "VMF-READY", line, sizeof(line));
@@ -385,7 +237,7 @@ TEST(vsock_seqpacket)
 	int l, s, cid;
 	ssize_t n;
 
-	vt_start(&t);
+	vt_start(&t, NULL);
 	/* Guest to host: every message arrives whole, in order, with its size. */
 	l = td_listener(NULL, SOCK_SEQPACKET, 5001);
 	cid = vm_start(&t, "seq", true, 0,
@@ -460,7 +312,7 @@ TEST(vsock_daemon_restart)
 	long qemu;
 	int s, cid;
 
-	vt_start(&t);
+	vt_start(&t, NULL);
 	cid = vm_start(&t, "rs", true, 0, "vmf-vsock recv 6000; vmf-vsock recv 6001", NULL, 0);
 	ASSERT_GE(cid, 3);
 	wait_console(&t, "rs", "VMF-READY recv port=6000", line, sizeof(line));
@@ -504,7 +356,7 @@ TEST(vsock_vmci_off)
 	struct sockaddr_vm a;
 	int s, cid;
 
-	vt_start(&t);
+	vt_start(&t, NULL);
 	cid = vm_start(&t, "novmci", false, 0, "vmf-vsock cid; vmf-vsock send 2 5000 1; sleep 5",
 		       NULL, 0);
 	ASSERT_GE(cid, 3);
@@ -528,7 +380,7 @@ TEST(vsock_cid_refused)
 	struct vt t;
 	char why[1024];
 
-	vt_start(&t);
+	vt_start(&t, NULL);
 	ASSERT_EQ(vm_start(&t, "dup3", true, 3, "true", why, sizeof(why)), -1);
 	ASSERT(strstr(why, "CID 3 is already used by \"a\""));
 	ASSERT_EQ(vm_start(&t, "first", true, 40, "sleep 20", NULL, 0), 40);
@@ -552,7 +404,7 @@ TEST(vsock_guest_killed)
 	long qemu;
 	int l, s;
 
-	vt_start(&t);
+	vt_start(&t, NULL);
 	l = td_listener(NULL, SOCK_STREAM, 5003);
 	ASSERT_GE(vm_start(&t, "kill", true, 0, "vmf-vsock send 2 5003 16G", NULL, 0), 3);
 	s = accept_guest(l, &peer);
@@ -592,7 +444,7 @@ TEST(vsock_dgram_relay)
 	int s, cid;
 	ssize_t n;
 
-	vt_start(&t);
+	vt_start(&t, NULL);
 	s = td_socket(NULL, SOCK_DGRAM);
 	ASSERT_OK(vmci_bind(s, &me));
 	ASSERT_OK(vmci_setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
@@ -666,7 +518,7 @@ TEST(vsock_hybrid)
 	ssize_t n;
 	int fd, l, c;
 
-	vt_start(&t);
+	vt_start(&t, NULL);
 	ASSERT_GE(vm_start(&t, "hy", true, 0,
 			   "vmf-vsock recv 6000 && vmf-vsock send 2 6100 4M", NULL, 0), 3);
 	snprintf(path, sizeof(path), "%s/vms/hy/hybrid.sock", t.d.dir);

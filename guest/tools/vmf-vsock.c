@@ -5,7 +5,10 @@
  * tests and the VM benchmark run through the guest's kernel command line;
  * it runs on any Linux with AF_VSOCK, the host included. Built with
  * VMF_LIBVMFABRIC it is vmf-vsock-host, the same tool over libvmfabric's VMCI
- * sockets (vmf-sock-ops.h holds the calls of both builds).
+ * sockets; built with VMF_INET it is vmf-tcp, the same tool over TCP/IPv4,
+ * with an IPv4 address where the others take a CID, no --seqpacket, and
+ * "addr" (the local IPv4 addresses) instead of "cid" (vmf-sock-ops.h holds
+ * the calls and addresses of the three builds).
  *
  * Every command prints exactly one "VMF-RESULT key=value ..." line on stdout
  * (listeners print "VMF-READY ..." first, once they listen) and exits 0 when
@@ -27,7 +30,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/vm_sockets.h>
+#ifdef VMF_INET
+#include <ifaddrs.h>
+#include <net/if.h>
+#endif
 
 #include "vmf-pattern.h"
 #include "vmf-sock-ops.h"
@@ -57,7 +63,7 @@ static const uint32_t seq_sizes[] = {
 /* The command line, parsed. */
 struct opts {
 	const struct command *cmd;
-	uint32_t cid;
+	uint32_t host; /* a CID, or an IPv4 address in host byte order (VMF_INET) */
 	uint32_t port;
 	uint64_t bytes;
 	uint32_t seed;
@@ -111,43 +117,74 @@ static const struct {
 	{ "progress", OPT_PROGRESS, 0 },
 };
 
+/* The parts of the usage that differ between the builds. */
+#ifdef VMF_INET
+#define USAGE_HOST_PAD ""
+#define USAGE_SEQPACKET ""
+#define USAGE_LOCAL \
+	"  addr                 the IPv4 addresses of this machine's interfaces that\n" \
+	"                       are up (getifaddrs)\n"
+#define USAGE_SEQPACKET_OPTION \
+	"  --seqpacket          refused (a usage error): TCP has no SOCK_SEQPACKET\n"
+#define USAGE_CONNECT_TIMEOUT \
+	"  --connect-timeout S  connect timeout (default 10; 0: the kernel's SYN\n" \
+	"                       retries, about 2 minutes)\n"
+#define USAGE_ADDRESSES \
+	"ADDR: an IPv4 address, e.g. 10.0.0.2. PORT: a number up to 65535; \"any\" for\n" \
+	"recv and echo binds a free port (VMF-READY names it). recv and echo listen on\n" \
+	"0.0.0.0; echo and rr set TCP_NODELAY. Sizes take K, M, G (KiB, MiB, GiB),\n" \
+	"e.g. 64M.\n"
+#else
+#define USAGE_HOST_PAD " "
+#define USAGE_SEQPACKET " [--seqpacket]"
+#define USAGE_LOCAL "  cid                  " SK_CID_HELP "\n"
+#define USAGE_SEQPACKET_OPTION \
+	"  --seqpacket          SOCK_SEQPACKET: send and recv exchange messages whose\n" \
+	"                       sizes cycle through 1, 7, 8, 9, 100, 3000, 4096, 4097,\n" \
+	"                       65536, 1500, 65535, 13, 32768, 512 (whole messages until\n" \
+	"                       at least BYTES); recv checks every boundary\n"
+#define USAGE_CONNECT_TIMEOUT \
+	"  --connect-timeout S  connect timeout (default 10; 0: the kernel's, 2 s)\n"
+#define USAGE_ADDRESSES \
+	"CID: a number, \"host\" (2) or \"local\" (1). PORT: a number; \"any\" for recv\n" \
+	"and echo binds a free port (VMF-READY names it). Sizes take K, M, G (KiB,\n" \
+	"MiB, GiB), e.g. 64M.\n"
+#endif
+
 static const char usage_text[] =
 	"usage: " VMF_PROG " COMMAND ARGS [OPTIONS]\n"
 	"\n"
-	"  send CID PORT BYTES  connect to CID:PORT, send BYTES bytes of the pattern,\n"
+	"  send " SK_HOST_ARG " PORT BYTES " USAGE_HOST_PAD "connect to " SK_HOST_ARG
+	":PORT, send BYTES bytes of the pattern,\n"
 	"                       shut down writing, wait for the peer to close; an\n"
 	"                       8-byte little-endian reply is the peer's checksum\n"
-	"       [--seed S] [--chunk N] [--seqpacket] [--connect-timeout S]\n"
+	"       [--seed S] [--chunk N]" USAGE_SEQPACKET " [--connect-timeout S]\n"
 	"  recv PORT            listen on PORT, accept one connection, read to EOF\n"
 	"                       checking the pattern, reply with the 8-byte checksum\n"
-	"       [--seed S] [--chunk N] [--seqpacket] [--once]\n"
+	"       [--seed S] [--chunk N]" USAGE_SEQPACKET " [--once]\n"
 	"  echo PORT            accept connections one after the other and send back\n"
 	"                       everything each one sends, until its EOF\n"
-	"       [--count N] [--chunk N] [--seqpacket]\n"
-	"  rr CID PORT          round trips of --size bytes against an echo server;\n"
+	"       [--count N] [--chunk N]" USAGE_SEQPACKET "\n"
+	"  rr " SK_HOST_ARG " PORT         " USAGE_HOST_PAD
+	"round trips of --size bytes against an echo server;\n"
 	"                       mean, p50 and p99 latency in microseconds\n"
-	"       [--size B] [--count N] [--seed S] [--seqpacket] [--connect-timeout S]\n"
-	"  cid                  " SK_CID_HELP "\n"
+	"       [--size B] [--count N] [--seed S]" USAGE_SEQPACKET " [--connect-timeout S]\n"
+	USAGE_LOCAL
 	"\n"
 	"options:\n"
 	"  --seed S             pattern seed, 32 bits (default 0)\n"
 	"  --chunk N            bytes per write/read (default 65536)\n"
-	"  --seqpacket          SOCK_SEQPACKET: send and recv exchange messages whose\n"
-	"                       sizes cycle through 1, 7, 8, 9, 100, 3000, 4096, 4097,\n"
-	"                       65536, 1500, 65535, 13, 32768, 512 (whole messages until\n"
-	"                       at least BYTES); recv checks every boundary\n"
+	USAGE_SEQPACKET_OPTION
 	"  --once               recv: one connection (the default; accepted for clarity)\n"
 	"  --count N            echo: connections to serve (default: no limit);\n"
 	"                       rr: round trips (default 1000)\n"
 	"  --size B             rr: bytes per round trip (default 64)\n"
 	"  --timeout S          give up after S seconds, 0: never (default 60); for\n"
 	"                       echo, S seconds without a connection or data\n"
-	"  --connect-timeout S  connect timeout (default 10; 0: the kernel's, 2 s)\n"
+	USAGE_CONNECT_TIMEOUT
 	"  --progress           a progress line on stderr every second\n"
 	"\n"
-	"CID: a number, \"host\" (2) or \"local\" (1). PORT: a number; \"any\" for recv\n"
-	"and echo binds a free port (VMF-READY names it). Sizes take K, M, G (KiB,\n"
-	"MiB, GiB), e.g. 64M.\n"
+	USAGE_ADDRESSES
 	"\n"
 	"Output: recv and echo print \"VMF-READY <command> port=PORT\" once they\n"
 	"listen; every command ends with one line\n"
@@ -288,10 +325,13 @@ result_throughput(struct result *r, uint64_t bytes, double secs)
 }
 
 static void
-result_peer(struct result *r, const struct sockaddr_vm *sa)
+result_peer(struct result *r, const sk_addr_t *sa)
 {
-	result_add(r, "peer_cid=%u", sa->svm_cid);
-	result_add(r, "peer_port=%u", sa->svm_port);
+	char host[SK_HOST_STRLEN];
+
+	sk_host_format(sk_addr_host(sa), host);
+	result_add(r, "peer_" SK_HOST_KEY "=%s", host);
+	result_add(r, "peer_port=%u", sk_addr_port(sa));
 }
 
 static const char *
@@ -382,15 +422,16 @@ recv_some(int fd, void *buf, size_t len, int *flags)
 	}
 }
 
-/* Connects to o->cid:o->port; the socket or -1 with the result line printed. */
+/* Connects to o->host:o->port; the socket or -1 with the result line printed. */
 static int
 vs_connect(const struct opts *o, struct result *r)
 {
-	struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = o->cid, .svm_port = o->port };
 	struct timeval tv = { .tv_sec = o->connect_timeout };
-	char what[64];
+	char what[64], host[SK_HOST_STRLEN];
+	sk_addr_t sa;
 	int fd, err;
 
+	sk_addr_set(&sa, o->host, o->port);
 	fd = sk_socket(o->type, 0);
 	if (fd < 0) {
 		result_errno(r, SK_SOCKET_CALL, -fd);
@@ -398,28 +439,32 @@ vs_connect(const struct opts *o, struct result *r)
 	}
 	if (o->connect_timeout && (err = sk_set_connect_timeout(fd, &tv)) < 0) {
 		sk_close(fd);
-		result_errno(r, "setsockopt(SO_VM_SOCKETS_CONNECT_TIMEOUT)", -err);
+		result_errno(r, SK_CONNECT_TIMEOUT_CALL, -err);
 		return -1;
 	}
 	err = sk_connect(fd, &sa);
 	if (err < 0) {
 		sk_close(fd);
-		snprintf(what, sizeof(what), "connect %u:%u", o->cid, o->port);
+		sk_host_format(o->host, host);
+		snprintf(what, sizeof(what), "connect %s:%u", host, o->port);
 		result_errno(r, what, -err);
 		return -1;
 	}
 	return fd;
 }
 
-/* Binds VMADDR_CID_ANY:o->port, listens, prints VMF-READY; as vs_connect. */
+/*
+ * Binds o->port on every address (VMADDR_CID_ANY, or 0.0.0.0), listens,
+ * prints VMF-READY; as vs_connect.
+ */
 static int
 vs_listen(const struct opts *o, struct result *r)
 {
-	struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
-				  .svm_port = o->port };
 	const char *what = SK_SOCKET_CALL;
+	sk_addr_t sa;
 	int fd, err;
 
+	sk_addr_set(&sa, SK_HOST_ANY, o->port);
 	fd = sk_socket(o->type, 1);
 	if (fd < 0) {
 		err = fd;
@@ -434,7 +479,7 @@ vs_listen(const struct opts *o, struct result *r)
 	what = "getsockname";
 	if ((err = sk_getsockname(fd, &sa)) < 0)
 		goto fail;
-	printf("VMF-READY %s port=%u\n", o->cmd->name, sa.svm_port);
+	printf("VMF-READY %s port=%u\n", o->cmd->name, sk_addr_port(&sa));
 	fflush(stdout);
 	return fd;
 fail:
@@ -446,7 +491,7 @@ fail:
 
 /* Accepts one connection into *PEER; the socket or -errno. */
 static int
-vs_accept(int lfd, struct sockaddr_vm *peer)
+vs_accept(int lfd, sk_addr_t *peer)
 {
 	for (;;) {
 		int fd = sk_accept(lfd, peer);
@@ -685,7 +730,7 @@ cmd_recv(struct opts *o, struct result *r)
 	struct verdict v = { .mismatch = -1, .bad_msg = -1 };
 	size_t size = o->type == SOCK_SEQPACKET ? SEQ_MAX + 4096 : o->chunk;
 	unsigned char reply[8];
-	struct sockaddr_vm peer;
+	sk_addr_t peer;
 	struct xfer x = { 0 };
 	int lfd, fd, err, replied = -1;
 	unsigned char *buf;
@@ -766,7 +811,7 @@ static int
 cmd_echo(struct opts *o, struct result *r)
 {
 	size_t size = o->type == SOCK_SEQPACKET ? SEQ_MAX + 4096 : o->chunk;
-	struct sockaddr_vm peer;
+	sk_addr_t peer;
 	uint64_t bytes = 0;
 	long long conns = 0;
 	unsigned char *buf;
@@ -786,6 +831,13 @@ cmd_echo(struct opts *o, struct result *r)
 		fd = vs_accept(lfd, &peer);
 		if (fd < 0) {
 			err = fd;
+			break;
+		}
+		/* The peer is usually rr: its round trips must not wait for Nagle. */
+		err = sk_nodelay(fd);
+		if (err) {
+			sk_close(fd);
+			what = "setsockopt(TCP_NODELAY)";
 			break;
 		}
 		if (alarm_seconds)
@@ -906,6 +958,11 @@ rr_run(const struct opts *o, struct result *r, unsigned char *out, unsigned char
 	fd = vs_connect(o, r);
 	if (fd < 0)
 		return 1;
+	err = sk_nodelay(fd);
+	if (err) {
+		sk_close(fd);
+		return result_errno(r, "setsockopt(TCP_NODELAY)", -err);
+	}
 	vmf_pattern_fill(o->seed, 0, out, o->size);
 	t0 = now_s();
 	err = rr_loop(o, fd, out, in, lat, &done);
@@ -945,6 +1002,45 @@ cmd_rr(struct opts *o, struct result *r)
 	return ret;
 }
 
+#ifdef VMF_INET
+
+/* ---- addr ------------------------------------------------------------------ */
+
+/* addrs=IF:ADDR,...: every IPv4 address of every interface that is up. */
+static int
+cmd_addr(struct opts *o, struct result *r)
+{
+	char list[512], host[SK_HOST_STRLEN];
+	struct ifaddrs *all, *i;
+	size_t len = 0;
+
+	(void)o;
+	if (getifaddrs(&all) < 0)
+		return result_errno(r, "getifaddrs", errno);
+	list[0] = '\0';
+	for (i = all; i; i = i->ifa_next) {
+		int n;
+
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP))
+			continue;
+		sk_host_format(sk_addr_host((const sk_addr_t *)i->ifa_addr), host);
+		n = snprintf(list + len, sizeof(list) - len, "%s%s:%s", len ? "," : "",
+			     i->ifa_name, host);
+		if (n < 0 || (size_t)n >= sizeof(list) - len) {
+			list[len] = '\0'; /* the ones that fit */
+			break;
+		}
+		len += (size_t)n;
+	}
+	freeifaddrs(all);
+	if (!len)
+		return result_fail(r, "no interface that is up has an IPv4 address");
+	result_add(r, "addrs=%s", list);
+	return result_ok(r);
+}
+
+#else /* vsock */
+
 /* ---- cid ------------------------------------------------------------------- */
 
 static int
@@ -964,16 +1060,22 @@ cmd_cid(struct opts *o, struct result *r)
 	return result_ok(r);
 }
 
+#endif /* VMF_INET */
+
 /* ---- the command line ------------------------------------------------------ */
 
 static const struct command commands[] = {
-	{ "send", cmd_send, "CID PORT BYTES",
+	{ "send", cmd_send, SK_HOST_ARG " PORT BYTES",
 	  OPT_SEED | OPT_CHUNK | OPT_SEQPACKET | OPT_CONNECT_TIMEOUT },
 	{ "recv", cmd_recv, "PORT", OPT_SEED | OPT_CHUNK | OPT_SEQPACKET | OPT_ONCE },
 	{ "echo", cmd_echo, "PORT", OPT_COUNT | OPT_CHUNK | OPT_SEQPACKET },
-	{ "rr", cmd_rr, "CID PORT",
+	{ "rr", cmd_rr, SK_HOST_ARG " PORT",
 	  OPT_SEED | OPT_SIZE | OPT_COUNT | OPT_SEQPACKET | OPT_CONNECT_TIMEOUT },
+#ifdef VMF_INET
+	{ "addr", cmd_addr, "", 0 },
+#else
 	{ "cid", cmd_cid, "", 0 },
+#endif
 };
 #define COMMON_OPTIONS (OPT_TIMEOUT | OPT_PROGRESS)
 
@@ -1005,29 +1107,15 @@ parse_size(const char *s, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-/* CID or PORT: a 32-bit number or one of the names; 0 or -1. */
+/* PORT: a number or "any"; 0 or -1. */
 static int
-parse_addr(const char *s, int is_cid, uint32_t *out)
+parse_port(const char *s, uint32_t *out)
 {
-	unsigned long v;
-	char *end;
-
-	if (is_cid && strcmp(s, "host") == 0) {
-		*out = VMADDR_CID_HOST;
-	} else if (is_cid && strcmp(s, "local") == 0) {
-		*out = VMADDR_CID_LOCAL;
-	} else if (!is_cid && strcmp(s, "any") == 0) {
-		*out = VMADDR_PORT_ANY;
-	} else {
-		if (*s < '0' || *s > '9')
-			return -1;
-		errno = 0;
-		v = strtoul(s, &end, 10);
-		if (errno || *end || v > UINT32_MAX)
-			return -1;
-		*out = (uint32_t)v;
+	if (strcmp(s, "any") == 0) {
+		*out = SK_PORT_ANY;
+		return 0;
 	}
-	return 0;
+	return sk_parse_u32(s, SK_PORT_MAX, out);
 }
 
 static int usage_error(struct result *r, const char *fmt, ...)
@@ -1105,6 +1193,10 @@ parse_option(struct opts *o, struct result *r, char **argv, int argc, int *i)
 		unsigned bit = option_names[k].bit;
 		if (strlen(option_names[k].name) != len || strncmp(option_names[k].name, arg, len))
 			continue;
+#ifdef VMF_INET
+		if (bit == OPT_SEQPACKET)
+			return usage_error(r, "--seqpacket: TCP has no SOCK_SEQPACKET");
+#endif
 		if (!((o->cmd->options | COMMON_OPTIONS) & bit))
 			return usage_error(r, "%s does not take --%s", o->cmd->name,
 					   option_names[k].name);
@@ -1123,13 +1215,13 @@ parse_option(struct opts *o, struct result *r, char **argv, int argc, int *i)
 	return usage_error(r, "unknown option %s", argv[*i]);
 }
 
-/* Positional argument number N ("CID", "PORT" or "BYTES") into O. */
+/* The positional argument NAME (SK_HOST_ARG, "PORT" or "BYTES") into O. */
 static int
 set_positional(struct opts *o, struct result *r, const char *name, const char *arg)
 {
-	if (strcmp(name, "CID") == 0 && parse_addr(arg, 1, &o->cid) == 0)
+	if (strcmp(name, SK_HOST_ARG) == 0 && sk_host_parse(arg, &o->host) == 0)
 		return 0;
-	if (strcmp(name, "PORT") == 0 && parse_addr(arg, 0, &o->port) == 0)
+	if (strcmp(name, "PORT") == 0 && parse_port(arg, &o->port) == 0)
 		return 0;
 	if (strcmp(name, "BYTES") == 0 && parse_size(arg, UINT64_MAX >> 1, &o->bytes) == 0)
 		return 0;

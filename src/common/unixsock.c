@@ -30,3 +30,21 @@ unix_listen(const char *path, int type, mode_t mode, int backlog)
 	}
 	return fd;
 }
+
+int
+unix_accept_from(int lfd, pid_t pid, pid_t *peer)
+{
+	struct ucred cr = { 0 };
+	socklen_t len = sizeof(cr);
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
+	    (pid > 0 && cr.pid != pid && cr.uid != 0)) {
+		close(fd);
+		fd = -EPERM;
+	}
+	*peer = cr.pid;
+	return fd;
+}

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/wire.h"
 #include "dp.h"
+#include "vnet.h"
 #include "vmfabric/qp.h"
 
 #define DP_BATCH 32
@@ -252,51 +253,124 @@ load_vmk(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_err
 	return 0;
 }
 
+static int
+load_vhostuser(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_error *err)
+{
+	char key[64];
+	const char *name, *pg, *path, *mac;
+	struct vsw_vhostuser *h;
+
+#define HKEY(k) (snprintf(key, sizeof(key), "vhostuser%ld." k, g), conf_mark_used(c, key), key)
+	name = conf_get(c, HKEY("name"));
+	pg = conf_get(c, HKEY("portgroup"));
+	path = conf_get(c, HKEY("path"));
+	mac = conf_get(c, HKEY("address"));
+#undef HKEY
+	if (!path || !*path || strlen(path) >= sizeof(h->path)) {
+		conf_fail_at(err, c, first, "a vhost-user port needs a socket path (vhostuserN.path, "
+					    "up to 107 characters)");
+		return -EINVAL;
+	}
+	if (!pg || !find_pg(d, pg)) {
+		conf_fail_at(err, c, first, "a vhost-user port needs a port group that exists "
+					    "(vhostuserN.portgroup)");
+		return -EINVAL;
+	}
+	if (name && (!*name || strlen(name) >= VSW_NAME)) {
+		conf_fail_at(err, c, first, "vhostuserN.name is 1 to 31 characters");
+		return -EINVAL;
+	}
+	if (d->nvhu == VSW_MAX_VHOSTUSER) {
+		conf_fail_at(err, c, first, "too many vhost-user ports (16 at most)");
+		return -ENOSPC;
+	}
+	h = &d->vhu[d->nvhu];
+	memset(h, 0, sizeof(*h));
+	if (mac && (eth_mac_parse(mac, h->mac) || eth_is_mcast(h->mac))) {
+		conf_fail_at(err, c, first, "vhostuserN.address is a unicast MAC address "
+					    "(like 02:00:00:00:00:01)");
+		return -EINVAL;
+	}
+	snprintf(h->path, sizeof(h->path), "%s", path);
+	snprintf(h->portgroup, sizeof(h->portgroup), "%s", pg);
+	if (name)
+		snprintf(h->name, sizeof(h->name), "%s", name);
+	else
+		snprintf(h->name, sizeof(h->name), "vhostuser%ld", g);
+	d->nvhu++;
+	return 0;
+}
+
+int
+vsw_dp_open_sockets(struct vsw_dp *d, struct loop *loop)
+{
+	int err, ret = 0;
+
+	for (unsigned i = 0; i < d->nvhu; i++) {
+		struct vsw_vhostuser *h = &d->vhu[i];
+
+		unlink(h->path); /* a socket left by a daemon that died */
+		err = vnet_new(d, loop, h->portgroup, h->name, h->mac, h->path, 0, &h->port);
+		if (err) {
+			log_err("vhost-user port %s: %s: %s", h->name, h->path, strerror(-err));
+			ret = ret ?: err;
+			continue;
+		}
+		log_info("vhost-user port %s on \"%s\": %s", h->name, h->portgroup, h->path);
+	}
+	return ret;
+}
+
 int
 vsw_dp_load(struct vsw_dp *d, struct conf *c, struct conf_error *err)
 {
 	int e;
 
-	memset(d, 0, sizeof(*d));
-	d->ep = -1;
+	bool own = false;
+
 	for (size_t i = 0; i < conf_count(c); i++)
-		if (conf_group(conf_key(c, i), "vswitch") >= 0) {
-			if ((e = each_group(c, "vswitch", load_switch, d, err)) ||
-			    (e = each_group(c, "portgroup", load_portgroup, d, err)) ||
-			    (e = each_group(c, "uplink", load_uplink, d, err)) ||
-			    (e = each_group(c, "vmk", load_vmk, d, err))) {
-				vsw_dp_stop(d);
-				return e;
-			}
-			return 0;
-		}
-	return vsw_dp_init(d);
+		own |= conf_group(conf_key(c, i), "vswitch") >= 0;
+	/* Without switches of its own, the file's ports go on the default ones. */
+	if (own) {
+		memset(d, 0, sizeof(*d));
+		d->ep = -1;
+		e = each_group(c, "vswitch", load_switch, d, err);
+	} else {
+		e = vsw_dp_init(d);
+	}
+	e = e ?: each_group(c, "portgroup", load_portgroup, d, err);
+	e = e ?: each_group(c, "uplink", load_uplink, d, err);
+	e = e ?: each_group(c, "vmk", load_vmk, d, err);
+	e = e ?: each_group(c, "vhostuser", load_vhostuser, d, err);
+	if (e)
+		vsw_dp_stop(d);
+	return e;
 }
 
 /* ---------------------------------------------------------------------- */
-/* vNIC ports */
-
-static int
-vnic_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len)
-{
-	struct vnic_port *v = (struct vnic_port *)p;
-	ssize_t n;
-
-	(void)len;
-	if (v->dead)
-		return -ENOBUFS;
-	/* Published at the end of the batch (dp_main), one index store for many frames. */
-	n = qp_msg_sendv(v->qp, iov, iovcnt, QP_DONTWAIT | QP_MORE);
-	return n < 0 ? -ENOBUFS : 0;
-}
-
-static const struct vsw_port_ops vnic_ops = { .enqueue = vnic_enqueue };
+/* Ports the thread drives */
 
 static void capture_port_gone(struct vsw_port *p);
 static int vmk_start(struct vsw_dp *d, struct vmk_port *v);
 
+int
+vsw_dp_call(struct vsw_dp *d, cmdq_fn *fn, void *arg)
+{
+	return d->running ? cmdq_call(&d->cmds, fn, arg) : fn(d, arg);
+}
+
+int
+vsw_dp_watch(struct vsw_dp *d, struct dp_port *p, int fd, uint32_t events, bool on)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = p };
+
+	if (epoll_ctl(d->ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
 struct add_req {
-	struct vnic_port *v;
+	struct dp_port *p;
 	const struct vsw_portgroup *pg;
 };
 
@@ -305,86 +379,183 @@ do_add(void *ctx, void *arg)
 {
 	struct vsw_dp *d = ctx;
 	struct add_req *r = arg;
-	struct vnic_port *v = r->v;
+	struct dp_port *p = r->p;
 	struct vsw *sw = &d->sw[r->pg->sw];
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = v };
 	int id, err;
 
-	if (d->nvnic == d->cap) {
+	if (d->nport == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 16;
-		struct vnic_port **p = realloc(d->vnic, cap * sizeof(*p));
-		if (!p)
+		struct dp_port **n = realloc(d->port, cap * sizeof(*n));
+		if (!n)
 			return -ENOMEM;
-		d->vnic = p;
+		d->port = n;
 		d->cap = cap;
 	}
-	v->sw = r->pg->sw;
-	v->p.vlan = r->pg->vlan;
-	v->p.kind = VSW_PORT_VNIC;
-	v->p.ops = &vnic_ops;
-	v->p.up = true;
-	strcpy(v->portgroup, r->pg->name);
-	if ((id = vsw_port_add(sw, &v->p)) < 0)
+	p->sw = r->pg->sw;
+	p->p.vlan = r->pg->vlan;
+	strcpy(p->portgroup, r->pg->name);
+	if ((id = vsw_port_add(sw, &p->p)) < 0)
 		return id;
-	snprintf(v->p.name, sizeof(v->p.name), "vnic%d", id);
-	if ((err = vsw_port_mac(sw, &v->p, v->mac)) ||
-	    (epoll_ctl(d->ep, EPOLL_CTL_ADD, qp_poll_fd(v->qp), &ev) < 0 && (err = -errno))) {
-		vsw_port_remove(sw, &v->p);
+	if (!p->p.name[0])
+		snprintf(p->p.name, sizeof(p->p.name), "vnic%d", id);
+	if ((err = vsw_port_mac(sw, &p->p, p->mac)) ||
+	    (p->wake_fd >= 0 && (err = vsw_dp_watch(d, p, p->wake_fd, EPOLLIN, true)))) {
+		vsw_port_remove(sw, &p->p);
 		return err;
 	}
-	d->vnic[d->nvnic++] = v;
+	d->port[d->nport++] = p;
 	return 0;
 }
 
 int
-vsw_dp_add_vnic(struct vsw_dp *d, struct vnic_port *v, const char *pg)
+vsw_dp_add_port(struct vsw_dp *d, struct dp_port *p, const char *pg)
 {
-	struct add_req r = { v, find_pg(d, pg) };
+	struct add_req r = { p, find_pg(d, pg) };
 	static const uint8_t zero[ETH_MAC_LEN];
 
 	if (!r.pg)
 		return -ENOENT;
-	if (!memcmp(v->mac, zero, ETH_MAC_LEN)) {
+	if (!memcmp(p->mac, zero, ETH_MAC_LEN)) {
 		/* Locally administered, unicast, from a counter: unique on this host. */
 		static _Atomic uint32_t next;
 		uint32_t n = atomic_fetch_add(&next, 1) + 1;
 		uint8_t m[ETH_MAC_LEN] = { 0x02, 0x56, 0x4d, (uint8_t)(n >> 16), (uint8_t)(n >> 8),
 					(uint8_t)n };
-		memcpy(v->mac, m, ETH_MAC_LEN);
+		memcpy(p->mac, m, ETH_MAC_LEN);
 	}
-	if (eth_is_mcast(v->mac))
+	if (eth_is_mcast(p->mac))
 		return -EINVAL;
-	return cmdq_call(&d->cmds, do_add, &r);
+	return vsw_dp_call(d, do_add, &r);
 }
 
 static int
 do_remove(void *ctx, void *arg)
 {
 	struct vsw_dp *d = ctx;
-	struct vnic_port *v = arg;
+	struct dp_port *p = arg;
 
-	for (size_t i = 0; i < d->nvnic; i++)
-		if (d->vnic[i] == v) {
-			d->vnic[i] = d->vnic[--d->nvnic];
+	for (size_t i = 0; i < d->nport; i++)
+		if (d->port[i] == p) {
+			d->port[i] = d->port[--d->nport];
 			break;
 		}
-	epoll_ctl(d->ep, EPOLL_CTL_DEL, qp_poll_fd(v->qp), NULL);
-	capture_port_gone(&v->p);
-	vsw_port_remove(&d->sw[v->sw], &v->p);
-	qp_close(v->qp);
-	free(v);
+	if (p->wake_fd >= 0)
+		vsw_dp_watch(d, p, p->wake_fd, 0, false);
+	capture_port_gone(&p->p);
+	vsw_port_remove(&d->sw[p->sw], &p->p);
+	p->dops->destroy(p);
 	return 0;
 }
 
 void
-vsw_dp_remove_vnic(struct vsw_dp *d, struct vnic_port *v)
+vsw_dp_remove_port(struct vsw_dp *d, struct dp_port *p)
 {
 	if (!d->running) {
-		do_remove(d, v);
+		do_remove(d, p);
 		return;
 	}
-	if (cmdq_post(&d->cmds, do_remove, v))
-		log_err("vswitch: out of memory removing %s", v->p.name);
+	if (cmdq_post(&d->cmds, do_remove, p))
+		log_err("vswitch: out of memory removing %s", p->p.name);
+}
+
+/* Process vNICs: records of one frame each on a queue pair. */
+
+static int
+vnic_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct vnic_port *v = (struct vnic_port *)p;
+	ssize_t n;
+
+	(void)len;
+	if (v->dp.dead)
+		return -ENOBUFS;
+	/* Published at the end of the batch (vnic_flush), one index store for many frames. */
+	n = qp_msg_sendv(v->qp, iov, iovcnt, QP_DONTWAIT | QP_MORE);
+	return n < 0 ? -ENOBUFS : 0;
+}
+
+/* Up to @max frames, each read in place. */
+static int
+vnic_drain(struct dp_port *p, struct vsw *sw, int max, int64_t now)
+{
+	struct vnic_port *v = (struct vnic_port *)p;
+	struct iovec iov[2];
+	int n;
+
+	for (n = 0; n < max; n++) {
+		ssize_t len = qp_msg_peek(v->qp, iov);
+
+		if (len < 0) {
+			if (len != -EAGAIN) {
+				/* -ESHUTDOWN: the process closed; -EPROTO: it broke its ring. */
+				if (len == -EPROTO)
+					log_rl(LOG_LVL_WARN, "vswitch: %s (pid %d): %s", p->p.name,
+					       (int)v->pid, qp_broken_reason(v->qp));
+				p->dead = true;
+				p->p.up = false;
+			}
+			break;
+		}
+		vsw_input(sw, &p->p, iov, 2, (size_t)len, now);
+	}
+	qp_msg_consume(v->qp);
+	return n;
+}
+
+static void
+vnic_flush(struct dp_port *p)
+{
+	qp_flush(((struct vnic_port *)p)->qp);
+}
+
+static bool
+vnic_arm(struct dp_port *p)
+{
+	return qp_arm(((struct vnic_port *)p)->qp, QP_EV_READ) != 0;
+}
+
+static void
+vnic_woken(struct dp_port *p, bool fired)
+{
+	if (fired)
+		qp_ack(((struct vnic_port *)p)->qp);
+}
+
+static void
+vnic_json(const struct dp_port *p, json_t *o)
+{
+	json_object_set_new(o, "pid", json_integer((json_int_t)((const struct vnic_port *)p)->pid));
+}
+
+static void
+vnic_destroy(struct dp_port *p)
+{
+	qp_close(((struct vnic_port *)p)->qp);
+	free(p);
+}
+
+static const struct vsw_port_ops vnic_ops = { .enqueue = vnic_enqueue };
+static const struct dp_port_ops vnic_dops = { .kind = "vnic",
+					      .drain = vnic_drain,
+					      .flush = vnic_flush,
+					      .arm = vnic_arm,
+					      .woken = vnic_woken,
+					      .json = vnic_json,
+					      .destroy = vnic_destroy };
+
+int
+vsw_dp_add_vnic(struct vsw_dp *d, struct vnic_port *v, const char *pg)
+{
+	int fd = qp_poll_fd(v->qp);
+
+	if (fd < 0)
+		return fd;
+	v->dp.p.kind = VSW_PORT_VNIC;
+	v->dp.p.ops = &vnic_ops;
+	v->dp.p.up = true;
+	v->dp.dops = &vnic_dops;
+	v->dp.wake_fd = fd;
+	return vsw_dp_add_port(d, &v->dp, pg);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -415,9 +586,9 @@ capture_mirror(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t l
 static struct vsw_port *
 port_by_name(struct vsw_dp *d, const char *name)
 {
-	for (size_t k = 0; k < d->nvnic; k++)
-		if (!strcmp(d->vnic[k]->p.name, name))
-			return &d->vnic[k]->p;
+	for (size_t k = 0; k < d->nport; k++)
+		if (!strcmp(d->port[k]->p.name, name))
+			return &d->port[k]->p;
 	for (unsigned k = 0; k < d->nuplink; k++)
 		if (!strcmp(d->uplink[k]->p.name, name))
 			return &d->uplink[k]->p;
@@ -498,47 +669,29 @@ vsw_dp_capture_stop(struct vsw_dp *d, struct vsw_capture *c)
 /* ---------------------------------------------------------------------- */
 /* The thread */
 
-/* Up to a batch of frames from one vNIC, each read in place. */
-static int
-drain(struct vsw_dp *d, struct vnic_port *v, int64_t now)
-{
-	struct vsw *sw = &d->sw[v->sw];
-	struct iovec iov[2];
-	int n;
-
-	for (n = 0; n < DP_BATCH; n++) {
-		ssize_t len = qp_msg_peek(v->qp, iov);
-
-		if (len < 0) {
-			if (len != -EAGAIN) {
-				/* -ESHUTDOWN: the process closed; -EPROTO: it broke its ring. */
-				if (len == -EPROTO)
-					log_rl(LOG_LVL_WARN, "vswitch: %s (pid %d): %s", v->p.name,
-					       (int)v->pid, qp_broken_reason(v->qp));
-				v->dead = true;
-				v->p.up = false;
-			}
-			break;
-		}
-		vsw_input(sw, &v->p, iov, 2, (size_t)len, now);
-	}
-	qp_msg_consume(v->qp);
-	return n;
-}
-
 static void
 sleep_until_work(struct vsw_dp *d)
 {
 	struct epoll_event ev[64];
 	int n;
 
-	for (size_t i = 0; i < d->nvnic; i++)
-		if (!d->vnic[i]->dead && qp_arm(d->vnic[i]->qp, QP_EV_READ))
+	for (size_t i = 0; i < d->nport; i++) {
+		struct dp_port *p = d->port[i];
+
+		if (!p->dead && p->dops->arm && p->dops->arm(p))
 			return; /* something arrived meanwhile */
+	}
 	n = epoll_wait(d->ep, ev, 64, 1000);
 	for (int i = 0; i < n; i++)
 		if (ev[i].data.ptr)
-			qp_ack(((struct vnic_port *)ev[i].data.ptr)->qp);
+			((struct dp_port *)ev[i].data.ptr)->fired = true;
+	for (size_t i = 0; i < d->nport; i++) {
+		struct dp_port *p = d->port[i];
+
+		if (p->dops->woken)
+			p->dops->woken(p, p->fired);
+		p->fired = false;
+	}
 }
 
 static int
@@ -561,9 +714,12 @@ dp_main(void *arg)
 		int work = 0;
 
 		cmdq_run(&d->cmds, d);
-		for (size_t i = 0; i < d->nvnic; i++)
-			if (!d->vnic[i]->dead)
-				work += drain(d, d->vnic[i], now);
+		for (size_t i = 0; i < d->nport; i++) {
+			struct dp_port *p = d->port[i];
+
+			if (!p->dead)
+				work += p->dops->drain(p, &d->sw[p->sw], DP_BATCH, now);
+		}
 		for (unsigned i = 0; i < d->nuplink; i++)
 			work += uplink_drain(d->uplink[i], &d->sw[d->uplink[i]->sw], DP_BATCH, now);
 		/*
@@ -577,8 +733,9 @@ dp_main(void *arg)
 		for (unsigned s = 0; s < d->nsw; s++)
 			if (!d->sw[s].vmq && d->sw[s].defq_n)
 				vsw_sort(&d->sw[s], now);
-		for (size_t i = 0; i < d->nvnic; i++)
-			qp_flush(d->vnic[i]->qp);
+		for (size_t i = 0; i < d->nport; i++)
+			if (d->port[i]->dops->flush)
+				d->port[i]->dops->flush(d->port[i]);
 		for (unsigned i = 0; i < d->nuplink; i++)
 			uplink_kick(d->uplink[i]);
 		for (struct vsw_capture *c = d->captures; c; c = c->next)
@@ -639,6 +796,12 @@ vsw_dp_start(struct vsw_dp *d)
 void
 vsw_dp_stop(struct vsw_dp *d)
 {
+	while (d->nvhu) {
+		struct vsw_vhostuser *h = &d->vhu[--d->nvhu];
+
+		vnet_free(h->port); /* its frontend disconnected, its port out */
+		h->port = NULL;
+	}
 	if (d->running) {
 		cmdq_call(&d->cmds, do_stop, NULL);
 		pthread_join(d->thread, NULL);
@@ -646,10 +809,10 @@ vsw_dp_stop(struct vsw_dp *d)
 	}
 	while (d->captures)
 		do_capture_stop(d, d->captures);
-	while (d->nvnic)
-		do_remove(d, d->vnic[0]);
-	free(d->vnic);
-	d->vnic = NULL;
+	while (d->nport)
+		do_remove(d, d->port[0]);
+	free(d->port);
+	d->port = NULL;
 	while (d->nuplink) {
 		struct uplink_port *u = d->uplink[--d->nuplink];
 
@@ -806,11 +969,12 @@ do_mgmt(void *ctx, void *arg)
 		}
 		r->out = json_pack("{s:o}", "portgroups", arr);
 	} else {
-		for (size_t k = 0; k < d->nvnic; k++) {
-			struct vnic_port *v = d->vnic[k];
-			json_t *o = port_json(d, &v->p, v->sw, "vnic", v->portgroup, v->mac);
+		for (size_t k = 0; k < d->nport; k++) {
+			struct dp_port *p = d->port[k];
+			json_t *o = port_json(d, &p->p, p->sw, p->dops->kind, p->portgroup, p->mac);
 
-			json_object_set_new(o, "pid", json_integer((json_int_t)v->pid));
+			if (p->dops->json)
+				p->dops->json(p, o);
 			json_array_append_new(arr, o);
 		}
 		for (unsigned k = 0; k < d->nuplink; k++) {
@@ -905,8 +1069,8 @@ pg_ports(const struct vsw_dp *d, const char *pg)
 {
 	unsigned n = 0;
 
-	for (size_t k = 0; k < d->nvnic; k++)
-		n += !strcmp(d->vnic[k]->portgroup, pg);
+	for (size_t k = 0; k < d->nport; k++)
+		n += !strcmp(d->port[k]->portgroup, pg);
 	for (unsigned k = 0; k < d->nvmk; k++)
 		n += !strcmp(d->vmk[k]->portgroup, pg);
 	return n;
@@ -1039,8 +1203,8 @@ do_change(void *ctx, void *arg)
 			d->nsw--;
 			for (unsigned i = 0; i < d->npg; i++)
 				d->pg[i].sw -= d->pg[i].sw > (unsigned)s;
-			for (size_t k = 0; k < d->nvnic; k++)
-				d->vnic[k]->sw -= d->vnic[k]->sw > (unsigned)s;
+			for (size_t k = 0; k < d->nport; k++)
+				d->port[k]->sw -= d->port[k]->sw > (unsigned)s;
 			for (unsigned k = 0; k < d->nuplink; k++)
 				d->uplink[k]->sw -= d->uplink[k]->sw > (unsigned)s;
 			return 0;
@@ -1081,14 +1245,14 @@ do_change(void *ctx, void *arg)
 		return fail(c, -EINVAL, "--vlan-id is needed");
 	/* Its ports move to the new VLAN: what was learned on them is forgotten. */
 	pg->vlan = (uint16_t)vlan;
-	for (size_t k = 0; k < d->nvnic; k++) {
-		struct vnic_port *v = d->vnic[k];
+	for (size_t k = 0; k < d->nport; k++) {
+		struct dp_port *p = d->port[k];
 
-		if (strcmp(v->portgroup, pg->name))
+		if (strcmp(p->portgroup, pg->name))
 			continue;
-		fdb_flush_port(&d->sw[v->sw].fdb, v->p.id);
-		v->p.vlan = (uint16_t)vlan;
-		(void)vsw_port_mac(&d->sw[v->sw], &v->p, v->mac);
+		fdb_flush_port(&d->sw[p->sw].fdb, p->p.id);
+		p->p.vlan = (uint16_t)vlan;
+		(void)vsw_port_mac(&d->sw[p->sw], &p->p, p->mac);
 	}
 	return 0;
 }

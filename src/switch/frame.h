@@ -45,6 +45,30 @@ eth_is_mcast(const uint8_t *mac)
 	return mac[0] & 1; /* broadcast included */
 }
 
+/* "xx:xx:xx:xx:xx:xx" (either case) into @mac: 0, or -1 for anything else. */
+static inline int
+eth_mac_parse(const char *s, uint8_t mac[ETH_MAC_LEN])
+{
+	for (int i = 0; i < ETH_MAC_LEN; i++) {
+		int v = 0;
+
+		for (int k = 0; k < 2; k++) {
+			char ch = s[3 * i + k];
+			int d = ch >= '0' && ch <= '9'	 ? ch - '0'
+				: ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+				: ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+							 : -1;
+			if (d < 0)
+				return -1;
+			v = v << 4 | d;
+		}
+		if (s[3 * i + 2] != (i < ETH_MAC_LEN - 1 ? ':' : 0))
+			return -1;
+		mac[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
 static inline uint64_t
 eth_mac64(const uint8_t *mac)
 {

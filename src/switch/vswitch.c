@@ -121,13 +121,13 @@ gather(const struct iovec *iov, int n, size_t off, void *dst, size_t len)
 	}
 }
 
-/* The pieces of a frame from byte @off on: at most @n of them into @out. */
+/* The pieces of a frame from byte @off on (a frame comes in VSW_MAX_PIECES at most). */
 static int
 slice(const struct iovec *iov, int n, size_t off, struct iovec *out)
 {
 	int k = 0;
 
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n && k < VSW_MAX_PIECES; i++) {
 		size_t l = iov[i].iov_len;
 
 		if (off >= l) {
@@ -149,7 +149,7 @@ member(const struct vsw_port *p, uint16_t vlan)
 /* A frame on its way out: the header the switch rewrote, then the rest. */
 struct egress {
 	uint8_t hdr[ETH_HDR + ETH_VLAN_HDR - 2]; /* addresses, and a tag when tagged */
-	struct iovec tagged[4], untagged[4];
+	struct iovec tagged[VSW_MAX_PIECES + 1], untagged[VSW_MAX_PIECES + 1];
 	int ntagged, nuntagged;
 	size_t len_tagged, len_untagged;
 };

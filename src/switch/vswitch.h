@@ -114,9 +114,11 @@ void vsw_port_remove(struct vsw *sw, struct vsw_port *p);
 /* A configured address of port @p (a VM's ethernetN.address, a vNIC's MAC). */
 int vsw_port_mac(struct vsw *sw, struct vsw_port *p, const uint8_t *mac);
 
+/* The most pieces a frame may come in (vsw_input()). */
+#define VSW_MAX_PIECES 3
 /*
- * A frame from port @in, in up to two pieces (a ring may wrap), @len bytes
- * in all. Classified and delivered (VMQ on), or copied into the default
+ * A frame from port @in, in up to VSW_MAX_PIECES pieces (a ring may wrap;
+ * a guest's buffer may be split), @len bytes in all. Classified and delivered (VMQ on), or copied into the default
  * queue (off; full: sorted first). @now: monotonic ns, for learning.
  */
 void vsw_input(struct vsw *sw, struct vsw_port *in, const struct iovec *frame, int n,

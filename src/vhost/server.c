@@ -301,6 +301,18 @@ h_set_vring_call(struct vhu_conn *c, struct vhu_msg *m)
 
 	if (err)
 		return err;
+	if (r->started && c->ops->ring_call) {
+		int old = r->call;
+
+		/* The device swaps in the new one before the old one is closed. */
+		r->call = m->nfds == 1 ? m->fds[0] : -1;
+		c->ops->ring_call(c->dev, c, (uint32_t)(m->payload.u64 & VHU_VRING_IDX_MASK));
+		if (old >= 0)
+			close(old);
+		if (m->nfds == 1)
+			m->fds[0] = -1;
+		return 0;
+	}
 	take_fd(m, &r->call);
 	return 0;
 }

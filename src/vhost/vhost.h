@@ -245,6 +245,12 @@ struct vhu_device_ops {
 	 */
 	void (*ring_started)(void *dev, struct vhu_conn *c, uint32_t index);
 	void (*ring_stopped)(void *dev, struct vhu_conn *c, uint32_t index, uint16_t *last_avail);
+	/*
+	 * Optional: a started ring's call descriptor was replaced (the old one
+	 * is closed when this returns). For a device whose rings another
+	 * thread serves with a copy of the descriptor.
+	 */
+	void (*ring_call)(void *dev, struct vhu_conn *c, uint32_t index);
 };
 
 /*

@@ -292,6 +292,13 @@ virtq_avail(struct virtq *q)
 }
 
 void
+virtq_unpop(struct virtq *q, uint16_t n)
+{
+	if (!q->why)
+		q->last_avail = (uint16_t)(q->last_avail - n);
+}
+
+void
 virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 {
 	struct virtq_used_elem u = { head, written };

@@ -118,6 +118,12 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e);
 /* How many chains are available and not yet taken (reads avail->idx; 0 when broken). */
 uint16_t virtq_avail(struct virtq *q);
 /*
+ * Put back the last @n chains taken and not pushed, as if never taken (a
+ * device that took buffers for a frame it cannot finish). Nothing when
+ * broken.
+ */
+void virtq_unpop(struct virtq *q, uint16_t n);
+/*
  * Give back a chain's head with @written bytes put into its writable
  * segments; at most as many pushes as pops, in any order. Entries become
  * visible to the driver at virtq_flush().

@@ -168,12 +168,22 @@ args_devices(struct vm_args *a, const struct vm_config *c, const struct vm_launc
 		args_add(a, "vhost-user-vsock-pci,chardev=vsock0,id=vmci0");
 	}
 	for (unsigned i = 0; i < VM_MAX_NICS; i++) {
-		if (!l->nic_sock[i])
+		if (!l->nic_sock[i] && !l->nic_stream[i])
 			continue;
 		if (c->nic[i].has_mac)
 			memcpy(m, c->nic[i].mac, sizeof(m));
 		else
 			vm_nic_default_mac(c->name, i, m);
+		if (l->nic_stream[i]) {
+			/* The emulated device model, its frames on a socket the daemon made. */
+			args_add(a, "-netdev");
+			args_add(a, "stream,id=hostnet%u,server=off,addr.type=fd,addr.str=%d", i,
+				 VM_QEMU_NIC_FD(i));
+			args_add(a, "-device");
+			args_add(a, "%s,netdev=hostnet%u,id=ethernet%u,mac=%s", c->nic[i].virtual_dev,
+				 i, i, vm_mac_str(m, mac));
+			continue;
+		}
 		/* reconnect: QEMU re-establishes a vhost-user netdev after a daemon restart. */
 		args_add(a, "-chardev");
 		args_add(a, "socket,id=net%u,path=%s,reconnect=1", i,
@@ -199,11 +209,13 @@ argv_check(const struct vm_config *c, const struct vm_launch *l)
 	if (c->vmci != (l->vsock_sock != NULL))
 		return -EINVAL;
 	for (unsigned i = 0; i < VM_MAX_NICS; i++) {
-		if (!l->nic_sock[i])
+		bool virtio = !strcmp(c->nic[i].virtual_dev, "virtio");
+
+		if (!l->nic_sock[i] && !l->nic_stream[i])
 			continue;
-		if (!c->nic[i].present)
+		if (!c->nic[i].present || (l->nic_sock[i] && l->nic_stream[i]))
 			return -EINVAL;
-		if (strcmp(c->nic[i].virtual_dev, "virtio"))
+		if (virtio != (l->nic_sock[i] != NULL))
 			return -EOPNOTSUPP;
 	}
 	return 0;
@@ -297,8 +309,10 @@ spawn_dup(int fd, int to)
  * internal signals (32, 33), which glibc's own posix_spawn() leaves ignored.
  */
 __attribute__((noreturn)) static void
-spawn_child(char **argv, const char *qemu_log, int errfd)
+spawn_child(char **argv, const char *qemu_log, int errfd, const int *keep, unsigned nkeep)
 {
+	int moved[VM_MAX_NICS];
+
 	const struct spawn_ksigaction dfl = { .handler = SIG_DFL };
 	sigset_t none;
 	int fd;
@@ -316,12 +330,24 @@ spawn_child(char **argv, const char *qemu_log, int errfd)
 		  O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY | O_CLOEXEC, 0640);
 	if (spawn_dup(fd, 1) < 0 || dup2(1, 2) < 0)
 		spawn_fail(errfd);
+	/*
+	 * The descriptors to hand on go to their numbers from above the range
+	 * they land in, so that none overwrites another (or @errfd) first.
+	 */
+	if ((errfd = fcntl(errfd, F_DUPFD_CLOEXEC, 3 + VM_MAX_NICS)) < 0)
+		_exit(127);
+	for (unsigned i = 0; i < nkeep; i++)
+		if (keep[i] >= 0 && (moved[i] = fcntl(keep[i], F_DUPFD_CLOEXEC, 3 + VM_MAX_NICS)) < 0)
+			spawn_fail(errfd);
 	/* Close-on-exec rather than closed: @errfd must work until exec. */
 	if (close_range(3, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
 		long max = sysconf(_SC_OPEN_MAX);
 		for (long i = 3; i < (max > 0 ? max : 65536); i++)
 			fcntl((int)i, F_SETFD, FD_CLOEXEC);
 	}
+	for (unsigned i = 0; i < nkeep; i++) /* dup2: not close-on-exec */
+		if (keep[i] >= 0 && dup2(moved[i], VM_QEMU_NIC_FD(i)) < 0)
+			spawn_fail(errfd);
 	execvp(argv[0], argv);
 	spawn_fail(errfd);
 }
@@ -329,13 +355,20 @@ spawn_child(char **argv, const char *qemu_log, int errfd)
 int
 vm_qemu_spawn(char **argv, const char *qemu_log, int *pidfd, pid_t *pid)
 {
+	return vm_qemu_spawn_fds(argv, qemu_log, NULL, 0, pidfd, pid);
+}
+
+int
+vm_qemu_spawn_fds(char **argv, const char *qemu_log, const int *keep, unsigned nkeep, int *pidfd,
+		  pid_t *pid)
+{
 	int p[2], e = 0, fd, r;
 	pid_t child;
 	ssize_t n;
 
 	*pidfd = -1;
 	*pid = 0;
-	if (!argv || !argv[0])
+	if (!argv || !argv[0] || nkeep > VM_MAX_NICS)
 		return -EINVAL;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
@@ -362,7 +395,7 @@ vm_qemu_spawn(char **argv, const char *qemu_log, int *pidfd, pid_t *pid)
 		return r;
 	}
 	if (child == 0)
-		spawn_child(argv, qemu_log, p[1]);
+		spawn_child(argv, qemu_log, p[1], keep, nkeep);
 	close(p[1]);
 	/* Nothing: exec succeeded (the pipe closed with it); else the child's errno. */
 	while ((n = read(p[0], &e, sizeof(e))) < 0 && errno == EINTR)

@@ -21,6 +21,8 @@
 
 #define VM_QEMU_DEFAULT	    "qemu-system-x86_64"
 #define VM_PROBE_TIMEOUT_MS 8000
+/* The descriptor number an emulated NIC's stream has in QEMU. */
+#define VM_QEMU_NIC_FD(i) (3 + (int)(i))
 
 struct vm_launch {
 	const char *qemu;  /* binary, looked up in $PATH; NULL: VM_QEMU_DEFAULT */
@@ -31,6 +33,10 @@ struct vm_launch {
 	/* vhost-user socket per NIC; NULL leaves the NIC out. Only "virtio"
 	 * NICs can be served over vhost-user (virtio-net-pci). */
 	const char *nic_sock[VM_MAX_NICS];
+	/* Emulated NICs (e1000, e1000e, vmxnet3): true puts the NIC on QEMU's
+	 * stream netdev over descriptor VM_QEMU_NIC_FD(i), which the caller
+	 * hands to vm_qemu_spawn_fds() in keep[i]. */
+	bool nic_stream[VM_MAX_NICS];
 	const char *serial_log; /* file of the serial console (required) */
 	const char *qemu_log;	/* QEMU's stdout and stderr (vm_qemu_spawn()); NULL: none */
 	const char *qmp_sock;	/* QMP socket QEMU listens on, or NULL */
@@ -42,9 +48,9 @@ struct vm_launch {
  * malloc'd NULL-terminated array in *@argv_out (vm_qemu_argv_free()).
  * Returns 0, or -EINVAL (no name or kernel, memory or vCPUs out of range,
  * no serial log, accel not kvm/tcg,
- * vsock_sock given without VMCI or missing with it, a socket for a NIC
- * that is not present), -EOPNOTSUPP (a socket for an emulated NIC: e1000,
- * e1000e and vmxnet3 get a backend with the virtual switch), -ENOMEM.
+ * vsock_sock given without VMCI or missing with it, a socket or stream for
+ * a NIC that is not present, both for one NIC), -EOPNOTSUPP (a vhost-user
+ * socket for an emulated NIC, a stream for a virtio one), -ENOMEM.
  */
 int vm_qemu_argv(const struct vm_config *c, const struct vm_launch *l, char ***argv_out);
 void vm_qemu_argv_free(char **argv);
@@ -60,6 +66,12 @@ void vm_qemu_argv_free(char **argv);
  * -EACCES, errors opening @qemu_log...).
  */
 int vm_qemu_spawn(char **argv, const char *qemu_log, int *pidfd, pid_t *pid);
+/*
+ * The same, with descriptors handed on: @keep[i] >= 0 becomes descriptor
+ * VM_QEMU_NIC_FD(i) in QEMU (for @nkeep <= VM_MAX_NICS entries).
+ */
+int vm_qemu_spawn_fds(char **argv, const char *qemu_log, const int *keep, unsigned nkeep,
+		      int *pidfd, pid_t *pid);
 
 /*
  * vm_qemu_reap() - collect the exit of the process behind @pidfd without

@@ -28,6 +28,8 @@
 #include "common/log.h"
 #include "common/unixsock.h"
 #include "qemu.h"
+#include "switch/emu.h"
+#include "switch/vnet.h"
 #include "vhost/vhost.h"
 #include "vmci/broker.h"
 #include "vms.h"
@@ -51,6 +53,10 @@ struct vm {
 	struct loop_src proc;	/* pidfd */
 	pid_t pid;
 	struct vsock_dev *vsock;
+	/* Its NICs' switch ports: virtio over vhost-user, or emulated by QEMU. */
+	struct vnet_port *vnet[VM_MAX_NICS];
+	struct emu_port *emu[VM_MAX_NICS];
+	int qemu_fd[VM_MAX_NICS]; /* an emulated NIC's socket end for QEMU, until it starts */
 	int64_t started_ns;
 };
 
@@ -100,6 +106,21 @@ rm_dir(struct vm *v)
 }
 
 static void
+nics_free(struct vm *v)
+{
+	for (unsigned i = 0; i < VM_MAX_NICS; i++) {
+		vnet_free(v->vnet[i]);
+		v->vnet[i] = NULL;
+		if (v->emu[i])
+			vsw_dp_remove_port(&v->m->b->dp, &v->emu[i]->dp);
+		v->emu[i] = NULL;
+		if (v->qemu_fd[i] >= 0)
+			close(v->qemu_fd[i]);
+		v->qemu_fd[i] = -1;
+	}
+}
+
+static void
 vm_free(struct vm *v)
 {
 	struct vms *m = v->m;
@@ -121,6 +142,7 @@ vm_free(struct vm *v)
 		close(v->proc.fd);
 	}
 	vsock_dev_free(v->vsock);
+	nics_free(v);
 	if ((x = vmci_reg_find(&m->b->reg, v->cid)) && x->kind == VMCI_KIND_VM)
 		vmci_reg_remove(&m->b->reg, v->cid);
 	rm_dir(v);
@@ -152,22 +174,16 @@ static void
 frontend_connected(struct loop_src *s, uint32_t events)
 {
 	struct vm *v = (struct vm *)((char *)s - offsetof(struct vm, listen));
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
+	pid_t peer;
 	int fd, err;
 
 	(void)events;
-	fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	/* Only this VM's QEMU (or root) may be its device's frontend. */
+	fd = unix_accept_from(s->fd, v->pid, &peer);
+	if (fd == -EPERM)
+		log_warn("vm %s: refused vhost-user connection from pid %d", v->cfg.name, (int)peer);
 	if (fd < 0)
 		return;
-	/* Only this VM's QEMU (or root) may be its device's frontend. */
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
-	    (cr.pid != v->pid && cr.uid != 0)) {
-		log_warn("vm %s: refused vhost-user connection from pid %d", v->cfg.name,
-			 (int)cr.pid);
-		close(fd);
-		return;
-	}
 	if ((err = vsock_dev_attach(v->vsock, fd)))
 		log_warn("vm %s: vhost-user: %s", v->cfg.name, strerror(-err));
 	else
@@ -278,15 +294,26 @@ launch(struct vm *v, char *why, size_t whylen)
 	snprintf(qlog, sizeof(qlog), "%s/qemu.log", v->dir);
 	l.qemu_log = qlog;
 	l.vsock_sock = v->vsock ? v->sock_path : NULL;
+	for (unsigned i = 0; i < VM_MAX_NICS; i++) {
+		l.nic_sock[i] = v->vnet[i] ? v->vnet[i]->path : NULL;
+		l.nic_stream[i] = v->emu[i] != NULL;
+	}
 	if ((err = vm_qemu_argv(&v->cfg, &l, &argv))) {
 		snprintf(why, whylen, "QEMU command line: %s", strerror(-err));
 		return err;
 	}
-	err = vm_qemu_spawn(argv, qlog, &v->proc.fd, &v->pid);
+	err = vm_qemu_spawn_fds(argv, qlog, v->qemu_fd, VM_MAX_NICS, &v->proc.fd, &v->pid);
 	vm_qemu_argv_free(argv);
 	if (err) {
 		snprintf(why, whylen, "starting QEMU: %s", strerror(-err));
 		return err;
+	}
+	for (unsigned i = 0; i < VM_MAX_NICS; i++) {
+		if (v->qemu_fd[i] >= 0) /* QEMU has it */
+			close(v->qemu_fd[i]);
+		v->qemu_fd[i] = -1;
+		if (v->vnet[i]) /* only this QEMU may be the NIC's frontend */
+			v->vnet[i]->allowed_pid = v->pid;
 	}
 	if (loop_add(v->m->loop, &v->proc, EPOLLIN) < 0) {
 		err = -errno;
@@ -322,6 +349,67 @@ make_device(struct vm *v, char *why, size_t whylen)
 	return 0;
 }
 
+/*
+ * NIC @i's port on the switch: its port group (ethernetN.networkName, "VM
+ * Network" by default), its MAC, and for virtio the vhost-user socket QEMU
+ * connects to (@listen_fd: one kept across a restart, or -1), for an
+ * emulated NIC a socketpair (@emu_fd: the switch's end kept across a
+ * restart, or -1: a new pair, QEMU's end in qemu_fd[i]).
+ */
+static int
+make_nic(struct vm *v, unsigned i, int emu_fd, char *why, size_t whylen)
+{
+	const struct vm_nic *n = &v->cfg.nic[i];
+	const char *pg = n->network[0] ? n->network : "VM Network";
+	char name[VSW_NAME], path[sizeof(v->dir) + 16];
+	uint8_t mac[6];
+	int err, sv[2] = { emu_fd, -1 };
+
+	if (n->has_mac)
+		memcpy(mac, n->mac, sizeof(mac));
+	else
+		vm_nic_default_mac(v->cfg.name, i, mac);
+	/* "<vm>.ethN", the VM's name cut to fit */
+	snprintf(name, sizeof(name), "%.*s.eth%u", (int)(sizeof(name) - 7), v->cfg.name, i);
+	if (!strcmp(n->virtual_dev, "virtio")) {
+		snprintf(path, sizeof(path), "%s/eth%u.sock", v->dir, i);
+		unlink(path); /* left by the daemon before a restart: QEMU reconnects */
+		err = vnet_new(&v->m->b->dp, v->m->loop, pg, name, mac, path, v->pid, &v->vnet[i]);
+	} else {
+		if (sv[0] < 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+			err = -errno;
+		else if (!(err = emu_new(&v->m->b->dp, pg, name, mac, sv[0], &v->emu[i])))
+			v->qemu_fd[i] = sv[1];
+		else
+			for (int k = 0; k < 2; k++)
+				if (sv[k] >= 0)
+					close(sv[k]);
+	}
+	if (err) {
+		char m[18];
+
+		snprintf(why, whylen, "ethernet%u: %s", i,
+			 err == -ENOENT	  ? "no port group of that name (ethernetN.networkName)"
+			 : err == -EEXIST ? "its MAC address is another port's on the switch"
+					  : strerror(-err));
+		if (err == -EEXIST)
+			snprintf(why + strlen(why), whylen - strlen(why), " (%s)", vm_mac_str(mac, m));
+	}
+	return err;
+}
+
+static int
+make_nics(struct vm *v, char *why, size_t whylen)
+{
+	for (unsigned i = 0; i < VM_MAX_NICS; i++) {
+		int err = v->cfg.nic[i].present ? make_nic(v, i, -1, why, whylen) : 0;
+
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static void
 report_unknown(void *ctx, const char *key, unsigned line)
 {
@@ -343,6 +431,8 @@ vms_start(struct vms *m, const char *text, size_t len, const char *path, char *w
 	v->m = m;
 	v->listen = (struct loop_src){ .fd = -1, .fn = frontend_connected };
 	v->proc = (struct loop_src){ .fd = -1, .fn = proc_exited };
+	for (unsigned i = 0; i < VM_MAX_NICS; i++)
+		v->qemu_fd[i] = -1;
 	snprintf(v->vmx, sizeof(v->vmx), "%s", path);
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
@@ -379,7 +469,8 @@ vms_start(struct vms *m, const char *text, size_t len, const char *path, char *w
 	unlink(v->serial); /* the last run's console, kept after it ended */
 	if ((err = make_dir(v->dir))) {
 		snprintf(why, whylen, "%s: %s", v->dir, strerror(-err));
-	} else if (!(v->cfg.vmci && (err = make_device(v, why, whylen))) && accel) {
+	} else if (!(v->cfg.vmci && (err = make_device(v, why, whylen))) &&
+		   !(err = make_nics(v, why, whylen)) && accel) {
 		err = launch(v, why, whylen);
 	}
 	if (err) {
@@ -439,6 +530,30 @@ vms_fini(struct vms *m)
 }
 
 static json_t *
+nics_json(const struct vm *v)
+{
+	json_t *a = json_array();
+	char mac[18];
+
+	for (unsigned i = 0; a && i < VM_MAX_NICS; i++) {
+		const struct vm_nic *n = &v->cfg.nic[i];
+		const struct dp_port *p = v->vnet[i]  ? &v->vnet[i]->dp
+					  : v->emu[i] ? &v->emu[i]->dp
+						      : NULL;
+		json_t *o;
+
+		if (!p)
+			continue;
+		o = json_pack("{s:s, s:s, s:s, s:s, s:b}", "virtual_dev", n->virtual_dev, "port",
+			      p->p.name, "portgroup", p->portgroup, "mac", vm_mac_str(p->mac, mac),
+			      "frontend_connected", v->vnet[i] ? vnet_connected(v->vnet[i]) : true);
+		json_object_set_new(o, "nic", json_sprintf("ethernet%u", i));
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
+static json_t *
 vm_json(const struct vm *v)
 {
 	struct vsock_stats st = { 0 };
@@ -449,6 +564,8 @@ vm_json(const struct vm *v)
 			      v->vmx, "console_log", v->serial, "uptime_s",
 			      (double)(clock_ns() - v->started_ns) / 1e9);
 
+	if (o)
+		json_object_set_new(o, "nics", nics_json(v));
 	if (!o || !v->vsock)
 		return o;
 	json_object_set_new(o, "hybrid_socket", json_string(v->hybrid));
@@ -613,6 +730,78 @@ save_vhu(const struct vhu_saved *s)
 			 s->owner, "regions", regions, "rings", rings);
 }
 
+/*
+ * The NICs: their configuration, and an emulated one's socket (QEMU holds
+ * the other end). A virtio NIC's connection is not kept: QEMU reconnects
+ * to the socket the restarted daemon makes at the same path.
+ */
+static json_t *
+save_nics(const struct vm *v)
+{
+	json_t *a = json_array();
+	char mac[18];
+
+	for (unsigned i = 0; a && i < VM_MAX_NICS; i++) {
+		const struct vm_nic *n = &v->cfg.nic[i];
+		int fd = v->emu[i] ? v->emu[i]->fd : v->qemu_fd[i] >= 0 ? -2 : -1;
+
+		if (!v->vnet[i] && !v->emu[i])
+			continue;
+		if (fd >= 0)
+			keep_fd(fd);
+		json_array_append_new(a, json_pack("{s:I, s:s, s:s, s:s, s:b, s:i}", "index",
+						   (json_int_t)i, "virtual_dev", n->virtual_dev,
+						   "network", n->network, "mac",
+						   vm_mac_str(n->mac, mac), "has_mac", n->has_mac,
+						   "fd", fd));
+	}
+	return a;
+}
+
+static void
+unkeep_nics(const struct vm *v)
+{
+	for (unsigned i = 0; i < VM_MAX_NICS; i++)
+		if (v->emu[i])
+			unkeep_fd(v->emu[i]->fd);
+}
+
+/* Put the saved NICs back; 0 or -errno with @why. */
+static int
+restore_nics(struct vm *v, json_t *a, char *why, size_t whylen)
+{
+	size_t k;
+	json_t *o;
+
+	json_array_foreach(a, k, o) {
+		json_int_t i;
+		const char *dev, *net, *mac;
+		int has_mac, fd, err;
+		struct vm_nic *n;
+
+		if (json_unpack(o, "{s:I, s:s, s:s, s:s, s:b, s:i}", "index", &i, "virtual_dev",
+				&dev, "network", &net, "mac", &mac, "has_mac", &has_mac, "fd", &fd) ||
+		    i < 0 || i >= VM_MAX_NICS)
+			return -EINVAL;
+		n = &v->cfg.nic[i];
+		n->present = true;
+		n->has_mac = has_mac;
+		snprintf(n->virtual_dev, sizeof(n->virtual_dev), "%s", dev);
+		snprintf(n->network, sizeof(n->network), "%s", net);
+		if (has_mac && eth_mac_parse(mac, n->mac))
+			return -EINVAL;
+		if (fd >= 0)
+			unkeep_fd(fd);
+		if (strcmp(dev, "virtio") && fd < 0) {
+			snprintf(why, whylen, "ethernet%d: QEMU had not started", (int)i);
+			return -EINVAL;
+		}
+		if ((err = make_nic(v, (unsigned)i, fd, why, whylen)))
+			return err;
+	}
+	return 0;
+}
+
 json_t *
 vms_save(struct vms *m)
 {
@@ -632,6 +821,8 @@ vms_save(struct vms *m)
 		keep_fd(v->listen.fd);
 		if (o && v->vsock && vsock_dev_save(v->vsock, &s))
 			json_object_set_new(o, "vhost", save_vhu(&s));
+		if (o)
+			json_object_set_new(o, "nics", save_nics(v));
 		json_array_append_new(a, o);
 	}
 	return a;
@@ -645,6 +836,7 @@ vms_save_undo(struct vms *m)
 
 		unkeep_fd(v->proc.fd);
 		unkeep_fd(v->listen.fd);
+		unkeep_nics(v);
 		if (!v->vsock || !vsock_dev_save(v->vsock, &s))
 			continue;
 		unkeep_fd(s.sock);
@@ -731,6 +923,8 @@ restore_vm(struct vms *m, json_t *o)
 	v->m = m;
 	v->listen = (struct loop_src){ .fd = -1, .fn = frontend_connected };
 	v->proc = (struct loop_src){ .fd = -1, .fn = proc_exited };
+	for (unsigned i = 0; i < VM_MAX_NICS; i++)
+		v->qemu_fd[i] = -1;
 	if (json_unpack(o, "{s:s, s:I, s:s, s:s, s:I, s:I, s:b, s:b, s:I, s:i, s:i, s:I}", "name",
 			&name, "cid", &cid, "vmx", &vmx, "accel", &accel, "mem_mib", &mem, "vcpus",
 			&vcpus, "vmci", &vmci, "restricted", &restricted, "pid", &pid, "pidfd",
@@ -759,6 +953,8 @@ restore_vm(struct vms *m, json_t *o)
 		err = -errno;
 	if (!err && v->listen.fd >= 0)
 		err = make_device(v, why, sizeof(why));
+	if (!err)
+		err = restore_nics(v, json_object_get(o, "nics"), why, sizeof(why));
 	vh = json_object_get(o, "vhost");
 	if (!err && vh && v->vsock) {
 		struct vhu_saved s;
@@ -773,8 +969,9 @@ restore_vm(struct vms *m, json_t *o)
 		vm_free(v);
 		return err;
 	}
-	log_info("vm %s (cid %u, pid %d): taken over%s", v->cfg.name, v->cid, (int)v->pid,
-		 vh ? " with its vsock device" : "");
+	log_info("vm %s (cid %u, pid %d): taken over%s%s", v->cfg.name, v->cid, (int)v->pid,
+		 vh ? " with its vsock device" : "",
+		 json_array_size(json_object_get(o, "nics")) ? " and its NICs" : "");
 	return 0;
 }
 

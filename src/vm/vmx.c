@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "switch/frame.h"
 #include "vmx.h"
 
 struct vmx {
@@ -246,37 +247,21 @@ vmx_vmci(const struct vmx *x, struct vm_config *out)
 /* ---------------------------------------------------------------------- */
 /* ethernetN */
 
-static int
-vmx_hex(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	ch = vmx_lower(ch);
-	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 /* "xx:xx:xx:xx:xx:xx", unicast, not zero. */
 static int
 vmx_mac(const struct vmx *x, const char *key, uint8_t mac[6])
 {
 	const char *v = conf_get(x->c, key);
-	bool zero = true;
+	static const uint8_t zero[6];
 
-	if (strlen(v) != 17)
+	if (eth_mac_parse(v, mac))
 		goto bad;
-	for (int i = 0; i < 6; i++) {
-		int hi = vmx_hex(v[3 * i]), lo = vmx_hex(v[3 * i + 1]);
-		if (hi < 0 || lo < 0 || (i < 5 && v[3 * i + 2] != ':'))
-			goto bad;
-		mac[i] = (uint8_t)(hi << 4 | lo);
-		zero &= mac[i] == 0;
-	}
 	if (mac[0] & 1)
 		return vmx_fail(x, key,
 				"%s is a multicast address: a NIC needs a unicast one (first "
 				"byte even)",
 				v);
-	if (zero)
+	if (!memcmp(mac, zero, 6))
 		return vmx_fail(x, key, "00:00:00:00:00:00 is not a NIC's address");
 	return 0;
 bad:

@@ -708,7 +708,7 @@ on_vnic_open(struct vmci_conn *c, struct wire_msg *m)
 	w->portgroup[sizeof(w->portgroup) - 1] = 0;
 	if (!(v = calloc(1, sizeof(*v))))
 		return -ENOMEM;
-	memcpy(v->mac, w->mac, sizeof(v->mac));
+	memcpy(v->dp.mac, w->mac, sizeof(v->dp.mac));
 	v->pid = c->pid;
 	if ((err = qp_create(ring, ring, &v->qp, &peer))) {
 		free(v);
@@ -724,8 +724,8 @@ on_vnic_open(struct vmci_conn *c, struct wire_msg *m)
 	c->vnic = v;
 	c->state = CONN_VNIC;
 	/* Written by the dataplane before it took the port: stable from here. */
-	snprintf(w->out_name, sizeof(w->out_name), "%s", v->p.name);
-	memcpy(w->out_mac, v->mac, sizeof(w->out_mac));
+	snprintf(w->out_name, sizeof(w->out_name), "%s", v->dp.p.name);
+	memcpy(w->out_mac, v->dp.mac, sizeof(w->out_mac));
 	return reply_qp(c, &m->hdr, w, &peer);
 }
 
@@ -887,7 +887,7 @@ conn_close(struct vmci_conn *c, const char *why)
 	if (c->pend)
 		c->pend->c = NULL; /* the guest's answer finds nobody to tell */
 	if (c->vnic)
-		vsw_dp_remove_vnic(&b->dp, c->vnic);
+		vsw_dp_remove_port(&b->dp, &c->vnic->dp);
 	if (c->capture)
 		vsw_dp_capture_stop(&b->dp, c->capture);
 	if (x && c->state != CONN_NEW && x->refs)
@@ -999,6 +999,7 @@ broker__init(struct vmci_broker *b, struct loop *loop)
 		vmci_ports_free(&b->ports);
 		return err;
 	}
+	vsw_dp_open_sockets(&b->dp, loop); /* a socket that cannot be made is logged */
 	return 0;
 }
 

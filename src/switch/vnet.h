@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-net ports: a switch port whose other side is a vhost-user frontend
+ * (a VM's virtio-net-pci through QEMU's vhost-user netdev, or DPDK's
+ * net_virtio_user). The daemon is the device: queue 0 is the guest's
+ * receive queue (frames the switch delivers are written straight into the
+ * guest's buffers, one copy), queue 1 its transmit queue (the switch reads
+ * the guest's buffers in place).
+ *
+ * Two threads: the vhost-user connection (negotiation, memory table, ring
+ * addresses) is served on the control plane's loop; the rings are the
+ * switches' dataplane thread's from start to stop, handed over through
+ * commands (vsw_dp_call()), so a ring is never used by both. The device
+ * offers VIRTIO_F_VERSION_1, MRG_RXBUF, EVENT_IDX and INDIRECT_DESC and no
+ * offloads: checksums are the guest's, so a frame is whole wherever it
+ * goes (a process vNIC, an uplink).
+ *
+ * Threat model: the frontend and the guest are untrusted. Chains are
+ * validated by virtq.c; a transmit chain shorter than the virtio-net header
+ * or with writable parts is dropped and counted; a frame that does not fit
+ * the guest's buffers is dropped whole (the buffers are put back).
+ */
+#ifndef VMFABRIC_SWITCH_VNET_H
+#define VMFABRIC_SWITCH_VNET_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "common/loop.h"
+#include "dp.h"
+#include "vhost/vhost.h"
+#include "virtio/virtq.h"
+
+#define VIRTIO_NET_F_MRG_RXBUF (1ull << 15)
+#define VNET_HDR_LEN 12u /* struct virtio_net_hdr_v1 (with num_buffers) */
+#define VNET_RXQ 0
+#define VNET_TXQ 1
+#define VNET_MAX_BUFS 32 /* receive buffers one frame may take (MRG_RXBUF) */
+
+struct vnet_stats {
+	uint64_t rx_no_buffers; /* frames for the guest dropped: no (or too small) buffers */
+	uint64_t tx_bad;	/* transmit chains dropped: shorter than the header, writable parts */
+	uint64_t connects;	/* frontends that connected */
+};
+
+struct vnet_port {
+	struct dp_port dp; /* first */
+	struct vsw_dp *d;
+	/* Control plane. */
+	struct loop *loop;
+	struct loop_src listen; /* the vhost-user socket the frontend connects to (-1: none) */
+	struct loop_src conn_src;
+	struct vhu_conn *conn;
+	pid_t allowed_pid; /* > 0: only that process (or root) may connect */
+	char path[108];
+	char why[128]; /* why the last frontend went, "" while connected or never */
+	/* The dataplane's, from ring start to stop. */
+	struct virtq q[2];
+	bool on[2];
+	int kick, call[2]; /* copies of the frontend's descriptors: -1 when absent */
+	bool mrg;
+	uint32_t hdr_len;
+	struct vnet_stats st;
+	uint8_t bounce[VSW_FRAME_MAX];
+	struct virtq_elem e0, e; /* a frame's first receive buffer; the others */
+};
+
+/*
+ * A virtio-net port on port group @pg, named @name ("": made up), with
+ * @mac (NULL or all zero: made up), listening for its frontend on a UNIX
+ * socket at @path (mode 0600) on @loop. The port is down until both rings
+ * run. -ENOENT (no such port group), -EEXIST (the MAC is another port's,
+ * or @path exists), -errno.
+ */
+int vnet_new(struct vsw_dp *d, struct loop *loop, const char *pg, const char *name,
+	     const uint8_t *mac, const char *path, pid_t allowed_pid, struct vnet_port **out);
+/* Stop (the frontend is disconnected, the socket removed) and take the port out. */
+void vnet_free(struct vnet_port *v);
+/* Serve a frontend connected on @sock (replacing one before): 0 or -errno; takes @sock. */
+int vnet_attach(struct vnet_port *v, int sock);
+bool vnet_connected(const struct vnet_port *v);
+
+#endif
