@@ -1,17 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench/run vm: vsock stream throughput of QEMU guests on a private
- * vmfabricd, as the guests' own vmf-vsock measures it (the gbit_s of its
- * VMF-RESULT line; the guests run it from their kernel command line):
- *   guest_to_host   the guest sends to vmf-vsock-host recv (host context)
- *   host_to_guest   vmf-vsock-host sends to the guest's recv
- *   guest_to_guest  guest A sends to guest B (both ends reported)
- * Every run boots fresh guests (256 MiB, one vCPU), which power off after
- * their command. 256 MiB a transfer and 3 rounds in which the paths take
- * turns, the median reported (--quick: 32 MiB, one round). The accelerator
- * is $VMF_ACCEL or what `vmfabricd --probe-accel` finds, and every line
- * says which one the guests ran under. No peer yet: the network path comes
- * with the virtual switch.
+ * bench/run vm: QEMU guests on a private vmfabricd, as the guests' own
+ * tools measure them (the gbit_s of the VMF-RESULT line of vmf-vsock or
+ * vmf-tcp; the guests run it from their kernel command line):
+ *   guest_to_host   vsock: the guest sends to vmf-vsock-host recv (host context)
+ *   host_to_guest   vsock: vmf-vsock-host sends to the guest's recv
+ *   guest_to_guest  vsock: guest A sends to guest B (both ends reported)
+ *   tcp_virtio      TCP from guest A to guest B over virtio-net NICs on the
+ *                   virtual switch (the daemon is the device: paravirtual)
+ *   tcp_vmxnet3     the same over vmxnet3 NICs that QEMU emulates, on the
+ *                   same switch (QEMU's stream netdev: the emulated path)
+ * Lines: vm_vsock_stream (the vsock paths), vswitch_paravirt (nic virtio
+ * or vmxnet3: the cloud kernel of the test guest has no e1000 driver, so
+ * the emulated NIC is QEMU's vmxnet3 model), vm_vsock_vs_tcp (system vsock
+ * or tcp, guest to guest: VMCI against the network, as the VMCI document
+ * compares them). Every run boots fresh guests (256 MiB, one vCPU), which
+ * power off after their command. 256 MiB a transfer and 3 rounds in which
+ * the paths take turns, the median reported (--quick: 32 MiB, one round).
+ * The accelerator is $VMF_ACCEL or what `vmfabricd --probe-accel` finds,
+ * and every line says which one the guests ran under: under TCG the guest's
+ * CPU is emulated, so the ratios say which path costs the guest less, not
+ * what a KVM guest would see.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,8 +47,9 @@
 #define CHUNK	    65536     /* vmf-vsock's writes and reads (its --chunk default) */
 #define VMS_MAX	    32
 
-enum path { GUEST_TO_HOST, HOST_TO_GUEST, GUEST_TO_GUEST, NPATHS };
-static const char *const path_name[NPATHS] = { "guest_to_host", "host_to_guest", "guest_to_guest" };
+enum path { GUEST_TO_HOST, HOST_TO_GUEST, GUEST_TO_GUEST, TCP_VIRTIO, TCP_VMXNET3, NPATHS };
+static const char *const path_name[NPATHS] = { "guest_to_host", "host_to_guest", "guest_to_guest",
+					       "tcp_virtio", "tcp_vmxnet3" };
 
 /* The private daemon and what it started; stopped by fabric_stop, also at exit. */
 static struct fabric {
@@ -369,9 +379,12 @@ json_string(const char *json, const char *key, char *buf, size_t len)
 	buf[n] = 0;
 }
 
-/* Starts VM NAME running CMD in the guest; its CID, or 0 (said on stderr). */
+/*
+ * Starts VM NAME running CMD in the guest, with NIC ethernet0 of that
+ * model on "VM Network" (NULL: none); its CID, or 0 (said on stderr).
+ */
 static unsigned
-vm_start(const char *name, const char *cmd)
+vm_start(const char *name, const char *cmd, const char *nic)
 {
 	char vmx[128], accel[8];
 	struct child c;
@@ -384,6 +397,8 @@ vm_start(const char *name, const char *cmd)
 	if (!f)
 		die("%s: %s", vmx, strerror(errno));
 	fprintf(f, "displayName = \"%s\"\nmemsize = \"256\"\nvmci0.present = \"TRUE\"\n", name);
+	if (nic)
+		fprintf(f, "ethernet0.present = \"TRUE\"\nethernet0.virtualDev = \"%s\"\n", nic);
 	fprintf(f, "vmfabric.kernel = \"%s/vmlinuz\"\nvmfabric.initrd = \"%s/initramfs.cpio.gz\"\n",
 		fab.guest, fab.guest);
 	/* |22 is a double quote in .vmx values. */
@@ -429,7 +444,8 @@ console_wait(const char *name, const char *needle, double deadline, char *line, 
 		check_interrupted();
 		while (f && fgets(buf, sizeof(buf), f)) {
 			off |= strstr(buf, "vmf-guest: powering off") != NULL;
-			if (strstr(buf, needle) && !strstr(buf, "vmf.cmd")) {
+			/* Whole lines only: the guest may be in the middle of one. */
+			if (strstr(buf, needle) && !strstr(buf, "vmf.cmd") && strchr(buf, '\n')) {
 				buf[strcspn(buf, "\r\n")] = 0;
 				snprintf(line, len, "%s", buf);
 				fclose(f);
@@ -584,7 +600,7 @@ run_g2h(const struct xfer *x, double *gbit)
 	}
 	snprintf(cmd, sizeof(cmd), "vmf-vsock send 2 %s %llu --timeout %u", port, x->bytes,
 		 x->timeout);
-	if (!vm_start(name, cmd)) {
+	if (!vm_start(name, cmd, NULL)) {
 		kill(h.pid, SIGTERM);
 		host_finish(&h, bench_now() + 5);
 		return run_failed(name, "the VM did not start");
@@ -615,7 +631,7 @@ run_h2g(const struct xfer *x, double *gbit)
 	snprintf(name, sizeof(name), "h2g-%d", x->round);
 	snprintf(port, sizeof(port), "%d", 6000 + x->round);
 	snprintf(cmd, sizeof(cmd), "vmf-vsock recv %s --timeout %u", port, x->timeout);
-	vcid = vm_start(name, cmd);
+	vcid = vm_start(name, cmd, NULL);
 	if (!vcid)
 		return run_failed(name, "the VM did not start");
 	snprintf(cid, sizeof(cid), "%u", vcid);
@@ -646,14 +662,14 @@ run_g2g(const struct xfer *x, double *gbit)
 	snprintf(a, sizeof(a), "g2g-a-%d", x->round);
 	snprintf(b, sizeof(b), "g2g-b-%d", x->round);
 	snprintf(cmd, sizeof(cmd), "vmf-vsock recv %u --timeout %u", port, x->timeout);
-	bcid = vm_start(b, cmd);
+	bcid = vm_start(b, cmd, NULL);
 	if (!bcid)
 		return run_failed(b, "the VM did not start");
 	if (console_wait(b, "VMF-READY", bench_now() + BOOT_S, line, sizeof(line)) < 0)
 		return run_failed(b, "the guest's receiver did not get ready");
 	snprintf(cmd, sizeof(cmd), "vmf-vsock send %u %u %llu --timeout %u", bcid, port, x->bytes,
 		 x->timeout);
-	if (!vm_start(a, cmd))
+	if (!vm_start(a, cmd, NULL))
 		return run_failed(a, "the VM did not start");
 	if (console_wait(a, "VMF-RESULT", x->deadline, line, sizeof(line)) < 0)
 		return run_failed(a, "no result from the sending guest");
@@ -670,9 +686,61 @@ run_g2g(const struct xfer *x, double *gbit)
 	return 0;
 }
 
+/* TCP from guest A to guest B over NICs of model NIC; B's figure in GBIT[0], A's in GBIT[1]. */
+static int
+run_tcp(const struct xfer *x, double *gbit, const char *nic)
+{
+	char a[32], b[32], cmd[256], line[1024], rline[1024];
+	unsigned port = 7100 + (unsigned)x->round;
+
+	snprintf(a, sizeof(a), "%s-a-%d", nic, x->round);
+	snprintf(b, sizeof(b), "%s-b-%d", nic, x->round);
+	snprintf(cmd, sizeof(cmd),
+		 "ip addr add 10.77.0.2/24 dev eth0; ip link set eth0 up; "
+		 "vmf-tcp recv %u --timeout %u",
+		 port, x->timeout);
+	if (!vm_start(b, cmd, nic))
+		return run_failed(b, "the VM did not start");
+	if (console_wait(b, "VMF-READY", bench_now() + BOOT_S, line, sizeof(line)) < 0)
+		return run_failed(b, "the guest's receiver did not get ready");
+	/* The ping resolves B's address and waits for the link before the clock starts. */
+	snprintf(cmd, sizeof(cmd),
+		 "ip addr add 10.77.0.1/24 dev eth0; ip link set eth0 up; ping -c 1 -W 10 10.77.0.2 "
+		 ">/dev/null; vmf-tcp send 10.77.0.2 %u %llu --timeout %u",
+		 port, x->bytes, x->timeout);
+	if (!vm_start(a, cmd, nic))
+		return run_failed(a, "the VM did not start");
+	if (console_wait(a, "VMF-RESULT", x->deadline, line, sizeof(line)) < 0)
+		return run_failed(a, "no result from the sending guest");
+	gbit[1] = result_gbit(line);
+	if (isnan(gbit[1]))
+		return run_failed(a, "the sender failed: %s", line);
+	if (console_wait(b, "VMF-RESULT", x->deadline, rline, sizeof(rline)) < 0)
+		return run_failed(b, "no result from the receiving guest");
+	gbit[0] = result_gbit(rline);
+	fprintf(stderr, "# round %d TCP over %s: guest receiver %.3f Gbit/s, guest sender %.3f\n",
+		x->round + 1, nic, gbit[0], gbit[1]);
+	if (isnan(gbit[0]))
+		return run_failed(b, "the receiver failed: %s", rline);
+	return 0;
+}
+
+static int
+run_tcp_virtio(const struct xfer *x, double *gbit)
+{
+	return run_tcp(x, gbit, "virtio");
+}
+
+static int
+run_tcp_vmxnet3(const struct xfer *x, double *gbit)
+{
+	return run_tcp(x, gbit, "vmxnet3");
+}
+
 /* Each path's run: 0 with the guests' figures in GBIT, or -1 (said on stderr). */
-static int (*const path_run[NPATHS])(const struct xfer *x, double *gbit) = { run_g2h, run_h2g,
-									     run_g2g };
+static int (*const path_run[NPATHS])(const struct xfer *x, double *gbit) = {
+	run_g2h, run_h2g, run_g2g, run_tcp_virtio, run_tcp_vmxnet3
+};
 
 /* ---------------------------------------------------------------------- */
 
@@ -681,6 +749,33 @@ struct series {
 	double v[ROUNDS_MAX];
 	int n;
 };
+
+static double
+median(struct series *s)
+{
+	return s->n ? bench_percentile(s->v, (size_t)s->n, 50) : NAN;
+}
+
+/* A line of bench NAME for series S, with FIELDS (a JSON fragment) first. */
+static void
+emit_line(const char *name, const char *system, const char *fields_in, struct series *s,
+	  unsigned long long bytes)
+{
+	char fields[384];
+	double lo = INFINITY, hi = -INFINITY;
+
+	if (!s->n)
+		return;
+	for (int i = 0; i < s->n; i++) {
+		lo = s->v[i] < lo ? s->v[i] : lo;
+		hi = s->v[i] > hi ? s->v[i] : hi;
+	}
+	snprintf(fields, sizeof(fields),
+		 "%s,\"accel\":\"%s\",\"transfer_bytes\":%llu,\"runs\":%d,\"min\":%.4g,"
+		 "\"max\":%.4g",
+		 fields_in, fab.accel, bytes, s->n, lo, hi);
+	bench_emit_fields(name, system, CHUNK, "blocking", fields, "gbit_s", median(s));
+}
 
 static void
 emit(enum path p, const char *end, struct series *s, unsigned long long bytes)
@@ -740,9 +835,12 @@ main(int argc, char **argv)
 	int rounds;
 
 	bench_parse(argc, argv, &o,
-		    "vsock streams of QEMU guests on vmfabricd: guest to host, host to guest,\n"
-		    "guest to guest, as the guests' vmf-vsock measures them ($VMF_ACCEL: kvm|tcg)");
-	if (o.only && strncmp(BENCH_NAME, o.only, strlen(o.only)))
+		    "QEMU guests on vmfabricd: vsock streams guest to host, host to guest, guest\n"
+		    "to guest; TCP guest to guest over virtio-net and over emulated vmxnet3, as\n"
+		    "the guests' vmf-vsock and vmf-tcp measure them ($VMF_ACCEL: kvm|tcg)");
+	if (o.only && strncmp(BENCH_NAME, o.only, strlen(o.only)) &&
+	    strncmp("vswitch_paravirt", o.only, strlen(o.only)) &&
+	    strncmp("vm_vsock_vs_tcp", o.only, strlen(o.only)))
 		return bench_report();
 	bytes = o.quick ? 32ull << 20 : 256ull << 20;
 	rounds = o.quick ? 1 : ROUNDS_MAX;
@@ -759,7 +857,7 @@ main(int argc, char **argv)
 			xfer_init(&x, bytes, r);
 			if (path_run[p](&x, g) == 0) {
 				add(&s[p][0], g[0]);
-				if (p == GUEST_TO_GUEST)
+				if (p >= GUEST_TO_GUEST)
 					add(&s[p][1], g[1]);
 			}
 			vms_end(30);
@@ -769,6 +867,19 @@ main(int argc, char **argv)
 	emit(HOST_TO_GUEST, "receiver", &s[HOST_TO_GUEST][0], bytes);
 	emit(GUEST_TO_GUEST, "receiver", &s[GUEST_TO_GUEST][0], bytes);
 	emit(GUEST_TO_GUEST, "sender", &s[GUEST_TO_GUEST][1], bytes);
+	emit_line("vswitch_paravirt", "vmfabric", "\"nic\":\"virtio\",\"end\":\"receiver\"",
+		  &s[TCP_VIRTIO][0], bytes);
+	emit_line("vswitch_paravirt", "vmfabric", "\"nic\":\"vmxnet3\",\"end\":\"receiver\"",
+		  &s[TCP_VMXNET3][0], bytes);
+	emit_line("vm_vsock_vs_tcp", "vsock", "\"path\":\"guest_to_guest\",\"end\":\"receiver\"",
+		  &s[GUEST_TO_GUEST][0], bytes);
+	emit_line("vm_vsock_vs_tcp", "tcp",
+		  "\"path\":\"guest_to_guest\",\"nic\":\"virtio\",\"end\":\"receiver\"",
+		  &s[TCP_VIRTIO][0], bytes);
+	bench_note("vswitch_paravirt: virtio-net over vhost-user / vmxnet3 emulated by QEMU = %.2f",
+		   median(&s[TCP_VIRTIO][0]) / median(&s[TCP_VMXNET3][0]));
+	bench_note("vm_vsock_vs_tcp: vsock / TCP over virtio-net, guest to guest = %.2f",
+		   median(&s[GUEST_TO_GUEST][0]) / median(&s[TCP_VIRTIO][0]));
 	bench_note("%s: Gbit/s measured by vmf-vsock inside the guests (QEMU -accel %s, one vCPU,",
 		   BENCH_NAME, fab.accel);
 	bench_note("  %llu MiB a transfer, median of %d round(s), fresh VMs each run); \"end\" is",

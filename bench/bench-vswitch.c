@@ -10,6 +10,14 @@
  *                 kernel's time in the generator's system calls)
  *   vswitch_vmq   the vNIC pair on vSwitch0 (VMQ on) and on vSwitch1 (VMQ
  *                 off: every frame through the default queue)
+ *   vswitch_filecopy  the VMQ study's file copy: three senders in a
+ *                 "clients" namespace behind an uplink (a veth pair) copy
+ *                 files over TCP to three receivers in a namespace behind a
+ *                 VMkernel adapter (a TAP port), with vSwitch0's VMQ on and
+ *                 then off; seconds per copy of the three, throughput, and
+ *                 the host's CPU seconds per GB (every CPU's non-idle time,
+ *                 /proc/stat: senders, receivers, kernel and switch alike;
+ *                 the daemon's own beside it)
  * The generator and the sink are one thread (a batch out, then whatever
  * arrived in), so that with the switch's own thread no more than two
  * threads spin on these two CPUs.
@@ -347,6 +355,237 @@ run_bridge(const struct bench_opts *o, size_t len)
 }
 
 /* ---------------------------------------------------------------------- */
+/* File copies through the uplink (VMQ on and off) */
+
+#define FC_STREAMS 3
+
+/* Non-idle CPU seconds of the whole host so far (/proc/stat, every CPU). */
+static double
+host_cpu(void)
+{
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+	int n = f ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+			   &v[3], &v[4], &v[5], &v[6], &v[7])
+		  : 0;
+
+	if (f)
+		fclose(f);
+	if (n < 8)
+		return 0;
+	/* user nice system idle iowait irq softirq steal: all but idle and iowait */
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void
+filecopy_down(void)
+{
+	(void)sh("ip netns del vmfb-cl 2>/dev/null; ip netns del vmfb-rx 2>/dev/null; "
+		 "ip link del vmfb-cu 2>/dev/null");
+}
+
+/*
+ * The clients' namespace behind veth vmfb-cu (the uplink's device), with
+ * 10.78.0.11-13 on its end and offloads off (a wire delivers neither 64 KiB
+ * segments nor missing checksums); the receivers' namespace is made here,
+ * the VMkernel adapter moved into it once the daemon made it.
+ */
+static int
+filecopy_setup(char *why, size_t len)
+{
+	if (geteuid() != 0 || sh("command -v ip >/dev/null 2>&1 && command -v ethtool >/dev/null 2>&1")) {
+		snprintf(why, len, "needs root, iproute2 and ethtool (tools/setup-deps bench)");
+		return -1;
+	}
+	filecopy_down();
+	atexit(filecopy_down);
+	if (sh("ip netns add vmfb-cl && ip netns add vmfb-rx && "
+	       "ip link add vmfb-cu type veth peer name cl0 netns vmfb-cl && "
+	       "ip link set dev vmfb-cu up && ip -n vmfb-cl link set dev lo up && "
+	       "ip -n vmfb-cl addr add 10.78.0.11/24 dev cl0 && "
+	       "ip -n vmfb-cl addr add 10.78.0.12/24 dev cl0 && "
+	       "ip -n vmfb-cl addr add 10.78.0.13/24 dev cl0 && "
+	       "ip -n vmfb-cl link set dev cl0 up && "
+	       "ip netns exec vmfb-cl ethtool -K cl0 tx off tso off gso off >/dev/null")) {
+		snprintf(why, len, "could not make the namespaces and the veth pair");
+		return -1;
+	}
+	return 0;
+}
+
+static const char fc_config[] =
+	"vswitch0.name = \"vSwitch0\"\nvswitch0.vmq = \"TRUE\"\n"
+	"portgroup0.name = \"VM Network\"\nportgroup0.vswitch = \"vSwitch0\"\n"
+	"uplink0.name = \"vmnic1\"\nuplink0.device = \"vmfb-cu\"\nuplink0.vswitch = \"vSwitch0\"\n"
+	"vmk0.name = \"vmfb-vmk\"\nvmk0.portgroup = \"VM Network\"\n";
+
+/* The VMF-RESULT line a popen'ed vmf-tcp prints (after VMF-READY for recv), or "". */
+static void
+read_result(FILE *p, const char *want, char *line, size_t len)
+{
+	line[0] = 0;
+	while (fgets(line, (int)len, p))
+		if (strstr(line, want))
+			return;
+	line[0] = 0;
+}
+
+struct fc_result {
+	double seconds, gbit_s, cpu_s_per_gb, daemon_cpu_s_per_gb;
+	bool ok;
+};
+
+/* One round: three receivers, then three senders at once; wall time until all are done. */
+static struct fc_result
+filecopy_round(pid_t daemon, unsigned long long bytes, unsigned timeout)
+{
+	FILE *rx[FC_STREAMS], *tx[FC_STREAMS];
+	char cmd[512], line[512];
+	struct fc_result r = { .ok = true };
+	double t0, c0, d0;
+
+	for (int i = 0; i < FC_STREAMS; i++) {
+		snprintf(cmd, sizeof(cmd),
+			 "ip netns exec vmfb-rx " VMF_TCP_PATH " recv %d --timeout %u 2>&1", 7300 + i,
+			 timeout);
+		if (!(rx[i] = popen(cmd, "r")))
+			die("popen", errno);
+		read_result(rx[i], "VMF-READY", line, sizeof(line));
+		if (!line[0])
+			die("vmf-tcp recv did not start", EIO);
+	}
+	t0 = bench_now();
+	c0 = host_cpu();
+	d0 = cpu_of(daemon);
+	for (int i = 0; i < FC_STREAMS; i++) {
+		snprintf(cmd, sizeof(cmd),
+			 "ip netns exec vmfb-cl " VMF_TCP_PATH " send 10.78.0.1 %d %llu --timeout %u "
+			 "--connect-timeout 10 2>&1",
+			 7300 + i, bytes, timeout);
+		if (!(tx[i] = popen(cmd, "r")))
+			die("popen", errno);
+	}
+	for (int i = 0; i < FC_STREAMS; i++) {
+		read_result(tx[i], "VMF-RESULT", line, sizeof(line));
+		if (!strstr(line, " ok=1")) {
+			fprintf(stderr, "bench vswitch: file copy: sender %d: %s\n", i,
+				line[0] ? line : "no result");
+			r.ok = false;
+		}
+		pclose(tx[i]);
+	}
+	r.seconds = bench_now() - t0;
+	for (int i = 0; i < FC_STREAMS; i++) {
+		read_result(rx[i], "VMF-RESULT", line, sizeof(line));
+		r.ok &= strstr(line, " ok=1") != NULL;
+		pclose(rx[i]);
+	}
+	double gb = (double)bytes * FC_STREAMS / 1e9;
+	r.gbit_s = gb * 8 / r.seconds;
+	r.cpu_s_per_gb = (host_cpu() - c0) / gb;
+	r.daemon_cpu_s_per_gb = (cpu_of(daemon) - d0) / gb;
+	return r;
+}
+
+static void
+set_vmq(const struct bench_daemon *d, bool on)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd),
+		 VMFABRIC_CLI_PATH " --socket %s network vswitch standard set --vswitch-name vSwitch0 "
+				   "--vmq %s >/dev/null",
+		 d->sock, on ? "on" : "off");
+	if (sh(cmd))
+		die("network vswitch standard set --vmq", EIO);
+}
+
+static void
+run_filecopy(const struct bench_opts *o)
+{
+	static const unsigned long long quick[] = { 4096, 1ull << 20, 64ull << 20, 256ull << 20 };
+	static const unsigned long long full[] = { 4096, 1ull << 20, 64ull << 20, 1ull << 30,
+						   6ull << 30 };
+	const unsigned long long *sizes = o->quick ? quick : full;
+	size_t nsizes = o->quick ? 4 : 5;
+	struct bench_daemon d;
+	char why[160];
+	double ratio_sum = 0;
+	int nratio = 0;
+
+	if (filecopy_setup(why, sizeof(why))) {
+		bench_note("vswitch_filecopy skipped: %s", why);
+		return;
+	}
+	bench_daemon_start(&d, VMFABRICD_PATH, fc_config);
+	{
+		char cmd[256];
+
+		snprintf(cmd, sizeof(cmd),
+			 VMFABRIC_CLI_PATH " --socket %s network port list >/dev/null", d.sock);
+		if (sh(cmd) || sh("ip link set dev vmfb-vmk netns vmfb-rx && "
+				  "ip -n vmfb-rx addr add 10.78.0.1/24 dev vmfb-vmk && "
+				  "ip -n vmfb-rx link set dev vmfb-vmk up && "
+				  "ip -n vmfb-rx link set dev lo up"))
+			die("the receivers' VMkernel adapter", EIO);
+	}
+	/* Both addresses learned, and the receivers' ARP entries made, before the clock runs. */
+	(void)sh("ip netns exec vmfb-cl ping -c 1 -W 2 -I 10.78.0.11 10.78.0.1 >/dev/null; "
+		 "ip netns exec vmfb-cl ping -c 1 -W 2 -I 10.78.0.12 10.78.0.1 >/dev/null; "
+		 "ip netns exec vmfb-cl ping -c 1 -W 2 -I 10.78.0.13 10.78.0.1 >/dev/null");
+	for (size_t k = 0; k < nsizes; k++) {
+		unsigned long long b = sizes[k];
+		unsigned timeout = 60 + (unsigned)(b * FC_STREAMS / (20u << 20)); /* >= 20 MiB/s */
+		struct fc_result v[2];
+		int rounds = b <= (64ull << 20) ? 3 : 1;
+
+		for (int on = 1; on >= 0; on--) {
+			double best = 1e300;
+
+			set_vmq(&d, on);
+			/* Small copies are noisy: the fastest of a few rounds. */
+			for (int r = 0; r < rounds; r++) {
+				struct fc_result x = filecopy_round(d.pid, b, timeout);
+
+				if (!x.ok)
+					die("a file copy failed", EIO);
+				if (x.seconds < best) {
+					best = x.seconds;
+					v[on] = x;
+				}
+			}
+			char fields[128];
+
+			snprintf(fields, sizeof(fields),
+				 "\"vmq\":\"%s\",\"file_bytes\":%llu,\"streams\":%d,"
+				 "\"daemon_cpu_s_per_gb\":%.3f",
+				 on ? "on" : "off", b, FC_STREAMS, v[on].daemon_cpu_s_per_gb);
+			bench_emit_fields("vswitch_filecopy", on ? "vmfabric" : "vmfabric_vmq_off",
+					  (long)b, "blocking", fields, "seconds", v[on].seconds);
+			bench_emit_fields("vswitch_filecopy", on ? "vmfabric" : "vmfabric_vmq_off",
+					  (long)b, "blocking", fields, "gbit_s", v[on].gbit_s);
+			bench_emit_fields("vswitch_filecopy", on ? "vmfabric" : "vmfabric_vmq_off",
+					  (long)b, "blocking", fields, "cpu_s_per_gb",
+					  v[on].cpu_s_per_gb);
+		}
+		bench_note("vswitch_filecopy %llu B x %d: VMQ on/off throughput %.2fx, copy time "
+			   "-%.0f%%, host CPU s/GB %.2f vs %.2f",
+			   b, FC_STREAMS, v[1].gbit_s / v[0].gbit_s,
+			   100 * (1 - v[1].seconds / v[0].seconds), v[1].cpu_s_per_gb,
+			   v[0].cpu_s_per_gb);
+		if (b >= (64ull << 20)) {
+			ratio_sum += v[1].gbit_s / v[0].gbit_s;
+			nratio++;
+		}
+	}
+	bench_daemon_stop(&d);
+	filecopy_down();
+	if (nratio)
+		bench_target("filecopy_vmq_ratio", ratio_sum / nratio, ">=", 2,
+			     "file copy throughput, VMQ on / off (64 MiB and up; the study: 2x)");
+}
+
+/* ---------------------------------------------------------------------- */
 
 static const char config[] =
 	"context0.name = \"a\"\ncontext0.vmci0.id = \"3\"\ncontext0.vmci0.present = \"TRUE\"\n"
@@ -380,12 +619,15 @@ main(int argc, char **argv)
 	struct bench_opts o;
 	struct bench_daemon d;
 	char why[128];
-	bool bridge;
+	bool bridge = false;
 	int rounds;
 
 	bench_parse(argc, argv, &o, "frames between two ports of vmfabricd's switch vs the Linux bridge");
 	rounds = o.quick ? 1 : 3;
 	bench_pin(&o, 0);
+	if (o.only && strncmp("vswitch_vnic", o.only, strlen(o.only)) &&
+	    strncmp("vswitch_vmq", o.only, strlen(o.only)))
+		goto rest;
 	bench_daemon_start(&d, VMFABRICD_PATH, config);
 	pin_all(&o, d.pid, 1);
 	vmci_set_context("a");
@@ -412,6 +654,9 @@ main(int argc, char **argv)
 	}
 	bench_daemon_stop(&d);
 	bridge_down();
+rest:
+	if (!o.only || !strncmp("vswitch_filecopy", o.only, strlen(o.only)))
+		run_filecopy(&o);
 	double x = bench_value("vswitch_vnic", "vmfabric", 64, "blocking", "mpps");
 	bench_target("vnic_64_mpps", x, ">=", 15, "64 B frames between vNICs, Mpps (one dataplane thread)");
 	if (bridge)

@@ -161,6 +161,8 @@
 	X(switch_uplink_remote_host, 30) \
 	X(switch_vmk, 30)               \
 	X(switch_capture, 30)           \
+	X(switch_offload_tso, 10)       \
+	X(switch_offload_csum, 10)      \
 	X(vmnet_virtio_pair, 180)       \
 	X(vmnet_vlans_emulated, 240)    \
 	X(vmnet_uplink_vmk, 180)

@@ -17,6 +17,7 @@
 #include "harness.h"
 #include "vmfabric/vmci.h"
 #include "vmfabric/vnic.h"
+#include "switch/offload.h"
 #include "switch/vswitch.h"
 
 #define QMAX 64
@@ -864,4 +865,123 @@ TEST(switch_capture)
 	vmf_vnic_close(a), vmf_vnic_close(b);
 	td_stop(&d);
 	td_cleanup(&d);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Offloads of virtio-net drivers: checksums completed, TCP segments cut */
+
+struct segs {
+	uint8_t data[70000]; /* the payloads, concatenated */
+	size_t got;
+	uint32_t seq0;
+	int n, fins, cwrs;
+	bool v6;
+};
+
+/* A segment as offload_tso made it: every checksum right, sequence where it belongs. */
+static void
+check_seg(void *ctx, uint8_t *f, size_t len)
+{
+	struct segs *s = ctx;
+	size_t l3 = s->v6 ? 40 : 20, hdrs = 14 + l3 + 20, k = len - hdrs;
+	const uint8_t *ip = f + 14, *tcp = ip + l3;
+	uint64_t sum;
+
+	ASSERT_GE(len, hdrs);
+	ASSERT_LE(k, 1448);
+	if (!s->v6) {
+		ASSERT_EQ(csum_fold(csum_add(0, ip, 20)), 0); /* the IP header's own checksum */
+		ASSERT_EQ((size_t)(ip[2] << 8 | ip[3]), len - 14);
+		ASSERT_EQ(ip[4] << 8 | ip[5], 0x1234 + s->n);
+		sum = csum_add(0, ip + 12, 8);
+	} else {
+		ASSERT_EQ((size_t)(ip[4] << 8 | ip[5]), len - 14 - 40);
+		sum = csum_add(0, ip + 8, 32);
+	}
+	sum += 6 + 20 + k;
+	ASSERT_EQ(csum_fold(csum_add(sum, tcp, 20 + k)), 0);
+	ASSERT_EQ((uint32_t)(tcp[4] << 24 | tcp[5] << 16 | tcp[6] << 8 | tcp[7]),
+		  s->seq0 + (uint32_t)s->got);
+	s->fins += tcp[13] & 1;
+	s->cwrs += !!(tcp[13] & 0x80);
+	memcpy(s->data + s->got, f + hdrs, k);
+	s->got += k;
+	s->n++;
+}
+
+/* An Ethernet + IPv4/IPv6 + TCP frame with @payload bytes of a pattern. */
+static size_t
+tcp_frame(uint8_t *f, bool v6, size_t payload)
+{
+	size_t l3 = v6 ? 40 : 20, off = 14 + l3;
+
+	memset(f, 0, off + 20);
+	memcpy(f, "\x02\0\0\0\0\x02\x02\0\0\0\0\x01", 12);
+	f[12] = v6 ? 0x86 : 0x08, f[13] = v6 ? 0xdd : 0x00;
+	if (!v6) {
+		f[14] = 0x45, f[18] = 0x12, f[19] = 0x34, f[22] = 64, f[23] = 6;
+		memcpy(f + 26, "\x0a\0\0\x01\x0a\0\0\x02", 8);
+	} else {
+		f[14] = 0x60, f[20] = 6, f[21] = 64;
+		f[22] = 0xfd, f[37] = 1, f[38] = 0xfd, f[53] = 2;
+	}
+	f[off] = 0x1f, f[off + 1] = 0x40, f[off + 3] = 80;		/* ports */
+	f[off + 4] = 0xff, f[off + 5] = 0xff, f[off + 6] = 0xfe;	/* sequence near the wrap */
+	f[off + 12] = 5 << 4, f[off + 13] = 0x80 | 0x18 | 0x01;	/* CWR PSH ACK FIN */
+	for (size_t i = 0; i < payload; i++)
+		f[off + 20 + i] = (uint8_t)(i * 7 + (i >> 8));
+	return off + 20 + payload;
+}
+
+TEST(switch_offload_tso)
+{
+	static uint8_t f[70000], out[VSW_FRAME_MAX];
+	static struct segs s;
+
+	for (int v6 = 0; v6 < 2; v6++) {
+		size_t sizes[] = { 0, 1, 1448, 1449, 10000, 65000 };
+
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			size_t len = tcp_frame(f, v6, sizes[i]);
+			int n;
+
+			memset(&s, 0, sizeof(s));
+			s.v6 = v6;
+			s.seq0 = 0xfffffe00u;
+			n = offload_tso(f, len, 1448, v6, out, sizeof(out), check_seg, &s);
+			ASSERT_EQ(n, sizes[i] ? (int)((sizes[i] + 1447) / 1448) : 1);
+			ASSERT_EQ(s.n, n);
+			ASSERT_EQ(s.got, sizes[i]);
+			ASSERT(!memcmp(s.data, f + len - sizes[i], sizes[i]));
+			ASSERT_EQ(s.fins, 1); /* on the last one only */
+			ASSERT_EQ(s.cwrs, 1); /* on the first one only */
+		}
+	}
+	/* What is not a TCP segment of the kind said is refused, not guessed at. */
+	size_t len = tcp_frame(f, false, 3000);
+	ASSERT_EQ(offload_tso(f, len, 1448, true, out, sizeof(out), check_seg, &s), -EINVAL);
+	ASSERT_EQ(offload_tso(f, len, 0, false, out, sizeof(out), check_seg, &s), -EINVAL);
+	ASSERT_EQ(offload_tso(f, 40, 1448, false, out, sizeof(out), check_seg, &s), -EINVAL);
+	f[23] = 17; /* UDP */
+	ASSERT_EQ(offload_tso(f, len, 1448, false, out, sizeof(out), check_seg, &s), -EINVAL);
+	f[23] = 6;
+	f[20] = 0x20; /* a fragment */
+	ASSERT_EQ(offload_tso(f, len, 1448, false, out, sizeof(out), check_seg, &s), -EINVAL);
+	ASSERT_EQ(offload_tso(f, len - 2950, 1448, false, out, 100, check_seg, &s), -EINVAL);
+}
+
+TEST(switch_offload_csum)
+{
+	static uint8_t f[2000];
+	size_t len = tcp_frame(f, false, 1000);
+	uint64_t pseudo = csum_add(0, f + 26, 8) + 6 + 20 + 1000;
+
+	/* The driver's part: the pseudo-header's sum, not complemented, in the field. */
+	f[14 + 20 + 16] = (uint8_t)(~csum_fold(pseudo) >> 8);
+	f[14 + 20 + 17] = (uint8_t)~csum_fold(pseudo);
+	ASSERT_OK(offload_csum(f, len, 34, 16));
+	ASSERT_EQ(csum_fold(csum_add(pseudo, f + 34, len - 34)), 0);
+	ASSERT_EQ(offload_csum(f, len, len, 0), -EINVAL);
+	ASSERT_EQ(offload_csum(f, len, 34, len - 34 - 1), -EINVAL);
+	ASSERT_EQ(offload_csum(f, len, 34, 60000), -EINVAL);
 }

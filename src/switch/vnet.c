@@ -12,11 +12,13 @@
 
 #include "common/log.h"
 #include "common/unixsock.h"
+#include "offload.h"
 #include "vnet.h"
 
 #define VNET_FEATURES                                                                         \
 	(VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MRG_RXBUF | VIRTIO_F_EVENT_IDX |                     \
-	 VIRTIO_F_INDIRECT_DESC)
+	 VIRTIO_F_INDIRECT_DESC | VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4 |                  \
+	 VIRTIO_NET_F_HOST_TSO6)
 
 /* ---------------------------------------------------------------------- */
 /* The dataplane: rings */
@@ -106,6 +108,66 @@ no_room:
 	return -ENOBUFS;
 }
 
+struct seg_ctx {
+	struct vnet_port *v;
+	struct vsw *sw;
+	int64_t now;
+};
+
+static void
+seg_input(void *ctx, uint8_t *frame, size_t len)
+{
+	struct seg_ctx *c = ctx;
+	struct iovec f = { frame, len };
+
+	vsw_input(c->sw, &c->v->dp.p, &f, 1, len, c->now);
+}
+
+/*
+ * A transmit chain whose header asks for a checksum or segmentation: the
+ * frame is gathered into the port's buffer (the guest's may not be
+ * written), its checksum completed or its segment cut into frames, which
+ * go into the switch one by one. False: nothing to do, the frame goes in
+ * as it is.
+ */
+static bool
+offloaded(struct vnet_port *v, struct vsw *sw, const struct virtq_elem *e, size_t len, int64_t now)
+{
+	uint8_t b[VNET_HDR_LEN];
+	struct vnet_hdr h;
+	struct seg_ctx c = { v, sw, now };
+	bool tso;
+
+	virtq_read(e, 0, b, v->hdr_len);
+	vnet_hdr_parse(b, &h);
+	tso = (h.gso_type & ~VNET_HDR_GSO_ECN) != VNET_HDR_GSO_NONE;
+	if (!tso && !(h.flags & VNET_HDR_F_NEEDS_CSUM))
+		return false;
+	if (len > VNET_BIG_FRAME) {
+		v->st.tx_bad++;
+		vsw_port_drop(&v->dp.p, VSW_DROP_MTU);
+		return true;
+	}
+	virtq_read(e, v->hdr_len, v->big, len);
+	if ((h.flags & VNET_HDR_F_NEEDS_CSUM) &&
+	    offload_csum(v->big, len, h.csum_start, h.csum_offset)) {
+		v->st.tx_bad++;
+		vsw_port_drop(&v->dp.p, VSW_DROP_RUNT);
+		return true;
+	}
+	if (!tso) {
+		seg_input(&c, v->big, len);
+		return true;
+	}
+	v->st.tso_segments++;
+	if (offload_tso(v->big, len, h.gso_size, (h.gso_type & ~VNET_HDR_GSO_ECN) == VNET_HDR_GSO_TCPV6,
+			v->bounce, sizeof(v->bounce), seg_input, &c) < 0) {
+		v->st.tx_bad++;
+		vsw_port_drop(&v->dp.p, VSW_DROP_RUNT);
+	}
+	return true;
+}
+
 static int
 vnet_drain(struct dp_port *p, struct vsw *sw, int max, int64_t now)
 {
@@ -136,6 +198,10 @@ vnet_drain(struct dp_port *p, struct vsw *sw, int max, int64_t now)
 			continue;
 		}
 		len = e->out_len - v->hdr_len;
+		if (v->offloads && offloaded(v, sw, e, len, now)) {
+			virtq_push(q, e->head, 0);
+			continue;
+		}
 		/* The frame after the header: in place, or gathered when in many pieces. */
 		for (unsigned i = 0; i < e->nout; i++) {
 			if (skip >= e->iov[i].iov_len) {
@@ -216,6 +282,7 @@ vnet_json(const struct dp_port *p, json_t *o)
 	json_object_set_new(o, "queues", qs);
 	json_object_set_new(o, "rx_no_buffers", json_integer((json_int_t)v->st.rx_no_buffers));
 	json_object_set_new(o, "tx_bad", json_integer((json_int_t)v->st.tx_bad));
+	json_object_set_new(o, "tso_segments", json_integer((json_int_t)v->st.tso_segments));
 	json_object_set_new(o, "frontend_connected", json_boolean(v->conn != NULL));
 	json_object_set_new(o, "socket", json_string(v->path));
 }
@@ -223,6 +290,7 @@ vnet_json(const struct dp_port *p, json_t *o)
 static void
 vnet_destroy(struct dp_port *p)
 {
+	free(((struct vnet_port *)p)->big);
 	free(p); /* the rings were stopped and the connection freed before */
 }
 
@@ -264,6 +332,7 @@ do_ring_start(void *ctx, void *arg)
 	struct virtq *q = &v->q[c->index];
 
 	v->mrg = c->features & VIRTIO_NET_F_MRG_RXBUF;
+	v->offloads = c->features & (VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4 | VIRTIO_NET_F_HOST_TSO6);
 	/* A legacy device without MRG_RXBUF has the 10-byte header. */
 	v->hdr_len = (c->features & (VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MRG_RXBUF)) ? 12 : 10;
 	v->call[c->index] = c->call;
@@ -446,8 +515,10 @@ vnet_new(struct vsw_dp *d, struct loop *loop, const char *pg, const char *name,
 
 	if (strlen(path) >= sizeof(v->path) || strlen(name) >= VSW_NAME)
 		return -ENAMETOOLONG;
-	if (!(v = calloc(1, sizeof(*v))))
+	if (!(v = calloc(1, sizeof(*v))) || !(v->big = malloc(VNET_BIG_FRAME))) {
+		free(v);
 		return -ENOMEM;
+	}
 	v->d = d;
 	v->loop = loop;
 	v->allowed_pid = allowed_pid;
@@ -466,6 +537,7 @@ vnet_new(struct vsw_dp *d, struct loop *loop, const char *pg, const char *name,
 	v->listen.fd = unix_listen(path, SOCK_STREAM, 0600, 4);
 	if (v->listen.fd < 0) {
 		err = v->listen.fd;
+		free(v->big);
 		free(v);
 		return err;
 	}
@@ -482,6 +554,7 @@ vnet_new(struct vsw_dp *d, struct loop *loop, const char *pg, const char *name,
 fail:
 	close(v->listen.fd);
 	unlink(path);
+	free(v->big);
 	free(v);
 	return err;
 }

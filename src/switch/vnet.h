@@ -11,9 +11,12 @@
  * addresses) is served on the control plane's loop; the rings are the
  * switches' dataplane thread's from start to stop, handed over through
  * commands (vsw_dp_call()), so a ring is never used by both. The device
- * offers VIRTIO_F_VERSION_1, MRG_RXBUF, EVENT_IDX and INDIRECT_DESC and no
- * offloads: checksums are the guest's, so a frame is whole wherever it
- * goes (a process vNIC, an uplink).
+ * offers VIRTIO_F_VERSION_1, MRG_RXBUF, EVENT_IDX, INDIRECT_DESC, and the
+ * transmit offloads CSUM and HOST_TSO4/6: a guest hands over TCP segments
+ * of up to 64 KiB with the checksum left to do, and the device completes
+ * and cuts them (offload.h), so that every frame leaves the switch whole
+ * wherever it goes (a process vNIC, an uplink, an emulated NIC). Nothing
+ * is offered for receiving: frames reach the guest whole, at most the MTU.
  *
  * Threat model: the frontend and the guest are untrusted. Chains are
  * validated by virtq.c; a transmit chain shorter than the virtio-net header
@@ -36,11 +39,13 @@
 #define VNET_RXQ 0
 #define VNET_TXQ 1
 #define VNET_MAX_BUFS 32 /* receive buffers one frame may take (MRG_RXBUF) */
+#define VNET_BIG_FRAME (65536u + 128u) /* a TSO segment with its headers */
 
 struct vnet_stats {
 	uint64_t rx_no_buffers; /* frames for the guest dropped: no (or too small) buffers */
 	uint64_t tx_bad;	/* transmit chains dropped: shorter than the header, writable parts */
 	uint64_t connects;	/* frontends that connected */
+	uint64_t tso_segments;	/* 64 KiB segments cut into frames */
 };
 
 struct vnet_port {
@@ -58,8 +63,9 @@ struct vnet_port {
 	struct virtq q[2];
 	bool on[2];
 	int kick, call[2]; /* copies of the frontend's descriptors: -1 when absent */
-	bool mrg;
+	bool mrg, offloads;
 	uint32_t hdr_len;
+	uint8_t *big; /* a frame gathered for its offloads */
 	struct vnet_stats st;
 	uint8_t bounce[VSW_FRAME_MAX];
 	struct virtq_elem e0, e; /* a frame's first receive buffer; the others */
