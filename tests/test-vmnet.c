@@ -116,6 +116,16 @@ TEST(vmnet_virtio_pair)
 	json = td_mgmt(&t.d, "vm.list");
 	ASSERT(strstr(json, "\"port\":\"na.eth0\""));
 	free(json);
+	/* The CLI's per-port, per-queue view. */
+	ASSERT_EQ(vt_cli(&t, &json, "network port stats --port=na.eth0"), 0);
+	th_log("%s", json);
+	ASSERT(strstr(json, "na.eth0 (virtio, VM Network, VLAN 0)"));
+	ASSERT(strstr(json, "  queue rx: running yes"));
+	ASSERT(strstr(json, "  queue tx: running yes"));
+	free(json);
+	ASSERT_NE(vt_cli(&t, &json, "network port stats --port=nosuch 2>&1"), 0);
+	ASSERT(strstr(json, "no port named \"nosuch\""));
+	free(json);
 	vm_stop(&t, "na");
 	vm_stop(&t, "nb");
 	td_stop(&t.d);

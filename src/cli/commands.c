@@ -315,6 +315,91 @@ cmd_port_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 	return cli_list(cx, cmd, "ports", cols, ARRAY_SIZE(cols));
 }
 
+/* One port's counters as lines: traffic, drops by reason, its queues. */
+static void
+port_stats_print(json_t *p)
+{
+	const char *name = json_string_value(json_object_get(p, "name"));
+	const char *kind = json_string_value(json_object_get(p, "kind"));
+	const char *pg = json_string_value(json_object_get(p, "portgroup"));
+	json_t *why = json_object_get(p, "drops_by_reason"), *qs = json_object_get(p, "queues"), *v;
+	long long n[5] = { 0 }, vlan = 0;
+	const char *key;
+	bool any = false;
+	size_t i;
+
+	json_get_int(p, "rx_packets", &n[0]);
+	json_get_int(p, "rx_bytes", &n[1]);
+	json_get_int(p, "tx_packets", &n[2]);
+	json_get_int(p, "tx_bytes", &n[3]);
+	json_get_int(p, "flooded", &n[4]);
+	json_get_int(p, "vlan_id", &vlan);
+	printf("%s (%s%s%s, VLAN %lld)\n", name ? name : "?", kind ? kind : "?", pg ? ", " : "",
+	       pg ? pg : "", vlan);
+	printf("  from the port (rx): %lld packets, %lld bytes\n", n[0], n[1]);
+	printf("  to the port (tx):   %lld packets, %lld bytes, %lld of them flooded\n", n[2], n[3],
+	       n[4]);
+	printf("  drops:");
+	json_object_foreach(why, key, v) {
+		if (json_integer_value(v)) {
+			printf(" %s %lld", key, (long long)json_integer_value(v));
+			any = true;
+		}
+	}
+	printf("%s\n", any ? "" : " none");
+	json_array_foreach(qs, i, v) {
+		const char *k;
+		json_t *x;
+
+		printf("  queue %s:", json_string_value(json_object_get(v, "queue")));
+		json_object_foreach(v, k, x)
+			if (strcmp(k, "queue") && json_is_integer(x))
+				printf(" %s %lld", k, (long long)json_integer_value(x));
+			else if (json_is_boolean(x))
+				printf(" %s %s", k, json_is_true(x) ? "yes" : "no");
+		printf("\n");
+	}
+}
+
+/* network port stats [--port P]: every port's counters, or one port's. */
+static int
+cmd_port_stats(const struct cli_ctx *cx, const struct cli_cmd *cmd)
+{
+	const char *want = cx->opt[OPT_PORT];
+	json_t *doc, *ports, *p, *out;
+	size_t i;
+	int err = cli_call(cx, cmd->wire, "", &doc);
+
+	if (err)
+		return err;
+	ports = json_object_get(doc, "ports");
+	out = json_array();
+	json_array_foreach(ports, i, p) {
+		const char *name = json_string_value(json_object_get(p, "name"));
+
+		if (!want || (name && !strcmp(name, want)))
+			json_array_append(out, p);
+	}
+	if (want && !json_array_size(out)) {
+		cli_error(cx, "no port named \"%s\" (see network port list)", want);
+		json_decref(out);
+		json_decref(doc);
+		return -ENOENT;
+	}
+	if (cx->format == CLI_FMT_JSON) {
+		json_t *o = json_pack("{s:o}", "ports", out);
+
+		json_print(stdout, o);
+		json_decref(o);
+	} else {
+		json_array_foreach(out, i, p)
+			port_stats_print(p);
+		json_decref(out);
+	}
+	json_decref(doc);
+	return 0;
+}
+
 const char *const cli_opt_name[OPT_N] = { "--vswitch-name", "--portgroup-name", "--vlan-id",
 					   "--mtu",	     "--vmq",		 "--port",
 					   "--output",	     "--count",		 "--seconds",
@@ -472,11 +557,22 @@ const struct cli_cmd cli_cmds[] = {
 	  "network nic list" },
 	{ "network port", "list", "network.port.list", cmd_port_list,
 	  "list the switch ports with their traffic and drops",
-	  "List the switch ports: kind (vnic: a process's), port group, VLAN, MAC,\n"
+	  "List the switch ports: kind (vnic: a process's; virtio: a VM's virtio-net or\n"
+	  "an outside vhost-user frontend's; emulated: a VM's e1000 or vmxnet3;\n"
+	  "uplink; vmk), port group, VLAN, MAC,\n"
 	  "packets and bytes received from the port (RX) and queued to it (TX), drops.\n"
 	  "--format=json adds the drops by reason (runt, mtu, bad_source, vlan, spoofed,\n"
 	  "queue_full, port_down) and the copies of flooded frames.",
 	  "network port list --format=json" },
+	{ "network port", "stats", "network.port.list", cmd_port_stats,
+	  "per-port and per-queue counters: packets, bytes, drops and why",
+	  "Every port's counters, or those of the port --port names: packets and bytes\n"
+	  "from the port into the switch (rx) and from the switch into the port's queue\n"
+	  "(tx), copies of flooded frames, drops by reason (runt, mtu, bad_source, vlan,\n"
+	  "spoofed, queue_full, port_down) and, for a VM's virtio-net port, its receive\n"
+	  "and transmit queues (buffers used, interrupts sent and suppressed), buffers\n"
+	  "missing (rx_no_buffers) and 64 KiB segments cut (tso_segments).",
+	  "network port stats --port=vm1.eth0", NULL, 1u << OPT_PORT },
 	{ "vmci socket", "list", "vmci.socket.list", cmd_socket_list,
 	  "list the VMCI sockets: addresses, state, queue size, traffic",
 	  "List the VMCI sockets: stream, seqpacket and datagram, with their local and\n"
