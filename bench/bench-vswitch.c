@@ -126,7 +126,7 @@ run_vnic(const struct bench_opts *o, pid_t daemon, const char *pg, size_t len)
 	static struct iovec out[BATCH], in[BATCH];
 	static size_t lens[BATCH];
 	double dur = o->quick ? 0.5 : 1.5, t0, t1, c0, c1;
-	struct vmf_vnic *a, *b;
+	struct vmf_vnic *a = NULL, *b = NULL;
 	uint8_t ma[6], mb[6];
 	uint64_t got = 0;
 	int err;

@@ -163,6 +163,10 @@
 	X(switch_capture, 30)           \
 	X(switch_offload_tso, 10)       \
 	X(switch_offload_csum, 10)      \
+	X(switch_testpmd, 120)          \
+	X(xsk_filter, 60)               \
+	X(xsk_owners, 30)               \
+	X(xsk_generic_mode, 30)         \
 	X(vmnet_virtio_pair, 180)       \
 	X(vmnet_vlans_emulated, 240)    \
 	X(vmnet_uplink_vmk, 180)

@@ -53,7 +53,7 @@ main(void)
 	static uint8_t out[BATCH][64], in[BATCH][128];
 	static struct iovec ov[BATCH], iv[BATCH];
 	static size_t lens[BATCH];
-	struct vmf_vnic *a, *b;
+	struct vmf_vnic *a = NULL, *b = NULL;
 	uint8_t ma[6], mb[6], bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }, f[128];
 	uint32_t next = 0, sent = 0, bad = 0;
 	ssize_t r;

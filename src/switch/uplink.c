@@ -123,6 +123,24 @@ uplink_drain(struct uplink_port *u, struct vsw *sw, int max, int64_t now)
 		if (h->tp_mac < sizeof(*h) || h->tp_snaplen > UL_FRAME - h->tp_mac ||
 		    h->tp_snaplen != h->tp_len) {
 			vsw_port_drop(&u->p, VSW_DROP_RUNT);
+		} else if (h->tp_status & TP_STATUS_VLAN_VALID) {
+			/*
+			 * The kernel took the tag out of the frame (VLAN
+			 * offload: the NIC's, or veth's) into the slot's header:
+			 * it goes back between the addresses and the rest.
+			 */
+			uint8_t *f = (uint8_t *)h + h->tp_mac, tag[4];
+			uint16_t tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) ? h->tp_vlan_tpid
+										   : ETH_P_8021Q;
+			struct iovec tv[3] = { { f, 12 }, { tag, 4 }, { f + 12, h->tp_snaplen - 12 } };
+
+			if (h->tp_snaplen < 12) {
+				vsw_port_drop(&u->p, VSW_DROP_RUNT);
+			} else {
+				tag[0] = (uint8_t)(tpid >> 8), tag[1] = (uint8_t)tpid;
+				tag[2] = (uint8_t)(h->tp_vlan_tci >> 8), tag[3] = (uint8_t)h->tp_vlan_tci;
+				vsw_input(sw, &u->p, tv, 3, h->tp_snaplen + 4u, now);
+			}
 		} else {
 			v = (struct iovec){ (uint8_t *)h + h->tp_mac, h->tp_snaplen };
 			vsw_input(sw, &u->p, &v, 1, h->tp_snaplen, now);
