@@ -797,6 +797,19 @@ TEST(switch_uplink_remote_host)
 	th_log("%s", json);
 	ASSERT(strstr(json, "\"name\":\"vmnic1\",\"device\":\"vmft-u0\",\"vswitch\":\"vSwitch0\","
 			    "\"admin\":\"up\",\"link\":\"up\",\"mtu\":1500"));
+	/*
+	 * VMQ at the NIC (XDP, driver mode on veth): the frames for the
+	 * vNICs' addresses came through their own AF_XDP sockets, the
+	 * broadcasts (ARP requests) through the default queue.
+	 */
+	ASSERT(strstr(json, "\"vmq_nic\":\"native\""));
+	{
+		const char *p = strstr(json, "\"vmq_nic_frames\":");
+
+		ASSERT(p);
+		ASSERT_GE(strtoll(p + 17, NULL, 10), 2); /* the ping reply, the tagged frame */
+		ASSERT_EQ(strtoll(strstr(json, "\"vmq_queues\":") + 13, NULL, 10), 1);
+	}
 	free(json);
 	vmf_vnic_close(n);
 	td_stop(&d);

@@ -20,7 +20,7 @@
 #define DP_BATCH 32
 #define DP_SPIN_NS 50000
 #define DP_AGE_EVERY_NS 1000000000LL
-#define DP_VMK_EVERY 64 /* loops between reads of the VMkernel adapters' TAPs */
+#define DP_VMK_EVERY_NS 10000 /* between reads of the VMkernel adapters' TAPs */
 
 /* ---------------------------------------------------------------------- */
 /* Configuration */
@@ -188,10 +188,16 @@ load_uplink(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_
 	int s;
 
 #define UKEY(k) (snprintf(key, sizeof(key), "uplink%ld." k, g), conf_mark_used(c, key), key)
+	bool xdp;
+	int e;
+
 	name = conf_get(c, UKEY("name"));
 	dev = conf_get(c, UKEY("device"));
 	sw = conf_get(c, UKEY("vswitch"));
+	e = conf_get_bool(c, UKEY("xdp"), true, &xdp, err);
 #undef UKEY
+	if (e)
+		return e;
 	if (!dev || !*dev || strlen(dev) >= IFNAMSIZ) {
 		conf_fail_at(err, c, first, "an uplink needs a device (uplinkN.device, a host interface)");
 		return -EINVAL;
@@ -206,6 +212,7 @@ load_uplink(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_
 	}
 	u->fd = -1;
 	u->sw = (unsigned)s;
+	u->xdp = xdp;
 	snprintf(u->device, sizeof(u->device), "%s", dev);
 	if (name)
 		snprintf(u->p.name, sizeof(u->p.name), "%s", name);
@@ -369,6 +376,44 @@ vsw_dp_watch(struct vsw_dp *d, struct dp_port *p, int fd, uint32_t events, bool 
 	return 0;
 }
 
+/*
+ * VMQ at the NIC for switch @s: every uplink of it with the XDP program
+ * gets a filter and a slot per port with a MAC (not trunks: their frames
+ * carry VLANs of their own), while the switch's VMQ is on; none when it is
+ * off (one queue, the AF_PACKET ring). Made anew after every change.
+ */
+static void
+vmq_sync(struct vsw_dp *d, unsigned s)
+{
+	for (unsigned k = 0; k < d->nuplink; k++) {
+		struct uplink_port *u = d->uplink[k];
+		int err = 0;
+
+		if (u->sw != s || !u->xsk)
+			continue;
+		uplink_vmq_clear(u, d->ep);
+		if (!d->sw[s].vmq)
+			continue;
+		for (size_t i = 0; i < d->nport && !err; i++)
+			if (d->port[i]->sw == s && d->port[i]->p.vlan != VLAN_TRUNK)
+				err = uplink_vmq_add(u, d->ep, d->port[i]->mac, d->port[i]->p.vlan);
+		for (unsigned i = 0; i < d->nvmk && !err; i++)
+			if (d->vmk[i]->sw == s && d->vmk[i]->p.vlan != VLAN_TRUNK)
+				err = uplink_vmq_add(u, d->ep, d->vmk[i]->mac, d->vmk[i]->p.vlan);
+		if (err)
+			log_rl(LOG_LVL_WARN, "uplink %s: VMQ at the NIC: %s (the other ports' "
+					     "frames take the default queue)",
+			       u->p.name, strerror(-err));
+	}
+}
+
+static void
+vmq_sync_all(struct vsw_dp *d)
+{
+	for (unsigned s = 0; s < d->nsw; s++)
+		vmq_sync(d, s);
+}
+
 struct add_req {
 	struct dp_port *p;
 	const struct vsw_portgroup *pg;
@@ -404,6 +449,7 @@ do_add(void *ctx, void *arg)
 		return err;
 	}
 	d->port[d->nport++] = p;
+	vmq_sync(d, p->sw);
 	return 0;
 }
 
@@ -443,6 +489,7 @@ do_remove(void *ctx, void *arg)
 		vsw_dp_watch(d, p, p->wake_fd, 0, false);
 	capture_port_gone(&p->p);
 	vsw_port_remove(&d->sw[p->sw], &p->p);
+	vmq_sync(d, p->sw);
 	p->dops->destroy(p);
 	return 0;
 }
@@ -706,8 +753,7 @@ static void *
 dp_main(void *arg)
 {
 	struct vsw_dp *d = arg;
-	int64_t idle_since = clock_ns();
-	unsigned loops = 0;
+	int64_t idle_since = clock_ns(), vmk_read = 0;
 
 	while (!d->stop) {
 		int64_t now = clock_ns();
@@ -720,16 +766,26 @@ dp_main(void *arg)
 			if (!p->dead)
 				work += p->dops->drain(p, &d->sw[p->sw], DP_BATCH, now);
 		}
-		for (unsigned i = 0; i < d->nuplink; i++)
-			work += uplink_drain(d->uplink[i], &d->sw[d->uplink[i]->sw], DP_BATCH, now);
+		for (unsigned i = 0; i < d->nuplink; i++) {
+			struct uplink_port *u = d->uplink[i];
+
+			work += uplink_drain(u, &d->sw[u->sw], DP_BATCH, now);
+			if (u->nslots)
+				work += uplink_vmq_drain(u, &d->sw[u->sw], DP_BATCH, now);
+		}
 		/*
-		 * A TAP is read with a system call: not on every poll (the
-		 * rings need none), once in DP_VMK_EVERY loops; after a sleep
-		 * the epoll set has woken us for it anyway.
+		 * A TAP is read with a system call: not on every poll of idle
+		 * rings (they need none), at most once in DP_VMK_EVERY_NS; but
+		 * on every loop of a busy switch, whose loops are longer, so
+		 * that the host's own traffic (TCP's acknowledgements) is not
+		 * held back behind a long burst. After a sleep the epoll set
+		 * has woken us for it anyway.
 		 */
-		if (++loops % DP_VMK_EVERY == 0)
+		if (now - vmk_read >= DP_VMK_EVERY_NS) {
+			vmk_read = now;
 			for (unsigned i = 0; i < d->nvmk; i++)
 				work += vmk_drain(d->vmk[i], &d->sw[d->vmk[i]->sw], DP_BATCH, now);
+		}
 		for (unsigned s = 0; s < d->nsw; s++)
 			if (!d->sw[s].vmq && d->sw[s].defq_n)
 				vsw_sort(&d->sw[s], now);
@@ -753,7 +809,7 @@ dp_main(void *arg)
 			continue;
 		sleep_until_work(d);
 		idle_since = clock_ns();
-		loops = DP_VMK_EVERY - 1; /* what woke us may be a VMkernel adapter's frame */
+		vmk_read = 0; /* what woke us may be a VMkernel adapter's frame */
 	}
 	return NULL;
 }
@@ -783,10 +839,13 @@ vsw_dp_start(struct vsw_dp *d)
 		if (epoll_ctl(d->ep, EPOLL_CTL_ADD, u->fd, &uev) < 0)
 			return -errno;
 		log_info("uplink %s: %s on %s", u->p.name, u->device, d->sw[u->sw].name);
+		if (u->xdp)
+			(void)uplink_vmq_open(u); /* without it, every frame takes the ring */
 	}
 	for (unsigned i = 0; i < d->nvmk; i++)
 		if ((err = vmk_start(d, d->vmk[i])))
 			return err;
+	vmq_sync_all(d);
 	d->aged_ns = clock_ns();
 	err = -pthread_create(&d->thread, NULL, dp_main, d);
 	d->running = !err;
@@ -948,9 +1007,13 @@ do_mgmt(void *ctx, void *arg)
 				snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", i.mac[0],
 					 i.mac[1], i.mac[2], i.mac[3], i.mac[4], i.mac[5]);
 				json_object_update_new(
-					o, json_pack("{s:s, s:s, s:I, s:s}", "admin", i.admin_up ? "up" : "down",
-						     "link", i.link_up ? "up" : "down", "mtu",
-						     (json_int_t)i.mtu, "mac", mac));
+					o, json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I}", "admin",
+						     i.admin_up ? "up" : "down", "link",
+						     i.link_up ? "up" : "down", "mtu", (json_int_t)i.mtu,
+						     "mac", mac, "vmq_nic", i.vmq_nic, "vmq_queues",
+						     (json_int_t)u->nslots, "vmq_nic_frames",
+						     (json_int_t)i.vmq_hit, "default_queue_frames",
+						     (json_int_t)i.vmq_pass));
 			} else {
 				json_object_set_new(o, "link", json_string("gone"));
 			}
@@ -1158,11 +1221,22 @@ vmk_change(struct vsw_dp *d, struct change *c)
 	return vmk_set_ipv4(v, c->ipv4) ? fail(c, -EINVAL, "--ipv4 is a.b.c.d/len") : 0;
 }
 
+static int change(struct vsw_dp *d, struct change *c);
+
+/* A change, then VMQ at the NIC made to match (ports, VLANs and VMQ may have moved). */
 static int
 do_change(void *ctx, void *arg)
 {
-	struct vsw_dp *d = ctx;
-	struct change *c = arg;
+	int err = change(ctx, arg);
+
+	if (!err)
+		vmq_sync_all(ctx);
+	return err;
+}
+
+static int
+change(struct vsw_dp *d, struct change *c)
+{
 	long mtu = c->mtu ? number(c->mtu, 68, VSW_MTU_MAX) : VSW_MTU_DEFAULT;
 	long vlan = c->vlan ? number(c->vlan, 0, VLAN_TRUNK) : 0;
 	int vmq = c->vmq ? vmq_value(c->vmq) : 1, s, err;
