@@ -38,6 +38,9 @@
 
 _Static_assert(FG_BUF_GPA + (uint64_t)VSOCK_QUEUES * FG_QUEUE_MAX * FG_SLOT <= FG_MEM_SIZE,
 	       "fake guest memory holds every slot");
+_Static_assert(FG_TABLE_OFF == FG_SLOT_BYTES, "the buffers end where the indirect table starts");
+_Static_assert((FG_SLOT - FG_TABLE_OFF) / sizeof(struct virtq_desc) >= FG_SEGS_MAX,
+	       "an indirect table of FG_SEGS_MAX descriptors fits");
 
 #define FG_CHECK(cond)                                                                             \
 	do {                                                                                       \
@@ -171,16 +174,32 @@ layout_segs(enum fg_layout l, uint32_t hdr_len, uint32_t len, uint32_t *seg)
 	return k;
 }
 
-/* Descriptors for a chain of @nseg buffers of @len[] bytes: its head, or -ENOSPC. */
+static unsigned
+fg_queues(const struct fg *g)
+{
+	return g->dev ? VSOCK_QUEUES : g->nq;
+}
+
+/*
+ * Descriptors for a chain of @nseg buffers, the first @ndirect in the ring
+ * and the rest in one indirect table: its head, -ENOSPC or -EMSGSIZE.
+ */
 static int
-chain_make(struct fg *g, unsigned q, unsigned nseg, const uint32_t *len, bool write, bool indirect)
+chain_build(struct fg *g, unsigned q, const struct fg_seg *seg, unsigned nseg, unsigned ndirect)
 {
 	struct fg_ring *r = &g->ring[q];
-	uint16_t flags = write ? VIRTQ_DESC_F_WRITE : 0, head;
-	unsigned ndesc = indirect ? 1 : nseg;
+	unsigned nind = nseg > ndirect ? nseg - ndirect : 0;
+	unsigned ndesc = nseg - nind + (nind ? 1 : 0);
+	uint64_t at = 0;
 	struct fg_chain *c;
-	uint64_t at;
+	uint16_t head;
 
+	FG_CHECK(nseg >= 1 && nseg <= FG_SEGS_MAX && ndesc <= FG_SEGS_MAX);
+	for (unsigned i = 0; i < nseg; i++)
+		if (!seg[i].addr)
+			at += ((uint64_t)seg[i].len + 63u) & ~63ull;
+	if (at > FG_TABLE_OFF)
+		return -EMSGSIZE;
 	if (r->nfree < ndesc)
 		return -ENOSPC;
 	head = r->free[--r->nfree];
@@ -193,32 +212,57 @@ chain_make(struct fg *g, unsigned q, unsigned nseg, const uint32_t *len, bool wr
 		c->desc[c->ndesc++] = r->free[--r->nfree];
 	at = slot_gpa(q, head);
 	for (unsigned i = 0; i < nseg; i++) {
-		c->seg_gpa[i] = at;
-		c->seg_len[i] = len[i];
-		c->cap += len[i];
-		at += (len[i] + 63u) & ~63ull;
+		c->seg_len[i] = seg[i].len;
+		c->cap += seg[i].len;
+		if (seg[i].write) {
+			c->seg_write |= (uint16_t)(1u << i);
+			c->wcap += seg[i].len;
+		}
+		if (seg[i].addr) {
+			c->seg_bad |= (uint16_t)(1u << i);
+			c->seg_gpa[i] = seg[i].addr;
+		} else {
+			c->seg_gpa[i] = at;
+			at += ((uint64_t)seg[i].len + 63u) & ~63ull;
+		}
 	}
-	FG_CHECK(at <= slot_gpa(q, head) + FG_TABLE_OFF);
 	c->nseg = (uint8_t)nseg;
-	if (indirect) {
-		struct virtq_desc t[3];
+	for (unsigned i = 0; i < nseg - nind; i++)
+		desc_set(r, c->desc[i], c->seg_gpa[i], seg[i].len,
+			 (uint16_t)((seg[i].write ? VIRTQ_DESC_F_WRITE : 0) |
+				    (i + 1 < ndesc ? VIRTQ_DESC_F_NEXT : 0)),
+			 i + 1 < ndesc ? c->desc[i + 1] : 0);
+	if (nind) {
+		struct virtq_desc t[FG_SEGS_MAX];
 		uint64_t tab = slot_gpa(q, head) + FG_TABLE_OFF;
 
-		for (unsigned i = 0; i < nseg; i++)
-			t[i] = (struct virtq_desc){
-				c->seg_gpa[i], len[i],
-				(uint16_t)(flags | (i + 1 < nseg ? VIRTQ_DESC_F_NEXT : 0)),
-				(uint16_t)(i + 1)
-			};
-		memcpy(gpa(g, tab), t, nseg * sizeof(t[0]));
-		desc_set(r, head, tab, (uint32_t)(nseg * sizeof(t[0])), VIRTQ_DESC_F_INDIRECT, 0);
-	} else {
-		for (unsigned i = 0; i < nseg; i++)
-			desc_set(r, c->desc[i], c->seg_gpa[i], len[i],
-				 (uint16_t)(flags | (i + 1 < nseg ? VIRTQ_DESC_F_NEXT : 0)),
-				 i + 1 < nseg ? c->desc[i + 1] : 0);
+		for (unsigned i = 0; i < nind; i++) {
+			const struct fg_seg *s = &seg[nseg - nind + i];
+
+			t[i] = (struct virtq_desc){ c->seg_gpa[nseg - nind + i], s->len,
+						    (uint16_t)((s->write ? VIRTQ_DESC_F_WRITE : 0) |
+							       (i + 1 < nind ? VIRTQ_DESC_F_NEXT : 0)),
+						    (uint16_t)(i + 1 < nind ? i + 1 : 0) };
+		}
+		memcpy(gpa(g, tab), t, nind * sizeof(t[0]));
+		desc_set(r, c->desc[ndesc - 1], tab, (uint32_t)(nind * sizeof(t[0])),
+			 VIRTQ_DESC_F_INDIRECT, 0);
 	}
 	r->inflight++;
+	return head;
+}
+
+/* A chain of @nseg buffers of @len[] bytes, all writable or none: its head, or -ENOSPC. */
+static int
+chain_make(struct fg *g, unsigned q, unsigned nseg, const uint32_t *len, bool write, bool indirect)
+{
+	struct fg_seg seg[3];
+	int head;
+
+	for (unsigned i = 0; i < nseg; i++)
+		seg[i] = (struct fg_seg){ .len = len[i], .write = write };
+	head = chain_build(g, q, seg, nseg, indirect ? 0 : nseg);
+	FG_CHECK(head != -EMSGSIZE);
 	return head;
 }
 
@@ -235,7 +279,11 @@ chain_free(struct fg *g, unsigned q, uint16_t head)
 	r->inflight--;
 }
 
-/* Copy @n bytes between @buf and the chain's buffers from byte @off; to the chain when @in. */
+/*
+ * Copy @n bytes between @buf and the chain's buffers from byte @off: into
+ * its device-readable buffers when @in, out of its device-writable ones
+ * otherwise (buffers outside guest memory are left out).
+ */
 static void
 chain_copy(struct fg *g, const struct fg_chain *c, size_t off, void *buf, size_t n, bool in)
 {
@@ -244,6 +292,8 @@ chain_copy(struct fg *g, const struct fg_chain *c, size_t off, void *buf, size_t
 	for (unsigned i = 0; i < c->nseg && n; i++) {
 		size_t l = c->seg_len[i];
 
+		if (((c->seg_write >> i) & 1) == in || ((c->seg_bad >> i) & 1))
+			continue;
 		if (off >= l) {
 			off -= l;
 			continue;
@@ -323,7 +373,7 @@ used_next(struct fg *g, unsigned q, uint16_t *head, uint32_t *len)
 	if (g->features & VIRTIO_F_EVENT_IDX) /* an interrupt at the next entry */
 		__atomic_store_n(&r->avail[2 + (size_t)r->num], r->used_seen, __ATOMIC_RELAXED);
 	FG_CHECK(u[0] < r->num && r->chain[u[0]].busy);
-	FG_CHECK(u[1] <= r->chain[u[0]].cap);
+	FG_CHECK(u[1] <= r->chain[u[0]].wcap); /* "len": bytes written into the buffer */
 	*head = (uint16_t)u[0];
 	*len = u[1];
 	return 1;
@@ -451,11 +501,7 @@ fg_tx(struct fg *g, const struct vsock_hdr *h, const void *payload, enum fg_layo
 void
 fg_tx_bad_head(struct fg *g, uint16_t head)
 {
-	struct fg_ring *r = &g->ring[VSOCK_Q_TX];
-	uint16_t old = r->avail_idx;
-
-	publish(g, VSOCK_Q_TX, head);
-	kick(g, VSOCK_Q_TX, old);
+	fg_bad_head(g, VSOCK_Q_TX, head);
 }
 
 unsigned
@@ -501,6 +547,69 @@ fg_calls(struct fg *g, unsigned q)
 	if (g->ring[q].call < 0 || read(g->ring[q].call, &v, sizeof(v)) != sizeof(v))
 		return 0;
 	return v;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Chains of any shape */
+
+int
+fg_post(struct fg *g, unsigned q, const struct fg_seg *seg, unsigned nseg, unsigned ndirect,
+	const void *data, size_t len)
+{
+	struct fg_ring *r = &g->ring[q];
+	uint16_t old = r->avail_idx;
+	int head;
+	size_t n;
+
+	FG_CHECK(q < fg_queues(g));
+	if (!r->num)
+		return -ENOTCONN;
+	head = chain_build(g, q, seg, nseg, ndirect);
+	if (head < 0)
+		return head;
+	n = 0;
+	for (unsigned i = 0; i < nseg; i++)
+		if (!seg[i].write && !seg[i].addr)
+			n += seg[i].len;
+	if (len > n)
+		len = n;
+	if (len)
+		chain_copy(g, &r->chain[head], 0, (void *)(uintptr_t)data, len, true);
+	publish(g, q, (uint16_t)head);
+	kick(g, q, old);
+	return head;
+}
+
+void
+fg_bad_head(struct fg *g, unsigned q, uint16_t head)
+{
+	struct fg_ring *r = &g->ring[q];
+	uint16_t old = r->avail_idx;
+
+	publish(g, q, head);
+	r->bad++;
+	kick(g, q, old);
+}
+
+int
+fg_used_take(struct fg *g, unsigned q, uint16_t *head, uint32_t *len, void *buf, uint32_t max)
+{
+	if (!used_next(g, q, head, len))
+		return 0;
+	if (max)
+		chain_copy(g, &g->ring[q].chain[*head], 0, buf, *len < max ? *len : max, false);
+	chain_free(g, q, *head);
+	return 1;
+}
+
+unsigned
+fg_used_pending(const struct fg *g, unsigned q)
+{
+	const struct fg_ring *r = &g->ring[q];
+
+	if (!r->num)
+		return 0;
+	return (uint16_t)(__atomic_load_n(&r->used[1], __ATOMIC_ACQUIRE) - r->used_seen);
 }
 
 struct vsock_hdr
@@ -659,7 +768,7 @@ fg_ring_stop(struct fg *g, unsigned q)
 	if (n != sizeof(st))
 		return n < 0 ? n : -EPROTO;
 	/* Where the device stopped: not past what we made available. */
-	FG_CHECK(st.index == q && (uint16_t)(r->avail_idx - st.num) <= r->num);
+	FG_CHECK(st.index == q && (uint16_t)(r->avail_idx - st.num) <= r->num + r->bad);
 	r->base = (uint16_t)st.num;
 	return 0;
 }
@@ -700,17 +809,21 @@ negotiate(struct fg *g, const struct fg_opts *o)
 	FG_CHECK((feat & VIRTIO_F_VERSION_1) && (feat & VHU_F_PROTOCOL_FEATURES));
 	if ((n = fg_request(g, VHU_GET_PROTOCOL_FEATURES, false, NULL, 0, NULL, 0, &proto, 8)) != 8)
 		return n < 0 ? n : -EPROTO;
-	FG_CHECK((proto & VHU_PROTO_F_REPLY_ACK) && (proto & VHU_PROTO_F_CONFIG));
+	FG_CHECK((proto & VHU_PROTO_F_REPLY_ACK) && (!g->dev || (proto & VHU_PROTO_F_CONFIG)));
 	proto &= VHU_PROTO_F_MQ | VHU_PROTO_F_REPLY_ACK | VHU_PROTO_F_CONFIG;
 	if ((n = fg_request(g, VHU_SET_PROTOCOL_FEATURES, false, &proto, 8, NULL, 0, NULL, 0)))
 		return n;
 	if ((n = fg_request(g, VHU_GET_QUEUE_NUM, false, NULL, 0, NULL, 0, &nq, 8)) != 8)
 		return n < 0 ? n : -EPROTO;
-	FG_CHECK(nq == VSOCK_QUEUES);
+	FG_CHECK(nq == fg_queues(g));
 	if ((n = fg_request(g, VHU_SET_OWNER, true, NULL, 0, NULL, 0, NULL, 0)))
 		return n;
-	FG_CHECK(fg_config_cid(g) == g->cid);
-	g->features = VIRTIO_F_VERSION_1 | VHU_F_PROTOCOL_FEATURES | (feat & VSOCK_F_SEQPACKET);
+	if (g->dev)
+		FG_CHECK(fg_config_cid(g) == g->cid);
+	g->features = (o->legacy ? 0 : VIRTIO_F_VERSION_1) | VHU_F_PROTOCOL_FEATURES |
+		      (feat & o->features);
+	if (g->dev)
+		g->features |= feat & VSOCK_F_SEQPACKET;
 	if (o->event_idx)
 		g->features |= feat & VIRTIO_F_EVENT_IDX;
 	if (o->indirect)
@@ -733,14 +846,14 @@ fg_try_attach(struct fg *g, const struct fg_opts *o)
 	if (g->fe >= 0)
 		fg_close_frontend(g);
 	FG_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0);
-	if ((err = vsock_dev_attach(g->dev, sp[0]))) {
+	if ((err = g->dev ? vsock_dev_attach(g->dev, sp[0]) : g->attach(g->attach_ctx, sp[0]))) {
 		close(sp[1]);
 		return err;
 	}
 	g->fe = sp[1];
 	if ((err = negotiate(g, o)))
 		return err;
-	for (unsigned q = 0; q < VSOCK_QUEUES; q++) {
+	for (unsigned q = 0; q < fg_queues(g); q++) {
 		bool give = !(q == VSOCK_Q_EVENT && o->no_event_ring);
 
 		ring_setup(g, q, give ? (o->num[q] ? o->num[q] : FG_QUEUE_MAX) : 0);
@@ -750,7 +863,7 @@ fg_try_attach(struct fg *g, const struct fg_opts *o)
 	fg_event_post(g, o->event_bufs);
 	if (o->bad_tx_head)
 		fg_tx_bad_head(g, o->bad_tx_head);
-	for (uint32_t q = 0; q < VSOCK_QUEUES; q++) {
+	for (uint32_t q = 0; q < fg_queues(g); q++) {
 		struct vhu_vring_state s = { q, 1 };
 
 		if (g->ring[q].on && (err = fg_request(g, VHU_SET_VRING_ENABLE, true, &s, sizeof(s),
@@ -767,7 +880,7 @@ fg_attach(struct fg *g, const struct fg_opts *o)
 
 	if (err) {
 		fprintf(stderr, "fake guest: attach: %s (device: %s)\n", strerror(-err),
-			vsock_dev_why(g->dev) ? vsock_dev_why(g->dev) : "-");
+			g->dev && vsock_dev_why(g->dev) ? vsock_dev_why(g->dev) : "-");
 		FG_CHECK(err == 0);
 	}
 }
@@ -784,14 +897,12 @@ fg_close_frontend(struct fg *g)
 
 /* ---------------------------------------------------------------------- */
 
-void
-fg_new(struct fg *g, struct loop *loop, uint32_t cid, const struct vsock_fabric *fab)
+/* The guest's memory, no device yet. */
+static void
+guest_new(struct fg *g, struct loop *loop)
 {
-	char name[32];
-
 	memset(g, 0, sizeof(*g));
 	g->loop = loop;
-	g->cid = cid;
 	g->fe = -1;
 	for (unsigned q = 0; q < VSOCK_QUEUES; q++)
 		g->ring[q].kick = g->ring[q].call = -1;
@@ -799,14 +910,34 @@ fg_new(struct fg *g, struct loop *loop, uint32_t cid, const struct vsock_fabric 
 	FG_CHECK(g->memfd >= 0 && ftruncate(g->memfd, FG_MEM_SIZE) == 0);
 	g->mem = mmap(NULL, FG_MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, g->memfd, 0);
 	FG_CHECK(g->mem != MAP_FAILED);
+}
+
+void
+fg_new(struct fg *g, struct loop *loop, uint32_t cid, const struct vsock_fabric *fab)
+{
+	char name[32];
+
+	guest_new(g, loop);
+	g->cid = cid;
 	snprintf(name, sizeof(name), "guest-%u", cid);
 	FG_CHECK(vsock_dev_new(loop, cid, name, fab, &g->dev) == 0);
 }
 
 void
+fg_new_dev(struct fg *g, struct loop *loop, unsigned nq, fg_attach_fn *attach, void *ctx)
+{
+	FG_CHECK(nq >= 1 && nq <= VSOCK_QUEUES && attach);
+	guest_new(g, loop);
+	g->nq = nq;
+	g->attach = attach;
+	g->attach_ctx = ctx;
+}
+
+void
 fg_free(struct fg *g)
 {
-	vsock_dev_free(g->dev);
+	if (g->dev)
+		vsock_dev_free(g->dev);
 	g->dev = NULL;
 	if (g->fe >= 0)
 		close(g->fe);

@@ -12,8 +12,14 @@
  * device. Everything runs on the caller's thread: fg_pump() turns the loop.
  *
  * A broken expectation about the device (a used entry for a chain it does
- * not own, a length beyond a buffer) aborts with a message on stderr, so
- * that the fuzz target and the tests fail alike.
+ * not own, a length beyond what the chain lets the device write) aborts
+ * with a message on stderr, so that the fuzz target and the tests fail
+ * alike.
+ *
+ * Other devices (virtio-net): fg_new_dev() makes the guest's memory
+ * without a device; the caller's attach function serves the frontend's
+ * socket, and the driver is the caller's, through the chain calls at the
+ * end (any shape of chain on any ring, the used entries read back).
  */
 #ifndef VMFABRIC_TESTS_FAKEGUEST_H
 #define VMFABRIC_TESTS_FAKEGUEST_H
@@ -31,6 +37,8 @@
 #define FG_BUF_MAX	VSOCK_MAX_PKT /* largest rx buffer after its header */
 #define FG_PEERS_MAX	64u
 #define FG_RX_BUF_LINUX 4096u /* Linux 6.1: VIRTIO_VSOCK_DEFAULT_RX_BUF_SIZE */
+#define FG_SEGS_MAX	16u	      /* buffers in one chain (fg_post) */
+#define FG_SLOT_BYTES	((68u << 10) - 256u) /* room for a chain's buffers (fg_post) */
 
 /* How a buffer is laid out in descriptors. */
 enum fg_layout {
@@ -85,17 +93,21 @@ struct fg_opts {
 	bool no_event_ring;	    /* give the device rx and tx only, as QEMU 7.2 does */
 	unsigned event_bufs;	    /* event buffers posted before the rings start */
 	uint16_t bad_tx_head;	    /* if not 0: published on tx before the rings start */
+	uint64_t features;	    /* device feature bits to negotiate too, if offered */
+	bool legacy;		    /* do not negotiate VIRTIO_F_VERSION_1 */
 };
 
 /* One chain the guest gave the device and has not had back. */
 struct fg_chain {
 	bool busy;
 	uint8_t ndesc;
-	uint16_t desc[3];
-	uint32_t cap; /* bytes the chain holds */
+	uint16_t desc[FG_SEGS_MAX];
+	uint32_t cap;  /* bytes the chain holds */
+	uint32_t wcap; /* of them, device-writable: the most a used entry may say */
 	uint8_t nseg;
-	uint64_t seg_gpa[3];
-	uint32_t seg_len[3];
+	uint16_t seg_write, seg_bad; /* bit i: buffer i is writable; outside guest memory */
+	uint64_t seg_gpa[FG_SEGS_MAX];
+	uint32_t seg_len[FG_SEGS_MAX];
 };
 
 struct fg_ring {
@@ -110,12 +122,19 @@ struct fg_ring {
 	struct fg_chain chain[FG_QUEUE_MAX];
 	unsigned inflight; /* chains given and not back */
 	uint16_t base;	   /* where the device stopped (fg_ring_stop) */
+	uint16_t bad;	   /* heads published without a chain (fg_bad_head) */
 	uint64_t kicks;	   /* kicks sent */
 };
 
+/* Serve a frontend on @sock (taken, also on failure): 0 or -errno. */
+typedef int fg_attach_fn(void *ctx, int sock);
+
 struct fg {
 	struct loop *loop;
-	struct vsock_dev *dev;
+	struct vsock_dev *dev; /* NULL: a device of the caller's (fg_new_dev) */
+	unsigned nq;	       /* its rings */
+	fg_attach_fn *attach;
+	void *attach_ctx;
 	uint32_t cid;
 	int fe; /* the frontend's end of the vhost-user socket, or -1 */
 	int memfd;
@@ -134,7 +153,13 @@ struct fg_pkt {
 
 /* Make the guest's memory and a device with @cid on @loop (not attached). */
 void fg_new(struct fg *g, struct loop *loop, uint32_t cid, const struct vsock_fabric *fab);
-/* Close the frontend's end, free the device and the memory. */
+/*
+ * The guest of a device of the caller's with @nq rings (at most
+ * VSOCK_QUEUES), attached through @attach(@ctx, socket) on @loop. The
+ * caller frees its device before fg_free().
+ */
+void fg_new_dev(struct fg *g, struct loop *loop, unsigned nq, fg_attach_fn *attach, void *ctx);
+/* Close the frontend's end, free the device (a vsock one) and the memory. */
 void fg_free(struct fg *g);
 /* Attach as QEMU does; every step must succeed. @o may be NULL (defaults). */
 void fg_attach(struct fg *g, const struct fg_opts *o);
@@ -205,6 +230,38 @@ int fg_event_get(struct fg *g, uint32_t *id);
 
 /* Interrupts on queue @q since the last call. */
 uint64_t fg_calls(struct fg *g, unsigned q);
+
+/* ---- chains of any shape, for any device ---- */
+
+/* One buffer of a chain. */
+struct fg_seg {
+	uint32_t len;  /* what the descriptor says */
+	bool write;    /* device-writable */
+	uint64_t addr; /* 0: laid out in the chain's slot; else this address as is (a broken driver) */
+};
+
+/*
+ * Publish a chain of @nseg (1..FG_SEGS_MAX) buffers on ring @q: the first
+ * @ndirect in descriptors of the ring, the rest (if any) in one indirect
+ * table after them; the device-readable ones filled from @data (@len
+ * bytes, in order; past it they keep what memory held). Kicks if the
+ * device asks. Returns the head, -ENOSPC (not enough free descriptors),
+ * -EMSGSIZE (the buffers laid out in the slot exceed FG_SLOT_BYTES) or
+ * -ENOTCONN (the ring was never given to the device).
+ */
+int fg_post(struct fg *g, unsigned q, const struct fg_seg *seg, unsigned nseg, unsigned ndirect,
+	    const void *data, size_t len);
+/* Publish @head as is on ring @q (a broken driver) and kick. */
+void fg_bad_head(struct fg *g, unsigned q, uint16_t head);
+/*
+ * The next used entry of ring @q: 1 with its head and length (checked: a
+ * chain given and not had back, a length within its writable bytes), the
+ * first min(length, @max) bytes written in @buf, and the chain taken
+ * back; 0 if none.
+ */
+int fg_used_take(struct fg *g, unsigned q, uint16_t *head, uint32_t *len, void *buf, uint32_t max);
+/* Used entries of ring @q the device published and the driver has not taken. */
+unsigned fg_used_pending(const struct fg *g, unsigned q);
 
 /* A header from this guest: src_cid set, the rest as given, buf_alloc/fwd_cnt 0. */
 struct vsock_hdr fg_hdr(const struct fg *g, uint16_t op, uint32_t src_port, uint64_t dst_cid,

@@ -169,4 +169,5 @@
 	X(xsk_generic_mode, 30)         \
 	X(vmnet_virtio_pair, 180)       \
 	X(vmnet_vlans_emulated, 240)    \
-	X(vmnet_uplink_vmk, 180)
+	X(vmnet_uplink_vmk, 180)        \
+	X(vmnet_daemon_restart, 180)

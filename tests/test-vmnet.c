@@ -7,6 +7,7 @@
  * byte) in the guests. Skips when QEMU or the guest image is missing; the
  * uplink test needs root and network namespaces.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,4 +248,42 @@ TEST(vmnet_uplink_vmk)
 	td_stop(&t.d);
 	td_cleanup(&t.d);
 	(void)sh("ip netns del vmft-gr; ip netns del vmft-gh; ip link del vmft-gu 2>/dev/null");
+}
+
+/*
+ * A daemon restart (SIGHUP: exec in place) under a ping between a virtio
+ * guest and a vmxnet3 guest: QEMU reconnects its vhost-user netdev to the
+ * socket the new daemon makes at the same path, the emulated NIC's socket
+ * is handed across the exec; the guests lose at most the pings of the
+ * moment and the last ones get through.
+ */
+TEST(vmnet_daemon_restart)
+{
+	struct vt t;
+	char line[1024];
+
+	vt_start(&t, NULL);
+	ASSERT_GE(vt_vm_start(&t, "rv", NIC("virtio", "VM Network"),
+			      UP("10.0.0.1") "echo VMF-READY rv; sleep 90", NULL, 0),
+		  3);
+	vt_wait_console(&t, "rv", "VMF-READY", line, sizeof(line));
+	ASSERT_GE(vt_vm_start(&t, "re", NIC("vmxnet3", "VM Network"),
+			      UP("10.0.0.2") "ping -c 40 -i 0.5 -W 1 10.0.0.1; sleep 60", NULL, 0),
+		  3);
+	vt_wait_console(&t, "re", "seq=4 ", line, sizeof(line));
+	ASSERT_OK(kill(t.d.pid, SIGHUP)); /* it execs itself: the same pid */
+	vt_wait_console(&t, "re", "packets transmitted", line, sizeof(line));
+	th_log("ping across the restart: %s", line);
+	ASSERT(strstr(line, "40 packets transmitted"));
+	{
+		const char *p = strstr(line, "transmitted, ");
+		long got = p ? strtol(p + 13, NULL, 10) : -1;
+
+		ASSERT_GE(got, 30);
+	}
+	vt_wait_console(&t, "re", "seq=39 ", line, sizeof(line)); /* after the restart */
+	vm_stop(&t, "re");
+	vm_stop(&t, "rv");
+	td_stop(&t.d);
+	td_cleanup(&t.d);
 }

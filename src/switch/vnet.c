@@ -217,12 +217,14 @@ vnet_drain(struct dp_port *p, struct vsw *sw, int max, int64_t now)
 			skip = 0;
 		}
 		if (k < 0) {
-			size_t l = len < sizeof(v->bounce) ? len : sizeof(v->bounce);
-
-			virtq_read(e, v->hdr_len, v->bounce, l);
-			f[0] = (struct iovec){ v->bounce, l };
+			if (len > sizeof(v->bounce)) { /* longer than any frame: dropped whole */
+				vsw_port_drop(&p->p, VSW_DROP_MTU);
+				virtq_push(q, e->head, 0);
+				continue;
+			}
+			virtq_read(e, v->hdr_len, v->bounce, len);
+			f[0] = (struct iovec){ v->bounce, len };
 			k = 1;
-			len = l; /* longer than any MTU: the switch drops it */
 		}
 		vsw_input(sw, &p->p, f, k, len, now);
 		virtq_push(q, e->head, 0);

@@ -75,8 +75,8 @@ struct vnet_port {
  * A virtio-net port on port group @pg, named @name ("": made up), with
  * @mac (NULL or all zero: made up), listening for its frontend on a UNIX
  * socket at @path (mode 0600) on @loop. The port is down until both rings
- * run. -ENOENT (no such port group), -EEXIST (the MAC is another port's,
- * or @path exists), -errno.
+ * run. A file at @path is replaced. -ENOENT (no such port group), -EEXIST
+ * (the MAC is another port's), -errno.
  */
 int vnet_new(struct vsw_dp *d, struct loop *loop, const char *pg, const char *name,
 	     const uint8_t *mac, const char *path, pid_t allowed_pid, struct vnet_port **out);
