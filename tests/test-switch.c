@@ -973,7 +973,7 @@ check_seg(void *ctx, uint8_t *f, size_t len)
 	}
 	sum += 6 + 20 + k;
 	ASSERT_EQ(csum_fold(csum_add(sum, tcp, 20 + k)), 0);
-	ASSERT_EQ((uint32_t)(tcp[4] << 24 | tcp[5] << 16 | tcp[6] << 8 | tcp[7]),
+	ASSERT_EQ((uint32_t)tcp[4] << 24 | (uint32_t)tcp[5] << 16 | (uint32_t)tcp[6] << 8 | tcp[7],
 		  s->seq0 + (uint32_t)s->got);
 	s->fins += tcp[13] & 1;
 	s->cwrs += !!(tcp[13] & 0x80);
