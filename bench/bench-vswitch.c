@@ -21,6 +21,12 @@
  *                 the uplink's XDP program puts the receivers' frames into
  *                 the VMkernel adapter's own AF_XDP socket; off, every
  *                 frame takes the AF_PACKET ring and the default queue.
+ *   vswitch_testpmd  DPDK's testpmd with two net_virtio_user ports in io
+ *                 forwarding on one lcore, looped through two vhost-user
+ *                 ports of vSwitch0 (the daemon's dataplane pinned to the
+ *                 other CPU), against the same testpmd looped through a
+ *                 second testpmd with two net_vhost ports (DPDK's own
+ *                 vhost): bench/testpmd.sh fwd and loop
  * The generator and the sink are one thread (a batch out, then whatever
  * arrived in), so that with the switch's own thread no more than two
  * threads spin on these two CPUs.
@@ -31,6 +37,7 @@
 #include <fcntl.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
+#include <math.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -589,6 +596,69 @@ run_filecopy(const struct bench_opts *o)
 }
 
 /* ---------------------------------------------------------------------- */
+/* DPDK testpmd through the switch and through DPDK's vhost */
+
+/* The "mpps" of the JSON line bench/testpmd.sh @args prints, or NAN. */
+static double
+testpmd_mpps(const char *args)
+{
+	char cmd[1024], line[1024];
+	double v = NAN;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "timeout 120 " VMFABRIC_SRC_DIR "/bench/testpmd.sh %s 2>&1", args);
+	if (!(p = popen(cmd, "r")))
+		return NAN;
+	while (fgets(line, sizeof(line), p)) {
+		const char *m = strstr(line, "\"mpps\":");
+
+		if (!strncmp(line, "{\"bench\":\"vswitch_testpmd\",", 27) && m)
+			v = strtod(m + 7, NULL);
+		else if (strstr(line, "testpmd.sh:"))
+			fprintf(stderr, "bench vswitch: %s", line);
+	}
+	pclose(p);
+	return v;
+}
+
+static void
+run_testpmd(const struct bench_opts *o)
+{
+	char dir[] = "/tmp/vmfb-tp-XXXXXX", conf[512], args[512];
+	const char *secs = o->quick ? "4" : "8";
+	struct bench_daemon d;
+	double vm, dp;
+
+	if (geteuid() != 0 || sh("command -v dpdk-testpmd >/dev/null 2>&1")) {
+		bench_note("vswitch_testpmd skipped: needs root and dpdk-testpmd (tools/setup-deps dpdk)");
+		return;
+	}
+	if (!mkdtemp(dir))
+		die("mkdtemp", errno);
+	snprintf(conf, sizeof(conf),
+		 "vhostuser0.path = \"%s/p0.sock\"\nvhostuser0.portgroup = \"VM Network\"\n"
+		 "vhostuser1.path = \"%s/p1.sock\"\nvhostuser1.portgroup = \"VM Network\"\n",
+		 dir, dir);
+	bench_daemon_start(&d, VMFABRICD_PATH, conf);
+	pin_all(o, d.pid, 1);
+	snprintf(args, sizeof(args), "fwd %s/p0.sock %s/p1.sock -s %s --cpu 0 --burst 256", dir, dir,
+		 secs);
+	vm = testpmd_mpps(args);
+	bench_daemon_stop(&d);
+	rmdir(dir);
+	snprintf(args, sizeof(args), "loop -s %s --burst 256", secs);
+	dp = testpmd_mpps(args);
+	if (!isnan(vm))
+		bench_emit_fields("vswitch_testpmd", "vmfabric", 64, "io_loop", "\"burst\":256", "mpps", vm);
+	if (!isnan(dp))
+		bench_emit_fields("vswitch_testpmd", "dpdk_vhost", 64, "io_loop", "\"burst\":256", "mpps",
+				  dp);
+	if (!isnan(vm) && !isnan(dp))
+		bench_target("testpmd_vs_dpdk_vhost", vm / dp, ">=", 1,
+			     "testpmd's loop through vmfabric's switch / through DPDK's vhost, Mpps");
+}
+
+/* ---------------------------------------------------------------------- */
 
 static const char config[] =
 	"context0.name = \"a\"\ncontext0.vmci0.id = \"3\"\ncontext0.vmci0.present = \"TRUE\"\n"
@@ -658,6 +728,8 @@ main(int argc, char **argv)
 	bench_daemon_stop(&d);
 	bridge_down();
 rest:
+	if (!o.only || !strncmp("vswitch_testpmd", o.only, strlen(o.only)))
+		run_testpmd(&o);
 	if (!o.only || !strncmp("vswitch_filecopy", o.only, strlen(o.only)))
 		run_filecopy(&o);
 	double x = bench_value("vswitch_vnic", "vmfabric", 64, "blocking", "mpps");
