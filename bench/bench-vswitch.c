@@ -621,7 +621,7 @@ run_testpmd(const struct bench_opts *o)
 	char dir[] = "/tmp/vmfb-tp-XXXXXX", conf[512], args[512];
 	const char *secs = o->quick ? "4" : "8";
 	struct bench_daemon d;
-	double vm, dp;
+	double vm, dp, t0, c0, cpu;
 
 	if (geteuid() != 0 || sh("command -v dpdk-testpmd >/dev/null 2>&1")) {
 		bench_note("vswitch_testpmd skipped: needs root and dpdk-testpmd (tools/setup-deps dpdk)");
@@ -637,13 +637,20 @@ run_testpmd(const struct bench_opts *o)
 	pin_all(o, d.pid, 1);
 	snprintf(args, sizeof(args), "fwd %s/p0.sock %s/p1.sock -s %s --cpu 0 --burst 256", dir, dir,
 		 secs);
+	t0 = bench_now();
+	c0 = cpu_of(d.pid);
 	vm = testpmd_mpps(args);
+	/* The daemon's CPU over the whole run, testpmd's start and warm-up included: an upper bound. */
+	cpu = (cpu_of(d.pid) - c0) / ((bench_now() - t0) * vm);
 	bench_daemon_stop(&d);
 	rmdir(dir);
 	snprintf(args, sizeof(args), "loop -s %s --burst 256", secs);
 	dp = testpmd_mpps(args);
-	if (!isnan(vm))
+	if (!isnan(vm)) {
 		bench_emit_fields("vswitch_testpmd", "vmfabric", 64, "io_loop", "\"burst\":256", "mpps", vm);
+		bench_emit_fields("vswitch_testpmd", "vmfabric", 64, "io_loop", "\"burst\":256",
+				  "cpu_s_per_mpkt", cpu);
+	}
 	if (!isnan(dp))
 		bench_emit_fields("vswitch_testpmd", "dpdk_vhost", 64, "io_loop", "\"burst\":256", "mpps",
 				  dp);
