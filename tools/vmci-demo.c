@@ -119,11 +119,17 @@ main(void)
 			break;
 		if (from.svm_cid != cid_b)
 			order_ok = 0;
-		order_ok &= v == expect++;
+		/* In order; one missing is a drop the daemon counted (its receiver fell behind). */
+		order_ok &= v >= expect;
+		expect = v + 1;
 		n++;
 	}
 	printf("datagrams: %d of %d received from CID %u (source stamped by the daemon), %s\n", n,
 	       DGRAMS, cid_b, order_ok ? "in order" : "OUT OF ORDER");
+	if (n < DGRAMS)
+		printf("datagrams: %d dropped by the daemon after waiting 1 ms for room (as UDP, "
+		       "datagrams are not retransmitted; see dgram.drops below)\n",
+		       DGRAMS - n);
 	if (read(p[0], line, 1) != 1)
 		return 1;
 	printf("sockets stay open: press Enter (or close stdin) to finish\n");
@@ -135,5 +141,6 @@ main(void)
 	vmci_close(s);
 	vmci_close(d);
 	vmci_close(l);
-	return n == DGRAMS && order_ok ? 0 : 1;
+	/* A loaded machine may drop a few; more than 1 % is a fault. */
+	return n >= DGRAMS - DGRAMS / 100 && order_ok ? 0 : 1;
 }
