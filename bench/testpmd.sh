@@ -97,9 +97,9 @@ setup() {
 
 # eal_args NAME MAIN_CPU FWD_CPU: EAL options for one testpmd (its file
 # prefix is vmf-testpmd-PID-NAME, listed for cleanup up front since this
-# runs in a command substitution). Lcore 0 (the
-# main lcore, which sleeps: it only prints the statistics every second or
-# waits for commands) on MAIN_CPU, lcore 1 (the one that polls) on FWD_CPU.
+# runs in a command substitution). Lcore 0, the main lcore, which sleeps (it
+# only prints the statistics every second or waits for commands), on
+# MAIN_CPU; lcore 1, the one that polls, on FWD_CPU.
 # --no-huge: memory is a memfd, which is what the backend is given to map;
 # --no-shconf: no shared files, any number of testpmds side by side.
 eal_args() {
@@ -118,12 +118,13 @@ start_bg() {
 	pids="$pids $last_pid"
 }
 
-# wait_for LOG PATTERN COUNT SECONDS PID: until LOG has COUNT lines matching
-# PATTERN; fails when PID has exited or SECONDS have passed.
+# wait_for LOG PATTERN COUNT SECONDS PID: until PATTERN occurs COUNT times in
+# LOG (occurrences, not lines: two prompts can share a line); fails when PID
+# has exited or SECONDS have passed.
 wait_for() {
 	local log=$1 pat=$2 count=$3 limit=$4 pid=$5 i=0 n
 	while [ "$i" -lt $((limit * 10)) ]; do
-		n=$(grep -c -- "$pat" "$log" 2>/dev/null || true)
+		n=$(grep -o -- "$pat" "$log" 2>/dev/null | wc -l)
 		[ "${n:-0}" -ge "$count" ] && return 0
 		kill -0 "$pid" 2>/dev/null || return 1
 		sleep 0.1
@@ -222,9 +223,11 @@ parse() {
 	[ "$frames" -le 256 ] || die "--frames wants 1 to 256"
 }
 
-# The other CPU (where the sleeping main lcore goes).
+# The other CPU (where the sleeping main lcore goes). The machine's CPUs, not
+# nproc's: a caller pinned to one CPU (taskset) would make it say 1, and EAL
+# pins its lcores itself.
 other_cpu() {
-	if [ "$(nproc)" -ge 2 ] && [ "$1" -eq 0 ]; then echo 1; else echo 0; fi
+	if [ "$(getconf _NPROCESSORS_ONLN)" -ge 2 ] && [ "$1" -eq 0 ]; then echo 1; else echo 0; fi
 }
 
 # --- loop: DPDK vhost <-> DPDK virtio_user ------------------------------------
@@ -307,16 +310,18 @@ cmd_check() {
 	# Interactive, commands through a FIFO: the main lcore sleeps in read().
 	# The port topology "loop" makes port 0 its own stream's TX port, so that
 	# "set portlist 0" + "start tx_first" sends one burst on port 0 only.
+	# --no-flush-rx: "start" would otherwise drain the receive queues
+	# unseen; this way rxonly receives them and "set verbose 1" prints each.
 	# shellcheck disable=SC2046
 	timeout -k 5 60 stdbuf -oL "$testpmd" $(eal_args c "$(other_cpu "$cpu")" "$cpu") \
 		--vdev "net_virtio_user0,path=${socks[0]},queues=1,mac=$mac0" \
 		--vdev "net_virtio_user1,path=${socks[1]},queues=1,mac=$mac1" \
 		-- -i --port-topology=loop --forward-mode=rxonly --nb-cores=1 --total-num-mbufs=8192 \
-		--eth-peer="0,$mac1" --eth-peer="1,$mac0" <"$in" >"$log" 2>&1 &
+		--no-flush-rx --eth-peer="0,$mac1" --eth-peer="1,$mac0" <"$in" >"$log" 2>&1 &
 	local c=$!
 	pids="$pids $c"
 	exec 3>"$in"
-	# say CMD MARK: send a command, wait until MARK has been printed again.
+	# say CMD: send a command, wait for the prompt after it.
 	local n=0
 	say() {
 		echo "$1" >&3
@@ -329,10 +334,10 @@ cmd_check() {
 	say "start tx_first"
 	sleep 0.5
 	say "stop"
+	say "set verbose 1"
 	say "set portlist 0,1"
 	say "start"
-	# Frames already in port 1's receive ring are counted at once; give a
-	# slow backend a second.
+	# Give a slow backend a second.
 	sleep 1
 	say "stop"
 	say "show port stats all"
@@ -340,17 +345,24 @@ cmd_check() {
 	exec 3>&-
 	wait "$c" 2>/dev/null || true
 	pids=$(echo "$pids" | tr ' ' '\n' | grep -vx "$c" | tr '\n' ' ' || true)
-	# The last "show port stats all" (NIC counters: testpmd's forward
-	# statistics miss what "start" flushed from the receive queues, which is
-	# where port 1's frames went): TX-packets of port 0, RX-packets of port 1.
-	local sent got
+	# sent: port 0's TX-packets; received: the frames port 1 received from
+	# port 0 (source mac0, destination mac1, from the verbose dump: not
+	# frames a backend kept from an earlier connection); total: port 1's
+	# RX-packets. (The dump's headers may follow a prompt on the same line.)
+	local sent got total
 	sent=$(awk '/NIC statistics for port 0/ { p = 1 } /NIC statistics for port 1/ { p = 0 } p && /TX-packets:/ { v = $2 } END { print v + 0 }' "$log")
-	got=$(awk '/NIC statistics for port 1/ { p = 1 } /NIC statistics for port 0/ { p = 0 } p && /RX-packets:/ { v = $2 } END { print v + 0 }' "$log")
+	total=$(awk '/NIC statistics for port 1/ { p = 1 } /NIC statistics for port 0/ { p = 0 } p && /RX-packets:/ { v = $2 } END { print v + 0 }' "$log")
+	got=$(awk -v want="src=$mac0 - dst=$mac1" '
+		BEGIN { want = toupper(want) }
+		/port [0-9]+\/queue [0-9]+: (received|sent)/ { rx1 = ($0 ~ /port 1\/queue [0-9]+: received/) }
+		rx1 && index(toupper($0), want) { k++ }
+		END { print k + 0 }' "$log")
 	local ok=false
 	if [ "$all" = 1 ]; then [ "$got" -ge "$frames" ] && ok=true; else [ "$got" -gt 0 ] && ok=true; fi
-	printf '{"bench":"testpmd_check","frames":%d,"sent":%d,"received":%d,"ok":%s}\n' "$frames" "$sent" "$got" "$ok"
-	printf 'testpmd check: %d frames asked, %d sent on port 0 (%s), %d received on port 1 (%s): %s\n' \
-		"$frames" "$sent" "${socks[0]}" "$got" "${socks[1]}" "$([ $ok = true ] && echo ok || echo FAILED)"
+	printf '{"bench":"testpmd_check","frames":%d,"sent":%d,"received":%d,"received_total":%d,"ok":%s}\n' \
+		"$frames" "$sent" "$got" "$total" "$ok"
+	printf 'testpmd check: %d frames asked, %d sent on port 0 (%s), %d of them received on port 1 (%s, %d frames in all): %s\n' \
+		"$frames" "$sent" "${socks[0]}" "$got" "${socks[1]}" "$total" "$([ $ok = true ] && echo ok || echo FAILED)"
 	[ $ok = true ]
 }
 
