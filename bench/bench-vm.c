@@ -780,21 +780,10 @@ emit_line(const char *name, const char *system, const char *fields_in, struct se
 static void
 emit(enum path p, const char *end, struct series *s, unsigned long long bytes)
 {
-	char fields[192];
-	double lo = INFINITY, hi = -INFINITY;
+	char fields[96];
 
-	if (!s->n)
-		return;
-	for (int i = 0; i < s->n; i++) {
-		lo = s->v[i] < lo ? s->v[i] : lo;
-		hi = s->v[i] > hi ? s->v[i] : hi;
-	}
-	snprintf(fields, sizeof(fields),
-		 "\"path\":\"%s\",\"end\":\"%s\",\"accel\":\"%s\",\"transfer_bytes\":%llu,"
-		 "\"runs\":%d,\"min\":%.4g,\"max\":%.4g",
-		 path_name[p], end, fab.accel, bytes, s->n, lo, hi);
-	bench_emit_fields(BENCH_NAME, "vmfabric", CHUNK, "blocking", fields, "gbit_s",
-			  bench_percentile(s->v, (size_t)s->n, 50));
+	snprintf(fields, sizeof(fields), "\"path\":\"%s\",\"end\":\"%s\"", path_name[p], end);
+	emit_line(BENCH_NAME, "vmfabric", fields, s, bytes);
 }
 
 static void
