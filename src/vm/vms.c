@@ -352,7 +352,7 @@ make_device(struct vm *v, char *why, size_t whylen)
 /*
  * NIC @i's port on the switch: its port group (ethernetN.networkName, "VM
  * Network" by default), its MAC, and for virtio the vhost-user socket QEMU
- * connects to (@listen_fd: one kept across a restart, or -1), for an
+ * connects to (made anew: after a restart QEMU reconnects to it), for an
  * emulated NIC a socketpair (@emu_fd: the switch's end kept across a
  * restart, or -1: a new pair, QEMU's end in qemu_fd[i]).
  */
