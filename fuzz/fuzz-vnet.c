@@ -153,6 +153,12 @@ struct fzw {
 	unsigned taken_first, taken_n;
 	struct rxexp rxq[256]; /* frames given to the guest, not yet read */
 	unsigned rx_first, rx_n;
+	/* Frames the port took while the guest had no buffers for them, oldest first. */
+	struct {
+		uint8_t *frame;
+		size_t len;
+	} held[VNET_HOLD];
+	unsigned held_first, held_n;
 	/* The frame the port is handing to the switch (the mirror saw it). */
 	struct {
 		bool valid, delivered;
@@ -375,6 +381,45 @@ rx_predict(struct fzw *w, size_t len, struct rxexp *x)
 	return true;
 }
 
+/* A frame into the guest's buffers, if the model has them: true, its buffers taken. */
+static bool
+m_place(struct fzw *w, uint8_t *frame, size_t len)
+{
+	struct rxexp *x;
+
+	check(w->rx_n < 256);
+	x = &w->rxq[(w->rx_first + w->rx_n) % 256];
+	if (!rx_predict(w, len, x))
+		return false;
+	for (unsigned i = 0; i < x->nb; i++)
+		mr_pop(&w->rx);
+	x->frame = frame;
+	x->len = len;
+	w->rx_n++;
+	return true;
+}
+
+/* The held frames go in, oldest first, while the guest has buffers (rx_release). */
+static void
+m_release(struct fzw *w)
+{
+	while (w->held_n && m_place(w, w->held[w->held_first].frame, w->held[w->held_first].len)) {
+		w->held_first = (w->held_first + 1) % VNET_HOLD;
+		w->held_n--;
+	}
+}
+
+/* The receive ring stopped: what was held for it is gone. */
+static void
+m_held_clear(struct fzw *w)
+{
+	while (w->held_n) {
+		free(w->held[w->held_first].frame);
+		w->held_first = (w->held_first + 1) % VNET_HOLD;
+		w->held_n--;
+	}
+}
+
 /* ---------------------------------------------------------------------- */
 /* The ports' hooks */
 
@@ -389,7 +434,6 @@ v_mirror(struct vsw_port *p, const struct iovec *iov, int n, size_t len, bool to
 	gather(iov, n, len, f, sizeof(w->buf));
 	if (to_port) {
 		/* A frame from the test port, for the guest: the buffers the model says. */
-		struct rxexp *x;
 		size_t l;
 
 		check(w->inj.valid && !w->inj.delivered);
@@ -397,14 +441,19 @@ v_mirror(struct vsw_port *p, const struct iovec *iov, int n, size_t len, bool to
 		l = egress(w->inj.frame, w->inj.len, w->t.dp.p.vlan, w->v->dp.p.vlan, w->sw->mtu,
 			   w->x);
 		check(l == len && !memcmp(w->x, f, len));
-		check(w->rx_n < 256);
-		x = &w->rxq[(w->rx_first + w->rx_n) % 256];
-		check(rx_predict(w, len, x));
-		for (unsigned i = 0; i < x->nb; i++)
-			mr_pop(&w->rx);
-		x->frame = dup_bytes(f, len);
-		x->len = len;
-		w->rx_n++;
+		/* Taken: into the guest's buffers behind what was held, or held itself. */
+		m_release(w);
+		if (!w->held_n) {
+			uint8_t *c = dup_bytes(f, len);
+
+			if (m_place(w, c, len))
+				return;
+			free(c);
+		}
+		check(w->held_n < VNET_HOLD);
+		w->held[(w->held_first + w->held_n) % VNET_HOLD].frame = dup_bytes(f, len);
+		w->held[(w->held_first + w->held_n) % VNET_HOLD].len = len;
+		w->held_n++;
 		return;
 	}
 	/* The guest's frame: from the next chains that give one. */
@@ -499,13 +548,13 @@ t_drain(struct dp_port *p, struct vsw *sw, int max, int64_t now)
 		nb0 = w->v->st.rx_no_buffers;
 		vsw_input(sw, &p->p, v, 2, l, now);
 		if (atomic_load(&w->v->dp.p.c.drops[VSW_DROP_QUEUE]) != q0) {
-			/* Refused: exactly when the model has no buffers for it. */
-			struct rxexp x;
+			/* Refused: exactly when the model has no buffers and no room to hold it. */
 			size_t el =
 			    egress(w->inj.frame, l, p->p.vlan, w->v->dp.p.vlan, w->sw->mtu, w->x);
 
 			check(!w->inj.delivered && el);
-			check(!rx_predict(w, el, &x));
+			m_release(w);
+			check(w->held_n == VNET_HOLD);
 			check(w->v->st.rx_no_buffers == nb0 + 1);
 		} else {
 			check(w->v->st.rx_no_buffers == nb0);
@@ -625,6 +674,7 @@ batch(struct fzw *w, int max)
 	for (size_t i = 0; i < d->nport; i++)
 		if (d->port[i]->dops->flush)
 			d->port[i]->dops->flush(d->port[i]);
+	m_release(w); /* the port's flush let held frames in */
 	irq_after(w, &s);
 }
 
@@ -1057,6 +1107,7 @@ connect_guest(struct fzw *w, unsigned a)
 	/* Back to nothing: what the device had of the old connection is gone. */
 	mr_clear(&w->tx);
 	mr_clear(&w->rx);
+	m_held_clear(w);
 	w->taken_n = w->taken_first = 0;
 	while (w->rx_n) {
 		free(w->rxq[w->rx_first].frame);
@@ -1099,6 +1150,8 @@ step_ctl(struct fzw *w)
 			(void)fg_ring_start(&w->g, q);
 		else
 			(void)fg_ring_restart(&w->g, q);
+		if (q == VNET_RXQ && !(a & 0x80))
+			m_held_clear(w);
 		check(!w->v->dp.p.up || (w->v->on[0] && w->v->on[1]));
 		break;
 	case 1: /* a new call descriptor while the ring runs */
@@ -1311,6 +1364,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	loop_free(&w->loop);
 	mr_clear(&w->tx);
 	mr_clear(&w->rx);
+	m_held_clear(w);
 	while (w->rx_n) {
 		free(w->rxq[w->rx_first].frame);
 		w->rx_first = (w->rx_first + 1) % 256;

@@ -55,11 +55,11 @@ copy_in(const struct virtq_elem *e, size_t off, const struct iovec *iov, int iov
 	return done;
 }
 
-/* The switch delivers a frame: into the guest's receive buffers. */
+/* A frame into the guest's receive buffers: 0, or -ENOBUFS (the buffers are not there). */
 static int
-vnet_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len)
+rx_put(struct vnet_port *v, const struct iovec *iov, int iovcnt, size_t len)
 {
-	struct vnet_port *v = (struct vnet_port *)p;
+	struct vsw_port *p = &v->dp.p;
 	struct virtq *q = &v->q[VNET_RXQ];
 	uint16_t n = 0, most = v->mrg ? VNET_MAX_BUFS : 1;
 	uint8_t hdr[VNET_HDR_LEN];
@@ -104,8 +104,57 @@ vnet_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len
 	return 0;
 no_room:
 	virtq_unpop(q, n); /* the guest keeps its buffers for the next frame */
-	v->st.rx_no_buffers++;
 	return -ENOBUFS;
+}
+
+/* Frames held for the guest go in as its buffers come back, oldest first. */
+static void
+rx_release(struct vnet_port *v)
+{
+	while (v->held_n) {
+		struct vnet_held *h = &v->held[v->held_head];
+		struct iovec f = { h->frame, h->len };
+
+		if (rx_put(v, &f, 1, h->len))
+			return;
+		v->held_head = (v->held_head + 1) % VNET_HOLD;
+		v->held_n--;
+	}
+}
+
+/*
+ * The switch delivers a frame: into the guest's receive buffers. When they
+ * are all taken (a guest that has not refilled them yet), up to VNET_HOLD
+ * frames wait in the port, as a NIC's queue would hold them, and go in
+ * first when buffers come; only then is a frame dropped (-ENOBUFS).
+ */
+static int
+vnet_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct vnet_port *v = (struct vnet_port *)p;
+	struct vnet_held *h;
+	uint8_t *d;
+
+	if (!v->on[VNET_RXQ])
+		return -ENOBUFS;
+	if (v->held_n)
+		rx_release(v);
+	if (!v->held_n && !rx_put(v, iov, iovcnt, len))
+		return 0;
+	if (v->held_n == VNET_HOLD || len > VSW_FRAME_MAX ||
+	    (!v->held && !(v->held = malloc(VNET_HOLD * sizeof(*v->held))))) {
+		v->st.rx_no_buffers++;
+		return -ENOBUFS;
+	}
+	h = &v->held[(v->held_head + v->held_n++) % VNET_HOLD];
+	h->len = (uint16_t)len;
+	d = h->frame;
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(d, iov[i].iov_base, iov[i].iov_len);
+		d += iov[i].iov_len;
+	}
+	v->st.rx_held++;
+	return 0;
 }
 
 struct seg_ctx {
@@ -237,6 +286,8 @@ vnet_flush(struct dp_port *p)
 {
 	struct vnet_port *v = (struct vnet_port *)p;
 
+	if (v->held_n && v->on[VNET_RXQ])
+		rx_release(v);
 	for (int i = 0; i < 2; i++)
 		if (v->on[i])
 			virtq_flush(&v->q[i]);
@@ -247,6 +298,10 @@ vnet_arm(struct dp_port *p)
 {
 	struct vnet_port *v = (struct vnet_port *)p;
 
+	/* Frames held for the guest: woken by its next receive buffers. */
+	if (v->held_n && v->on[VNET_RXQ] &&
+	    (v->rx_kick < 0 || virtq_enable_kicks(&v->q[VNET_RXQ])))
+		return true;
 	if (!v->on[VNET_TXQ])
 		return false;
 	if (v->kick < 0)
@@ -259,9 +314,10 @@ vnet_woken(struct dp_port *p, bool fired)
 {
 	struct vnet_port *v = (struct vnet_port *)p;
 
-	(void)fired; /* the kick descriptor is edge-triggered: never read */
-	if (v->on[VNET_TXQ])
-		virtq_disable_kicks(&v->q[VNET_TXQ]);
+	(void)fired; /* the kick descriptors are edge-triggered: never read */
+	for (int i = 0; i < 2; i++)
+		if (v->on[i])
+			virtq_disable_kicks(&v->q[i]);
 }
 
 static void
@@ -283,6 +339,7 @@ vnet_json(const struct dp_port *p, json_t *o)
 	}
 	json_object_set_new(o, "queues", qs);
 	json_object_set_new(o, "rx_no_buffers", json_integer((json_int_t)v->st.rx_no_buffers));
+	json_object_set_new(o, "rx_held", json_integer((json_int_t)v->st.rx_held));
 	json_object_set_new(o, "tx_bad", json_integer((json_int_t)v->st.tx_bad));
 	json_object_set_new(o, "tso_segments", json_integer((json_int_t)v->st.tso_segments));
 	json_object_set_new(o, "frontend_connected", json_boolean(v->conn != NULL));
@@ -292,6 +349,7 @@ vnet_json(const struct dp_port *p, json_t *o)
 static void
 vnet_destroy(struct dp_port *p)
 {
+	free(((struct vnet_port *)p)->held);
 	free(((struct vnet_port *)p)->big);
 	free(p); /* the rings were stopped and the connection freed before */
 }
@@ -340,16 +398,19 @@ do_ring_start(void *ctx, void *arg)
 	v->call[c->index] = c->call;
 	virtq_init(q, c->mem, c->r->desc, c->r->avail, c->r->used, (uint16_t)c->r->num,
 		   c->r->last_avail, c->features, c->call);
-	/* The receive queue is filled when frames come; its kicks are of no use. */
+	/*
+	 * Kicks are asked for only before the thread sleeps: on the transmit
+	 * queue always, on the receive queue while frames wait for buffers.
+	 */
 	virtq_disable_kicks(q);
-	if (c->index == VNET_TXQ) {
-		v->kick = c->kick;
-		int err = v->kick < 0 ? 0 : vsw_dp_watch(ctx, &v->dp, v->kick, EPOLLIN | EPOLLET, true);
+	{
+		int *kick = c->index == VNET_TXQ ? &v->kick : &v->rx_kick;
+		int err;
 
+		*kick = c->kick;
+		err = *kick < 0 ? 0 : vsw_dp_watch(ctx, &v->dp, *kick, EPOLLIN | EPOLLET, true);
 		if (err)
 			log_warn("vswitch: %s: kick descriptor: %s", v->dp.p.name, strerror(-err));
-	} else {
-		close_fd(&c->kick);
 	}
 	v->on[c->index] = true;
 	v->dp.p.up = v->on[0] && v->on[1];
@@ -367,10 +428,16 @@ do_ring_stop(void *ctx, void *arg)
 	v->on[c->index] = false;
 	v->dp.p.up = false;
 	c->last_avail = virtq_last_avail(&v->q[c->index]);
-	if (c->index == VNET_TXQ && v->kick >= 0) {
-		vsw_dp_watch(ctx, &v->dp, v->kick, 0, false);
-		close_fd(&v->kick);
+	{
+		int *kick = c->index == VNET_TXQ ? &v->kick : &v->rx_kick;
+
+		if (*kick >= 0) {
+			vsw_dp_watch(ctx, &v->dp, *kick, 0, false);
+			close_fd(kick);
+		}
 	}
+	if (c->index == VNET_RXQ)
+		v->held_n = 0; /* frames for a guest that stopped receiving: gone */
 	close_fd(&v->call[c->index]);
 	return 0;
 }
@@ -524,7 +591,7 @@ vnet_new(struct vsw_dp *d, struct loop *loop, const char *pg, const char *name,
 	v->d = d;
 	v->loop = loop;
 	v->allowed_pid = allowed_pid;
-	v->kick = v->call[0] = v->call[1] = -1;
+	v->kick = v->rx_kick = v->call[0] = v->call[1] = -1;
 	v->hdr_len = VNET_HDR_LEN;
 	v->listen = (struct loop_src){ .fd = -1, .fn = on_listen };
 	v->conn_src = (struct loop_src){ .fd = -1, .fn = on_conn };

@@ -21,7 +21,8 @@
  * Threat model: the frontend and the guest are untrusted. Chains are
  * validated by virtq.c; a transmit chain shorter than the virtio-net header
  * or with writable parts is dropped and counted; a frame that does not fit
- * the guest's buffers is dropped whole (the buffers are put back).
+ * the guest's buffers is not cut (the buffers are put back): it waits, with
+ * up to VNET_HOLD others, for the guest's next buffers, or is dropped.
  */
 #ifndef VMFABRIC_SWITCH_VNET_H
 #define VMFABRIC_SWITCH_VNET_H
@@ -40,9 +41,11 @@
 #define VNET_TXQ 1
 #define VNET_MAX_BUFS 32 /* receive buffers one frame may take (MRG_RXBUF) */
 #define VNET_BIG_FRAME (65536u + 128u) /* a TSO segment with its headers */
+#define VNET_HOLD 128 /* frames held while the guest's receive buffers are all taken */
 
 struct vnet_stats {
-	uint64_t rx_no_buffers; /* frames for the guest dropped: no (or too small) buffers */
+	uint64_t rx_no_buffers; /* frames for the guest dropped: no buffers, and no room to hold them */
+	uint64_t rx_held;	/* frames that waited for the guest's buffers */
 	uint64_t tx_bad;	/* transmit chains dropped: shorter than the header, writable parts */
 	uint64_t connects;	/* frontends that connected */
 	uint64_t tso_segments;	/* 64 KiB segments cut into frames */
@@ -62,10 +65,15 @@ struct vnet_port {
 	/* The dataplane's, from ring start to stop. */
 	struct virtq q[2];
 	bool on[2];
-	int kick, call[2]; /* copies of the frontend's descriptors: -1 when absent */
+	int kick, rx_kick, call[2]; /* copies of the frontend's descriptors: -1 when absent */
 	bool mrg, offloads;
 	uint32_t hdr_len;
 	uint8_t *big; /* a frame gathered for its offloads */
+	struct vnet_held {
+		uint16_t len;
+		uint8_t frame[VSW_FRAME_MAX];
+	} *held; /* VNET_HOLD of them, made when first needed */
+	unsigned held_head, held_n;
 	struct vnet_stats st;
 	uint8_t bounce[VSW_FRAME_MAX];
 	struct virtq_elem e0, e; /* a frame's first receive buffer; the others */
