@@ -170,4 +170,11 @@
 	X(vmnet_virtio_pair, 180)       \
 	X(vmnet_vlans_emulated, 240)    \
 	X(vmnet_uplink_vmk, 180)        \
+	X(roce_round_trip, 30)          \
+	X(roce_icrc_known, 10)          \
+	X(roce_icrc_corrupt, 30)        \
+	X(roce_icrc_masked, 10)         \
+	X(roce_truncated, 60)           \
+	X(roce_refusals, 10)            \
+	X(roce_tshark, 60)              \
 	X(vmnet_daemon_restart, 180)
