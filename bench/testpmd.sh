@@ -313,7 +313,7 @@ cmd_check() {
 	# --no-flush-rx: "start" would otherwise drain the receive queues
 	# unseen; this way rxonly receives them and "set verbose 1" prints each.
 	# shellcheck disable=SC2046
-	timeout -k 5 60 stdbuf -oL "$testpmd" $(eal_args c "$(other_cpu "$cpu")" "$cpu") \
+	timeout -k 5 150 stdbuf -oL "$testpmd" $(eal_args c "$(other_cpu "$cpu")" "$cpu") \
 		--vdev "net_virtio_user0,path=${socks[0]},queues=1,mac=$mac0" \
 		--vdev "net_virtio_user1,path=${socks[1]},queues=1,mac=$mac1" \
 		-- -i --port-topology=loop --forward-mode=rxonly --nb-cores=1 --total-num-mbufs=8192 \
@@ -331,6 +331,10 @@ cmd_check() {
 	wait_for "$log" 'testpmd> ' 1 20 "$c" || fail_log "testpmd (net_virtio_user) did not start" "$log"
 	say "set burst $frames"
 	say "set portlist 0"
+	# The ring messages virtio_user sends are not acknowledged: a backend
+	# may still be starting port 1's rings (a busy machine) when the burst
+	# goes out, and would rightly drop it as for a port that is down.
+	sleep 1
 	say "start tx_first"
 	sleep 0.5
 	say "stop"

@@ -163,7 +163,7 @@
 	X(switch_capture, 30)           \
 	X(switch_offload_tso, 10)       \
 	X(switch_offload_csum, 10)      \
-	X(switch_testpmd, 120)          \
+	X(switch_testpmd, 200)          \
 	X(xsk_filter, 60)               \
 	X(xsk_owners, 30)               \
 	X(xsk_generic_mode, 30)         \
