@@ -652,11 +652,39 @@ run_h2g(const struct xfer *x, double *gbit)
 	return 0;
 }
 
+/*
+ * The second half of a guest pair's run: guest A (NIC model NIC, or none)
+ * runs CMD, which sends to guest B, whose receiver is ready; A's figure in
+ * GBIT[1], B's in GBIT[0]. WHAT names the path in the progress line.
+ */
+static int
+run_pair_sender(const struct xfer *x, double *gbit, const char *a, const char *b, const char *cmd,
+		const char *nic, const char *what)
+{
+	char line[1024], rline[1024];
+
+	if (!vm_start(a, cmd, nic))
+		return run_failed(a, "the VM did not start");
+	if (console_wait(a, "VMF-RESULT", x->deadline, line, sizeof(line)) < 0)
+		return run_failed(a, "no result from the sending guest");
+	gbit[1] = result_gbit(line);
+	if (isnan(gbit[1]))
+		return run_failed(a, "the sender failed: %s", line);
+	if (console_wait(b, "VMF-RESULT", x->deadline, rline, sizeof(rline)) < 0)
+		return run_failed(b, "no result from the receiving guest");
+	gbit[0] = result_gbit(rline);
+	fprintf(stderr, "# round %d %s: guest receiver %.3f Gbit/s, guest sender %.3f\n",
+		x->round + 1, what, gbit[0], gbit[1]);
+	if (isnan(gbit[0]))
+		return run_failed(b, "the receiver failed: %s", rline);
+	return 0;
+}
+
 /* guest_to_guest: A sends to B; B's figure in GBIT[0], A's in GBIT[1]. */
 static int
 run_g2g(const struct xfer *x, double *gbit)
 {
-	char a[32], b[32], cmd[128], line[1024], rline[1024];
+	char a[32], b[32], cmd[128], line[1024];
 	unsigned port = 7000 + (unsigned)x->round, bcid;
 
 	snprintf(a, sizeof(a), "g2g-a-%d", x->round);
@@ -669,28 +697,14 @@ run_g2g(const struct xfer *x, double *gbit)
 		return run_failed(b, "the guest's receiver did not get ready");
 	snprintf(cmd, sizeof(cmd), "vmf-vsock send %u %u %llu --timeout %u", bcid, port, x->bytes,
 		 x->timeout);
-	if (!vm_start(a, cmd, NULL))
-		return run_failed(a, "the VM did not start");
-	if (console_wait(a, "VMF-RESULT", x->deadline, line, sizeof(line)) < 0)
-		return run_failed(a, "no result from the sending guest");
-	gbit[1] = result_gbit(line);
-	if (isnan(gbit[1]))
-		return run_failed(a, "the sender failed: %s", line);
-	if (console_wait(b, "VMF-RESULT", x->deadline, rline, sizeof(rline)) < 0)
-		return run_failed(b, "no result from the receiving guest");
-	gbit[0] = result_gbit(rline);
-	fprintf(stderr, "# round %d %s: guest receiver %.3f Gbit/s, guest sender %.3f\n",
-		x->round + 1, path_name[GUEST_TO_GUEST], gbit[0], gbit[1]);
-	if (isnan(gbit[0]))
-		return run_failed(b, "the receiver failed: %s", rline);
-	return 0;
+	return run_pair_sender(x, gbit, a, b, cmd, NULL, path_name[GUEST_TO_GUEST]);
 }
 
 /* TCP from guest A to guest B over NICs of model NIC; B's figure in GBIT[0], A's in GBIT[1]. */
 static int
 run_tcp(const struct xfer *x, double *gbit, const char *nic)
 {
-	char a[32], b[32], cmd[256], line[1024], rline[1024];
+	char a[32], b[32], cmd[256], line[1024], what[32];
 	unsigned port = 7100 + (unsigned)x->round;
 
 	snprintf(a, sizeof(a), "%s-a-%d", nic, x->round);
@@ -708,21 +722,8 @@ run_tcp(const struct xfer *x, double *gbit, const char *nic)
 		 "ip addr add 10.77.0.1/24 dev eth0; ip link set eth0 up; ping -c 1 -W 10 10.77.0.2 "
 		 ">/dev/null; vmf-tcp send 10.77.0.2 %u %llu --timeout %u",
 		 port, x->bytes, x->timeout);
-	if (!vm_start(a, cmd, nic))
-		return run_failed(a, "the VM did not start");
-	if (console_wait(a, "VMF-RESULT", x->deadline, line, sizeof(line)) < 0)
-		return run_failed(a, "no result from the sending guest");
-	gbit[1] = result_gbit(line);
-	if (isnan(gbit[1]))
-		return run_failed(a, "the sender failed: %s", line);
-	if (console_wait(b, "VMF-RESULT", x->deadline, rline, sizeof(rline)) < 0)
-		return run_failed(b, "no result from the receiving guest");
-	gbit[0] = result_gbit(rline);
-	fprintf(stderr, "# round %d TCP over %s: guest receiver %.3f Gbit/s, guest sender %.3f\n",
-		x->round + 1, nic, gbit[0], gbit[1]);
-	if (isnan(gbit[0]))
-		return run_failed(b, "the receiver failed: %s", rline);
-	return 0;
+	snprintf(what, sizeof(what), "TCP over %s", nic);
+	return run_pair_sender(x, gbit, a, b, cmd, nic, what);
 }
 
 static int

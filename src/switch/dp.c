@@ -316,7 +316,6 @@ vsw_dp_open_sockets(struct vsw_dp *d, struct loop *loop)
 	for (unsigned i = 0; i < d->nvhu; i++) {
 		struct vsw_vhostuser *h = &d->vhu[i];
 
-		unlink(h->path); /* a socket left by a daemon that died */
 		err = vnet_new(d, loop, h->portgroup, h->name, h->mac, h->path, 0, &h->port);
 		if (err) {
 			log_err("vhost-user port %s: %s: %s", h->name, h->path, strerror(-err));

@@ -142,14 +142,7 @@ emu_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len)
 	return 0;
 }
 
-/* Sleeping: the socket is in the epoll set; a wakeup marks the port fired. */
-static bool
-emu_arm(struct dp_port *p)
-{
-	(void)p;
-	return false;
-}
-
+/* The socket is in the thread's epoll set (no arming needed): it woke the thread. */
 static void
 emu_woken(struct dp_port *p, bool fired)
 {
@@ -177,7 +170,6 @@ static const struct vsw_port_ops emu_ops = { .enqueue = emu_enqueue };
 static const struct dp_port_ops emu_dops = { .kind = "emulated",
 					     .drain = emu_drain,
 					     .flush = emu_flush,
-					     .arm = emu_arm,
 					     .woken = emu_woken,
 					     .json = emu_json,
 					     .destroy = emu_destroy };

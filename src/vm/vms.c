@@ -373,7 +373,6 @@ make_nic(struct vm *v, unsigned i, int emu_fd, char *why, size_t whylen)
 	snprintf(name, sizeof(name), "%.*s.eth%u", (int)(sizeof(name) - 7), v->cfg.name, i);
 	if (!strcmp(n->virtual_dev, "virtio")) {
 		snprintf(path, sizeof(path), "%s/eth%u.sock", v->dir, i);
-		unlink(path); /* left by the daemon before a restart: QEMU reconnects */
 		err = vnet_new(&v->m->b->dp, v->m->loop, pg, name, mac, path, v->pid, &v->vnet[i]);
 	} else {
 		if (sv[0] < 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
