@@ -177,4 +177,16 @@
 	X(roce_truncated, 60)           \
 	X(roce_refusals, 10)            \
 	X(roce_tshark, 60)              \
+	X(verbs_objects, 20)            \
+	X(verbs_one_sided_processes, 60) \
+	X(verbs_access_errors, 30)      \
+	X(verbs_send_recv, 30)          \
+	X(verbs_cm, 30)                 \
+	X(verbs_comp_channel, 20)       \
+	X(rdmadev_path_mtu, 10)         \
+	X(rdmadev_config_errors, 10)    \
+	X(rdmadev_config_errors_daemon, 20) \
+	X(rdmadev_bind, 20)             \
+	X(rdmadev_cli, 60)              \
+	X(rdmadev_builtin, 30)          \
 	X(vmnet_daemon_restart, 180)

@@ -28,7 +28,7 @@ enum cli_format { CLI_FMT_TABLE, CLI_FMT_JSON };
 /* What one invocation is about. */
 /* Options some commands take (esxcli's style: --vswitch-name=vSwitch1). */
 enum cli_opt { OPT_VSWITCH, OPT_PORTGROUP, OPT_VLAN, OPT_MTU, OPT_VMQ, OPT_PORT, OPT_OUTPUT,
-	       OPT_COUNT, OPT_SECONDS, OPT_INTERFACE, OPT_IPV4, OPT_N };
+	       OPT_COUNT, OPT_SECONDS, OPT_INTERFACE, OPT_IPV4, OPT_DEVICE, OPT_NIC, OPT_N };
 extern const char *const cli_opt_name[OPT_N]; /* "--vswitch-name", ... */
 
 struct cli_ctx {

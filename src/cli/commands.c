@@ -33,6 +33,10 @@ const struct cli_ns cli_nss[] = {
 	{ "network ip interface ipv4", "a VMkernel adapter's IPv4 address",
 	  "network ip interface ipv4 set --interface-name=vmk1 --ipv4=192.168.50.1/24" },
 	{ "network nic", "physical NICs: the host interfaces uplinks use", "network nic list" },
+	{ "rdma", "RDMA devices (RoCE v2)", "rdma device list" },
+	{ "rdma device", "RDMA devices (vmrdmaN) and their paired uplinks", "rdma device list" },
+	{ "rdma device vmknic", "the VMkernel adapters RDMA devices are bound to",
+	  "rdma device vmknic list" },
 };
 const size_t cli_nnss = ARRAY_SIZE(cli_nss);
 
@@ -400,22 +404,110 @@ cmd_port_stats(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 	return 0;
 }
 
+/* A string field of @row for a cell: controls become '?' (the reply is untrusted). */
+static void
+cell_str(json_t *row, const char *key, char *buf, size_t size)
+{
+	json_t *v = json_object_get(row, key);
+	size_t n = 0;
+
+	for (const char *s = json_is_string(v) ? json_string_value(v) : "-"; *s && n + 1 < size;
+	     s++)
+		buf[n++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+	buf[n] = 0;
+}
+
+/* ESXi's words: Active when the paired uplink is up, else Down. */
+static void
+rdma_state(json_t *row, char *buf, size_t size)
+{
+	json_t *v = json_object_get(row, "state");
+	const char *s = json_is_string(v) ? json_string_value(v) : "";
+
+	if (!strcmp(s, "active"))
+		snprintf(buf, size, "Active");
+	else if (!strcmp(s, "down"))
+		snprintf(buf, size, "Down");
+	else
+		snprintf(buf, size, "-");
+}
+
+static void
+rdma_speed(json_t *row, char *buf, size_t size)
+{
+	long long mbps;
+
+	if (!json_get_int(row, "speed_mbps", &mbps) || mbps <= 0)
+		snprintf(buf, size, "-");
+	else if (mbps % 1000 == 0)
+		snprintf(buf, size, "%lld Gbps", mbps / 1000);
+	else
+		snprintf(buf, size, "%lld Mbps", mbps);
+}
+
+/* yes, or why not. */
+static void
+rdma_usable(json_t *row, char *buf, size_t size)
+{
+	bool ok;
+
+	if (json_get_bool(row, "roce_usable", &ok) && ok)
+		snprintf(buf, size, "yes");
+	else
+		cell_str(row, "roce_why", buf, size);
+}
+
+static int
+cmd_rdma_device_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
+{
+	static const struct table_col cols[] = {
+		{ "NAME", "name", COL_STR, NULL },
+		{ "DRIVER", "driver", COL_STR, NULL },
+		{ "STATE", NULL, COL_FN, rdma_state },
+		{ "SPEED", NULL, COL_FN, rdma_speed },
+		{ "PAIRED_UPLINK", "paired_uplink", COL_STR, NULL },
+		{ "MTU", "mtu", COL_INT, NULL },
+		{ "DESCRIPTION", "description", COL_STR, NULL },
+	};
+
+	return cli_list(cx, cmd, "devices", cols, ARRAY_SIZE(cols));
+}
+
+static int
+cmd_rdma_vmknic_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
+{
+	static const struct table_col cols[] = {
+		{ "DEVICE", "device", COL_STR, NULL },
+		{ "UPLINK", "uplink", COL_STR, NULL },
+		{ "VSWITCH", "vswitch", COL_STR, NULL },
+		{ "VMKNIC", "vmknic", COL_STR, NULL },
+		{ "IPV4", "ipv4", COL_STR, NULL },
+		{ "IPV6", "ipv6", COL_STR, NULL },
+		{ "USABLE_FOR_ROCE", NULL, COL_FN, rdma_usable },
+	};
+
+	return cli_list(cx, cmd, "vmknics", cols, ARRAY_SIZE(cols));
+}
+
 const char *const cli_opt_name[OPT_N] = { "--vswitch-name", "--portgroup-name", "--vlan-id",
 					   "--mtu",	     "--vmq",		 "--port",
 					   "--output",	     "--count",		 "--seconds",
-					   "--interface-name", "--ipv4" };
+					   "--interface-name", "--ipv4",	 "--device",
+					   "--nic" };
 static const char *const opt_key[OPT_N] = { "vswitch", "portgroup", "vlan",	 "mtu",
 					    "vmq",     "port",	    "output",	 "count",
-					    "seconds", "interface", "ipv4" };
+					    "seconds", "interface", "ipv4",	 "device",
+					    "nic" };
 
 /*
- * A change to the switches: the options go as "key=value" lines (names may
- * hold spaces); the daemon checks them and says what is wrong.
+ * A change to the switches or to an RDMA device's binding: the options go
+ * as "key=value" lines (names may hold spaces); the daemon checks them and
+ * says what is wrong.
  */
 static int
 cmd_network_change(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 {
-	char arg[192];
+	char arg[192] = "";
 	size_t off = 0;
 	json_t *doc;
 	int err;
@@ -573,6 +665,38 @@ const struct cli_cmd cli_cmds[] = {
 	  "and transmit queues (buffers used, interrupts sent and suppressed), buffers\n"
 	  "missing (rx_no_buffers) and 64 KiB segments cut (tso_segments).",
 	  "network port stats --port=vm1.eth0", NULL, 1u << OPT_PORT },
+	{ "rdma device", "list", "rdma.device.list", cmd_rdma_device_list,
+	  "list the RDMA devices: driver, state, speed, paired uplink, MTU",
+	  "List the RDMA devices (rdmaN.* in the host configuration): driver, state\n"
+	  "(Active while the paired uplink's interface is up, else Down), the uplink's\n"
+	  "speed when the host knows it, the paired uplink (vmnicN), the path MTU RoCE\n"
+	  "can use (the smallest of the switch's, the uplink's and the bound VMkernel\n"
+	  "adapter's MTU, less 80 bytes of headers, rounded down to 256, 512, 1024, 2048\n"
+	  "or 4096) and the description. --format=json adds the switch, the binding and\n"
+	  "whether the device can carry RoCE now (roce_usable, roce_why).",
+	  "rdma device list" },
+	{ "rdma device vmknic", "list", "rdma.device.vmknic.list", cmd_rdma_vmknic_list,
+	  "list the devices' bindings: device -> uplink -> VMkernel adapter, its IPs",
+	  "List each RDMA device with its paired uplink, the uplink's switch, the VMkernel\n"
+	  "adapter it is bound to and that adapter's IPv4 and IPv6 addresses, and whether\n"
+	  "the device can carry RoCE to other hosts: yes, or why not (not bound, the\n"
+	  "adapter has no IP address or is on another switch, the uplink is down).",
+	  "rdma device vmknic list" },
+	{ "rdma device vmknic", "bind", "rdma.device.vmknic.bind", cmd_network_change,
+	  "bind an RDMA device to a VMkernel adapter",
+	  "Bind an RDMA device (--device) to a VMkernel adapter (--nic) on the same switch\n"
+	  "as the device's paired uplink; its IP address and MAC become the device's RoCE\n"
+	  "source. A device is bound to one adapter, an adapter to one device. Kept in\n"
+	  "the host configuration file vmfabricd was started with (its rdmaN.vmknic\n"
+	  "line); with the built-in configuration, until vmfabricd restarts. Needs root.",
+	  "rdma device vmknic bind --device=vmrdma0 --nic=vmk1", NULL,
+	  1u << OPT_DEVICE | 1u << OPT_NIC },
+	{ "rdma device vmknic", "unbind", "rdma.device.vmknic.unbind", cmd_network_change,
+	  "unbind an RDMA device from its VMkernel adapter",
+	  "Unbind an RDMA device (--device) from its VMkernel adapter: it can no longer\n"
+	  "carry RoCE to other hosts. Kept in the host configuration file as bind is.\n"
+	  "Needs root.",
+	  "rdma device vmknic unbind --device=vmrdma0", NULL, 1u << OPT_DEVICE },
 	{ "vmci socket", "list", "vmci.socket.list", cmd_socket_list,
 	  "list the VMCI sockets: addresses, state, queue size, traffic",
 	  "List the VMCI sockets: stream, seqpacket and datagram, with their local and\n"

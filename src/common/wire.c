@@ -84,14 +84,15 @@ int
 wire_validate(const struct wire_hdr *h, size_t got, int nfds)
 {
 	size_t body = wire_body_size(h->type);
-	int reply = !!(h->flags & WIRE_F_REPLY);
+	int reply = !!(h->flags & WIRE_F_REPLY), want;
 
 	if (got < sizeof(*h) || body == 0 || h->len != body || got != sizeof(*h) + body)
 		return -EPROTO;
 	if (h->flags & ~WIRE_F_REPLY)
 		return -EPROTO;
-	/* A failed reply carries no descriptors. */
-	if (nfds != (reply && h->status ? 0 : wire_fds(h->type, reply)))
+	/* A failed reply carries no descriptors; a count below 0 is "1 to -count". */
+	want = reply && h->status ? 0 : wire_fds(h->type, reply);
+	if (want < 0 ? nfds < 1 || nfds > -want : nfds != want)
 		return -EPROTO;
 	return 0;
 }

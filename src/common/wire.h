@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define WIRE_VERSION 1u
-#define WIRE_MAX_FDS 4
+#define WIRE_MAX_FDS 5
 #define WIRE_NAME 64
 
 struct wire_hdr {
@@ -61,7 +61,22 @@ _Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr layout");
 	X(DIAL, 15, wire_dial, 4, 0)           /* dialer -> listener, on a channel */ \
 	X(REDIAL, 16, wire_redial, 0, 0)       /* the same, on a queue pair reused */ \
 	X(VNIC_OPEN, 17, wire_vnic, 0, 4)      /* a port on a virtual switch */ \
-	X(CAPTURE_OPEN, 18, wire_capture, 0, 4) /* a copy of a port's frames */
+	X(CAPTURE_OPEN, 18, wire_capture, 0, 4) /* a copy of a port's frames */ \
+	X(RDMA_OPEN, 19, wire_rdma_open, 1, 0) /* a verbs context, with its key page */ \
+	X(RDMA_MR_REG, 20, wire_rdma_mr, -4, 0) /* with 1 to 4 segments */ \
+	X(RDMA_MR_DEREG, 21, wire_rdma_mr, 0, 0) \
+	X(RDMA_MR_MAP, 22, wire_rdma_map, 0, 1) /* a peer's MR segment */ \
+	X(RDMA_QP_CREATE, 23, wire_rdma_qp, 0, 0) \
+	X(RDMA_QP_DESTROY, 24, wire_rdma_qp, 0, 0) \
+	X(RDMA_QP_RTR, 25, wire_rdma_qp, 4, 0) /* with its inbound ring */ \
+	X(RDMA_QP_ATTACH, 26, wire_rdma_qp, 0, 5) /* the peer's ring and key page */ \
+	X(RDMA_QP_RESET, 27, wire_rdma_qp, 0, 0) \
+	X(RDMA_CM_LISTEN, 28, wire_bind, 0, 0) \
+	X(RDMA_CM_CONNECT, 29, wire_rdma_cm, 0, 0) /* answered when accepted */ \
+	X(RDMA_CM_REQ, 30, wire_rdma_cm, 0, 0) /* daemon -> listener */ \
+	X(RDMA_CM_ACCEPT, 31, wire_rdma_cm, 0, 0) \
+	X(RDMA_CM_REJECT, 32, wire_rdma_cm, 0, 0) \
+	X(RDMA_DEVICES, 33, wire_rdma_devices, 0, 0) /* the device names */
 
 enum wire_type {
 #define WIRE_ENUM(n, v, s, fq, fr) WIRE_##n = v,
@@ -296,6 +311,119 @@ struct wire_captured {
 	uint64_t missed; /* frames not copied so far: the ring was full */
 };
 _Static_assert(sizeof(struct wire_captured) == 24, "wire_captured layout");
+
+/*
+ * RDMA verbs (include/vmfabric/vrdma.h, docs/RDMA.md). A process opens a
+ * device on a control connection of its own (RDMA_OPEN, with its key page:
+ * a sealed memfd of struct wire_rdma_page that peers map read-only); its
+ * MRs, QPs and their connections live as long as that connection. Memory
+ * regions are registered with the segments (sealed memfds) that hold
+ * them; the daemon hands a segment to a peer only for a QP connected to a
+ * QP of the MR's protection domain, and read-only unless the MR allows
+ * remote writes or atomics.
+ */
+struct wire_rdma_open {
+	char dev[32];
+	/* reply */
+	uint32_t out_cid;
+	uint32_t out_mtu;
+	char out_uplink[32], out_vmknic[32];
+};
+
+#define WIRE_RDMA_DEVS 8
+struct wire_rdma_devices {
+	uint32_t out_count; /* may exceed WIRE_RDMA_DEVS: the first ones are named */
+	uint32_t pad;
+	char out_names[WIRE_RDMA_DEVS][32];
+};
+
+#define WIRE_RDMA_SEGS 4
+
+/* RDMA_MR_REG / RDMA_MR_DEREG (rkey only). */
+struct wire_rdma_mr {
+	uint32_t pd;
+	uint32_t access; /* VRDMA_ACCESS_* */
+	uint64_t va, len;
+	uint32_t nseg; /* the descriptors, in address order */
+	uint32_t pad;
+	uint64_t seg_va[WIRE_RDMA_SEGS], seg_len[WIRE_RDMA_SEGS];
+	/* reply; RDMA_MR_DEREG: the MR */
+	uint32_t out_rkey; /* lkey == rkey */
+	uint32_t pad2;
+};
+
+/* RDMA_MR_MAP: segment @piece of the MR @rkey of the QP @qpn is connected to. */
+struct wire_rdma_map {
+	uint32_t qpn, rkey, piece;
+	uint32_t pad;
+	/* reply (descriptor: the segment, read-only unless writes are allowed) */
+	uint64_t out_va, out_len; /* the MR */
+	uint32_t out_access, out_nseg;
+	uint64_t out_seg_va, out_seg_len;
+};
+
+/*
+ * QPs. CREATE: a QP number for PD @pd. RTR: connected to (@dest_cid,
+ * @dest_qpn), with side 1 of the QP's inbound ring (its owner consumes
+ * queue 1). ATTACH: once the peer QP is RTR towards this one, its inbound
+ * ring (side 1: this QP produces queue 1) and its owner's key page, handed
+ * out once. RESET: back to unconnected. @slot: the QP's slot in its
+ * owner's key page.
+ */
+struct wire_rdma_qp {
+	uint32_t qpn, pd;
+	uint32_t dest_cid, dest_qpn;
+	uint32_t slot;
+	uint32_t out_slot; /* ATTACH: the peer QP's slot in its key page */
+	/* reply */
+	uint32_t out_qpn;
+	uint32_t pad;
+};
+
+#define WIRE_RDMA_PRIV 56
+
+/*
+ * Connection manager. CONNECT (on the QP's context connection): to the
+ * listener on @cid:@port, from QP @qpn; the reply comes when the listener
+ * accepts (0, with its side) or rejects (-ECONNREFUSED). REQ: the daemon
+ * gives the listener @id and the connector's side. ACCEPT / REJECT (on the
+ * listener's connection): @id, and for ACCEPT the accepting QP.
+ */
+struct wire_rdma_cm {
+	uint64_t id;
+	uint32_t cid, port; /* CONNECT: the listener; REQ / reply: the other side's CID */
+	uint32_t qpn, psn;
+	uint8_t resp_res, init_depth, rnr_retry, priv_len;
+	uint32_t pad;
+	uint8_t priv[WIRE_RDMA_PRIV];
+};
+
+/*
+ * The key page of a verbs context: the rkeys now valid (index = rkey >> 8;
+ * 0: none), and one slot per QP with what a peer needs to know before it
+ * sends: how many receives were posted and their sizes, the QP's state.
+ * Written by its owner only; peers map it read-only and believe it only
+ * about the owner's own QPs.
+ */
+#define WIRE_RDMA_KEYS	    16384u
+#define WIRE_RDMA_QP_SLOTS  1024u
+#define WIRE_RDMA_RECV_RING 1008u
+struct wire_rdma_slot {
+	_Atomic uint64_t recv_posted; /* receives ever posted */
+	_Atomic uint32_t err;	      /* the QP is in ERR */
+	uint32_t min_rnr_timer;	      /* IBA RNR timer code */
+	_Atomic uint32_t qp_access;   /* VRDMA_ACCESS_REMOTE_*: what peers may do through it */
+	uint32_t pad[11];
+	uint32_t recv_len[WIRE_RDMA_RECV_RING]; /* [n % RING]: the n-th receive's bytes */
+};
+_Static_assert(sizeof(struct wire_rdma_slot) == 4096, "wire_rdma_slot layout");
+struct wire_rdma_page {
+	uint32_t magic, version;
+	uint32_t pad[1022];
+	_Atomic uint32_t keys[WIRE_RDMA_KEYS];
+	struct wire_rdma_slot slots[WIRE_RDMA_QP_SLOTS];
+};
+#define WIRE_RDMA_MAGIC 0x766b6579u /* "vkey" */
 
 /* Datagram records on the rings of DGRAM_OPEN (qp records, see qp.h). */
 struct wire_dgram {

@@ -28,6 +28,12 @@ struct wire_msg {
 		struct wire_capture capture;
 		struct wire_mgmt mgmt;
 		struct wire_check check;
+		struct wire_rdma_open rdma_open;
+		struct wire_rdma_mr rdma_mr;
+		struct wire_rdma_map rdma_map;
+		struct wire_rdma_qp rdma_qp;
+		struct wire_rdma_cm rdma_cm;
+		struct wire_rdma_devices rdma_devices;
 	} body;
 	int fds[WIRE_MAX_FDS];
 	int nfds;

@@ -53,7 +53,10 @@ static const char default_config[] =
 	"vswitch0.vmq = \"TRUE\"\n"
 	"portgroup0.name = \"VM Network\"\n"
 	"portgroup0.vswitch = \"vSwitch0\"\n"
-	"portgroup0.vlan = \"0\"\n";
+	"portgroup0.vlan = \"0\"\n"
+	"\n"
+	"# No RDMA device (rdmaN.*): an RDMA device is paired with an uplink\n"
+	"# (uplinkN.*, a host interface), and this configuration has none.\n";
 
 struct daemon {
 	struct loop loop;
@@ -178,6 +181,10 @@ load_config(struct daemon *d)
 	if ((err = vsw_dp_load(&d->broker.dp, d->conf, &e)))
 		return report(name, &e);
 	d->broker.dp_loaded = true;
+	/* After the switches: a device names its paired uplink and VMkernel adapter. */
+	if ((err = rdma_devs_load(&d->broker.rdma_devs, d->conf, &d->broker.dp, d->config_path,
+				  &e)))
+		return report(name, &e);
 	for (size_t i = conf_first_unused(d->conf, 0, &e); i < conf_count(d->conf);
 	     i = conf_first_unused(d->conf, i + 1, &e)) {
 		char buf[700];
@@ -452,6 +459,7 @@ main(int argc, char **argv)
 	}
 	json_decref(saved);
 	vsw_dp_stop(&d.broker.dp); /* stopped with the broker, or never started */
+	rdma_devs_free(&d.broker.rdma_devs);
 	vmci_reg_free(&d.broker.reg);
 	conf_free(d.conf);
 	if (d.sig.fd >= 0)

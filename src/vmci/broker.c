@@ -46,9 +46,9 @@ space_of(uint32_t type)
 	return type == SOCK_DGRAM ? VMCI_SPACE_DGRAM : VMCI_SPACE_CONN;
 }
 
-static int
-reply(struct vmci_conn *c, const struct wire_hdr *req, int status, const void *body,
-      const int *fds, int nfds)
+int
+broker__reply(struct vmci_conn *c, const struct wire_hdr *req, int status, const void *body,
+	      const int *fds, int nfds)
 {
 	struct wire_hdr h = { .type = req->type, .flags = WIRE_F_REPLY, .len = req->len,
 			      .seq = req->seq, .status = status };
@@ -63,6 +63,13 @@ reply(struct vmci_conn *c, const struct wire_hdr *req, int status, const void *b
 	return 0;
 }
 
+static int
+reply(struct vmci_conn *c, const struct wire_hdr *req, int status, const void *body,
+      const int *fds, int nfds)
+{
+	return broker__reply(c, req, status, body, fds, nfds);
+}
+
 static struct vmci_ctx *
 conn_ctx(const struct vmci_conn *c)
 {
@@ -72,8 +79,6 @@ conn_ctx(const struct vmci_conn *c)
 /* ---------------------------------------------------------------------- */
 /* Handlers. Each returns 0 when it has replied, -errno to reply that error,
  * or WIRE_FATAL to end the connection. */
-
-#define WIRE_FATAL (-10000)
 
 static int
 on_hello(struct vmci_conn *c, struct wire_msg *m)
@@ -783,6 +788,14 @@ static handler_fn *const handlers[WIRE_TYPE_MAX] = {
 	[WIRE_CHANNEL_NEW] = on_unexpected, [WIRE_LEASE] = on_lease,
 	[WIRE_DIAL] = on_unexpected, [WIRE_REDIAL] = on_unexpected,
 	[WIRE_VNIC_OPEN] = on_vnic_open, [WIRE_CAPTURE_OPEN] = on_capture_open,
+	[WIRE_RDMA_OPEN] = broker__rdma_msg, [WIRE_RDMA_MR_REG] = broker__rdma_msg,
+	[WIRE_RDMA_MR_DEREG] = broker__rdma_msg, [WIRE_RDMA_MR_MAP] = broker__rdma_msg,
+	[WIRE_RDMA_QP_CREATE] = broker__rdma_msg, [WIRE_RDMA_QP_DESTROY] = broker__rdma_msg,
+	[WIRE_RDMA_QP_RTR] = broker__rdma_msg, [WIRE_RDMA_QP_ATTACH] = broker__rdma_msg,
+	[WIRE_RDMA_QP_RESET] = broker__rdma_msg, [WIRE_RDMA_CM_LISTEN] = broker__rdma_msg,
+	[WIRE_RDMA_CM_CONNECT] = broker__rdma_msg, [WIRE_RDMA_CM_REQ] = on_unexpected,
+	[WIRE_RDMA_CM_ACCEPT] = broker__rdma_msg, [WIRE_RDMA_CM_REJECT] = broker__rdma_msg,
+	[WIRE_RDMA_DEVICES] = broker__rdma_msg,
 };
 
 /* ---------------------------------------------------------------------- */
@@ -890,6 +903,7 @@ conn_close(struct vmci_conn *c, const char *why)
 		vsw_dp_remove_port(&b->dp, &c->vnic->dp);
 	if (c->capture)
 		vsw_dp_capture_stop(&b->dp, c->capture);
+	broker__rdma_close(c);
 	if (x && c->state != CONN_NEW && x->refs)
 		x->refs--;
 	if (c->src.fd >= 0) { /* -1: a guest's datagram relay */
@@ -1008,6 +1022,7 @@ broker__fini(struct vmci_broker *b)
 {
 	while (b->conns)
 		conn_close(b->conns, NULL);
+	broker__rdma_fini(b);
 	vsw_dp_stop(&b->dp);
 	dgram_stop(&b->router);
 	vmci_ports_free(&b->ports);

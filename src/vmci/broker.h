@@ -20,6 +20,7 @@
 #include "ctx.h"
 #include "dgram.h"
 #include "port.h"
+#include "rdma/device.h"
 #include "switch/dp.h"
 #include "vmfabric/qp.h"
 #include "vsock/vsock.h"
@@ -32,10 +33,15 @@ enum conn_state {
 	CONN_CONNECTED, /* stream/seqpacket established (the connector's side) */
 	CONN_DGRAM,	/* datagram socket with rings */
 	CONN_VNIC,	/* a process vNIC's port, or a capture */
+	CONN_RDMA,	/* a verbs context (broker_rdma.c) */
+	CONN_RDMA_LISTEN, /* an RDMA connection manager's listener */
 };
 
 struct broker_mgmt_req;
 struct vmci_pending;
+struct rdma_client;
+struct wire_msg;
+struct rdma_cm_pend;
 
 struct vmci_conn {
 	struct loop_src src; /* fd: the control socket */
@@ -74,6 +80,17 @@ struct vmci_conn {
 	struct vnic_port *vnic;
 	/* A capture of a port, as long as this connection. */
 	struct vsw_capture *capture;
+	/* A verbs context: its MRs and QPs, as long as this connection. */
+	struct rdma_client *rdma;
+};
+
+/* The RDMA device's objects across connections (broker_rdma.c). */
+struct broker_rdma {
+	struct rdma_qp_rec **qps; /* by QP number - WIRE_RDMA_QPN_BASE */
+	uint32_t nqps, next_qpn;
+	struct rdma_cm_pend *pend; /* connection requests not answered yet */
+	uint64_t next_req;
+	uint64_t mrs, qps_live; /* for listings */
 };
 
 struct vmci_broker {
@@ -90,6 +107,8 @@ struct vmci_broker {
 	int64_t started_ns;
 	struct vsock_fabric fabric; /* how VMs' devices reach listeners and each other */
 	struct vsw_dp dp;	    /* the virtual switches and their dataplane */
+	struct broker_rdma rdma;    /* verbs objects and connection requests */
+	struct rdma_devs rdma_devs; /* the RDMA devices (rdma/device.h): loaded by the daemon */
 	bool dp_loaded;		    /* dp configured by vsw_dp_load(), else the default */
 	/* The daemon's other management commands (vm.*): -EOPNOTSUPP if unknown. */
 	int (*mgmt_ext)(void *ctx, const struct broker_mgmt_req *r, json_t **out);
@@ -113,6 +132,18 @@ void broker_stop(struct vmci_broker *b);
 int broker__init(struct vmci_broker *b, struct loop *loop);
 void broker__fini(struct vmci_broker *b);
 struct vmci_conn *broker__adopt(struct vmci_broker *b, int fd, pid_t pid, uid_t uid, gid_t gid);
+
+/*
+ * Internals shared by the broker's files. broker__reply() answers @req on
+ * @c (descriptors only with status 0); the rdma handlers return as the
+ * others do: 0 when replied, -errno to reply that error, WIRE_FATAL.
+ */
+#define WIRE_FATAL (-10000)
+int broker__reply(struct vmci_conn *c, const struct wire_hdr *req, int status, const void *body,
+		  const int *fds, int nfds);
+int broker__rdma_msg(struct vmci_conn *c, struct wire_msg *m);
+void broker__rdma_close(struct vmci_conn *c);
+void broker__rdma_fini(struct vmci_broker *b);
 
 /* A management request as the broker received it. */
 struct broker_mgmt_req {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Management answers of the broker, as JSON documents built with jansson:
- * vmci.context.list, vmci.socket.list, system.status. The CLI prints them
- * as tables or passes them through (--format=json); their fields are
+ * vmci.context.list, vmci.socket.list, system.status (network.* are the
+ * switches', rdma.device.* the RDMA devices'). The CLI prints them as
+ * tables or passes them through (--format=json); their fields are
  * documented in docs/MANAGEMENT.md.
  */
 #include <errno.h>
@@ -192,6 +193,10 @@ broker_mgmt(struct vmci_broker *b, const struct broker_mgmt_req *r, char **json)
 	else if (!strcmp(cmd, "system.status"))
 		doc = status(b);
 	else if (!strncmp(cmd, "network.", 8) && (err = vsw_dp_mgmt(&b->dp, cmd, r->arg, r->uid, &doc)) != -EOPNOTSUPP) {
+		if (err)
+			return err;
+	} else if (!strncmp(cmd, "rdma.device.", 12) &&
+		   (err = rdma_dev_mgmt(&b->rdma_devs, cmd, r->arg, r->uid, &doc)) != -EOPNOTSUPP) {
 		if (err)
 			return err;
 	} else if (!b->mgmt_ext)

@@ -14,8 +14,8 @@ struct vmci_port_ent {
 static uint64_t
 port_key(enum vmci_space sp, uint32_t cid, uint32_t port)
 {
-	/* cid < 2^31 in practice; the space takes the top bit. */
-	return ((uint64_t)sp << 63) ^ ((uint64_t)cid << 32) ^ port;
+	/* cid < 2^30 in practice; the space takes the top two bits. */
+	return ((uint64_t)sp << 62) ^ ((uint64_t)cid << 32) ^ port;
 }
 
 static size_t

@@ -14,7 +14,8 @@
 #define VMCI_PORT_ANY 0xffffffffu
 #define VMCI_PORT_PRIVILEGED 1024u /* ports below need the privilege */
 
-enum vmci_space { VMCI_SPACE_CONN, VMCI_SPACE_DGRAM };
+/* The RDMA connection manager's ports are a third space (vrdma_listen()). */
+enum vmci_space { VMCI_SPACE_CONN, VMCI_SPACE_DGRAM, VMCI_SPACE_RDMA };
 
 struct vmci_conn;
 struct vmci_port_ent;

@@ -1,0 +1,719 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The broker's side of RDMA verbs (wire.h, "RDMA verbs"): per verbs
+ * context (one control connection) its memory regions with the segments
+ * that hold them, its QPs and their connections; device-wide QP numbers;
+ * the connection manager's requests between a connector and a listener.
+ * The daemon is never in the data path on one host: it only decides who
+ * may map what. A peer gets an MR's segment only through a QP connected
+ * both ways (each QP RTR towards the other) to a QP of the MR's protection
+ * domain, and read-only unless the MR allows remote writes or atomics.
+ *
+ * Threat model: clients are untrusted. Every number in a request is
+ * checked against the requester's own objects; segment descriptors must
+ * be sealed memfds of the size claimed, covering the MR; a ring handed to
+ * a peer was checked to be a queue pair's descriptors by type (the peer's
+ * library validates the layout before mapping). Nothing a client sends
+ * makes the daemon touch the memory it describes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "common/log.h"
+#include "common/wire_io.h"
+#include "rdma/device.h"
+#include "vmfabric/vrdma.h"
+
+#define QPN_BASE 2u	       /* QP 0 and 1 are the IBA's special QPs */
+#define QPN_MAX	 (1u << 24)    /* 24-bit QP numbers */
+#define CLIENT_QPS_MAX 1024u   /* per verbs context: the key page's slots */
+#define SEG_MAX	 (1ull << 40)
+
+struct rdma_mr_rec {
+	uint32_t rkey, pd, access, nseg;
+	uint64_t va, len;
+	int fd[WIRE_RDMA_SEGS];
+	uint64_t seg_va[WIRE_RDMA_SEGS], seg_len[WIRE_RDMA_SEGS];
+};
+
+struct rdma_qp_rec {
+	uint32_t qpn, pd, slot;
+	struct rdma_client *owner;
+	struct rdma_qp_rec *next; /* in the owner's list */
+	bool rtr;		  /* connected towards (dest_cid, dest_qpn) */
+	uint32_t dest_cid, dest_qpn;
+	int ring[4]; /* side 1 of its inbound ring until a peer attaches; -1 after */
+};
+
+struct rdma_client {
+	struct vmci_conn *c;
+	int page_fd;
+	char dev[32];
+	struct rdma_mr_rec **mrs; /* by rkey >> 8 */
+	uint32_t nmrs;		  /* live */
+	uint8_t key_gen;
+	struct rdma_qp_rec *qps;
+	uint32_t nqps;
+};
+
+struct rdma_cm_pend {
+	struct rdma_cm_pend *next;
+	uint64_t id;
+	struct vmci_conn *connector, *listener;
+	struct wire_hdr req; /* the CONNECT to answer */
+	struct wire_rdma_cm cm;
+};
+
+static void
+close_fds(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]), fds[i] = -1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Devices */
+
+/*
+ * The device @name ("" : the first) of this daemon: one of the host
+ * configuration's rdmaN devices, or, when it declares none, "vmrdma0" for
+ * this host only (no paired uplink: RDMA between processes and VMs of the
+ * host needs no NIC).
+ */
+#define HOST_DEV "vmrdma0"
+
+static int
+dev_lookup(struct vmci_broker *b, const char *name, struct wire_rdma_open *o)
+{
+	const struct rdma_devs *d = &b->rdma_devs;
+	const struct rdma_dev *dev;
+	struct rdma_dev_source src;
+
+	o->out_uplink[0] = o->out_vmknic[0] = 0;
+	o->out_mtu = 4096; /* on one host nothing is cut into packets */
+	if (!d->n) {
+		if (name[0] && strcmp(name, HOST_DEV))
+			return -ENODEV;
+		snprintf(o->dev, sizeof(o->dev), HOST_DEV);
+		return 0;
+	}
+	dev = name[0] ? rdma_dev_find(d, name) : &d->dev[0];
+	if (!dev)
+		return -ENODEV;
+	snprintf(o->dev, sizeof(o->dev), "%s", dev->name);
+	snprintf(o->out_uplink, sizeof(o->out_uplink), "%s", dev->uplink);
+	snprintf(o->out_vmknic, sizeof(o->out_vmknic), "%s", dev->vmknic);
+	if (!rdma_dev_roce_source(d, dev, &src, NULL) && src.path_mtu)
+		o->out_mtu = src.path_mtu;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* QP numbers */
+
+static struct rdma_qp_rec *
+qp_find(struct broker_rdma *r, uint32_t qpn)
+{
+	if (qpn < QPN_BASE || qpn - QPN_BASE >= r->nqps)
+		return NULL;
+	return r->qps[qpn - QPN_BASE];
+}
+
+static int
+qp_number(struct broker_rdma *r, struct rdma_qp_rec *q)
+{
+	uint32_t n = r->nqps, i;
+
+	/* From a moving cursor, so that a number is not reused at once. */
+	for (i = 0; i < n; i++) {
+		uint32_t k = (r->next_qpn + i) % n;
+
+		if (!r->qps[k]) {
+			r->next_qpn = k + 1;
+			r->qps[k] = q;
+			q->qpn = k + QPN_BASE;
+			return 0;
+		}
+	}
+	if (n + QPN_BASE >= QPN_MAX)
+		return -ENOSPC;
+	{
+		uint32_t cap = n ? n * 2 : 256;
+		struct rdma_qp_rec **t = realloc(r->qps, cap * sizeof(*t));
+
+		if (!t)
+			return -ENOMEM;
+		memset(t + n, 0, (cap - n) * sizeof(*t));
+		r->qps = t;
+		r->nqps = cap;
+		r->qps[n] = q;
+		r->next_qpn = n + 1;
+		q->qpn = n + QPN_BASE;
+	}
+	return 0;
+}
+
+static struct rdma_qp_rec *
+own_qp(struct rdma_client *cl, struct broker_rdma *r, uint32_t qpn)
+{
+	struct rdma_qp_rec *q = qp_find(r, qpn);
+
+	return q && q->owner == cl ? q : NULL;
+}
+
+static void
+qp_unlink(struct rdma_client *cl, struct rdma_qp_rec *q)
+{
+	for (struct rdma_qp_rec **p = &cl->qps; *p; p = &(*p)->next)
+		if (*p == q) {
+			*p = q->next;
+			break;
+		}
+}
+
+static void
+rqp_free(struct broker_rdma *r, struct rdma_qp_rec *q)
+{
+	r->qps[q->qpn - QPN_BASE] = NULL;
+	close_fds(q->ring, 4);
+	r->qps_live--;
+	free(q);
+}
+
+/* The QP @q is connected to, if that one is connected back to @q. */
+static struct rdma_qp_rec *
+qp_peer(struct broker_rdma *r, const struct rdma_qp_rec *q)
+{
+	struct rdma_qp_rec *d;
+
+	if (!q->rtr || !(d = qp_find(r, q->dest_qpn)))
+		return NULL;
+	if (d->owner->c->cid != q->dest_cid || !d->rtr || d->dest_qpn != q->qpn ||
+	    d->dest_cid != q->owner->c->cid)
+		return NULL;
+	return d;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Memory regions */
+
+/* A sealed memfd of exactly @len bytes (nobody can shrink it under a mapping). */
+static int
+check_segment(int fd, uint64_t len)
+{
+	struct stat st;
+	int seals = fcntl(fd, F_GET_SEALS);
+
+	if (seals < 0 || !(seals & F_SEAL_SHRINK) || !(seals & F_SEAL_SEAL))
+		return -EINVAL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != len)
+		return -EINVAL;
+	return 0;
+}
+
+static int
+mr_reg(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
+{
+	struct wire_rdma_mr *w = &m->body.rdma_mr;
+	struct rdma_mr_rec *mr;
+	uint64_t at;
+	uint32_t idx;
+
+	if (w->nseg != (uint32_t)m->nfds || !w->len || w->len > SEG_MAX ||
+	    w->va + w->len < w->va)
+		return -EINVAL;
+	if (w->access & ~(unsigned)(VRDMA_ACCESS_LOCAL_WRITE | VRDMA_ACCESS_REMOTE_WRITE |
+				    VRDMA_ACCESS_REMOTE_READ | VRDMA_ACCESS_REMOTE_ATOMIC))
+		return -EINVAL;
+	/* The segments must follow each other and cover the MR. */
+	at = w->seg_va[0];
+	if (at > w->va)
+		return -EINVAL;
+	for (uint32_t i = 0; i < w->nseg; i++) {
+		if (w->seg_va[i] != at || !w->seg_len[i] || w->seg_len[i] > SEG_MAX ||
+		    check_segment(m->fds[i], w->seg_len[i]))
+			return -EINVAL;
+		at += w->seg_len[i];
+	}
+	if (at < w->va + w->len)
+		return -EINVAL;
+	for (idx = 1; idx < WIRE_RDMA_KEYS && cl->mrs[idx]; idx++)
+		;
+	if (idx == WIRE_RDMA_KEYS)
+		return -ENOSPC;
+	if (!(mr = calloc(1, sizeof(*mr))))
+		return -ENOMEM;
+	if (!++cl->key_gen)
+		cl->key_gen = 1;
+	mr->rkey = idx << 8 | cl->key_gen;
+	mr->pd = w->pd;
+	mr->access = w->access;
+	mr->va = w->va;
+	mr->len = w->len;
+	mr->nseg = w->nseg;
+	for (uint32_t i = 0; i < WIRE_RDMA_SEGS; i++) {
+		mr->fd[i] = i < w->nseg ? m->fds[i] : -1;
+		mr->seg_va[i] = w->seg_va[i];
+		mr->seg_len[i] = w->seg_len[i];
+	}
+	m->nfds = 0; /* kept */
+	cl->mrs[idx] = mr;
+	cl->nmrs++;
+	r->mrs++;
+	w->out_rkey = mr->rkey;
+	return broker__reply(cl->c, &m->hdr, 0, w, NULL, 0);
+}
+
+static void
+mr_free(struct rdma_client *cl, struct broker_rdma *r, uint32_t idx)
+{
+	struct rdma_mr_rec *mr = cl->mrs[idx];
+
+	close_fds(mr->fd, WIRE_RDMA_SEGS);
+	free(mr);
+	cl->mrs[idx] = NULL;
+	cl->nmrs--;
+	r->mrs--;
+}
+
+static struct rdma_mr_rec *
+mr_find(struct rdma_client *cl, uint32_t rkey)
+{
+	uint32_t idx = rkey >> 8;
+	struct rdma_mr_rec *mr = idx < WIRE_RDMA_KEYS ? cl->mrs[idx] : NULL;
+
+	return mr && mr->rkey == rkey ? mr : NULL;
+}
+
+static int
+mr_dereg(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
+{
+	struct rdma_mr_rec *mr = mr_find(cl, m->body.rdma_mr.out_rkey);
+
+	if (!mr)
+		return -EINVAL;
+	mr_free(cl, r, mr->rkey >> 8);
+	return broker__reply(cl->c, &m->hdr, 0, &m->body, NULL, 0);
+}
+
+/* A descriptor for a peer: the segment itself, or a read-only opening of it. */
+static int
+segment_for_peer(int fd, bool writable)
+{
+	char path[64];
+
+	if (writable)
+		return fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+static int
+mr_map(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
+{
+	struct wire_rdma_map *w = &m->body.rdma_map;
+	struct rdma_qp_rec *q = own_qp(cl, r, w->qpn), *d;
+	struct rdma_mr_rec *mr;
+	bool writable;
+	int fd, err;
+
+	if (!q)
+		return -EINVAL;
+	if (!(d = qp_peer(r, q)))
+		return -ENOTCONN;
+	mr = mr_find(d->owner, w->rkey);
+	/* An MR of another PD, or not for remote access, is no MR for this QP. */
+	if (!mr || mr->pd != d->pd ||
+	    !(mr->access & (VRDMA_ACCESS_REMOTE_READ | VRDMA_ACCESS_REMOTE_WRITE |
+			    VRDMA_ACCESS_REMOTE_ATOMIC)))
+		return -EACCES;
+	if (w->piece >= mr->nseg)
+		return -EINVAL;
+	writable = mr->access & (VRDMA_ACCESS_REMOTE_WRITE | VRDMA_ACCESS_REMOTE_ATOMIC);
+	if ((fd = segment_for_peer(mr->fd[w->piece], writable)) < 0)
+		return -errno;
+	w->out_va = mr->va;
+	w->out_len = mr->len;
+	w->out_access = mr->access;
+	w->out_nseg = mr->nseg;
+	w->out_seg_va = mr->seg_va[w->piece];
+	w->out_seg_len = mr->seg_len[w->piece];
+	err = broker__reply(cl->c, &m->hdr, 0, w, &fd, 1);
+	close(fd);
+	return err;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Queue pairs */
+
+static int
+rqp_create(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
+{
+	struct wire_rdma_qp *w = &m->body.rdma_qp;
+	struct rdma_qp_rec *q;
+	int err;
+
+	if (cl->nqps >= CLIENT_QPS_MAX || w->slot >= WIRE_RDMA_QP_SLOTS)
+		return -ENOSPC;
+	for (q = cl->qps; q; q = q->next)
+		if (q->slot == w->slot)
+			return -EBUSY;
+	if (!(q = calloc(1, sizeof(*q))))
+		return -ENOMEM;
+	q->pd = w->pd;
+	q->slot = w->slot;
+	q->owner = cl;
+	for (int i = 0; i < 4; i++)
+		q->ring[i] = -1;
+	if ((err = qp_number(r, q))) {
+		free(q);
+		return err;
+	}
+	q->next = cl->qps;
+	cl->qps = q;
+	cl->nqps++;
+	r->qps_live++;
+	w->out_qpn = q->qpn;
+	return broker__reply(cl->c, &m->hdr, 0, w, NULL, 0);
+}
+
+static int
+is_socket(int fd, int type)
+{
+	int t;
+	socklen_t l = sizeof(t);
+
+	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &l) == 0 && t == type;
+}
+
+static int
+qp_rtr(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
+{
+	struct wire_rdma_qp *w = &m->body.rdma_qp;
+	struct rdma_qp_rec *q = own_qp(cl, r, w->qpn);
+	struct stat st;
+
+	if (!q || q->rtr)
+		return -EINVAL;
+	/* memfd, two eventfds, the liveness socket: checked by kind here, by layout at attach. */
+	if (fstat(m->fds[0], &st) < 0 || !S_ISREG(st.st_mode) || !is_socket(m->fds[3], SOCK_SEQPACKET))
+		return -EINVAL;
+	if (w->dest_qpn < QPN_BASE || w->dest_qpn >= QPN_MAX)
+		return -EINVAL;
+	q->rtr = true;
+	q->dest_cid = w->dest_cid;
+	q->dest_qpn = w->dest_qpn;
+	for (int i = 0; i < 4; i++)
+		q->ring[i] = m->fds[i];
+	m->nfds = 0;
+	return broker__reply(cl->c, &m->hdr, 0, w, NULL, 0);
+}
+
+static int
+rqp_attach(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
+{
+	struct wire_rdma_qp *w = &m->body.rdma_qp;
+	struct rdma_qp_rec *q = own_qp(cl, r, w->qpn), *d;
+	int fds[5], err;
+
+	if (!q || !q->rtr)
+		return -EINVAL;
+	if (!(d = qp_peer(r, q)))
+		return -EAGAIN; /* the peer is not RTR towards this QP (yet) */
+	if (d->ring[0] < 0)
+		return -EALREADY; /* handed out once */
+	memcpy(fds, d->ring, sizeof(d->ring));
+	fds[4] = d->owner->page_fd;
+	w->out_slot = d->slot;
+	w->out_qpn = d->qpn;
+	err = broker__reply(cl->c, &m->hdr, 0, w, fds, 5);
+	/* The peer's liveness socket must be held by this QP's process only. */
+	close_fds(d->ring, 4);
+	return err;
+}
+
+static void
+rqp_reset(struct rdma_qp_rec *q)
+{
+	q->rtr = false;
+	q->dest_cid = q->dest_qpn = 0;
+	close_fds(q->ring, 4);
+}
+
+static int
+qp_msg(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
+{
+	struct wire_rdma_qp *w = &m->body.rdma_qp;
+	struct rdma_qp_rec *q;
+
+	switch (m->hdr.type) {
+	case WIRE_RDMA_QP_CREATE:
+		return rqp_create(cl, r, m);
+	case WIRE_RDMA_QP_RTR:
+		return qp_rtr(cl, r, m);
+	case WIRE_RDMA_QP_ATTACH:
+		return rqp_attach(cl, r, m);
+	}
+	if (!(q = own_qp(cl, r, w->qpn)))
+		return -EINVAL;
+	if (m->hdr.type == WIRE_RDMA_QP_RESET) {
+		rqp_reset(q);
+	} else {
+		qp_unlink(cl, q);
+		cl->nqps--;
+		rqp_free(r, q);
+	}
+	return broker__reply(cl->c, &m->hdr, 0, w, NULL, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Connection manager */
+
+static void
+pend_unlink(struct broker_rdma *r, struct rdma_cm_pend *p)
+{
+	for (struct rdma_cm_pend **pp = &r->pend; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	free(p);
+}
+
+static struct rdma_cm_pend *
+pend_find(struct broker_rdma *r, uint64_t id, const struct vmci_conn *listener)
+{
+	for (struct rdma_cm_pend *p = r->pend; p; p = p->next)
+		if (p->id == id && p->listener == listener)
+			return p;
+	return NULL;
+}
+
+static int
+cm_listen(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_bind *w = &m->body.bind;
+	int err;
+
+	if (c->state != CONN_READY)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	if (w->port != VMCI_PORT_ANY && w->port < VMCI_PORT_PRIVILEGED && !c->privileged)
+		return -EACCES;
+	err = vmci_port_bind(&c->b->ports, VMCI_SPACE_RDMA, c->cid, w->port, c, &c->port);
+	if (err)
+		return err;
+	c->state = CONN_RDMA_LISTEN;
+	w->out_port = c->port;
+	return broker__reply(c, &m->hdr, 0, w, NULL, 0);
+}
+
+/* A QP of the process and context of @c (maybe on another of its connections). */
+static struct rdma_qp_rec *
+process_qp(struct vmci_conn *c, struct broker_rdma *r, uint32_t qpn)
+{
+	struct rdma_qp_rec *q = qp_find(r, qpn);
+
+	return q && q->owner->c->pid == c->pid && q->owner->c->cid == c->cid ? q : NULL;
+}
+
+/*
+ * CONNECT comes on a connection of its own (the reply waits for the
+ * listener), from the process that owns the QP.
+ */
+static int
+cm_connect(struct vmci_conn *c, struct broker_rdma *r, struct wire_msg *m)
+{
+	struct wire_rdma_cm *w = &m->body.rdma_cm;
+	struct vmci_conn *l;
+	struct rdma_cm_pend *p;
+	struct wire_hdr h = { .type = WIRE_RDMA_CM_REQ, .len = sizeof(*w) };
+	struct vmci_ctx *src = vmci_reg_find(&c->b->reg, c->cid);
+	struct vmci_ctx *dst = vmci_reg_find(&c->b->reg, w->cid);
+
+	if (c->state != CONN_READY)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	if (!process_qp(c, r, w->qpn) || w->priv_len > WIRE_RDMA_PRIV)
+		return -EINVAL;
+	l = vmci_port_find(&c->b->ports, VMCI_SPACE_RDMA, w->cid, w->port);
+	if (!l)
+		return -ECONNREFUSED;
+	/* The VMCI policy decides who may reach whom, for RDMA as for sockets. */
+	if (!src || !dst || vmci_policy(src, dst)) {
+		log_rl(LOG_LVL_WARN, "rdma: context %u may not connect to context %u", c->cid,
+		       w->cid);
+		return -EACCES;
+	}
+	if (!(p = calloc(1, sizeof(*p))))
+		return -ENOMEM;
+	p->id = ++r->next_req;
+	p->connector = c;
+	p->listener = l;
+	p->req = m->hdr;
+	p->cm = *w;
+	w->id = p->id;
+	w->cid = c->cid;
+	if (wire_send(l->src.fd, &h, w, NULL, 0) < 0) {
+		free(p);
+		return -ECONNREFUSED;
+	}
+	p->next = r->pend;
+	r->pend = p;
+	return 0; /* answered at ACCEPT or REJECT */
+}
+
+static int
+cm_answer(struct vmci_conn *c, struct broker_rdma *r, struct wire_msg *m)
+{
+	struct wire_rdma_cm *w = &m->body.rdma_cm, rep;
+	struct rdma_cm_pend *p = pend_find(r, w->id, c);
+	struct rdma_qp_rec *q;
+	int err;
+
+	if (c->state != CONN_RDMA_LISTEN)
+		return -EINVAL;
+	if (!p)
+		return -ECONNABORTED; /* the connector gave up or went away */
+	if (m->hdr.type == WIRE_RDMA_CM_REJECT) {
+		broker__reply(p->connector, &p->req, -ECONNREFUSED, &p->cm, NULL, 0);
+		pend_unlink(r, p);
+		return broker__reply(c, &m->hdr, 0, w, NULL, 0);
+	}
+	/* The accepting QP must be the listening process's, in the listener's context. */
+	q = process_qp(c, r, w->qpn);
+	if (!q || w->priv_len > WIRE_RDMA_PRIV)
+		return -EINVAL;
+	rep = *w;
+	rep.cid = c->cid;
+	err = broker__reply(p->connector, &p->req, 0, &rep, NULL, 0);
+	pend_unlink(r, p);
+	if (err)
+		return -ECONNABORTED;
+	return broker__reply(c, &m->hdr, 0, w, NULL, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+
+static int
+rdma_open(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_rdma_open *w = &m->body.rdma_open;
+	struct rdma_client *cl;
+	int err;
+
+	if (c->state != CONN_READY)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	w->dev[sizeof(w->dev) - 1] = 0;
+	if ((err = dev_lookup(c->b, w->dev, w)))
+		return err;
+	if ((err = check_segment(m->fds[0], sizeof(struct wire_rdma_page))))
+		return err;
+	if (!(cl = calloc(1, sizeof(*cl))) || !(cl->mrs = calloc(WIRE_RDMA_KEYS, sizeof(*cl->mrs)))) {
+		free(cl);
+		return -ENOMEM;
+	}
+	cl->c = c;
+	cl->page_fd = m->fds[0];
+	m->nfds = 0;
+	snprintf(cl->dev, sizeof(cl->dev), "%s", w->dev);
+	c->rdma = cl;
+	c->state = CONN_RDMA;
+	w->out_cid = c->cid;
+	return broker__reply(c, &m->hdr, 0, w, NULL, 0);
+}
+
+static int
+rdma_devices(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct wire_rdma_devices *w = &m->body.rdma_devices;
+	const struct rdma_devs *d = &c->b->rdma_devs;
+
+	if (c->state == CONN_NEW)
+		return WIRE_FATAL;
+	memset(w, 0, sizeof(*w));
+	w->out_count = d->n ? (uint32_t)d->n : 1;
+	for (size_t i = 0; i < w->out_count && i < WIRE_RDMA_DEVS; i++)
+		snprintf(w->out_names[i], sizeof(w->out_names[i]), "%s",
+			 d->n ? d->dev[i].name : HOST_DEV);
+	return broker__reply(c, &m->hdr, 0, w, NULL, 0);
+}
+
+int
+broker__rdma_msg(struct vmci_conn *c, struct wire_msg *m)
+{
+	struct broker_rdma *r = &c->b->rdma;
+	struct rdma_client *cl = c->rdma;
+
+	switch (m->hdr.type) {
+	case WIRE_RDMA_OPEN:
+		return rdma_open(c, m);
+	case WIRE_RDMA_CM_LISTEN:
+		return cm_listen(c, m);
+	case WIRE_RDMA_CM_ACCEPT:
+	case WIRE_RDMA_CM_REJECT:
+		return cm_answer(c, r, m);
+	case WIRE_RDMA_CM_CONNECT:
+		return cm_connect(c, r, m);
+	case WIRE_RDMA_DEVICES:
+		return rdma_devices(c, m);
+	}
+	if (!cl)
+		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
+	switch (m->hdr.type) {
+	case WIRE_RDMA_MR_REG:
+		return mr_reg(cl, r, m);
+	case WIRE_RDMA_MR_DEREG:
+		return mr_dereg(cl, r, m);
+	case WIRE_RDMA_MR_MAP:
+		return mr_map(cl, r, m);
+	default:
+		return qp_msg(cl, r, m);
+	}
+}
+
+void
+broker__rdma_close(struct vmci_conn *c)
+{
+	struct broker_rdma *r = &c->b->rdma;
+	struct rdma_client *cl = c->rdma;
+	struct rdma_cm_pend *p, *next;
+
+	for (p = r->pend; p; p = next) {
+		next = p->next;
+		if (p->listener == c)
+			broker__reply(p->connector, &p->req, -ECONNREFUSED, &p->cm, NULL, 0);
+		if (p->listener == c || p->connector == c)
+			pend_unlink(r, p);
+	}
+	if (c->state == CONN_RDMA_LISTEN)
+		vmci_port_unbind(&c->b->ports, VMCI_SPACE_RDMA, c->cid, c->port);
+	if (!cl)
+		return;
+	while (cl->qps) {
+		struct rdma_qp_rec *q = cl->qps;
+
+		cl->qps = q->next;
+		rqp_free(r, q);
+	}
+	for (uint32_t i = 0; i < WIRE_RDMA_KEYS; i++)
+		if (cl->mrs[i])
+			mr_free(cl, r, i);
+	free(cl->mrs);
+	close(cl->page_fd);
+	free(cl);
+	c->rdma = NULL;
+}
+
+void
+broker__rdma_fini(struct vmci_broker *b)
+{
+	free(b->rdma.qps);
+	b->rdma = (struct broker_rdma){ 0 };
+}

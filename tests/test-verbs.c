@@ -1,0 +1,721 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RDMA verbs on one host (include/vmfabric/vrdma.h) against a private
+ * vmfabricd: objects and the QP state machine, one-sided WRITE / READ /
+ * atomics reaching another process's memory while it does nothing, the
+ * IBA error completions (REM_ACCESS, LOC_PROT, REM_INV_REQ, RNR_RETRY_EXC,
+ * WR_FLUSH), SEND / RECV with immediates, revocation at dereg_mr, the
+ * connection manager's refusals, completion channels.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "harness.h"
+#include "lib/verbs.h"
+#include "vmfabric/vrdma.h"
+
+struct end {
+	struct vrdma_context *ctx;
+	struct vrdma_pd *pd;
+	struct vrdma_cq *cq;
+	struct vrdma_qp *qp;
+	struct vrdma_mr *mr;
+	uint8_t *buf;
+	size_t len;
+};
+
+/* What the passive side tells the active one in its private data. */
+struct remote {
+	uint64_t addr;
+	uint32_t rkey;
+	uint32_t pad;
+};
+
+static void
+end_open(struct end *e, const char *ctx, size_t len, unsigned access, int max_recv_wr)
+{
+	struct vrdma_qp_init_attr ia = { .qp_type = VRDMA_QPT_RC,
+					 .cap = { .max_send_wr = 256,
+						  .max_recv_wr = (uint32_t)max_recv_wr,
+						  .max_send_sge = 4,
+						  .max_recv_sge = 4,
+						  .max_inline_data = 64 } };
+
+	ASSERT_OK(vmci_set_context(ctx));
+	ASSERT_OK(vrdma_open_device("vmrdma0", &e->ctx));
+	ASSERT_OK(vrdma_alloc_pd(e->ctx, &e->pd));
+	ASSERT_OK(vrdma_create_cq(e->ctx, 1024, NULL, NULL, &e->cq));
+	ia.send_cq = ia.recv_cq = e->cq;
+	ASSERT_OK(vrdma_create_qp(e->pd, &ia, &e->qp));
+	e->len = len;
+	e->buf = malloc(len);
+	ASSERT(e->buf);
+	memset(e->buf, 0, len);
+	ASSERT_OK(vrdma_reg_mr(e->pd, e->buf, len, access, &e->mr));
+}
+
+static void
+end_close(struct end *e)
+{
+	ASSERT_OK(vrdma_destroy_qp(e->qp));
+	ASSERT_OK(vrdma_dereg_mr(e->mr));
+	ASSERT_OK(vrdma_destroy_cq(e->cq));
+	ASSERT_OK(vrdma_dealloc_pd(e->pd));
+	ASSERT_OK(vrdma_close_device(e->ctx));
+	free(e->buf);
+}
+
+/* One completion, waited for (polling), or fail after a few seconds. */
+static struct vrdma_wc
+wait_wc(struct vrdma_cq *cq)
+{
+	struct vrdma_wc wc;
+	int64_t spins = 0;
+	int n;
+
+	while (!(n = vrdma_poll_cq(cq, 1, &wc))) {
+		ASSERT_LT(++spins, 2000000000LL);
+		if (spins % 1024 == 0)
+			usleep(10);
+	}
+	ASSERT_EQ(n, 1);
+	return wc;
+}
+
+static int
+post(struct vrdma_qp *qp, enum vrdma_wr_opcode op, uint64_t id, void *addr, uint32_t len,
+     uint32_t lkey, uint64_t raddr, uint32_t rkey)
+{
+	struct vrdma_sge s = { (uintptr_t)addr, len, lkey };
+	struct vrdma_send_wr wr = { .wr_id = id, .sg_list = &s, .num_sge = 1, .opcode = op,
+				    .send_flags = VRDMA_SEND_SIGNALED };
+	struct vrdma_send_wr *bad;
+
+	wr.wr.rdma.remote_addr = raddr;
+	wr.wr.rdma.rkey = rkey;
+	return vrdma_post_send(qp, &wr, &bad);
+}
+
+static int
+post_atomic(struct vrdma_qp *qp, enum vrdma_wr_opcode op, void *res, uint32_t lkey,
+	    uint64_t raddr, uint32_t rkey, uint64_t cmp_add, uint64_t swap)
+{
+	struct vrdma_sge s = { (uintptr_t)res, 8, lkey };
+	struct vrdma_send_wr wr = { .wr_id = 7, .sg_list = &s, .num_sge = 1, .opcode = op,
+				    .send_flags = VRDMA_SEND_SIGNALED };
+	struct vrdma_send_wr *bad;
+
+	wr.wr.atomic.remote_addr = raddr;
+	wr.wr.atomic.rkey = rkey;
+	wr.wr.atomic.compare_add = cmp_add;
+	wr.wr.atomic.swap = swap;
+	return vrdma_post_send(qp, &wr, &bad);
+}
+
+static void
+post_recv(struct end *e, uint64_t id, uint32_t off, uint32_t len)
+{
+	struct vrdma_sge s = { (uintptr_t)e->buf + off, len, e->mr->lkey };
+	struct vrdma_recv_wr wr = { .wr_id = id, .sg_list = &s, .num_sge = 1 };
+	struct vrdma_recv_wr *bad;
+
+	ASSERT_OK(vrdma_post_recv(e->qp, &wr, &bad));
+}
+
+/* Connect two ends of this process by hand (modify_qp), as a program exchanging QP numbers would. */
+static void
+connect_by_hand(struct end *a, struct end *b, uint8_t rnr_retry)
+{
+	struct end *e[2] = { a, b };
+
+	for (int i = 0; i < 2; i++) {
+		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_INIT, .port_num = 1,
+					    .qp_access_flags = VRDMA_ACCESS_REMOTE_WRITE |
+							       VRDMA_ACCESS_REMOTE_READ |
+							       VRDMA_ACCESS_REMOTE_ATOMIC };
+
+		ASSERT_OK(vrdma_modify_qp(e[i]->qp, &at,
+					  VRDMA_QP_STATE | VRDMA_QP_PKEY_INDEX | VRDMA_QP_PORT |
+						  VRDMA_QP_ACCESS_FLAGS));
+	}
+	for (int i = 0; i < 2; i++) {
+		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_RTR,
+					    .path_mtu = VRDMA_MTU_4096,
+					    .dest_qp_num = vrdma_qp_num(e[!i]->qp),
+					    .max_dest_rd_atomic = 16,
+					    .min_rnr_timer = 1 };
+
+		at.ah_attr.dest_cid = e[!i]->ctx->attr.cid;
+		ASSERT_OK(vrdma_modify_qp(e[i]->qp, &at,
+					  VRDMA_QP_STATE | VRDMA_QP_AV | VRDMA_QP_PATH_MTU |
+						  VRDMA_QP_DEST_QPN | VRDMA_QP_RQ_PSN |
+						  VRDMA_QP_MAX_DEST_RD_ATOMIC |
+						  VRDMA_QP_MIN_RNR_TIMER));
+	}
+	for (int i = 0; i < 2; i++) {
+		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_RTS, .timeout = 14,
+					    .retry_cnt = 7, .rnr_retry = rnr_retry,
+					    .max_rd_atomic = 16 };
+
+		ASSERT_OK(vrdma_modify_qp(e[i]->qp, &at,
+					  VRDMA_QP_STATE | VRDMA_QP_SQ_PSN | VRDMA_QP_TIMEOUT |
+						  VRDMA_QP_RETRY_CNT | VRDMA_QP_RNR_RETRY |
+						  VRDMA_QP_MAX_QP_RD_ATOMIC));
+	}
+}
+
+static const unsigned all_access = VRDMA_ACCESS_LOCAL_WRITE | VRDMA_ACCESS_REMOTE_WRITE |
+				   VRDMA_ACCESS_REMOTE_READ | VRDMA_ACCESS_REMOTE_ATOMIC;
+
+TEST(verbs_objects)
+{
+	struct tdaemon d;
+	struct vrdma_context *ctx;
+	struct vrdma_pd *pd;
+	struct vrdma_cq *cq;
+	struct vrdma_qp *qp;
+	struct vrdma_mr *mr;
+	struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_RTR };
+	struct vrdma_qp_init_attr ia = { .qp_type = VRDMA_QPT_RC };
+	char names[4][VRDMA_DEVNAME_MAX];
+	static char buf[8192];
+
+	td_start(&d, NULL);
+	ASSERT_EQ(vrdma_get_device_list(names, 4), 1);
+	ASSERT_OK(strcmp(names[0], "vmrdma0"));
+	ASSERT_EQ(vrdma_open_device("vmrdma9", &ctx), -ENODEV);
+	ASSERT_OK(vmci_set_context("off"));
+	ASSERT_EQ(vrdma_open_device(NULL, &ctx), -EACCES); /* VMCI off: no device either */
+	ASSERT_OK(vmci_set_context("a"));
+	ASSERT_OK(vrdma_open_device(NULL, &ctx));
+	ASSERT_EQ(ctx->attr.cid, 3u);
+	ASSERT_OK(vrdma_alloc_pd(ctx, &pd));
+	/* IBA: remote write and atomics need local write. */
+	ASSERT_EQ(vrdma_reg_mr(pd, buf, 100, VRDMA_ACCESS_REMOTE_WRITE, &mr), -EINVAL);
+	ASSERT_EQ(vrdma_reg_mr(pd, buf, 0, 0, &mr), -EINVAL);
+	ASSERT_EQ(vrdma_reg_mr(pd, buf, 100, 0x100, &mr), -EINVAL);
+	ASSERT_EQ(vrdma_reg_mr(pd, (void *)4096, 100, 0, &mr), -EFAULT); /* not mapped */
+	ASSERT_OK(vrdma_reg_mr(pd, buf + 10, 100, VRDMA_ACCESS_LOCAL_WRITE, &mr));
+	ASSERT_EQ(mr->lkey, mr->rkey);
+	ASSERT_OK(vrdma_create_cq(ctx, 16, NULL, NULL, &cq));
+	ASSERT_EQ(vrdma_create_qp(pd, &ia, &qp), -EINVAL); /* no CQs */
+	ia.send_cq = ia.recv_cq = cq;
+	ia.cap.max_send_sge = 100;
+	ASSERT_EQ(vrdma_create_qp(pd, &ia, &qp), -EINVAL);
+	ia.cap.max_send_sge = 1;
+	ASSERT_OK(vrdma_create_qp(pd, &ia, &qp));
+	ASSERT_GE(vrdma_qp_num(qp), 2u);
+	/* RESET -> RTR skips INIT; RESET -> INIT needs its attributes. */
+	ASSERT_EQ(vrdma_modify_qp(qp, &at, VRDMA_QP_STATE), -EINVAL);
+	at.qp_state = VRDMA_QPS_INIT;
+	ASSERT_EQ(vrdma_modify_qp(qp, &at, VRDMA_QP_STATE), -EINVAL);
+	at.port_num = 1;
+	ASSERT_OK(vrdma_modify_qp(qp, &at,
+				  VRDMA_QP_STATE | VRDMA_QP_PKEY_INDEX | VRDMA_QP_PORT |
+					  VRDMA_QP_ACCESS_FLAGS));
+	at.qp_state = VRDMA_QPS_RTS;
+	ASSERT_EQ(vrdma_modify_qp(qp, &at, VRDMA_QP_STATE), -EINVAL); /* INIT -> RTS */
+	{
+		struct vrdma_sge s = { (uintptr_t)buf + 10, 8, mr->lkey };
+		struct vrdma_send_wr wr = { .sg_list = &s, .num_sge = 1, .opcode = VRDMA_WR_SEND };
+		struct vrdma_send_wr *bad = NULL;
+
+		ASSERT_EQ(vrdma_post_send(qp, &wr, &bad), -EINVAL); /* not RTS */
+		ASSERT(bad == &wr);
+	}
+	ASSERT_EQ(vrdma_dealloc_pd(pd), -EBUSY);
+	ASSERT_EQ(vrdma_destroy_cq(cq), -EBUSY);
+	ASSERT_EQ(vrdma_close_device(ctx), -EBUSY);
+	ASSERT_OK(vrdma_destroy_qp(qp));
+	ASSERT_OK(vrdma_dereg_mr(mr));
+	ASSERT_OK(vrdma_destroy_cq(cq));
+	ASSERT_OK(vrdma_dealloc_pd(pd));
+	ASSERT_OK(vrdma_close_device(ctx));
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+/*
+ * The passive side in a child process: registers a buffer, accepts one
+ * connection, tells its address and rkey, then does nothing but wait for
+ * the parent's word and check what the parent left in its memory.
+ */
+static void
+target_child(int in, int out, unsigned access)
+{
+	struct end e;
+	struct vrdma_listener *l;
+	struct vrdma_conn_req req;
+	struct remote r;
+	struct vrdma_conn_param p = { .private_data = &r, .private_data_len = sizeof(r) };
+	uint32_t port;
+	char c;
+
+	end_open(&e, "b", 1u << 20, access, 16);
+	for (size_t i = 0; i < e.len; i++)
+		e.buf[i] = (uint8_t)(i * 7);
+	ASSERT_OK(vrdma_listen(e.ctx, 0, &l));
+	port = vrdma_listener_port(l);
+	ASSERT_EQ(write(out, &port, sizeof(port)), (ssize_t)sizeof(port));
+	ASSERT_OK(vrdma_get_request(l, &req, 5000));
+	ASSERT_EQ(req.src_cid, 3u);
+	r.addr = (uintptr_t)e.buf;
+	r.rkey = e.mr->rkey;
+	ASSERT_OK(vrdma_accept(l, &req, e.qp, &p));
+	/* Nothing to do while the parent works: no polling, no posting. */
+	ASSERT_EQ(read(in, &c, 1), 1);
+	/* The parent wrote 0xab over [4096, 4096 + 65536) and added 1000 to word 0. */
+	for (size_t i = 4096; i < 4096 + 65536; i++)
+		ASSERT_EQ(e.buf[i], 0xab);
+	ASSERT_EQ(e.buf[4096 + 65536], (uint8_t)((4096 + 65536) * 7));
+	ASSERT_EQ(((uint64_t *)(void *)e.buf)[1], 1000u);
+	ASSERT_EQ(write(out, "k", 1), 1);
+	ASSERT_EQ(read(in, &c, 1), 1);
+	vrdma_listener_close(l);
+	end_close(&e);
+	_exit(0);
+}
+
+static pid_t
+start_target(int *to, int *from, uint32_t *port, unsigned access)
+{
+	int a[2], b[2];
+	pid_t pid;
+
+	ASSERT_OK(pipe(a));
+	ASSERT_OK(pipe(b));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		close(a[1]);
+		close(b[0]);
+		target_child(a[0], b[1], access);
+	}
+	close(a[0]);
+	close(b[1]);
+	*to = a[1];
+	*from = b[0];
+	ASSERT_EQ(read(*from, port, sizeof(*port)), (ssize_t)sizeof(*port));
+	return pid;
+}
+
+static void
+reap(pid_t pid)
+{
+	int st;
+
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+}
+
+TEST(verbs_one_sided_processes)
+{
+	struct tdaemon d;
+	struct end e;
+	struct remote r;
+	struct vrdma_wc wc;
+	uint32_t port;
+	int to, from;
+	char c;
+	pid_t pid;
+
+	td_start(&d, NULL);
+	pid = start_target(&to, &from, &port, all_access);
+	end_open(&e, "a", 1u << 20, all_access, 16);
+	ASSERT_OK(vrdma_connect(e.qp, 4, port, NULL, &r, 5000));
+	/* READ the target's pattern, all of it, in pieces across its pages. */
+	ASSERT_OK(post(e.qp, VRDMA_WR_RDMA_READ, 1, e.buf, 1u << 20, e.mr->lkey, r.addr, r.rkey));
+	wc = wait_wc(e.cq);
+	ASSERT_EQ(wc.status, VRDMA_WC_SUCCESS);
+	ASSERT_EQ(wc.opcode, VRDMA_WC_RDMA_READ);
+	ASSERT_EQ(wc.wr_id, 1u);
+	for (size_t i = 0; i < e.len; i++)
+		ASSERT_EQ(e.buf[i], (uint8_t)(i * 7));
+	/* WRITE 64 KiB, unsignaled, then a signaled one: only one completion. */
+	memset(e.buf, 0xab, 65536);
+	{
+		struct vrdma_sge s = { (uintptr_t)e.buf, 32768, e.mr->lkey };
+		struct vrdma_sge s2 = { (uintptr_t)e.buf + 32768, 32768, e.mr->lkey };
+		struct vrdma_send_wr w2 = { .wr_id = 3, .sg_list = &s2, .num_sge = 1,
+					    .opcode = VRDMA_WR_RDMA_WRITE,
+					    .send_flags = VRDMA_SEND_SIGNALED };
+		struct vrdma_send_wr w1 = { .wr_id = 2, .next = &w2, .sg_list = &s, .num_sge = 1,
+					    .opcode = VRDMA_WR_RDMA_WRITE };
+		struct vrdma_send_wr *bad;
+
+		w1.wr.rdma.remote_addr = r.addr + 4096;
+		w1.wr.rdma.rkey = r.rkey;
+		w2.wr.rdma.remote_addr = r.addr + 4096 + 32768;
+		w2.wr.rdma.rkey = r.rkey;
+		ASSERT_OK(vrdma_post_send(e.qp, &w1, &bad));
+	}
+	wc = wait_wc(e.cq);
+	ASSERT_EQ(wc.wr_id, 3u);
+	ASSERT_EQ(wc.status, VRDMA_WC_SUCCESS);
+	/* Atomics on word 1 (zeroed first by a WRITE of zeros). */
+	memset(e.buf, 0, 8);
+	ASSERT_OK(post(e.qp, VRDMA_WR_RDMA_WRITE, 4, e.buf, 8, e.mr->lkey, r.addr + 8, r.rkey));
+	ASSERT_EQ(wait_wc(e.cq).status, VRDMA_WC_SUCCESS);
+	for (int i = 0; i < 1000; i++) {
+		uint64_t *res = (uint64_t *)(void *)(e.buf + 64);
+
+		ASSERT_OK(post_atomic(e.qp, VRDMA_WR_ATOMIC_FETCH_AND_ADD, res, e.mr->lkey,
+				      r.addr + 8, r.rkey, 1, 0));
+		wc = wait_wc(e.cq);
+		ASSERT_EQ(wc.status, VRDMA_WC_SUCCESS);
+		ASSERT_EQ(wc.opcode, VRDMA_WC_FETCH_ADD);
+		ASSERT_EQ(*res, (uint64_t)i);
+	}
+	/* Compare-and-swap that fails leaves it: 1000 stays, the old value comes back. */
+	ASSERT_OK(post_atomic(e.qp, VRDMA_WR_ATOMIC_CMP_AND_SWP, e.buf + 64, e.mr->lkey, r.addr + 8,
+			      r.rkey, 5, 77));
+	ASSERT_EQ(wait_wc(e.cq).status, VRDMA_WC_SUCCESS);
+	ASSERT_EQ(*(uint64_t *)(void *)(e.buf + 64), 1000u);
+	ASSERT_EQ(write(to, "g", 1), 1);
+	ASSERT_EQ(read(from, &c, 1), 1); /* the target checked its memory */
+	/* Out of bounds: REM_ACCESS_ERR, the QP in ERR, the next WR flushed. */
+	ASSERT_OK(post(e.qp, VRDMA_WR_RDMA_WRITE, 5, e.buf, 16, e.mr->lkey,
+		       r.addr + (1u << 20) - 8, r.rkey));
+	wc = wait_wc(e.cq);
+	ASSERT_EQ(wc.status, VRDMA_WC_REM_ACCESS_ERR);
+	ASSERT_OK(post(e.qp, VRDMA_WR_RDMA_READ, 6, e.buf, 16, e.mr->lkey, r.addr, r.rkey));
+	wc = wait_wc(e.cq);
+	ASSERT_EQ(wc.wr_id, 6u);
+	ASSERT_EQ(wc.status, VRDMA_WC_WR_FLUSH_ERR);
+	ASSERT_EQ(write(to, "q", 1), 1);
+	reap(pid);
+	end_close(&e);
+	close(to);
+	close(from);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+static void
+reconnect(struct end *a, struct end *b, uint8_t rnr_retry)
+{
+	struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_RESET };
+
+	ASSERT_OK(vrdma_modify_qp(a->qp, &at, VRDMA_QP_STATE));
+	ASSERT_OK(vrdma_modify_qp(b->qp, &at, VRDMA_QP_STATE));
+	connect_by_hand(a, b, rnr_retry);
+}
+
+static enum vrdma_wc_status
+one(struct end *a, enum vrdma_wr_opcode op, void *local, uint32_t len, uint32_t lkey,
+    uint64_t raddr, uint32_t rkey)
+{
+	struct vrdma_wc wc;
+
+	ASSERT_OK(post(a->qp, op, 9, local, len, lkey, raddr, rkey));
+	wc = wait_wc(a->cq);
+	ASSERT_EQ(wc.wr_id, 9u);
+	return wc.status;
+}
+
+/* Access checks in one process: two contexts, connected by hand. */
+TEST(verbs_access_errors)
+{
+	struct tdaemon d;
+	struct end a, b;
+	struct vrdma_mr *ro, *nolw, *other;
+	struct vrdma_pd *pd2;
+	static uint8_t rbuf[16384], lbuf[4096], obuf[4096];
+	uint64_t braddr;
+
+	td_start(&d, NULL);
+	end_open(&a, "a", 65536, all_access, 16);
+	end_open(&b, "b", 65536, all_access, 16);
+	braddr = (uintptr_t)b.buf;
+	ASSERT_OK(vrdma_reg_mr(b.pd, rbuf, sizeof(rbuf), VRDMA_ACCESS_REMOTE_READ, &ro));
+	ASSERT_OK(vrdma_reg_mr(a.pd, lbuf, sizeof(lbuf), 0, &nolw));
+	ASSERT_OK(vrdma_alloc_pd(b.ctx, &pd2));
+	ASSERT_OK(vrdma_reg_mr(pd2, obuf, sizeof(obuf), all_access, &other));
+	connect_by_hand(&a, &b, 7);
+	/* A read-only MR: READ works, WRITE is REM_ACCESS_ERR, then everything flushes. */
+	rbuf[5] = 42;
+	ASSERT_EQ(one(&a, VRDMA_WR_RDMA_READ, a.buf, 16, a.mr->lkey, (uintptr_t)rbuf, ro->rkey),
+		  VRDMA_WC_SUCCESS);
+	ASSERT_EQ(a.buf[5], 42);
+	ASSERT_EQ(one(&a, VRDMA_WR_RDMA_WRITE, a.buf, 16, a.mr->lkey, (uintptr_t)rbuf, ro->rkey),
+		  VRDMA_WC_REM_ACCESS_ERR);
+	ASSERT_EQ(one(&a, VRDMA_WR_RDMA_READ, a.buf, 16, a.mr->lkey, (uintptr_t)rbuf, ro->rkey),
+		  VRDMA_WC_WR_FLUSH_ERR);
+	reconnect(&a, &b, 7);
+	/* A wrong rkey, an MR of another PD, a bad lkey, READ into memory without LOCAL_WRITE. */
+	ASSERT_EQ(one(&a, VRDMA_WR_RDMA_WRITE, a.buf, 16, a.mr->lkey, braddr, b.mr->rkey + 1),
+		  VRDMA_WC_REM_ACCESS_ERR);
+	reconnect(&a, &b, 7);
+	ASSERT_EQ(one(&a, VRDMA_WR_RDMA_WRITE, a.buf, 16, a.mr->lkey, (uintptr_t)obuf, other->rkey),
+		  VRDMA_WC_REM_ACCESS_ERR);
+	reconnect(&a, &b, 7);
+	ASSERT_EQ(one(&a, VRDMA_WR_RDMA_WRITE, a.buf, 16, a.mr->lkey + 256, braddr, b.mr->rkey),
+		  VRDMA_WC_LOC_PROT_ERR);
+	reconnect(&a, &b, 7);
+	ASSERT_EQ(one(&a, VRDMA_WR_RDMA_WRITE, a.buf + 65530, 16, a.mr->lkey, braddr, b.mr->rkey),
+		  VRDMA_WC_LOC_PROT_ERR); /* past the local MR */
+	reconnect(&a, &b, 7);
+	ASSERT_EQ(one(&a, VRDMA_WR_RDMA_READ, lbuf, 16, nolw->lkey, braddr, b.mr->rkey),
+		  VRDMA_WC_LOC_PROT_ERR);
+	reconnect(&a, &b, 7);
+	ASSERT_EQ(post_atomic(a.qp, VRDMA_WR_ATOMIC_FETCH_AND_ADD, a.buf, a.mr->lkey, braddr + 4,
+			      b.mr->rkey, 1, 0),
+		  0);
+	ASSERT_EQ(wait_wc(a.cq).status, VRDMA_WC_REM_INV_REQ_ERR); /* not 8-byte aligned */
+	reconnect(&a, &b, 7);
+	{
+		struct vrdma_sge s = { (uintptr_t)a.buf, 4, a.mr->lkey };
+		struct vrdma_send_wr wr = { .sg_list = &s, .num_sge = 1,
+					    .opcode = VRDMA_WR_ATOMIC_FETCH_AND_ADD };
+		struct vrdma_send_wr *bad;
+
+		ASSERT_EQ(vrdma_post_send(a.qp, &wr, &bad), -EINVAL); /* result not 8 bytes */
+	}
+	/* Deregistration revokes: the key fails at once, and the old mapping is detached. */
+	memset(a.buf, 0x5a, 64);
+	ASSERT_EQ(one(&a, VRDMA_WR_RDMA_WRITE, a.buf, 64, a.mr->lkey, braddr, b.mr->rkey),
+		  VRDMA_WC_SUCCESS);
+	ASSERT_EQ(b.buf[63], 0x5a);
+	{
+		uint32_t rkey = b.mr->rkey;
+		uint8_t *stale = NULL;
+		uint8_t *keep = b.buf;
+
+		for (unsigned i = 0; i < VRDMA__RMR_CACHE; i++)
+			if (a.qp->rmr[i].rkey == rkey)
+				stale = a.qp->rmr[i].seg[0].map;
+		ASSERT(stale != NULL);
+		ASSERT_OK(vrdma_dereg_mr(b.mr));
+		/* What a peer that kept its mapping writes no longer reaches the buffer. */
+		memset(stale, 0x11, 4096);
+		ASSERT_EQ(keep[0], 0x5a);
+		ASSERT_EQ(one(&a, VRDMA_WR_RDMA_WRITE, a.buf, 64, a.mr->lkey, braddr, rkey),
+			  VRDMA_WC_REM_ACCESS_ERR);
+		ASSERT_OK(vrdma_reg_mr(b.pd, b.buf, b.len, all_access, &b.mr));
+		ASSERT_NE(b.mr->rkey, rkey); /* a new key, not the old one back */
+	}
+	ASSERT_OK(vrdma_dereg_mr(ro));
+	ASSERT_OK(vrdma_dereg_mr(nolw));
+	ASSERT_OK(vrdma_dereg_mr(other));
+	ASSERT_OK(vrdma_dealloc_pd(pd2));
+	end_close(&a);
+	end_close(&b);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+static void
+send_bytes(struct end *a, enum vrdma_wr_opcode op, uint32_t off, uint32_t len, uint32_t imm,
+	   unsigned flags)
+{
+	struct vrdma_sge s = { (uintptr_t)a->buf + off, len, a->mr->lkey };
+	struct vrdma_send_wr wr = { .wr_id = 100 + off, .sg_list = &s, .num_sge = 1, .opcode = op,
+				    .send_flags = VRDMA_SEND_SIGNALED | flags, .imm_data = imm };
+	struct vrdma_send_wr *bad;
+
+	wr.wr.rdma.remote_addr = 0;
+	ASSERT_OK(vrdma_post_send(a->qp, &wr, &bad));
+}
+
+TEST(verbs_send_recv)
+{
+	struct tdaemon d;
+	struct end a, b;
+	struct vrdma_wc wc;
+
+	td_start(&d, NULL);
+	end_open(&a, "a", 65536, all_access, 16);
+	end_open(&b, "b", 65536, all_access, 16);
+	connect_by_hand(&a, &b, 7);
+	for (int i = 0; i < 1000; i++)
+		a.buf[i] = (uint8_t)(i * 3 + 1);
+	post_recv(&b, 1, 0, 1024);
+	post_recv(&b, 2, 1024, 1024);
+	send_bytes(&a, VRDMA_WR_SEND_WITH_IMM, 0, 1000, 0xdeadbeef, 0);
+	wc = wait_wc(a.cq);
+	ASSERT_EQ(wc.status, VRDMA_WC_SUCCESS);
+	ASSERT_EQ(wc.opcode, VRDMA_WC_SEND);
+	wc = wait_wc(b.cq);
+	ASSERT_EQ(wc.status, VRDMA_WC_SUCCESS);
+	ASSERT_EQ(wc.opcode, VRDMA_WC_RECV);
+	ASSERT_EQ(wc.wr_id, 1u);
+	ASSERT_EQ(wc.byte_len, 1000u);
+	ASSERT_EQ(wc.wc_flags & VRDMA_WC_WITH_IMM, VRDMA_WC_WITH_IMM);
+	ASSERT_EQ(wc.imm_data, 0xdeadbeefu);
+	ASSERT_EQ(wc.src_qp, vrdma_qp_num(a.qp));
+	ASSERT_OK(memcmp(a.buf, b.buf, 1000));
+	/* WRITE_WITH_IMM: the data where it was written, the immediate in a receive. */
+	{
+		struct vrdma_sge s = { (uintptr_t)a.buf, 500, a.mr->lkey };
+		struct vrdma_send_wr wr = { .wr_id = 5, .sg_list = &s, .num_sge = 1,
+					    .opcode = VRDMA_WR_RDMA_WRITE_WITH_IMM,
+					    .imm_data = 77 };
+		struct vrdma_send_wr *bad;
+
+		wr.wr.rdma.remote_addr = (uintptr_t)b.buf + 8192;
+		wr.wr.rdma.rkey = b.mr->rkey;
+		ASSERT_OK(vrdma_post_send(a.qp, &wr, &bad)); /* unsignaled: no completion */
+	}
+	wc = wait_wc(b.cq);
+	ASSERT_EQ(wc.opcode, VRDMA_WC_RECV_RDMA_WITH_IMM);
+	ASSERT_EQ(wc.wr_id, 2u);
+	ASSERT_EQ(wc.byte_len, 500u);
+	ASSERT_EQ(wc.imm_data, 77u);
+	ASSERT_OK(memcmp(a.buf, b.buf + 8192, 500));
+	ASSERT_EQ(vrdma_poll_cq(a.cq, 1, &wc), 0);
+	/* Inline: the buffer may change as soon as post returns. */
+	post_recv(&b, 3, 0, 1024);
+	memset(a.buf + 2048, 'x', 32);
+	{
+		struct vrdma_sge s = { (uintptr_t)a.buf + 2048, 32, 0 };
+		struct vrdma_send_wr wr = { .wr_id = 6, .sg_list = &s, .num_sge = 1,
+					    .opcode = VRDMA_WR_SEND, .send_flags = VRDMA_SEND_INLINE };
+		struct vrdma_send_wr *bad;
+
+		ASSERT_OK(vrdma_post_send(a.qp, &wr, &bad));
+	}
+	memset(a.buf + 2048, 'y', 32);
+	wc = wait_wc(b.cq);
+	ASSERT_EQ(wc.byte_len, 32u);
+	ASSERT_EQ(b.buf[31], 'x');
+	/* A receive too small: REM_INV_REQ_ERR at the sender. */
+	post_recv(&b, 4, 0, 16);
+	send_bytes(&a, VRDMA_WR_SEND, 0, 100, 0, 0);
+	ASSERT_EQ(wait_wc(a.cq).status, VRDMA_WC_REM_INV_REQ_ERR);
+	/* No receive posted and rnr_retry 0: RNR_RETRY_EXC_ERR. */
+	reconnect(&a, &b, 0);
+	send_bytes(&a, VRDMA_WR_SEND, 0, 100, 0, 0);
+	ASSERT_EQ(wait_wc(a.cq).status, VRDMA_WC_RNR_RETRY_EXC_ERR);
+	/* rnr_retry 7 waits for ever: a receive posted later takes it. */
+	reconnect(&a, &b, 7);
+	send_bytes(&a, VRDMA_WR_SEND, 0, 100, 0, 0);
+	usleep(20000);
+	ASSERT_EQ(vrdma_poll_cq(a.cq, 1, &wc), 0);
+	post_recv(&b, 8, 0, 1024);
+	ASSERT_EQ(wait_wc(a.cq).status, VRDMA_WC_SUCCESS);
+	wc = wait_wc(b.cq);
+	ASSERT_EQ(wc.wr_id, 8u);
+	ASSERT_EQ(wc.byte_len, 100u);
+	/* A QP moved to ERR flushes its receives. */
+	post_recv(&b, 9, 0, 1024);
+	{
+		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_ERR };
+
+		ASSERT_OK(vrdma_modify_qp(b.qp, &at, VRDMA_QP_STATE));
+	}
+	wc = wait_wc(b.cq);
+	ASSERT_EQ(wc.wr_id, 9u);
+	ASSERT_EQ(wc.status, VRDMA_WC_WR_FLUSH_ERR);
+	/* ... and its peer's sends are not answered: RETRY_EXC_ERR. */
+	send_bytes(&a, VRDMA_WR_SEND, 0, 10, 0, 0);
+	ASSERT_EQ(wait_wc(a.cq).status, VRDMA_WC_RETRY_EXC_ERR);
+	end_close(&a);
+	end_close(&b);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+TEST(verbs_cm)
+{
+	struct tdaemon d;
+	struct end a, b, r;
+	struct vrdma_listener *l, *l2;
+	struct vrdma_conn_req req;
+	pid_t pid;
+
+	td_start(&d, NULL);
+	end_open(&a, "a", 4096, all_access, 4);
+	end_open(&b, "b", 4096, all_access, 4);
+	end_open(&r, "r", 4096, all_access, 4);
+	ASSERT_EQ(vrdma_connect(a.qp, 4, 700, NULL, NULL, 1000), -ECONNREFUSED); /* nobody */
+	ASSERT_OK(vrdma_listen(b.ctx, 7000, &l));
+	ASSERT_EQ(vrdma_listen(b.ctx, 7000, &l2), -EADDRINUSE);
+	ASSERT_EQ(vrdma_get_request(l, &req, 0), -EAGAIN);
+	/* A restricted context reaches only the host. */
+	ASSERT_EQ(vrdma_connect(r.qp, 4, 7000, NULL, NULL, 1000), -EACCES);
+	/* Rejected: the connector hears it. */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		struct end c;
+
+		end_open(&c, "a", 4096, all_access, 4);
+		ASSERT_EQ(vrdma_connect(c.qp, 4, 7000, NULL, NULL, 5000), -ECONNREFUSED);
+		_exit(0);
+	}
+	ASSERT_OK(vrdma_get_request(l, &req, 5000));
+	ASSERT_EQ(req.src_cid, 3u);
+	ASSERT_OK(vrdma_reject(l, &req));
+	reap(pid);
+	/* No answer in time: -ETIMEDOUT, and a late accept finds nobody. */
+	ASSERT_EQ(vrdma_connect(a.qp, 4, 7000, NULL, NULL, 200), -ETIMEDOUT);
+	ASSERT_OK(vrdma_get_request(l, &req, 5000));
+	ASSERT_EQ(vrdma_accept(l, &req, b.qp, NULL), -ECONNABORTED);
+	vrdma_listener_close(l);
+	end_close(&a);
+	end_close(&b);
+	end_close(&r);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
+TEST(verbs_comp_channel)
+{
+	struct tdaemon d;
+	struct end a, b;
+	struct vrdma_comp_channel *ch;
+	struct vrdma_cq *cq, *got;
+	struct vrdma_qp *qp;
+	struct vrdma_qp_init_attr ia = { .qp_type = VRDMA_QPT_RC, .cap = { .max_recv_wr = 4 } };
+	struct vrdma_wc wc;
+	void *ctx;
+	struct pollfd p;
+
+	td_start(&d, NULL);
+	end_open(&a, "a", 4096, all_access, 4);
+	end_open(&b, "b", 4096, all_access, 4);
+	/* b's QP on a CQ with a channel instead. */
+	ASSERT_OK(vrdma_create_comp_channel(b.ctx, &ch));
+	ASSERT_OK(vrdma_create_cq(b.ctx, 16, &b, ch, &cq));
+	ia.send_cq = ia.recv_cq = cq;
+	ASSERT_OK(vrdma_create_qp(b.pd, &ia, &qp));
+	ASSERT_OK(vrdma_destroy_qp(b.qp));
+	b.qp = qp;
+	connect_by_hand(&a, &b, 7);
+	post_recv(&b, 1, 0, 1024);
+	ASSERT_OK(vrdma_req_notify_cq(cq, 0));
+	p = (struct pollfd){ .fd = vrdma_comp_channel_fd(ch), .events = POLLIN };
+	ASSERT_EQ(poll(&p, 1, 0), 0); /* nothing yet */
+	send_bytes(&a, VRDMA_WR_SEND, 0, 64, 0, 0);
+	ASSERT_EQ(poll(&p, 1, 5000), 1);
+	ASSERT_OK(vrdma_get_cq_event(ch, &got, &ctx));
+	ASSERT(got == cq);
+	ASSERT(ctx == &b);
+	vrdma_ack_cq_events(cq, 1);
+	ASSERT_EQ(vrdma_poll_cq(cq, 1, &wc), 1);
+	ASSERT_EQ(wc.opcode, VRDMA_WC_RECV);
+	ASSERT_EQ(wc.byte_len, 64u);
+	ASSERT_EQ(vrdma_destroy_comp_channel(ch), -EBUSY);
+	ASSERT_OK(vrdma_destroy_qp(qp));
+	b.qp = NULL;
+	{
+		struct vrdma_qp_init_attr ia2 = { .qp_type = VRDMA_QPT_RC, .send_cq = b.cq,
+						  .recv_cq = b.cq };
+
+		ASSERT_OK(vrdma_create_qp(b.pd, &ia2, &b.qp));
+	}
+	ASSERT_OK(vrdma_destroy_cq(cq));
+	ASSERT_OK(vrdma_destroy_comp_channel(ch));
+	end_close(&a);
+	end_close(&b);
+	td_stop(&d);
+	td_cleanup(&d);
+}
