@@ -177,6 +177,23 @@
 	X(roce_truncated, 60)           \
 	X(roce_refusals, 10)            \
 	X(roce_tshark, 60)              \
+	X(rc_send_sizes, 30)            \
+	X(rc_write_sizes, 30)           \
+	X(rc_read_sizes, 30)            \
+	X(rc_atomics, 10)               \
+	X(rc_atomic_exactly_once, 30)   \
+	X(rc_lossy_mix, 60)             \
+	X(rc_psn_wrap, 30)              \
+	X(rc_remote_access_errors, 30)  \
+	X(rc_invalid_requests, 10)      \
+	X(rc_rnr, 30)                   \
+	X(rc_dead_link, 10)             \
+	X(rc_unsignaled, 10)            \
+	X(rc_set_error_flush, 10)       \
+	X(rc_post_checks, 10)           \
+	X(rc_read_limit_and_full_link, 30) \
+	X(rc_responder_rules, 10)       \
+	X(rc_requester_rules, 10)       \
 	X(verbs_objects, 20)            \
 	X(verbs_one_sided_processes, 60) \
 	X(verbs_access_errors, 30)      \
