@@ -353,6 +353,7 @@ daemon_kill_at_exit(void)
 void
 bench_daemon_start(struct bench_daemon *d, const char *exe, const char *config)
 {
+	char log[sizeof(d->dir) + 16], line[256];
 	FILE *f;
 
 	snprintf(d->dir, sizeof(d->dir), "/tmp/vmf-bench-XXXXXX");
@@ -367,10 +368,11 @@ bench_daemon_start(struct bench_daemon *d, const char *exe, const char *config)
 		perror(d->conf);
 		exit(1);
 	}
+	snprintf(log, sizeof(log), "%s/vmfabricd.log", d->dir);
 	d->pid = fork();
 	if (d->pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		dup2(null, STDERR_FILENO);
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		dup2(fd, STDERR_FILENO);
 		execl(exe, "vmfabricd", "-c", d->conf, "-s", d->sock, "-l", "error", (char *)NULL);
 		_exit(127);
 	}
@@ -379,7 +381,7 @@ bench_daemon_start(struct bench_daemon *d, const char *exe, const char *config)
 	running_daemon = d->pid;
 	setenv("VMFABRIC_SOCKET", d->sock, 1);
 	vmci_set_daemon(d->sock);
-	for (int i = 0; i < 500; i++) {
+	for (int i = 0; i < 500 && waitpid(d->pid, NULL, WNOHANG) == 0; i++) {
 		struct sockaddr_un a = { .sun_family = AF_UNIX };
 		int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
 		snprintf(a.sun_path, sizeof(a.sun_path), "%s", d->sock);
@@ -390,7 +392,11 @@ bench_daemon_start(struct bench_daemon *d, const char *exe, const char *config)
 		close(fd);
 		usleep(10000);
 	}
+	/* What it said (its errors: -l error) tells why. */
 	fprintf(stderr, "bench: vmfabricd did not start\n");
+	f = fopen(log, "r");
+	while (f && fgets(line, sizeof(line), f))
+		fprintf(stderr, "  %s", line);
 	exit(1);
 }
 

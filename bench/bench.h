@@ -69,7 +69,8 @@ void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * A private vmfabricd for a run: @config is the text of its host
  * configuration; its socket is in a fresh directory under /tmp, exported
  * as VMFABRIC_SOCKET and set with vmci_set_daemon(). Killed if the run
- * exits without stopping it. Exits the run if it does not come up.
+ * exits without stopping it. Exits the run if it does not come up, showing
+ * what it logged (its errors go to vmfabricd.log in that directory).
  */
 struct bench_daemon {
 	pid_t pid;
