@@ -51,8 +51,8 @@ struct queue_log {
 	bool signaled[NSEND + 64];
 	uint8_t done[NSEND + 64];
 	int posted;
-	int last;	/* index of the last completion, -1 */
-	bool failed;	/* an error completion was seen: only flushes may follow */
+	int last;    /* index of the last completion, -1 */
+	bool failed; /* an error completion was seen: only flushes may follow */
 };
 
 struct side {
@@ -62,10 +62,10 @@ struct side {
 	struct queue_log sq, rq;
 	uint8_t *sbuf[NSEND + 64]; /* each request's local buffer, exact size */
 	uint8_t *rbuf[NSEND + 64];
-	uint8_t *region;	    /* R_Key 0x100 at va 0x10000, every access */
+	uint8_t *region; /* R_Key 0x100 at va 0x10000, every access */
 	size_t region_len;
-	uint8_t *ro;		    /* R_Key 0x200 at va 0x20000, remote read only */
-	bool eagain;		    /* mode 0: xmit says -EAGAIN when the input says so */
+	uint8_t *ro; /* R_Key 0x200 at va 0x20000, remote read only */
+	bool eagain; /* mode 0: xmit says -EAGAIN when the input says so */
 	struct link *out;
 	int64_t *now;
 };
@@ -203,7 +203,8 @@ post_recv(struct side *s, uint32_t len)
 	struct queue_log *q = &s->rq;
 	int i = q->posted;
 	struct iovec sg = { NULL, len };
-	struct rc_rqe r = { .wr_id = (uint64_t)(2 + s->id * 4) << 16 | (uint64_t)i, .sg = &sg,
+	struct rc_rqe r = { .wr_id = (uint64_t)(2 + s->id * 4) << 16 | (uint64_t)i,
+			    .sg = &sg,
 			    .nsg = 1 };
 
 	if (i >= NSEND + 64)
@@ -269,8 +270,8 @@ m0_xmit(void *ctx, const struct roce_ib *ib)
 
 static const struct rc_ops m0_ops = { m0_xmit, side_mem, side_complete };
 
-static const uint8_t wr_ops[] = { RC_WR_SEND,	  RC_WR_SEND_IMM, RC_WR_WRITE,	  RC_WR_WRITE_IMM,
-				  RC_WR_READ,	  RC_WR_CMP_SWP,  RC_WR_FETCH_ADD };
+static const uint8_t wr_ops[] = { RC_WR_SEND, RC_WR_SEND_IMM, RC_WR_WRITE,    RC_WR_WRITE_IMM,
+				  RC_WR_READ, RC_WR_CMP_SWP,  RC_WR_FETCH_ADD };
 
 static void
 m0_post(struct side *s)
@@ -318,8 +319,10 @@ m0_packet(struct side *s, uint32_t *req_psn)
 	ib.aeth.kind = (uint8_t)fz_take(&in, 1) & 3;
 	ib.aeth.value = (uint8_t)fz_take(&in, 1) & 0x3f;
 	ib.aeth.msn = (uint32_t)fz_take(&in, 3);
-	ib.atomic = (struct roce_atomiceth){ .va = ib.reth.va, .rkey = ib.reth.rkey,
-					     .swap_add = fz_take(&in, 8), .compare = fz_take(&in, 2) };
+	ib.atomic = (struct roce_atomiceth){ .va = ib.reth.va,
+					     .rkey = ib.reth.rkey,
+					     .swap_add = fz_take(&in, 8),
+					     .compare = fz_take(&in, 2) };
 	ib.orig = fz_take(&in, 8);
 	ib.imm = (uint32_t)fz_take(&in, 4);
 	n = sel & 8 ? mtu : (size_t)fz_take(&in, 2) % (mtu + 8);
@@ -392,7 +395,7 @@ mode0(void)
 			if (cmd == 0xff)
 				rc_set_error(s.qp);
 			now = rc_next_deadline(s.qp) == INT64_MAX ? now + 1
-								   : rc_next_deadline(s.qp) + 1;
+								  : rc_next_deadline(s.qp) + 1;
 			rc_poll(s.qp, now);
 			break;
 		}

@@ -42,8 +42,12 @@ td_restart(struct tdaemon *d)
 			dup2(fd, STDERR_FILENO);
 			close(fd);
 		}
-		execl(VMFABRICD_PATH, "vmfabricd", "-c", d->conf, "-s", d->sock, "-l", "info",
-		      (char *)NULL);
+		if (d->netns[0])
+			execlp("ip", "ip", "netns", "exec", d->netns, VMFABRICD_PATH, "-c", d->conf,
+			       "-s", d->sock, "-l", "info", (char *)NULL);
+		else
+			execl(VMFABRICD_PATH, "vmfabricd", "-c", d->conf, "-s", d->sock, "-l",
+			      "info", (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 500; i++) {
@@ -62,8 +66,24 @@ td_restart(struct tdaemon *d)
 	th_fail(__FILE__, __LINE__, "vmfabricd did not start listening within 5 s");
 }
 
+static void start(struct tdaemon *d, const char *config);
+
+void
+td_start_ns(struct tdaemon *d, const char *config, const char *ns)
+{
+	snprintf(d->netns, sizeof(d->netns), "%s", ns);
+	start(d, config);
+}
+
 void
 td_start(struct tdaemon *d, const char *config)
+{
+	d->netns[0] = 0;
+	start(d, config);
+}
+
+static void
+start(struct tdaemon *d, const char *config)
 {
 	const char *text = config ? config : TD_CONTEXTS;
 	FILE *f;

@@ -18,6 +18,7 @@ struct tdaemon {
 	char sock[100];
 	char conf[128];
 	char log[128];
+	char netns[32]; /* run in this network namespace ("": the test's) */
 };
 
 /* The contexts every integration test has (root may act as each). */
@@ -34,6 +35,8 @@ struct tdaemon {
 
 /* Start with @config (NULL: TD_CONTEXTS); points libvmfabric at it. */
 void td_start(struct tdaemon *d, const char *config);
+/* The same, with the daemon in network namespace @ns (it must exist). */
+void td_start_ns(struct tdaemon *d, const char *config, const char *ns);
 /* Start again on the same socket and configuration (after td_kill/td_stop). */
 void td_restart(struct tdaemon *d);
 void td_stop(struct tdaemon *d);		/* SIGTERM, wait, check it exited 0 */

@@ -192,18 +192,33 @@
 	X(rc_set_error_flush, 10)       \
 	X(rc_post_checks, 10)           \
 	X(rc_read_limit_and_full_link, 30) \
-	X(rc_responder_rules, 10)       \
-	X(rc_requester_rules, 10)       \
+	X(rc_create_checks, 10)         \
+	X(rc_responder_sequence, 10)    \
+	X(rc_responder_read_atomic, 10) \
+	X(rc_responder_acks_and_drops, 10) \
+	X(rc_responder_errors, 10)      \
+	X(rc_requester_acks, 10)        \
+	X(rc_requester_reads, 10)       \
+	X(rc_requester_timer, 10)       \
 	X(verbs_objects, 20)            \
 	X(verbs_one_sided_processes, 60) \
 	X(verbs_access_errors, 30)      \
 	X(verbs_send_recv, 30)          \
 	X(verbs_cm, 30)                 \
 	X(verbs_comp_channel, 20)       \
+	X(verbs_roce_hosts, 60)         \
+	X(verbs_roce_lossy, 120)        \
 	X(rdmadev_path_mtu, 10)         \
 	X(rdmadev_config_errors, 10)    \
 	X(rdmadev_config_errors_daemon, 20) \
 	X(rdmadev_bind, 20)             \
 	X(rdmadev_cli, 60)              \
 	X(rdmadev_builtin, 30)          \
+	X(rdmacm_hosts, 120)            \
+	X(rdmacm_peer_wire, 60)         \
+	X(rdmablk_capsules, 10)         \
+	X(rdmablk_random_blocks, 60)    \
+	X(rdmablk_memory, 30)           \
+	X(rdmablk_malformed, 60)        \
+	X(rdmablk_programs, 60)         \
 	X(vmnet_daemon_restart, 180)

@@ -19,10 +19,10 @@
 #include "rdma/rc_int.h"
 #include "rdma/roce.h"
 
-#define MIB	     (1u << 20)
-#define MAX_CQE	     4096
-#define TIME_LIMIT   (20 * 1000000000ll) /* virtual ns per run */
-#define US	     1000ll
+#define MIB	   (1u << 20)
+#define MAX_CQE	   4096
+#define TIME_LIMIT (20 * 1000000000ll) /* virtual ns per run */
+#define US	   1000ll
 
 struct world;
 
@@ -56,7 +56,7 @@ struct pkt {
 struct link {
 	struct pkt **q; /* in flight, sorted by delivery time (FIFO among equals) */
 	size_t n, cap;
-	size_t limit;		      /* -EAGAIN at this many in flight; 0: none */
+	size_t limit;		     /* -EAGAIN at this many in flight; 0: none */
 	unsigned loss, dup, reorder; /* per mille */
 	int64_t delay;
 	bool dead;
@@ -194,7 +194,8 @@ end_remote_mem(void *ctx, uint32_t rkey, uint64_t va, uint32_t len, unsigned acc
 
 		if (m->rkey != rkey)
 			continue;
-		if (!(m->access & access) || va < m->va || len > m->len || va - m->va > m->len - len)
+		if (!(m->access & access) || va < m->va || len > m->len ||
+		    va - m->va > m->len - len)
 			return -EACCES;
 		*out = m->buf + (va - m->va);
 		return 0;
@@ -471,8 +472,7 @@ assert_cqe(const struct rc_cqe *c, uint64_t wr_id, int status)
 {
 	if (c->wr_id != wr_id || c->status != status)
 		th_fail(__FILE__, __LINE__, "completion wr_id %llu status %d, want %llu status %d",
-			(unsigned long long)c->wr_id, c->status, (unsigned long long)wr_id,
-			status);
+			(unsigned long long)c->wr_id, c->status, (unsigned long long)wr_id, status);
 }
 
 static struct rc_stats
@@ -493,7 +493,8 @@ qstats(const struct rc_qp *qp)
 	return s;
 }
 
-static const size_t msg_sizes[] = { 0, 1, 3, 255, 1023, 1024, 1025, 4095, 4096, 4097, 12289, 65549, MIB };
+static const size_t msg_sizes[] = { 0,	  1,	3,    255,   1023,  1024, 1025,
+				    4095, 4096, 4097, 12289, 65549, MIB };
 #define NSIZES (sizeof(msg_sizes) / sizeof(msg_sizes[0]))
 
 TEST(rc_send_sizes)
@@ -584,7 +585,8 @@ TEST(rc_write_sizes)
 			at[i] = off;
 			off += msg_sizes[i] + 64;
 			if (i % 2)
-				post_recv(&w.e[1], 100 + i, NULL, 0); /* WRITE_IMM takes a receive */
+				post_recv(&w.e[1], 100 + i, NULL,
+					  0); /* WRITE_IMM takes a receive */
 			post_op(&w.e[0], i, i % 2 ? RC_WR_WRITE_IMM : RC_WR_WRITE, src[i],
 				msg_sizes[i], va + at[i], 0x1234, true);
 			nimm += i % 2;
@@ -671,10 +673,10 @@ TEST(rc_atomics)
 	world_init(&w, 1024, NULL, NULL, 14);
 	add_mr(&w.e[1], 9, 0x2000, mem, sizeof(mem), RC_ACCESS_REMOTE_ATOMIC);
 	post_atomic(&w.e[0], 0, RC_WR_FETCH_ADD, &res[0], 0x2000, 9, 5, 0);
-	post_atomic(&w.e[0], 1, RC_WR_CMP_SWP, &res[1], 0x2008, 9, 7, 99);    /* equal: swaps */
-	post_atomic(&w.e[0], 2, RC_WR_CMP_SWP, &res[2], 0x2010, 9, 1, 5);     /* differs: stays */
+	post_atomic(&w.e[0], 1, RC_WR_CMP_SWP, &res[1], 0x2008, 9, 7, 99);  /* equal: swaps */
+	post_atomic(&w.e[0], 2, RC_WR_CMP_SWP, &res[2], 0x2010, 9, 1, 5);   /* differs: stays */
 	post_atomic(&w.e[0], 3, RC_WR_FETCH_ADD, &res[3], 0x2000, 9, 1, 0); /* sees the first */
-	ASSERT_OK(rc_post_send(w.e[0].qp, &wq));				/* wraps */
+	ASSERT_OK(rc_post_send(w.e[0].qp, &wq));			    /* wraps */
 	run_counts(&w, 5, 0, 0, 0);
 	for (int i = 0; i < 5; i++) {
 		assert_cqe(&w.e[0].scq[i], (uint64_t)i, RC_WC_SUCCESS);
@@ -948,8 +950,8 @@ TEST(rc_psn_wrap)
 		post_recv(&w.e[1], (uint64_t)i, dst + i * 1280, 1280);
 		post_op(&w.e[0], (uint64_t)i, RC_WR_SEND, src + i * 1280, 1280, 0, 0, true);
 		/* and the other way, WRITEs back into end 0 */
-		post_op(&w.e[1], (uint64_t)i, RC_WR_WRITE, src + i * 1280, 1280,
-			(uint64_t)i * 1280, 0x5, true);
+		post_op(&w.e[1], (uint64_t)i, RC_WR_WRITE, src + i * 1280, 1280, (uint64_t)i * 1280,
+			0x5, true);
 	}
 	run_counts(&w, 40, 40, 40, 0);
 	for (int i = 0; i < 40; i++) {
@@ -1276,44 +1278,66 @@ null_xmit(void *ctx, const struct roce_ib *ib)
 	return 0;
 }
 
-TEST(rc_post_checks)
+TEST(rc_create_checks)
 {
-	struct world w;
 	struct rc_attr a = attr_for(1024, 0), bad;
 	struct rc_ops ops = end_ops;
 	struct rc_qp *qp = (struct rc_qp *)1;
+
+#define BAD(change)                                                                                \
+	do {                                                                                       \
+		bad = a;                                                                           \
+		bad.change;                                                                        \
+		ASSERT_EQ(rc_create(&bad, &end_ops, NULL, &qp), -EINVAL);                          \
+		ASSERT(qp == NULL);                                                                \
+	} while (0)
+	BAD(mtu = 1000);
+	BAD(mtu = 8192);
+	BAD(qpn = 1u << 24);
+	BAD(dest_qpn = 1u << 24);
+	BAD(sq_psn = 1u << 24);
+	BAD(rq_psn = 1u << 24);
+	BAD(timeout = 32);
+	BAD(retry_cnt = 8);
+	BAD(rnr_retry = 8);
+	BAD(min_rnr_timer = 32);
+	BAD(max_rd_atomic = 17);
+	BAD(max_dest_rd_atomic = 17);
+	BAD(sq_depth = 0);
+	BAD(sq_depth = 65537);
+	BAD(rq_depth = 0);
+	BAD(max_sge = 0);
+	BAD(max_sge = 65);
+	BAD(window = 65537);
+#undef BAD
+	ops.xmit = NULL;
+	ASSERT_EQ(rc_create(&a, &ops, NULL, &qp), -EINVAL);
+	ops = end_ops;
+	ops.complete = NULL;
+	ASSERT_EQ(rc_create(&a, &ops, NULL, &qp), -EINVAL);
+	rc_destroy(NULL);
+
+	/* IBA table 45 and the local ACK timeout. */
+	ASSERT_EQ(rc_rnr_timer_ns(0), 655360000);
+	ASSERT_EQ(rc_rnr_timer_ns(1), 10000);
+	ASSERT_EQ(rc_rnr_timer_ns(13), 960000);
+	ASSERT_EQ(rc_rnr_timer_ns(31), 491520000);
+	ASSERT_EQ(rc_timeout_ns(0), INT64_MAX);
+	ASSERT_EQ(rc_timeout_ns(1), 8192);
+	ASSERT_EQ(rc_timeout_ns(14), 67108864);
+}
+
+TEST(rc_post_checks)
+{
+	struct world w;
+	struct rc_attr a = attr_for(1024, 0);
+	struct rc_ops ops = end_ops;
+	struct rc_qp *qp;
 	static uint8_t buf[64], dst[64];
 	struct iovec sg[5] = { { buf, 4 }, { buf, 4 }, { buf, 4 }, { buf, 4 }, { buf, 4 } };
 	struct rc_wqe wq = { .opcode = RC_WR_SEND, .sg = sg, .nsg = 1 };
 	struct rc_rqe rq = { .sg = sg, .nsg = 1 };
 
-	/* Attributes out of range. */
-	const struct {
-		size_t off, size;
-		uint32_t v;
-	} *f, fields[] = {
-#define F(field, val) { offsetof(struct rc_attr, field), sizeof(a.field), val }
-		F(mtu, 1000),	     F(mtu, 8192),	 F(qpn, 1u << 24),   F(dest_qpn, 1u << 24),
-		F(sq_psn, 1u << 24), F(rq_psn, 1u << 24), F(timeout, 32),    F(retry_cnt, 8),
-		F(rnr_retry, 8),     F(min_rnr_timer, 32), F(max_rd_atomic, 17),
-		F(max_dest_rd_atomic, 17), F(sq_depth, 0), F(rq_depth, 0), F(max_sge, 0),
-		F(max_sge, 65),	     F(window, 65537), F(sq_depth, 65537),
-#undef F
-	};
-	for (f = fields; f < fields + sizeof(fields) / sizeof(fields[0]); f++) {
-		bad = a;
-		if (f->size == 1)
-			*((uint8_t *)&bad + f->off) = (uint8_t)f->v;
-		else if (f->size == 2)
-			*(uint16_t *)((uint8_t *)&bad + f->off) = (uint16_t)f->v;
-		else
-			*(uint32_t *)((uint8_t *)&bad + f->off) = f->v;
-		ASSERT_EQ(rc_create(&bad, &end_ops, NULL, &qp), -EINVAL);
-		ASSERT(qp == NULL);
-	}
-	ops.xmit = NULL;
-	ASSERT_EQ(rc_create(&a, &ops, NULL, &qp), -EINVAL);
-	ops = end_ops;
 	ops.xmit = null_xmit;
 	a.sq_depth = 2;
 	a.rq_depth = 1;
@@ -1347,7 +1371,6 @@ TEST(rc_post_checks)
 	rq.nsg = 5;
 	ASSERT_EQ(rc_post_recv(qp, &rq), -EINVAL);
 	rc_destroy(qp);
-	rc_destroy(NULL);
 
 	a = attr_for(1024, 0);
 	a.max_rd_atomic = 0; /* no READs from this QP */
@@ -1361,22 +1384,15 @@ TEST(rc_post_checks)
 	memset(buf, 0x33, sizeof(buf));
 	post_recv(&w.e[1], 1, dst, sizeof(dst));
 	sg[0] = (struct iovec){ buf, 64 };
-	wq = (struct rc_wqe){ .wr_id = 1, .opcode = RC_WR_SEND, .signaled = true, .sg = sg, .nsg = 1 };
+	wq = (struct rc_wqe){
+		.wr_id = 1, .opcode = RC_WR_SEND, .signaled = true, .sg = sg, .nsg = 1
+	};
 	ASSERT_OK(rc_post_send(w.e[0].qp, &wq));
 	sg[0] = (struct iovec){ NULL, 0 };
 	run_counts(&w, 1, 1, 0, 0);
 	ASSERT_EQ(w.e[1].rcq[0].byte_len, 64);
 	assert_same_data(buf, dst, 64);
 	world_free(&w);
-
-	/* IBA table 45 and the local ACK timeout. */
-	ASSERT_EQ(rc_rnr_timer_ns(0), 655360000);
-	ASSERT_EQ(rc_rnr_timer_ns(1), 10000);
-	ASSERT_EQ(rc_rnr_timer_ns(13), 960000);
-	ASSERT_EQ(rc_rnr_timer_ns(31), 491520000);
-	ASSERT_EQ(rc_timeout_ns(0), INT64_MAX);
-	ASSERT_EQ(rc_timeout_ns(1), 8192);
-	ASSERT_EQ(rc_timeout_ns(14), 67108864);
 }
 
 /* At most max_rd_atomic READ/atomics outstanding; the link full (-EAGAIN) costs nothing. */
@@ -1448,6 +1464,8 @@ struct capture {
 	struct rc_cqe cqe[64];
 	int ncqe;
 	uint8_t mem[4096];
+	bool full;    /* xmit says -EAGAIN */
+	bool revoked; /* remote_mem refuses everything */
 };
 
 static int
@@ -1455,6 +1473,8 @@ cap_xmit(void *ctx, const struct roce_ib *ib)
 {
 	struct capture *c = ctx;
 
+	if (c->full)
+		return -EAGAIN;
 	ASSERT_LT(c->n, 512);
 	c->ib[c->n] = *ib;
 	if (ib->payload_len) {
@@ -1471,7 +1491,7 @@ cap_mem(void *ctx, uint32_t rkey, uint64_t va, uint32_t len, unsigned access, vo
 	struct capture *c = ctx;
 
 	(void)access;
-	if (rkey != 0x42 || va < 0x1000 || len > 4096 || va - 0x1000 > 4096 - len)
+	if (c->revoked || rkey != 0x42 || va < 0x1000 || len > 4096 || va - 0x1000 > 4096 - len)
 		return -EACCES;
 	*out = c->mem + (va - 0x1000);
 	return 0;
@@ -1518,48 +1538,65 @@ expect_ack(const struct capture *c, int i, uint8_t kind, uint8_t val, uint32_t p
 	ASSERT_EQ(ib->dqpn, 0x0b0002);
 }
 
-TEST(rc_responder_rules)
+/* A QP at MTU 256 whose packets and completions land in @c (zeroed, memory random). */
+static struct rc_qp *
+cap_qp(struct capture *c)
 {
-	static struct capture c;
 	struct rc_attr a = attr_for(256, 0);
 	struct rc_qp *qp;
-	static uint8_t rbuf[2][1024], pl[256];
-	struct iovec sg[2] = { { rbuf[0], 1024 }, { rbuf[1], 1024 } };
-	struct rc_rqe r0 = { .wr_id = 1, .sg = &sg[0], .nsg = 1 };
-	struct rc_rqe r1 = { .wr_id = 2, .sg = &sg[1], .nsg = 1 };
-	uint32_t p = a.rq_psn;
-	struct roce_ib ib;
 	uint64_t rng = 4;
 
-	memset(&c, 0, sizeof(c));
-	th_fill(&rng, c.mem, sizeof(c.mem));
-	th_fill(&rng, pl, sizeof(pl));
-	ASSERT_OK(rc_create(&a, &cap_ops, &c, &qp));
-	ASSERT_OK(rc_post_recv(qp, &r0));
-	ASSERT_OK(rc_post_recv(qp, &r1));
+	memset(c, 0, sizeof(*c));
+	th_fill(&rng, c->mem, sizeof(c->mem));
+	ASSERT_OK(rc_create(&a, &cap_ops, c, &qp));
+	return qp;
+}
 
+static void
+cap_recv(struct rc_qp *qp, uint64_t wr_id, void *buf, size_t len)
+{
+	struct iovec sg = { buf, len };
+	struct rc_rqe r = { .wr_id = wr_id, .sg = &sg, .nsg = 1 };
+
+	ASSERT_OK(rc_post_recv(qp, &r));
+}
+
+static uint8_t pl[256] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 };
+static const uint32_t RPSN = 0x123456; /* rq_psn of attr_for(256, 0) */
+
+TEST(rc_responder_sequence)
+{
+	static struct capture c;
+	static uint8_t rbuf[2][1024];
+	struct rc_qp *qp = cap_qp(&c);
+	struct roce_ib ib;
+
+	ASSERT_EQ(RPSN, attr_for(256, 0).rq_psn);
+	cap_recv(qp, 1, rbuf[0], 1024);
+	cap_recv(qp, 2, rbuf[1], 1024);
 	/* SEND ONLY with AckReq: executed, ACKed with MSN 1. */
-	ib = req(ROCE_SEND_ONLY, p, pl, 10);
+	ib = req(ROCE_SEND_ONLY, RPSN, pl, 10);
 	ib.ackreq = true;
 	ASSERT_OK(rc_input(qp, &ib, 0));
 	ASSERT_EQ(c.ncqe, 1);
 	ASSERT_EQ(c.cqe[0].byte_len, 10);
-	expect_ack(&c, 0, ROCE_AETH_ACK, 31, p, 1);
+	expect_ack(&c, 0, ROCE_AETH_ACK, 31, RPSN, 1);
 	/* Again: a duplicate, ACKed again, not executed again. */
 	ASSERT_OK(rc_input(qp, &ib, 0));
 	ASSERT_EQ(c.ncqe, 1);
-	expect_ack(&c, 1, ROCE_AETH_ACK, 31, p, 1);
+	expect_ack(&c, 1, ROCE_AETH_ACK, 31, RPSN, 1);
+	ASSERT_EQ(qstats(qp).dup_requests, 1);
 
 	/* A gap: one PSN sequence NAK for the expected PSN, then silence. */
-	ib = req(ROCE_SEND_FIRST, p + 2, pl, 256);
+	ib = req(ROCE_SEND_FIRST, RPSN + 2, pl, 256);
 	ASSERT_EQ(rc_input(qp, &ib, 0), -ESTALE);
-	expect_ack(&c, 2, ROCE_AETH_NAK, ROCE_NAK_PSN_SEQ, p + 1, 1);
-	ib.psn = p + 3;
+	expect_ack(&c, 2, ROCE_AETH_NAK, ROCE_NAK_PSN_SEQ, RPSN + 1, 1);
+	ib.psn = RPSN + 3;
 	ASSERT_EQ(rc_input(qp, &ib, 0), -ESTALE);
 	ASSERT_EQ(c.n, 3);
-	ib.psn = p + 1;
+	ib.psn = RPSN + 1;
 	ASSERT_OK(rc_input(qp, &ib, 0));
-	ib = req(ROCE_SEND_LAST_IMM, p + 2, pl, 5);
+	ib = req(ROCE_SEND_LAST_IMM, RPSN + 2, pl, 5);
 	ib.ackreq = true;
 	ib.imm = 0xdeadbeef;
 	ib.se = true;
@@ -1571,88 +1608,127 @@ TEST(rc_responder_rules)
 	ASSERT_EQ(c.cqe[1].imm, 0xdeadbeef);
 	ASSERT_MEM_EQ(rbuf[1], pl, 256);
 	ASSERT_MEM_EQ(rbuf[1] + 256, pl, 5);
-	expect_ack(&c, 3, ROCE_AETH_ACK, 31, p + 2, 2);
+	expect_ack(&c, 3, ROCE_AETH_ACK, 31, RPSN + 2, 2);
+	ASSERT_EQ(qstats(qp).naks_sent, 1);
+
 	/* No receive posted now: RNR NAK with min_rnr_timer, then silence for later PSNs. */
-	ib = req(ROCE_SEND_ONLY, p + 3, pl, 1);
+	ib = req(ROCE_SEND_ONLY, RPSN + 3, pl, 1);
 	ASSERT_OK(rc_input(qp, &ib, 0));
-	expect_ack(&c, 4, ROCE_AETH_RNR_NAK, a.min_rnr_timer, p + 3, 2);
-	ib.psn = p + 4;
+	expect_ack(&c, 4, ROCE_AETH_RNR_NAK, attr_for(256, 0).min_rnr_timer, RPSN + 3, 2);
+	ib.psn = RPSN + 4;
 	ASSERT_EQ(rc_input(qp, &ib, 0), -ESTALE);
 	ASSERT_EQ(c.n, 5);
+	/* The same PSN once a receive is there: taken. */
+	cap_recv(qp, 3, rbuf[0], 1024);
+	ib.psn = RPSN + 3;
+	ib.ackreq = true;
+	ASSERT_OK(rc_input(qp, &ib, 0));
+	expect_ack(&c, 5, ROCE_AETH_ACK, 31, RPSN + 3, 3);
+	ASSERT_EQ(qstats(qp).rnr_naks_sent, 1);
+	rc_destroy(qp);
+}
+
+TEST(rc_responder_read_atomic)
+{
+	static struct capture c;
+	struct rc_qp *qp = cap_qp(&c);
+	struct roce_ib ib;
+	uint64_t v0, v1;
 
 	/* READ of 600 bytes at MTU 256: FIRST, MIDDLE, LAST on three PSNs. */
-	ib = req(ROCE_READ_REQ, p + 3, NULL, 0);
+	ib = req(ROCE_READ_REQ, RPSN, NULL, 0);
 	ib.reth = (struct roce_reth){ .va = 0x1000 + 7, .rkey = 0x42, .len = 600 };
 	ASSERT_OK(rc_input(qp, &ib, 0));
-	ASSERT_EQ(c.n, 8);
-	ASSERT_EQ(c.ib[5].opcode, ROCE_READ_RESP_FIRST);
-	ASSERT_EQ(c.ib[6].opcode, ROCE_READ_RESP_MIDDLE);
-	ASSERT_EQ(c.ib[7].opcode, ROCE_READ_RESP_LAST);
+	ASSERT_EQ(c.n, 3);
+	ASSERT_EQ(c.ib[0].opcode, ROCE_READ_RESP_FIRST);
+	ASSERT_EQ(c.ib[1].opcode, ROCE_READ_RESP_MIDDLE);
+	ASSERT_EQ(c.ib[2].opcode, ROCE_READ_RESP_LAST);
 	for (int i = 0; i < 3; i++) {
-		ASSERT_EQ(c.ib[5 + i].psn, p + 3 + (uint32_t)i);
-		ASSERT_EQ(c.ib[5 + i].payload_len, i < 2 ? 256 : 88);
-		ASSERT_MEM_EQ(c.ib[5 + i].payload, c.mem + 7 + 256 * i, c.ib[5 + i].payload_len);
+		ASSERT_EQ(c.ib[i].psn, RPSN + (uint32_t)i);
+		ASSERT_EQ(c.ib[i].payload_len, i < 2 ? 256 : 88);
+		ASSERT_MEM_EQ(c.ib[i].payload, c.mem + 7 + 256 * i, c.ib[i].payload_len);
 	}
-	ASSERT_EQ(c.ib[5].aeth.msn, 3);
+	ASSERT_EQ(c.ib[0].aeth.msn, 1);
 	/* The READ again from its second packet (a requester that lost it): replayed. */
-	ib.psn = p + 4;
+	ib.psn = RPSN + 1;
 	ib.reth.va += 256;
 	ib.reth.len -= 256;
 	ASSERT_OK(rc_input(qp, &ib, 0));
-	ASSERT_EQ(c.n, 10);
-	ASSERT_EQ(c.ib[8].opcode, ROCE_READ_RESP_FIRST);
-	ASSERT_EQ(c.ib[8].psn, p + 4);
-	ASSERT_EQ(c.ib[9].opcode, ROCE_READ_RESP_LAST);
-	ASSERT_MEM_EQ(c.ib[9].payload, c.mem + 7 + 512, 88);
+	ASSERT_EQ(c.n, 5);
+	ASSERT_EQ(c.ib[3].opcode, ROCE_READ_RESP_FIRST);
+	ASSERT_EQ(c.ib[3].psn, RPSN + 1);
+	ASSERT_EQ(c.ib[4].opcode, ROCE_READ_RESP_LAST);
+	ASSERT_MEM_EQ(c.ib[4].payload, c.mem + 7 + 512, 88);
 	/* A duplicate READ that reaches past the expected PSN is not a duplicate: dropped. */
 	ib.reth.len += 1024;
 	ASSERT_EQ(rc_input(qp, &ib, 0), -ESTALE);
-	ASSERT_EQ(c.n, 10);
+	ASSERT_EQ(c.n, 5);
 
 	/* FETCH_ADD, then the same again: executed once, answered twice alike. */
-	uint64_t v0, v1;
 	memcpy(&v0, c.mem + 8, 8);
-	ib = req(ROCE_FETCH_ADD, p + 6, NULL, 0);
+	ib = req(ROCE_FETCH_ADD, RPSN + 3, NULL, 0);
 	ib.atomic = (struct roce_atomiceth){ .va = 0x1008, .rkey = 0x42, .swap_add = 5 };
 	ASSERT_OK(rc_input(qp, &ib, 0));
 	ASSERT_OK(rc_input(qp, &ib, 0));
 	memcpy(&v1, c.mem + 8, 8);
 	ASSERT_EQ(v1, v0 + 5);
-	ASSERT_EQ(c.n, 12);
-	for (int i = 10; i < 12; i++) {
+	ASSERT_EQ(c.n, 7);
+	for (int i = 5; i < 7; i++) {
 		ASSERT_EQ(c.ib[i].opcode, ROCE_ATOMIC_ACK);
-		ASSERT_EQ(c.ib[i].psn, p + 6);
+		ASSERT_EQ(c.ib[i].psn, RPSN + 3);
 		ASSERT_EQ(c.ib[i].orig, v0);
+		ASSERT_EQ(c.ib[i].aeth.msn, 2);
 	}
-	/* A duplicate atomic no longer saved: dropped, never executed. */
-	ib.psn = p + 1;
+	/* A duplicate atomic not saved (that PSN was a READ's): dropped, never executed. */
+	ib.psn = RPSN + 1;
 	ASSERT_EQ(rc_input(qp, &ib, 0), -ESTALE);
 	memcpy(&v1, c.mem + 8, 8);
 	ASSERT_EQ(v1, v0 + 5);
+	/* CMP_SWP that matches; then one at an address not 8-byte aligned: NAK, ERR. */
+	ib = req(ROCE_CMP_SWAP, RPSN + 4, NULL, 0);
+	ib.atomic =
+	    (struct roce_atomiceth){ .va = 0x1008, .rkey = 0x42, .swap_add = 9, .compare = v0 + 5 };
+	ASSERT_OK(rc_input(qp, &ib, 0));
+	memcpy(&v1, c.mem + 8, 8);
+	ASSERT_EQ(v1, 9);
+	ASSERT_EQ(c.ib[7].orig, v0 + 5);
+	ib.psn = RPSN + 5;
+	ib.atomic.va = 0x1004;
+	ASSERT_OK(rc_input(qp, &ib, 0));
+	expect_ack(&c, 8, ROCE_AETH_NAK, ROCE_NAK_INVALID_REQ, RPSN + 5, 3);
+	ASSERT_EQ(rc_state(qp), RC_STATE_ERR);
+	rc_destroy(qp);
+}
 
-	/* WRITE of 40 packets without AckReq: an ACK every RC__ACK_EVERY packets. */
-	uint32_t q = p + 7;
-	ib = req(ROCE_WRITE_FIRST, q, pl, 256);
-	ib.reth = (struct roce_reth){ .va = 0x1000, .rkey = 0x42, .len = 40 * 256 / 4 };
-	ASSERT_EQ(ib.reth.len, 2560);
+TEST(rc_responder_acks_and_drops)
+{
+	static struct capture c;
+	struct rc_qp *qp = cap_qp(&c);
+	struct roce_ib ib;
+	int n;
+
+	/* 40 WRITE packets without AckReq: an ACK every RC__ACK_EVERY packets. */
+	ib = req(ROCE_WRITE_FIRST, RPSN, pl, 256);
+	ib.reth = (struct roce_reth){ .va = 0x1000, .rkey = 0x42, .len = 10 * 256 };
 	for (int i = 0; i < 10; i++) {
-		ib.opcode = i == 0 ? ROCE_WRITE_FIRST : i == 9 ? ROCE_WRITE_LAST : ROCE_WRITE_MIDDLE;
-		ib.psn = q + (uint32_t)i;
+		ib.opcode = i == 0 ? ROCE_WRITE_FIRST : ROCE_WRITE_MIDDLE;
+		ib.opcode = i == 9 ? ROCE_WRITE_LAST : ib.opcode;
+		ib.psn = RPSN + (uint32_t)i;
 		ASSERT_OK(rc_input(qp, &ib, 0));
 	}
-	ASSERT_EQ(c.n, 12); /* 10 < 16: no ACK yet */
+	ASSERT_EQ(c.n, 0); /* 10 < 16: no ACK yet */
 	for (int i = 0; i < 30; i++) {
-		ib = req(ROCE_WRITE_ONLY, q + 10 + (uint32_t)i, pl, 4);
+		ib = req(ROCE_WRITE_ONLY, RPSN + 10 + (uint32_t)i, pl, 4);
 		ib.reth = (struct roce_reth){ .va = 0x1000, .rkey = 0x42, .len = 4 };
 		ASSERT_OK(rc_input(qp, &ib, 0));
 	}
-	ASSERT_EQ(c.n, 14);
-	expect_ack(&c, 12, ROCE_AETH_ACK, 31, q + 15, ~0u);
-	expect_ack(&c, 13, ROCE_AETH_ACK, 31, q + 31, ~0u);
+	ASSERT_EQ(c.n, 2);
+	expect_ack(&c, 0, ROCE_AETH_ACK, 31, RPSN + 15, 7);
+	expect_ack(&c, 1, ROCE_AETH_ACK, 31, RPSN + 31, 23);
 	ASSERT_MEM_EQ(c.mem, pl, 4);
 
-	/* Not this QP's, not this partition's, too long: dropped unseen. */
-	ib = req(ROCE_SEND_ONLY, q + 40, pl, 1);
+	/* Not this QP's, not this partition's, malformed: dropped unseen. */
+	ib = req(ROCE_SEND_ONLY, RPSN + 40, pl, 1);
 	ib.dqpn = 0x0a0002;
 	ASSERT_EQ(rc_input(qp, &ib, 0), -EINVAL);
 	ib.dqpn = 0x0a0001;
@@ -1662,55 +1738,176 @@ TEST(rc_responder_rules)
 	ib.payload_len = 257;
 	ASSERT_EQ(rc_input(qp, &ib, 0), -EINVAL);
 	ib.payload_len = 1;
+	ib.payload = NULL;
+	ASSERT_EQ(rc_input(qp, &ib, 0), -EINVAL);
+	ib.payload = pl;
 	ib.psn = 1u << 24;
 	ASSERT_EQ(rc_input(qp, &ib, 0), -EINVAL);
-	ib = req(ROCE_SEND_FIRST, q + 40, pl, 100); /* a FIRST must be the MTU */
+	ib = req(ROCE_SEND_FIRST, RPSN, pl, 100); /* a FIRST must be the MTU */
 	ASSERT_EQ(rc_input(qp, &ib, 0), -EINVAL);
-	ib = req(ROCE_READ_REQ, q + 40, pl, 4); /* no payload on a READ request */
+	ib = req(ROCE_SEND_LAST, RPSN, pl, 0); /* a LAST at least a byte */
 	ASSERT_EQ(rc_input(qp, &ib, 0), -EINVAL);
+	ib = req(ROCE_READ_REQ, RPSN, pl, 4); /* no payload on a READ request */
+	ASSERT_EQ(rc_input(qp, &ib, 0), -EINVAL);
+	ib = req(0x15, RPSN, NULL, 0); /* not an RC opcode */
+	ASSERT_EQ(rc_input(qp, &ib, 0), -EINVAL);
+	ASSERT_EQ(c.n, 2);
+	ASSERT_EQ(qstats(qp).dropped, 9);
+	ASSERT_EQ(qstats(qp).packets_rcvd, 40);
+	/* Limited members of a partition do not talk to each other (full members do). */
+	{
+		struct rc_attr a = attr_for(256, 0);
+		struct rc_qp *lim;
+
+		a.pkey = 0x7fff;
+		ASSERT_OK(rc_create(&a, &cap_ops, &c, &lim));
+		ib = req(ROCE_ACK, 0, NULL, 0);
+		ib.pkey = 0x7fff;
+		ASSERT_EQ(rc_input(lim, &ib, 0), -EINVAL);
+		ib.pkey = 0xffff;
+		ASSERT_EQ(rc_input(lim, &ib, 0), -ESTALE); /* accepted, then out of window */
+		rc_destroy(lim);
+	}
 
 	/* A MIDDLE with no FIRST: NAK invalid request, the QP to ERR. */
-	int n = c.n;
-	ib = req(ROCE_WRITE_MIDDLE, q + 40, pl, 256);
+	n = c.n;
+	ib = req(ROCE_WRITE_MIDDLE, RPSN + 40, pl, 256);
 	ASSERT_OK(rc_input(qp, &ib, 0));
 	ASSERT_EQ(rc_state(qp), RC_STATE_ERR);
-	expect_ack(&c, n, ROCE_AETH_NAK, ROCE_NAK_INVALID_REQ, q + 40, ~0u);
+	expect_ack(&c, n, ROCE_AETH_NAK, ROCE_NAK_INVALID_REQ, RPSN + 40, 31);
 	ASSERT_EQ(rc_input(qp, &ib, 0), -ENOTCONN);
 	rc_destroy(qp);
 }
 
-TEST(rc_requester_rules)
+/* A fresh responder, @first taken at rq_psn, then @second: what it answers. */
+static struct rc_qp *
+responder(struct capture *c, const struct roce_ib *first, const struct roce_ib *second)
+{
+	struct rc_qp *qp = cap_qp(c);
+
+	ASSERT_OK(rc_input(qp, first, 0));
+	if (second)
+		ASSERT_OK(rc_input(qp, second, 0));
+	return qp;
+}
+
+TEST(rc_responder_errors)
 {
 	static struct capture c;
-	struct rc_attr a = attr_for(256, 0);
+	struct roce_ib w1 = req(ROCE_WRITE_FIRST, RPSN, pl, 256), w2;
 	struct rc_qp *qp;
-	static uint8_t src[1024], rd[1024], rd2[1024];
-	uint64_t rng = 6, res = 0;
-	uint32_t s = a.sq_psn;
-	struct roce_ib ib;
-	int64_t t = rc_timeout_ns(a.timeout);
-	struct iovec sg_a = { src, 600 }, sg_b = { src + 600, 100 }, sg_r = { rd, 300 },
-		     sg_r2 = { rd2, 600 }, sg_x = { &res, 8 };
-	struct rc_wqe w1 = { .wr_id = 1, .opcode = RC_WR_SEND, .signaled = true, .sg = &sg_a, .nsg = 1 };
-	struct rc_wqe w2 = { .wr_id = 2, .opcode = RC_WR_SEND, .sg = &sg_b, .nsg = 1 };
-	struct rc_wqe w3 = { .wr_id = 3, .opcode = RC_WR_READ, .signaled = true, .remote_va = 0x500,
-			     .rkey = 7, .sg = &sg_r, .nsg = 1 };
 
-	memset(&c, 0, sizeof(c));
+	/* WRITE_ONLY_IMM with no receive: RNR NAK, nothing written, not an error. */
+	w2 = req(ROCE_WRITE_ONLY_IMM, RPSN, pl, 4);
+	w2.reth = (struct roce_reth){ .va = 0x1000, .rkey = 0x42, .len = 4 };
+	qp = responder(&c, &w2, NULL);
+	expect_ack(&c, 0, ROCE_AETH_RNR_NAK, 1, RPSN, 0);
+	ASSERT_NE(memcmp(c.mem, pl, 4), 0);
+	ASSERT_EQ(rc_state(qp), RC_STATE_RTS);
+	rc_destroy(qp);
+
+	/* A WRITE whose LAST is longer than its RETH said: NAK invalid request. */
+	w1.reth = (struct roce_reth){ .va = 0x1000, .rkey = 0x42, .len = 300 };
+	w2 = req(ROCE_WRITE_LAST, RPSN + 1, pl, 100);
+	qp = responder(&c, &w1, &w2);
+	expect_ack(&c, 0, ROCE_AETH_NAK, ROCE_NAK_INVALID_REQ, RPSN + 1, 0);
+	ASSERT_EQ(rc_state(qp), RC_STATE_ERR);
+	rc_destroy(qp);
+	/* ... or a MIDDLE where only the LAST may come. */
+	w2 = req(ROCE_WRITE_MIDDLE, RPSN + 1, pl, 256);
+	qp = responder(&c, &w1, &w2);
+	expect_ack(&c, 0, ROCE_AETH_NAK, ROCE_NAK_INVALID_REQ, RPSN + 1, 0);
+	rc_destroy(qp);
+	/* ... or a FIRST whose RETH says it is all there is. */
+	w1.reth.len = 256;
+	qp = responder(&c, &w1, NULL);
+	expect_ack(&c, 0, ROCE_AETH_NAK, ROCE_NAK_INVALID_REQ, RPSN, 0);
+	rc_destroy(qp);
+
+	/* The region revoked between FIRST and LAST: NAK remote access error there. */
+	w1.reth.len = 300;
+	qp = responder(&c, &w1, NULL);
+	c.revoked = true;
+	w2 = req(ROCE_WRITE_LAST, RPSN + 1, pl, 44);
+	ASSERT_OK(rc_input(qp, &w2, 0));
+	expect_ack(&c, 0, ROCE_AETH_NAK, ROCE_NAK_REMOTE_ACCESS, RPSN + 1, 0);
+	ASSERT_EQ(rc_state(qp), RC_STATE_ERR);
+	rc_destroy(qp);
+
+	/* READ responses wait while the link is full, and leave when it is not ... */
+	w1 = req(ROCE_READ_REQ, RPSN, NULL, 0);
+	w1.reth = (struct roce_reth){ .va = 0x1000, .rkey = 0x42, .len = 600 };
+	qp = cap_qp(&c);
+	c.full = true;
+	ASSERT_OK(rc_input(qp, &w1, 0));
+	ASSERT_EQ(rc_next_deadline(qp), INT64_MAX); /* blocked: polled when the link frees */
+	c.full = false;
+	rc_poll(qp, 1);
+	ASSERT_EQ(c.n, 3);
+	ASSERT_EQ(c.ib[0].opcode, ROCE_READ_RESP_FIRST);
+	rc_destroy(qp);
+	/* ... but a region revoked meanwhile makes a NAK in place of the response. */
+	qp = cap_qp(&c);
+	c.full = true;
+	ASSERT_OK(rc_input(qp, &w1, 0));
+	c.full = false;
+	c.revoked = true;
+	rc_poll(qp, 1);
+	expect_ack(&c, 0, ROCE_AETH_NAK, ROCE_NAK_REMOTE_ACCESS, RPSN, 1);
+	ASSERT_EQ(c.n, 1);
+	ASSERT_EQ(rc_state(qp), RC_STATE_ERR);
+	rc_destroy(qp);
+}
+
+static const uint32_t SPSN = 0xabcdef; /* sq_psn of attr_for(256, 0) */
+
+static struct roce_ib
+ack(uint8_t kind, uint8_t value, uint32_t psn)
+{
+	struct roce_ib ib = req(ROCE_ACK, psn, NULL, 0);
+
+	ib.aeth = (struct roce_aeth){ .kind = kind, .value = value };
+	return ib;
+}
+
+static void
+cap_send(struct rc_qp *qp, uint64_t wr_id, uint8_t op, void *buf, size_t len, bool signaled)
+{
+	struct iovec sg = { buf, len };
+	struct rc_wqe w = { .wr_id = wr_id,
+			    .opcode = op,
+			    .signaled = signaled,
+			    .remote_va = 0x500,
+			    .rkey = 7,
+			    .compare_add = 1,
+			    .sg = &sg,
+			    .nsg = 1 };
+
+	ASSERT_OK(rc_post_send(qp, &w));
+}
+
+TEST(rc_requester_acks)
+{
+	static struct capture c;
+	static uint8_t src[1024], rd[300];
+	static const uint8_t ops[5] = { ROCE_SEND_FIRST, ROCE_SEND_MIDDLE, ROCE_SEND_LAST,
+					ROCE_SEND_ONLY, ROCE_READ_REQ };
+	struct rc_qp *qp = cap_qp(&c);
+	struct roce_ib ib;
+	uint64_t rng = 6;
+
+	ASSERT_EQ(SPSN, attr_for(256, 0).sq_psn);
 	th_fill(&rng, src, sizeof(src));
-	ASSERT_OK(rc_create(&a, &cap_ops, &c, &qp));
-	ASSERT_OK(rc_post_send(qp, &w1));
-	ASSERT_OK(rc_post_send(qp, &w2));
-	ASSERT_OK(rc_post_send(qp, &w3));
+	cap_send(qp, 1, RC_WR_SEND, src, 600, true);
+	cap_send(qp, 2, RC_WR_SEND, src + 600, 100, false);
+	cap_send(qp, 3, RC_WR_READ, rd, 300, true);
 	ASSERT_EQ(c.n, 0); /* nothing before the poll */
 	ASSERT_EQ(rc_next_deadline(qp), 0);
 	rc_poll(qp, 0);
 	ASSERT_EQ(c.n, 5);
-	static const uint8_t ops[5] = { ROCE_SEND_FIRST, ROCE_SEND_MIDDLE, ROCE_SEND_LAST,
-					ROCE_SEND_ONLY, ROCE_READ_REQ };
 	for (int i = 0; i < 5; i++) {
 		ASSERT_EQ(c.ib[i].opcode, ops[i]);
-		ASSERT_EQ(c.ib[i].psn, s + (uint32_t)i);
+		ASSERT_EQ(c.ib[i].psn, SPSN + (uint32_t)i);
 		ASSERT_EQ(c.ib[i].ackreq, i == 2 || i == 3);
 		ASSERT_EQ(c.ib[i].dqpn, 0x0b0002);
 		ASSERT_EQ(c.ib[i].pkey, ROCE_PKEY_DEFAULT);
@@ -1720,16 +1917,14 @@ TEST(rc_requester_rules)
 	ASSERT_MEM_EQ(c.ib[3].payload, src + 600, 100);
 	ASSERT_EQ(c.ib[4].reth.va, 0x500);
 	ASSERT_EQ(c.ib[4].reth.len, 300);
-	ASSERT_EQ(rc_next_deadline(qp), t);
+	ASSERT_EQ(rc_next_deadline(qp), rc_timeout_ns(attr_for(256, 0).timeout));
 
-	/* NAK sequence error at s+1: s acknowledged, everything from s+1 sent again. */
-	ib = req(ROCE_ACK, s + 1, NULL, 0);
-	ib.dqpn = 0x0a0001;
-	ib.aeth = (struct roce_aeth){ .kind = ROCE_AETH_NAK, .value = ROCE_NAK_PSN_SEQ };
+	/* NAK sequence error at SPSN+1: SPSN acknowledged, everything from SPSN+1 sent again. */
+	ib = ack(ROCE_AETH_NAK, ROCE_NAK_PSN_SEQ, SPSN + 1);
 	ASSERT_OK(rc_input(qp, &ib, 10));
 	ASSERT_EQ(c.n, 9);
 	for (int i = 0; i < 4; i++)
-		ASSERT_EQ(c.ib[5 + i].psn, s + 1 + (uint32_t)i);
+		ASSERT_EQ(c.ib[5 + i].psn, SPSN + 1 + (uint32_t)i);
 	ASSERT_EQ(c.ib[8].opcode, ROCE_READ_REQ);
 	ASSERT_EQ(qstats(qp).retransmits, 4);
 	ASSERT_EQ(c.ncqe, 0);
@@ -1737,85 +1932,135 @@ TEST(rc_requester_rules)
 	ASSERT_OK(rc_input(qp, &ib, 11));
 	ASSERT_EQ(c.n, 9);
 
-	/* ACK s+3: both SENDs complete, the unsignaled one silently. */
-	ib.aeth = (struct roce_aeth){ .kind = ROCE_AETH_ACK, .value = 31 };
-	ib.psn = s + 3;
+	/* ACK SPSN+3: both SENDs complete, the unsignaled one silently. */
+	ib = ack(ROCE_AETH_ACK, 31, SPSN + 3);
 	ASSERT_OK(rc_input(qp, &ib, 12));
 	ASSERT_EQ(c.ncqe, 1);
 	ASSERT_EQ(c.cqe[0].wr_id, 1);
 	/* An ACK for what was never sent, and an old one: dropped. */
-	ib.psn = s + 100;
+	ib.psn = SPSN + 100;
 	ASSERT_EQ(rc_input(qp, &ib, 13), -ESTALE);
-	ib.psn = s;
+	ib.psn = SPSN;
 	ASSERT_EQ(rc_input(qp, &ib, 13), -ESTALE);
-
-	/* The READ's two responses. */
-	ib = req(ROCE_READ_RESP_FIRST, s + 4, c.mem, 256);
-	ib.aeth.value = 31;
-	ASSERT_OK(rc_input(qp, &ib, 14));
-	ASSERT_EQ(c.ncqe, 1);
-	ib = req(ROCE_READ_RESP_LAST, s + 5, c.mem + 256, 44);
+	/* An ACK past the READ whose response never came: the READ is asked again. */
+	ib.psn = SPSN + 5;
+	ASSERT_EQ(rc_input(qp, &ib, 14), -ESTALE);
+	ASSERT_EQ(c.n, 10);
+	ASSERT_EQ(c.ib[9].opcode, ROCE_READ_REQ);
+	ASSERT_EQ(c.ib[9].psn, SPSN + 4);
+	ASSERT_EQ(qstats(qp).implicit_naks, 1);
+	/* A fatal NAK for it: REM_ACCESS_ERR, nothing more sent. */
+	ib = ack(ROCE_AETH_NAK, ROCE_NAK_REMOTE_ACCESS, SPSN + 4);
 	ASSERT_OK(rc_input(qp, &ib, 15));
 	ASSERT_EQ(c.ncqe, 2);
 	ASSERT_EQ(c.cqe[1].wr_id, 3);
-	ASSERT_EQ(c.cqe[1].byte_len, 300);
+	ASSERT_EQ(c.cqe[1].status, RC_WC_REM_ACCESS_ERR);
+	ASSERT_EQ(rc_state(qp), RC_STATE_ERR);
+	ASSERT_EQ(qstats(qp).naks_rcvd, 3); /* the duplicate counts */
+	rc_destroy(qp);
+}
+
+TEST(rc_requester_reads)
+{
+	static struct capture c;
+	static uint8_t rd[300], rd2[600];
+	struct rc_qp *qp = cap_qp(&c);
+	struct roce_ib ib;
+	uint64_t res = 0;
+
+	cap_send(qp, 3, RC_WR_READ, rd, 300, true);
+	rc_poll(qp, 0);
+	/* The READ's two responses. */
+	ib = req(ROCE_READ_RESP_FIRST, SPSN, c.mem, 256);
+	ASSERT_OK(rc_input(qp, &ib, 14));
+	ASSERT_EQ(c.ncqe, 0);
+	ib = req(ROCE_READ_RESP_LAST, SPSN + 1, c.mem + 256, 44);
+	ASSERT_OK(rc_input(qp, &ib, 15));
+	ASSERT_EQ(c.ncqe, 1);
+	ASSERT_EQ(c.cqe[0].wr_id, 3);
+	ASSERT_EQ(c.cqe[0].byte_len, 300);
 	ASSERT_MEM_EQ(rd, c.mem, 300);
 
 	/* A READ whose middle response is lost: asked again from there, with a new RETH. */
-	struct rc_wqe w4 = { .wr_id = 4, .opcode = RC_WR_READ, .signaled = true, .remote_va = 0x800,
-			     .rkey = 7, .sg = &sg_r2, .nsg = 1 };
-	ASSERT_OK(rc_post_send(qp, &w4));
+	cap_send(qp, 4, RC_WR_READ, rd2, 600, true);
 	rc_poll(qp, 20);
-	ASSERT_EQ(c.n, 10);
-	ASSERT_EQ(c.ib[9].psn, s + 6);
-	ib = req(ROCE_READ_RESP_FIRST, s + 6, c.mem, 256);
+	ASSERT_EQ(c.n, 2);
+	ASSERT_EQ(c.ib[1].psn, SPSN + 2);
+	ib = req(ROCE_READ_RESP_FIRST, SPSN + 2, c.mem, 256);
 	ASSERT_OK(rc_input(qp, &ib, 21));
-	ib = req(ROCE_READ_RESP_LAST, s + 8, c.mem + 512, 88);
+	ib = req(ROCE_READ_RESP_LAST, SPSN + 4, c.mem + 512, 88);
 	ASSERT_EQ(rc_input(qp, &ib, 22), -ESTALE);
-	ASSERT_EQ(c.n, 11);
-	ASSERT_EQ(c.ib[10].opcode, ROCE_READ_REQ);
-	ASSERT_EQ(c.ib[10].psn, s + 7);
-	ASSERT_EQ(c.ib[10].reth.va, 0x800 + 256);
-	ASSERT_EQ(c.ib[10].reth.len, 600 - 256);
-	ib = req(ROCE_READ_RESP_FIRST, s + 7, c.mem + 256, 256); /* FIRST again: accepted */
+	ASSERT_EQ(c.n, 3);
+	ASSERT_EQ(c.ib[2].opcode, ROCE_READ_REQ);
+	ASSERT_EQ(c.ib[2].psn, SPSN + 3);
+	ASSERT_EQ(c.ib[2].reth.va, 0x500 + 256);
+	ASSERT_EQ(c.ib[2].reth.len, 600 - 256);
+	ib = req(ROCE_READ_RESP_FIRST, SPSN + 3, c.mem + 256, 256); /* FIRST again: accepted */
 	ASSERT_OK(rc_input(qp, &ib, 23));
-	ib = req(ROCE_READ_RESP_LAST, s + 8, c.mem + 512, 88);
+	ib = req(ROCE_READ_RESP_LAST, SPSN + 4, c.mem + 512, 88);
 	ASSERT_OK(rc_input(qp, &ib, 24));
-	ASSERT_EQ(c.ncqe, 3);
+	ASSERT_EQ(c.ncqe, 2);
 	ASSERT_MEM_EQ(rd2, c.mem, 600);
 	ASSERT_EQ(qstats(qp).implicit_naks, 1);
 
 	/* FETCH_ADD: the original value lands in the local buffer. */
-	struct rc_wqe w5 = { .wr_id = 5, .opcode = RC_WR_FETCH_ADD, .signaled = true,
-			     .remote_va = 0x1000, .rkey = 7, .compare_add = 1, .sg = &sg_x,
-			     .nsg = 1 };
-	ASSERT_OK(rc_post_send(qp, &w5));
+	cap_send(qp, 5, RC_WR_FETCH_ADD, &res, 8, true);
 	rc_poll(qp, 30);
-	ASSERT_EQ(c.ib[11].opcode, ROCE_FETCH_ADD);
-	ASSERT_EQ(c.ib[11].atomic.swap_add, 1);
-	ib = req(ROCE_ATOMIC_ACK, s + 9, NULL, 0);
+	ASSERT_EQ(c.ib[3].opcode, ROCE_FETCH_ADD);
+	ASSERT_EQ(c.ib[3].atomic.swap_add, 1);
+	ib = req(ROCE_ATOMIC_ACK, SPSN + 5, NULL, 0);
 	ib.orig = 77;
 	ASSERT_OK(rc_input(qp, &ib, 31));
-	ASSERT_EQ(c.ncqe, 4);
+	ASSERT_EQ(c.ncqe, 3);
 	ASSERT_EQ(res, 77);
+	/* A READ response of the wrong length: a bad response, the QP to ERR. */
+	cap_send(qp, 6, RC_WR_READ, rd, 300, true);
+	rc_poll(qp, 40);
+	ib = req(ROCE_READ_RESP_ONLY, SPSN + 6, c.mem, 200);
+	ASSERT_OK(rc_input(qp, &ib, 41));
+	ASSERT_EQ(c.cqe[3].status, RC_WC_BAD_RESP_ERR);
+	ASSERT_EQ(rc_state(qp), RC_STATE_ERR);
+	rc_destroy(qp);
+}
+
+TEST(rc_requester_timer)
+{
+	static struct capture c;
+	static uint8_t src[600];
+	struct rc_qp *qp = cap_qp(&c);
+	struct roce_ib ib;
+	int64_t t = rc_timeout_ns(attr_for(256, 0).timeout);
 
 	/* The local ACK timer: nothing before it, a retransmission at it. */
-	ASSERT_OK(rc_post_send(qp, &w1));
+	cap_send(qp, 1, RC_WR_SEND, src, 600, true);
 	rc_poll(qp, 1000);
-	ASSERT_EQ(c.n, 15);
+	ASSERT_EQ(c.n, 3);
 	ASSERT_EQ(rc_next_deadline(qp), 1000 + t);
 	rc_poll(qp, 1000 + t - 1);
-	ASSERT_EQ(c.n, 15);
+	ASSERT_EQ(c.n, 3);
 	rc_poll(qp, 1000 + t);
-	ASSERT_EQ(c.n, 18);
-	ASSERT_EQ(c.ib[15].psn, s + 10);
+	ASSERT_EQ(c.n, 6);
+	ASSERT_EQ(c.ib[3].psn, SPSN);
 	ASSERT_EQ(qstats(qp).timeouts, 1);
+	/* Progress restarts it: an ACK for the first packet at 1000 + t + 5. */
+	ib = ack(ROCE_AETH_ACK, 31, SPSN);
+	ASSERT_OK(rc_input(qp, &ib, 1000 + t + 5));
+	ASSERT_EQ(rc_next_deadline(qp), 1000 + t + 5 + t);
+	/* An RNR NAK: no timer while waiting; then from its PSN after the RNR time. */
+	ib = ack(ROCE_AETH_RNR_NAK, 3, SPSN + 1);
+	ASSERT_OK(rc_input(qp, &ib, 2000 + t));
+	ASSERT_EQ(rc_next_deadline(qp), 2000 + t + rc_rnr_timer_ns(3));
+	rc_poll(qp, 2000 + t + rc_rnr_timer_ns(3) - 1);
+	ASSERT_EQ(c.n, 6);
+	rc_poll(qp, 2000 + t + rc_rnr_timer_ns(3));
+	ASSERT_EQ(c.n, 8);
+	ASSERT_EQ(c.ib[6].psn, SPSN + 1);
 
 	/* An ATOMIC ACK for a SEND's PSN: a bad response, the QP to ERR. */
-	ib = req(ROCE_ATOMIC_ACK, s + 10, NULL, 0);
-	ASSERT_OK(rc_input(qp, &ib, 2000));
-	ASSERT_EQ(c.ncqe, 5);
-	ASSERT_EQ(c.cqe[4].status, RC_WC_BAD_RESP_ERR);
+	ib = req(ROCE_ATOMIC_ACK, SPSN + 1, NULL, 0);
+	ASSERT_OK(rc_input(qp, &ib, 5000 + t));
+	ASSERT_EQ(c.ncqe, 1);
+	ASSERT_EQ(c.cqe[0].status, RC_WC_BAD_RESP_ERR);
 	ASSERT_EQ(rc_state(qp), RC_STATE_ERR);
 	rc_destroy(qp);
 }

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -129,9 +130,13 @@ post_recv(struct end *e, uint64_t id, uint32_t off, uint32_t len)
 	ASSERT_OK(vrdma_post_recv(e->qp, &wr, &bad));
 }
 
-/* Connect two ends of this process by hand (modify_qp), as a program exchanging QP numbers would. */
+/*
+ * Connect two ends by hand (modify_qp), as a program exchanging QP numbers
+ * would: on one host by CID, or, with @ip (each end's host address), to
+ * another host by IP (RoCE v2), PSNs 1000 and 1001.
+ */
 static void
-connect_by_hand(struct end *a, struct end *b, uint8_t rnr_retry)
+connect_qps(struct end *a, struct end *b, uint8_t rnr_retry, const uint8_t *const ip[2])
 {
 	struct end *e[2] = { a, b };
 
@@ -147,12 +152,19 @@ connect_by_hand(struct end *a, struct end *b, uint8_t rnr_retry)
 	}
 	for (int i = 0; i < 2; i++) {
 		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_RTR,
-					    .path_mtu = VRDMA_MTU_4096,
+					    .path_mtu = ip ? VRDMA_MTU_1024 : VRDMA_MTU_4096,
 					    .dest_qp_num = vrdma_qp_num(e[!i]->qp),
+					    .rq_psn = 1000 + (uint32_t)!i,
 					    .max_dest_rd_atomic = 16,
 					    .min_rnr_timer = 1 };
 
-		at.ah_attr.dest_cid = e[!i]->ctx->attr.cid;
+		if (ip) {
+			at.ah_attr.is_global = 1;
+			at.ah_attr.dgid[10] = at.ah_attr.dgid[11] = 0xff;
+			memcpy(at.ah_attr.dgid + 12, ip[!i], 4);
+		} else {
+			at.ah_attr.dest_cid = e[!i]->ctx->attr.cid;
+		}
 		ASSERT_OK(vrdma_modify_qp(e[i]->qp, &at,
 					  VRDMA_QP_STATE | VRDMA_QP_AV | VRDMA_QP_PATH_MTU |
 						  VRDMA_QP_DEST_QPN | VRDMA_QP_RQ_PSN |
@@ -160,15 +172,21 @@ connect_by_hand(struct end *a, struct end *b, uint8_t rnr_retry)
 						  VRDMA_QP_MIN_RNR_TIMER));
 	}
 	for (int i = 0; i < 2; i++) {
-		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_RTS, .timeout = 14,
+		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_RTS, .timeout = ip ? 10 : 14,
 					    .retry_cnt = 7, .rnr_retry = rnr_retry,
-					    .max_rd_atomic = 16 };
+					    .max_rd_atomic = 16, .sq_psn = 1000 + (uint32_t)i };
 
 		ASSERT_OK(vrdma_modify_qp(e[i]->qp, &at,
 					  VRDMA_QP_STATE | VRDMA_QP_SQ_PSN | VRDMA_QP_TIMEOUT |
 						  VRDMA_QP_RETRY_CNT | VRDMA_QP_RNR_RETRY |
 						  VRDMA_QP_MAX_QP_RD_ATOMIC));
 	}
+}
+
+static void
+connect_by_hand(struct end *a, struct end *b, uint8_t rnr_retry)
+{
+	connect_qps(a, b, rnr_retry, NULL);
 }
 
 static const unsigned all_access = VRDMA_ACCESS_LOCAL_WRITE | VRDMA_ACCESS_REMOTE_WRITE |
@@ -718,4 +736,212 @@ TEST(verbs_comp_channel)
 	end_close(&b);
 	td_stop(&d);
 	td_cleanup(&d);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Between hosts: RoCE v2 */
+
+static int
+sh(const char *cmd)
+{
+	int st = system(cmd);
+
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A host: vSwitch0 with uplink vmnic1 on @dev, vmk1 at @ip, vmrdma0 paired and bound. */
+static void
+roce_host(char *buf, size_t len, const char *dev, const char *ip)
+{
+	snprintf(buf, len,
+		 "uplink0.name = \"vmnic1\"\nuplink0.device = \"%s\"\n"
+		 "vmk0.name = \"vmk1\"\nvmk0.portgroup = \"VM Network\"\nvmk0.ip = \"%s/24\"\n"
+		 "rdma0.name = \"vmrdma0\"\nrdma0.uplink = \"vmnic1\"\nrdma0.vmknic = \"vmk1\"\n",
+		 dev, ip);
+}
+
+/*
+ * Two hosts (namespaces vmfr-@tag-a and -b joined by a veth pair), each with
+ * its daemon: vSwitch0, vmnic1, vmk1, vmrdma0. @tag keeps tests that run
+ * at the same time apart.
+ */
+static void
+two_hosts(struct tdaemon *a, struct tdaemon *b, char tag, const char *faults)
+{
+	char cmd[1024], conf[512], ns[2][16], dev[2][16];
+
+	if (geteuid() != 0)
+		SKIP("needs root (network namespaces, a veth pair, TAP interfaces)");
+	if (sh("command -v ip >/dev/null 2>&1"))
+		SKIP("no ip command (iproute2)");
+	for (int i = 0; i < 2; i++) {
+		snprintf(ns[i], sizeof(ns[i]), "vmfr-%c%c", tag, 'a' + i);
+		snprintf(dev[i], sizeof(dev[i]), "vmfr-%c%c", tag, 'a' + i);
+		snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null", ns[i]);
+		(void)sh(cmd);
+	}
+	snprintf(cmd, sizeof(cmd),
+		 "ip netns add %s && ip netns add %s && "
+		 "ip -n %s link add %s type veth peer name %s netns %s && "
+		 "ip -n %s link set dev %s up && ip -n %s link set dev %s up && "
+		 "{ ! command -v ethtool >/dev/null || "
+		 "{ ip netns exec %s ethtool -K %s tso off gso off gro off tx off && "
+		 "ip netns exec %s ethtool -K %s tso off gso off gro off tx off; } "
+		 ">/dev/null 2>&1; }",
+		 ns[0], ns[1], ns[0], dev[0], dev[1], ns[1], ns[0], dev[0], ns[1], dev[1], ns[0],
+		 dev[0], ns[1], dev[1]);
+	ASSERT_EQ(sh(cmd), 0);
+	if (faults)
+		setenv("VMFABRIC_ROCE_FAULTS", faults, 1);
+	roce_host(conf, sizeof(conf), dev[0], "10.77.9.1");
+	td_start_ns(a, conf, ns[0]);
+	roce_host(conf, sizeof(conf), dev[1], "10.77.9.2");
+	td_start_ns(b, conf, ns[1]);
+	unsetenv("VMFABRIC_ROCE_FAULTS");
+	/* Each daemon's XDP program bounces the veth's carrier as it loads: wait for both links. */
+	for (int i = 0; i < 2; i++) {
+		struct tdaemon *d = i ? b : a;
+		bool up = false;
+
+		for (int t = 0; t < 500 && !up; t++) {
+			char *json = td_mgmt(d, "rdma.device.vmknic.list");
+
+			up = strstr(json, "\"roce_usable\":true") != NULL;
+			free(json);
+			if (!up)
+				usleep(10000);
+		}
+		ASSERT(up);
+	}
+}
+
+static void
+two_hosts_end(struct tdaemon *a, struct tdaemon *b)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "ip netns del %s; ip netns del %s", a->netns, b->netns);
+	td_stop(a);
+	td_stop(b);
+	td_cleanup(a);
+	td_cleanup(b);
+	(void)sh(cmd);
+}
+
+/* An end on daemon @d, as the host context. */
+static void
+end_on(struct end *e, struct tdaemon *d, size_t len)
+{
+	ASSERT_OK(vmci_set_daemon(d->sock));
+	end_open(e, "2", len, all_access, 64);
+}
+
+static void
+connect_global(struct end *x, const uint8_t xip[4], struct end *y, const uint8_t yip[4])
+{
+	const uint8_t *const ip[2] = { xip, yip };
+
+	connect_qps(x, y, 7, ip);
+}
+
+static void
+roce_exercise(struct end *a, struct end *b)
+{
+	struct vrdma_wc wc;
+	const size_t len = 1u << 20;
+
+	/* WRITE 1 MiB (1024 packets at MTU 1024), then READ it back elsewhere. */
+	for (size_t i = 0; i < len / 2; i++)
+		a->buf[i] = (uint8_t)(i * 13 + 5);
+	ASSERT_OK(post(a->qp, VRDMA_WR_RDMA_WRITE, 1, a->buf, (uint32_t)(len / 2), a->mr->lkey,
+		       (uintptr_t)b->buf, b->mr->rkey));
+	wc = wait_wc(a->cq);
+	ASSERT_EQ(wc.status, VRDMA_WC_SUCCESS);
+	ASSERT_EQ(wc.wr_id, 1u);
+	ASSERT_OK(memcmp(a->buf, b->buf, len / 2));
+	ASSERT_OK(post(a->qp, VRDMA_WR_RDMA_READ, 2, a->buf + len / 2, (uint32_t)(len / 2),
+		       a->mr->lkey, (uintptr_t)b->buf, b->mr->rkey));
+	wc = wait_wc(a->cq);
+	ASSERT_EQ(wc.status, VRDMA_WC_SUCCESS);
+	ASSERT_EQ(wc.opcode, VRDMA_WC_RDMA_READ);
+	ASSERT_OK(memcmp(a->buf, a->buf + len / 2, len / 2));
+	/* SEND with an immediate into a posted receive. */
+	post_recv(b, 3, 0, 4096);
+	memset(a->buf, 0x3c, 3000);
+	send_bytes(a, VRDMA_WR_SEND_WITH_IMM, 0, 3000, 0x01020304, 0);
+	ASSERT_EQ(wait_wc(a->cq).status, VRDMA_WC_SUCCESS);
+	wc = wait_wc(b->cq);
+	ASSERT_EQ(wc.status, VRDMA_WC_SUCCESS);
+	ASSERT_EQ(wc.opcode, VRDMA_WC_RECV);
+	ASSERT_EQ(wc.byte_len, 3000u);
+	ASSERT_EQ(wc.imm_data, 0x01020304u);
+	ASSERT_EQ(b->buf[2999], 0x3c);
+	/* 200 FETCH_ADDs: exactly 200 added, whatever the network did. */
+	memset(b->buf + 8192, 0, 8);
+	for (int i = 0; i < 200; i++) {
+		ASSERT_OK(post_atomic(a->qp, VRDMA_WR_ATOMIC_FETCH_AND_ADD, a->buf + 64, a->mr->lkey,
+				      (uintptr_t)b->buf + 8192, b->mr->rkey, 1, 0));
+		wc = wait_wc(a->cq);
+		ASSERT_EQ(wc.status, VRDMA_WC_SUCCESS);
+		ASSERT_EQ(*(uint64_t *)(void *)(a->buf + 64), (uint64_t)i);
+	}
+	ASSERT_EQ(*(uint64_t *)(void *)(b->buf + 8192), 200u);
+	/* A bad rkey: REM_ACCESS_ERR from the other host. */
+	ASSERT_OK(post(a->qp, VRDMA_WR_RDMA_WRITE, 9, a->buf, 64, a->mr->lkey, (uintptr_t)b->buf,
+		       b->mr->rkey ^ 0x100));
+	ASSERT_EQ(wait_wc(a->cq).status, VRDMA_WC_REM_ACCESS_ERR);
+}
+
+TEST(verbs_roce_hosts)
+{
+	struct tdaemon da, db;
+	struct end a, b;
+	static const uint8_t ipa[4] = { 10, 77, 9, 1 }, ipb[4] = { 10, 77, 9, 2 };
+
+	two_hosts(&da, &db, 'h', NULL);
+	end_on(&a, &da, 1u << 20);
+	end_on(&b, &db, 1u << 20);
+	connect_global(&a, ipa, &b, ipb);
+	roce_exercise(&a, &b);
+	end_close(&a);
+	end_close(&b);
+	two_hosts_end(&da, &db);
+}
+
+TEST(verbs_roce_lossy)
+{
+	struct tdaemon da, db;
+	struct end a, b;
+	static const uint8_t ipa[4] = { 10, 77, 9, 1 }, ipb[4] = { 10, 77, 9, 2 };
+
+	two_hosts(&da, &db, 'l', "loss=3,dup=2,reorder=3,seed=11");
+	end_on(&a, &da, 1u << 20);
+	end_on(&b, &db, 1u << 20);
+	connect_global(&a, ipa, &b, ipb);
+	roce_exercise(&a, &b);
+	/* The faults happened, and the transport made up for them. */
+	{
+		char *ja = td_mgmt(&da, "rdma.stats"), *jb = td_mgmt(&db, "rdma.stats");
+		long long drop = 0, dup = 0, rexmit = 0, dupreq = 0;
+		const char *p;
+
+		th_log("%s\n%s", ja, jb);
+		for (int i = 0; i < 2; i++) {
+			const char *j = i ? jb : ja;
+
+			drop += (p = strstr(j, "\"faults_dropped\":")) ? atoll(p + 17) : 0;
+			dup += (p = strstr(j, "\"faults_duped\":")) ? atoll(p + 15) : 0;
+			rexmit += (p = strstr(j, "\"retransmits\":")) ? atoll(p + 14) : 0;
+			dupreq += (p = strstr(j, "\"dup_requests\":")) ? atoll(p + 15) : 0;
+		}
+		ASSERT_GT(drop, 0);
+		ASSERT_GT(dup, 0);
+		ASSERT_GT(rexmit, 0);
+		ASSERT_GT(dupreq, 0);
+		free(ja);
+		free(jb);
+	}
+	end_close(&a);
+	end_close(&b);
+	two_hosts_end(&da, &db);
 }

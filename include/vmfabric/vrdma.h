@@ -39,6 +39,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -372,7 +373,18 @@ const char *vrdma_qp_state_str(enum vrdma_qp_state state);
  *
  * A listener is bound to a port of the context the process acts as (its
  * own port space, apart from VMCI sockets). The active side names the
- * passive side by CID (same host) and port.
+ * passive side by CID (same host) and port, or by IP and port (another
+ * host: vrdma_connect_addr()).
+ *
+ * Between hosts, the two daemons exchange the request over TCP port 4791
+ * of the IP addresses of the VMkernel adapters their devices are bound to
+ * (docs/RDMA.md, "Between hosts"). A request from another host goes to
+ * the listener on that port in the host context (CID 2) only: a process
+ * that should take connections from other hosts listens acting as the
+ * host. Both QPs come back in RTS with a global address: ah_attr.is_global
+ * = 1, ah_attr.dgid the peer's IP (IPv6, or IPv4-mapped ::ffff:a.b.c.d),
+ * path_mtu the smaller of both devices' path MTUs; the RoCE v2 data path
+ * starts at that RTR.
  */
 struct vrdma_listener;
 
@@ -390,13 +402,19 @@ struct vrdma_conn_param {
 /* A connection request as the passive side sees it. */
 struct vrdma_conn_req {
 	uint64_t id;	       /* for accept / reject */
-	uint32_t src_cid;      /* the connecting context */
+	uint32_t src_cid;      /* the connecting context; remote: VRDMA_CID_REMOTE */
 	uint32_t src_qpn;
 	uint32_t psn; /* the requester's first PSN */
 	uint8_t private_data[VRDMA_PRIVATE_DATA];
 	uint8_t private_data_len;
 	uint8_t responder_resources, initiator_depth;
+	uint8_t remote;			  /* 1: from another host (by IP) */
+	struct sockaddr_storage src_addr; /* remote: the requester's IP (sockaddr_in or
+					     sockaddr_in6, port 0) */
+	uint8_t path_mtu; /* remote: enum vrdma_mtu, the smaller of both devices' */
 };
+
+#define VRDMA_CID_REMOTE 0xffffffffu /* src_cid of a request from another host */
 
 /* -EADDRINUSE; @port 0: an ephemeral port, see vrdma_listener_port(). */
 int vrdma_listen(struct vrdma_context *ctx, uint32_t port, struct vrdma_listener **out);
@@ -423,6 +441,35 @@ void vrdma_listener_close(struct vrdma_listener *l);
  */
 int vrdma_connect(struct vrdma_qp *qp, uint32_t cid, uint32_t port,
 		  const struct vrdma_conn_param *param, void *reply_data, int timeout_ms);
+
+/*
+ * Connect @qp (RESET) to the listener on port @addr's sin_port / sin6_port
+ * in the host context of another host, whose RDMA device is bound to a
+ * VMkernel adapter with the IP @addr (a sockaddr_in, or a sockaddr_in6 of
+ * @len bytes; an IPv4-mapped IPv6 address counts as IPv4). The daemon
+ * connects from the IP of the adapter this process's device is bound to.
+ * On success (0) @qp is in RTS with ah_attr.is_global = 1, ah_attr.dgid
+ * = the peer's IP (IPv4 as ::ffff:a.b.c.d), path_mtu the smaller of both
+ * devices', dest_qp_num and rq_psn the acceptor's; the acceptor's private
+ * data is copied to @reply_data (up to VRDMA_PRIVATE_DATA bytes) when not
+ * NULL. Errors:
+ *   -ECONNREFUSED  the listener rejected, or nobody listens on the port
+ *                  in the peer's host context;
+ *   -ETIMEDOUT     no answer within @timeout_ms (-1: 5 s), including a
+ *                  peer host that does not answer at all;
+ *   -EACCES        this process's context may not (VMCI off, or restricted
+ *                  to the host);
+ *   -ENETUNREACH   this process's device cannot carry RoCE v2 (not bound,
+ *                  the adapter has no IP of @addr's family, uplink down,
+ *                  ...: the daemon logs why);
+ *   -EHOSTUNREACH  the peer's daemon cannot be reached (no route, nothing
+ *                  listens on its TCP port 4791);
+ *   -ECONNRESET    the peer's daemon went away during the exchange;
+ *   -EPROTO        the peer answered something malformed;
+ *   -EINVAL        @addr, @len, @param or @qp's state.
+ */
+int vrdma_connect_addr(struct vrdma_qp *qp, const struct sockaddr *addr, socklen_t len,
+		       const struct vrdma_conn_param *param, void *reply_data, int timeout_ms);
 
 #ifdef __cplusplus
 }

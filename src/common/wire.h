@@ -76,7 +76,8 @@ _Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr layout");
 	X(RDMA_CM_REQ, 30, wire_rdma_cm, 0, 0) /* daemon -> listener */ \
 	X(RDMA_CM_ACCEPT, 31, wire_rdma_cm, 0, 0) \
 	X(RDMA_CM_REJECT, 32, wire_rdma_cm, 0, 0) \
-	X(RDMA_DEVICES, 33, wire_rdma_devices, 0, 0) /* the device names */
+	X(RDMA_DEVICES, 33, wire_rdma_devices, 0, 0) /* the device names */ \
+	X(RDMA_QP_RTS, 34, wire_rdma_qp, 0, 0) /* a RoCE QP's RTS: the engine takes it */
 
 enum wire_type {
 #define WIRE_ENUM(n, v, s, fq, fr) WIRE_##n = v,
@@ -378,6 +379,17 @@ struct wire_rdma_qp {
 	/* reply */
 	uint32_t out_qpn;
 	uint32_t pad;
+	/*
+	 * RTR and RTS of a QP whose peer is on another host (@global): the
+	 * queue pair of RTR carries its work requests to the daemon's RoCE
+	 * engine (rdma/engine.h) and its completions back; RTS starts it.
+	 */
+	uint8_t global;
+	uint8_t timeout, retry_cnt, rnr_retry, min_rnr_timer, max_rd_atomic, max_dest_rd_atomic;
+	uint8_t pad2;
+	uint8_t dgid[16]; /* the peer's IPv6 address or ::ffff:a.b.c.d */
+	uint32_t mtu, rq_psn, sq_psn, access;
+	uint32_t sq_depth, rq_depth;
 };
 
 #define WIRE_RDMA_PRIV 56
@@ -388,6 +400,13 @@ struct wire_rdma_qp {
  * accepts (0, with its side) or rejects (-ECONNREFUSED). REQ: the daemon
  * gives the listener @id and the connector's side. ACCEPT / REJECT (on the
  * listener's connection): @id, and for ACCEPT the accepting QP.
+ *
+ * Between hosts (@family AF_INET or AF_INET6; vmci/rdma_cm_net.c): CONNECT
+ * names the peer host's IP in @addr and the listener's port (in the peer's
+ * host context) in @port, and is answered within @timeout_ms; REQ gives
+ * the listener the requester's IP; the reply, the acceptor's. @mtu is the
+ * path MTU both devices allow (REQ, reply). ACCEPT and REJECT of such a
+ * request carry its @family. IPv4 addresses are the first 4 bytes.
  */
 struct wire_rdma_cm {
 	uint64_t id;
@@ -396,7 +415,13 @@ struct wire_rdma_cm {
 	uint8_t resp_res, init_depth, rnr_retry, priv_len;
 	uint32_t pad;
 	uint8_t priv[WIRE_RDMA_PRIV];
+	uint8_t family; /* 0: @cid on this host */
+	uint8_t pad2;
+	uint16_t mtu; /* bytes */
+	uint32_t timeout_ms;
+	uint8_t addr[16];
 };
+_Static_assert(sizeof(struct wire_rdma_cm) == 112, "wire_rdma_cm layout");
 
 /*
  * The key page of a verbs context: the rkeys now valid (index = rkey >> 8;

@@ -469,13 +469,22 @@ cq_progress(struct vrdma_cq *cq)
 {
 	pthread_mutex_lock(&cq->qlock);
 	for (struct vrdma_qp *qp = cq->sq_list; qp; qp = qp->snext)
-		if (__atomic_load_n(&qp->sq_count, __ATOMIC_RELAXED) &&
+		if ((qp->roce || __atomic_load_n(&qp->sq_count, __ATOMIC_RELAXED)) &&
 		    !pthread_mutex_trylock(&qp->sq_lock)) {
-			sq_progress(qp);
+			if (qp->roce)
+				vrdma__roce_drain(qp);
+			else
+				sq_progress(qp);
 			pthread_mutex_unlock(&qp->sq_lock);
 		}
 	for (struct vrdma_qp *qp = cq->rq_list; qp; qp = qp->rnext)
-		if (!pthread_mutex_trylock(&qp->rq_lock)) {
+		if (qp->roce) {
+			/* One ring brings both sides' completions: its consumer holds sq_lock. */
+			if (!pthread_mutex_trylock(&qp->sq_lock)) {
+				vrdma__roce_drain(qp);
+				pthread_mutex_unlock(&qp->sq_lock);
+			}
+		} else if (!pthread_mutex_trylock(&qp->rq_lock)) {
 			rq_progress(qp);
 			pthread_mutex_unlock(&qp->rq_lock);
 		}
@@ -510,7 +519,8 @@ vrdma_req_notify_cq(struct vrdma_cq *cq, int solicited_only)
 	atomic_store(&cq->armed, solicited_only ? 2 : 1);
 	pthread_mutex_lock(&cq->qlock);
 	for (struct vrdma_qp *qp = cq->rq_list; qp; qp = qp->rnext)
-		if (qp->in && (qp_arm(qp->in, QP_EV_READ) & (QP_EV_READ | QP_EV_HUP)))
+		if ((qp->roce ? qp->dring : qp->in) &&
+		    (qp_arm(qp->roce ? qp->dring : qp->in, QP_EV_READ) & (QP_EV_READ | QP_EV_HUP)))
 			ready = true;
 	pthread_mutex_unlock(&cq->qlock);
 	if (ready) { /* a message came before the arming: it is the event */
@@ -543,7 +553,7 @@ vrdma_get_cq_event(struct vrdma_comp_channel *ch, struct vrdma_cq **cq, void **c
 	}
 	t = ev.data.ptr;
 	if (t->qp)
-		qp_ack(t->qp->in);
+		qp_ack(t->qp->roce ? t->qp->dring : t->qp->in);
 	else
 		(void)!read(t->cq->efd, &v, sizeof(v));
 	atomic_store(&t->cq->armed, 0);
@@ -615,6 +625,8 @@ vrdma_post_send(struct vrdma_qp *qp, struct vrdma_send_wr *wr, struct vrdma_send
 	for (; wr; wr = wr->next) {
 		if (st != VRDMA_QPS_RTS && st != VRDMA_QPS_ERR)
 			err = -EINVAL;
+		else if (qp->roce)
+			err = vrdma__roce_post_send(qp, wr);
 		else
 			err = post_one(qp, wr);
 		if (err) {
@@ -623,7 +635,8 @@ vrdma_post_send(struct vrdma_qp *qp, struct vrdma_send_wr *wr, struct vrdma_send
 			break;
 		}
 	}
-	sq_progress(qp);
+	if (!qp->roce)
+		sq_progress(qp);
 	pthread_mutex_unlock(&qp->sq_lock);
 	return err;
 }
@@ -643,6 +656,11 @@ vrdma_post_recv(struct vrdma_qp *qp, struct vrdma_recv_wr *wr, struct vrdma_recv
 		if (atomic_load(&qp->state) == VRDMA_QPS_RESET || wr->num_sge < 0 ||
 		    (uint32_t)wr->num_sge > qp->attr.cap.max_recv_sge)
 			break;
+		if (qp->roce) {
+			if ((err = vrdma__roce_post_recv(qp, wr)))
+				break;
+			continue;
+		}
 		err = -ENOMEM;
 		if (qp->rq_count == qp->rq_cap)
 			break;
@@ -663,7 +681,7 @@ vrdma_post_recv(struct vrdma_qp *qp, struct vrdma_recv_wr *wr, struct vrdma_recv
 	}
 	if (err && bad)
 		*bad = wr;
-	if (atomic_load(&qp->state) == VRDMA_QPS_ERR)
+	if (atomic_load(&qp->state) == VRDMA_QPS_ERR && !qp->roce)
 		rq_flush(qp);
 	pthread_mutex_unlock(&qp->rq_lock);
 	return err;

@@ -136,6 +136,13 @@ struct vrdma_qp {
 	uint32_t rq_cap, rq_head, rq_count;
 	uint64_t recv_posted;
 	struct qp *in; /* our inbound ring (we consume queue 1) */
+	/*
+	 * A QP to another host (RTR with a global address): the daemon's RoCE
+	 * engine runs it; work requests go as records on @dring (queue 0),
+	 * completions come back (queue 1), consumed under sq_lock.
+	 */
+	bool roce;
+	struct qp *dring;
 };
 
 /* Messages on a QP's inbound ring: this header, then a SEND's payload. */
@@ -184,5 +191,22 @@ void vrdma__shm_drain(struct vrdma_qp *qp);
 int vrdma__shm_attach(struct vrdma_qp *qp);
 void vrdma__shm_detach(struct vrdma_qp *qp);
 int vrdma__shm_ring(struct vrdma_qp *qp, struct qp_fds *peer);
+
+/* verbs_roce.c: QPs the daemon's RoCE engine runs */
+int vrdma__roce_rtr(struct vrdma_qp *qp, const struct vrdma_qp_attr *a, int mask);
+int vrdma__roce_rts(struct vrdma_qp *qp, const struct vrdma_qp_attr *a);
+void vrdma__roce_err(struct vrdma_qp *qp);
+int vrdma__roce_post_send(struct vrdma_qp *qp, const struct vrdma_send_wr *wr);
+int vrdma__roce_post_recv(struct vrdma_qp *qp, const struct vrdma_recv_wr *wr);
+/* Completions from the engine into the QP's CQs (sq_lock held). */
+void vrdma__roce_drain(struct vrdma_qp *qp);
+
+/*
+ * verbs_cm.c. A test seam: when set, the connection manager moves a QP
+ * towards another host (global address) to RTR with this instead of
+ * vrdma_modify_qp(), so that tests can check what the daemons exchanged
+ * and the QP's attributes without the RoCE data path. NULL in programs.
+ */
+extern int (*vrdma__cm_rtr_seam)(struct vrdma_qp *qp, struct vrdma_qp_attr *attr, int mask);
 
 #endif

@@ -6,9 +6,13 @@
  * the listener) with the QP number and a random starting PSN, and both
  * ends then move their QPs INIT -> RTR -> RTS with what the other sent.
  * Requests that arrive while the listener waits for an answer of its own
- * are kept in order for vrdma_get_request().
+ * are kept in order for vrdma_get_request(). Between hosts the same
+ * messages carry an IP address (wire.h): the daemons do the rest, and the
+ * QPs get a global address (the peer's IP) and the path MTU both devices
+ * allow.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +23,9 @@
 
 #define CM_TIMEOUT_MS 5000
 #define CM_QUEUE      64
+#define CM_GRACE_MS   2000 /* between hosts: the daemon answers at the timeout, we wait longer */
+
+int (*vrdma__cm_rtr_seam)(struct vrdma_qp *qp, struct vrdma_qp_attr *attr, int mask);
 
 struct vrdma_listener {
 	struct vrdma_context *ctx;
@@ -49,11 +56,50 @@ random_psn(void)
 	return v & 0xffffff;
 }
 
+/* Where the other side's QP is, and the path MTU to it. */
+struct cm_path {
+	struct vrdma_ah_attr ah;
+	enum vrdma_mtu mtu;
+};
+
+static enum vrdma_mtu
+mtu_enum(unsigned bytes)
+{
+	enum vrdma_mtu m = VRDMA_MTU_256;
+
+	while (m < VRDMA_MTU_4096 && (256u << m) <= bytes)
+		m++;
+	return m;
+}
+
+/* On this host: context @cid, nothing cut into packets. */
+static struct cm_path
+path_local(uint32_t cid)
+{
+	return (struct cm_path){ .ah = { .dest_cid = cid }, .mtu = VRDMA_MTU_4096 };
+}
+
+/* Another host: @family's address @addr (IPv4: 4 bytes) as a GID, @mtu bytes. */
+static struct cm_path
+path_global(uint8_t family, const uint8_t *addr, unsigned mtu)
+{
+	struct cm_path p = { .ah = { .is_global = 1 }, .mtu = mtu_enum(mtu) };
+
+	if (family == AF_INET) {
+		p.ah.dgid[10] = p.ah.dgid[11] = 0xff;
+		memcpy(p.ah.dgid + 12, addr, 4);
+	} else {
+		memcpy(p.ah.dgid, addr, 16);
+	}
+	return p;
+}
+
 /* The QP through INIT, RTR and RTS towards the other side's QP. */
 static int
-cm_ready(struct vrdma_qp *qp, uint32_t cid, uint32_t qpn, uint32_t rq_psn, uint32_t sq_psn,
-	 const struct vrdma_conn_param *p, uint8_t peer_init_depth)
+cm_ready(struct vrdma_qp *qp, const struct cm_path *path, uint32_t qpn, uint32_t rq_psn,
+	 uint32_t sq_psn, const struct vrdma_conn_param *p, uint8_t peer_init_depth)
 {
+	int (*rtr)(struct vrdma_qp *, struct vrdma_qp_attr *, int) = vrdma_modify_qp;
 	struct vrdma_qp_attr a = { 0 };
 	int err;
 
@@ -67,16 +113,18 @@ cm_ready(struct vrdma_qp *qp, uint32_t cid, uint32_t qpn, uint32_t rq_psn, uint3
 					   VRDMA_QP_ACCESS_FLAGS)))
 		return err;
 	a.qp_state = VRDMA_QPS_RTR;
-	a.ah_attr.dest_cid = cid;
+	a.ah_attr = path->ah;
 	a.dest_qp_num = qpn;
-	a.path_mtu = VRDMA_MTU_4096;
+	a.path_mtu = path->mtu;
 	a.rq_psn = rq_psn;
 	a.max_dest_rd_atomic = peer_init_depth ? peer_init_depth : 16;
-	a.min_rnr_timer = 1; /* 10 us: an RNR costs little on one host */
-	err = vrdma_modify_qp(qp, &a,
-			      VRDMA_QP_STATE | VRDMA_QP_AV | VRDMA_QP_PATH_MTU | VRDMA_QP_DEST_QPN |
-				      VRDMA_QP_RQ_PSN | VRDMA_QP_MAX_DEST_RD_ATOMIC |
-				      VRDMA_QP_MIN_RNR_TIMER);
+	/* 10 us: an RNR costs little on one host; 0.64 ms across a network. */
+	a.min_rnr_timer = path->ah.is_global ? 12 : 1;
+	if (path->ah.is_global && vrdma__cm_rtr_seam)
+		rtr = vrdma__cm_rtr_seam;
+	err = rtr(qp, &a,
+		  VRDMA_QP_STATE | VRDMA_QP_AV | VRDMA_QP_PATH_MTU | VRDMA_QP_DEST_QPN |
+			  VRDMA_QP_RQ_PSN | VRDMA_QP_MAX_DEST_RD_ATOMIC | VRDMA_QP_MIN_RNR_TIMER);
 	if (err)
 		return err;
 	a.qp_state = VRDMA_QPS_RTS;
@@ -166,6 +214,42 @@ queue_req(struct vrdma_listener *l, const struct wire_rdma_cm *w)
 	memcpy(r->private_data, w->priv, r->private_data_len);
 	r->responder_resources = w->resp_res;
 	r->initiator_depth = w->init_depth;
+	if (w->family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&r->src_addr;
+
+		a->sin_family = AF_INET;
+		memcpy(&a->sin_addr, w->addr, 4);
+	} else if (w->family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&r->src_addr;
+
+		a->sin6_family = AF_INET6;
+		memcpy(&a->sin6_addr, w->addr, 16);
+	}
+	if (w->family) {
+		r->remote = 1;
+		r->src_cid = VRDMA_CID_REMOTE;
+		r->path_mtu = (uint8_t)mtu_enum(w->mtu);
+	}
+}
+
+/* The family and address of a remote request's requester (IPv4: 4 bytes), or 0. */
+static uint8_t
+req_addr(const struct vrdma_conn_req *req, uint8_t addr[16])
+{
+	const struct sockaddr_in *a4 = (const struct sockaddr_in *)&req->src_addr;
+	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&req->src_addr;
+
+	if (!req->remote)
+		return 0;
+	if (req->src_addr.ss_family == AF_INET) {
+		memcpy(addr, &a4->sin_addr, 4);
+		return AF_INET;
+	}
+	if (req->src_addr.ss_family == AF_INET6) {
+		memcpy(addr, &a6->sin6_addr, 16);
+		return AF_INET6;
+	}
+	return 0;
 }
 
 /*
@@ -242,13 +326,19 @@ vrdma_accept(struct vrdma_listener *l, const struct vrdma_conn_req *req, struct 
 {
 	struct wire_rdma_cm w = { .id = req->id, .qpn = qp->qpn, .psn = random_psn() };
 	struct vrdma_qp_attr reset = { .qp_state = VRDMA_QPS_RESET };
+	struct cm_path path = path_local(req->src_cid);
 	int err;
 
 	if (qp->ctx != l->ctx || atomic_load(&qp->state) != VRDMA_QPS_RESET)
 		return -EINVAL;
 	cm_fill(&w, param);
-	err = cm_ready(qp, req->src_cid, req->src_qpn, req->psn, w.psn, param,
-		       req->initiator_depth);
+	if (req->remote) {
+		if (!(w.family = req_addr(req, w.addr)) || req->path_mtu < VRDMA_MTU_256 ||
+		    req->path_mtu > VRDMA_MTU_4096)
+			return -EINVAL;
+		path = path_global(w.family, w.addr, 256u << (req->path_mtu - 1));
+	}
+	err = cm_ready(qp, &path, req->src_qpn, req->psn, w.psn, param, req->initiator_depth);
 	if (!err)
 		err = lis_answer(l, WIRE_RDMA_CM_ACCEPT, &w);
 	if (err)
@@ -261,6 +351,7 @@ vrdma_reject(struct vrdma_listener *l, const struct vrdma_conn_req *req)
 {
 	struct wire_rdma_cm w = { .id = req->id };
 
+	w.family = req_addr(req, w.addr);
 	return lis_answer(l, WIRE_RDMA_CM_REJECT, &w);
 }
 
@@ -274,6 +365,7 @@ vrdma_connect(struct vrdma_qp *qp, uint32_t cid, uint32_t port,
 	struct wire_rdma_cm w = { .cid = cid, .port = port, .qpn = qp->qpn, .psn = random_psn() };
 	struct vrdma_qp_attr reset = { .qp_state = VRDMA_QPS_RESET };
 	uint32_t sq_psn = w.psn;
+	struct cm_path path;
 	struct vsk v;
 	int err;
 
@@ -288,7 +380,70 @@ vrdma_connect(struct vrdma_qp *qp, uint32_t cid, uint32_t port,
 		return err;
 	if (reply_data)
 		memcpy(reply_data, w.priv, w.priv_len > WIRE_RDMA_PRIV ? WIRE_RDMA_PRIV : w.priv_len);
-	err = cm_ready(qp, w.cid, w.qpn, w.psn, sq_psn, param, w.init_depth);
+	path = path_local(w.cid);
+	err = cm_ready(qp, &path, w.qpn, w.psn, sq_psn, param, w.init_depth);
+	if (err)
+		vrdma_modify_qp(qp, &reset, VRDMA_QP_STATE);
+	return err;
+}
+
+/* The listener's port and the peer's address from @addr: 0 or -EINVAL. */
+static int
+peer_addr(const struct sockaddr *addr, socklen_t len, struct wire_rdma_cm *w)
+{
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+	const struct sockaddr_in *a4 = (const struct sockaddr_in *)addr;
+	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
+
+	if (!addr)
+		return -EINVAL;
+	if (addr->sa_family == AF_INET && len >= (socklen_t)sizeof(*a4)) {
+		w->family = AF_INET;
+		w->port = ntohs(a4->sin_port);
+		memcpy(w->addr, &a4->sin_addr, 4);
+	} else if (addr->sa_family == AF_INET6 && len >= (socklen_t)sizeof(*a6)) {
+		w->port = ntohs(a6->sin6_port);
+		if (!memcmp(&a6->sin6_addr, mapped, sizeof(mapped))) {
+			w->family = AF_INET;
+			memcpy(w->addr, (const uint8_t *)&a6->sin6_addr + 12, 4);
+		} else {
+			w->family = AF_INET6;
+			memcpy(w->addr, &a6->sin6_addr, 16);
+		}
+	} else {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+vrdma_connect_addr(struct vrdma_qp *qp, const struct sockaddr *addr, socklen_t len,
+		   const struct vrdma_conn_param *param, void *reply_data, int timeout_ms)
+{
+	struct wire_rdma_cm w = { .qpn = qp->qpn, .psn = random_psn() };
+	struct vrdma_qp_attr reset = { .qp_state = VRDMA_QPS_RESET };
+	uint32_t sq_psn = w.psn;
+	struct cm_path path;
+	struct vsk v;
+	int err;
+
+	if (atomic_load(&qp->state) != VRDMA_QPS_RESET || peer_addr(addr, len, &w) ||
+	    (param && param->private_data_len > VRDMA_PRIVATE_DATA))
+		return -EINVAL;
+	cm_fill(&w, param);
+	w.timeout_ms = (uint32_t)(timeout_ms < 0 ? CM_TIMEOUT_MS : timeout_ms);
+	cm_vsk(qp->ctx, &v);
+	err = ctl_rpc(&v, WIRE_RDMA_CM_CONNECT, &w, NULL, 0, NULL,
+		      ((int64_t)w.timeout_ms + CM_GRACE_MS) * 1000000);
+	ctl_drop(&v); /* an exchange not finished goes with the connection */
+	if (err)
+		return err;
+	if (!w.family || !w.mtu)
+		return -EPROTO;
+	if (reply_data)
+		memcpy(reply_data, w.priv, w.priv_len > WIRE_RDMA_PRIV ? WIRE_RDMA_PRIV : w.priv_len);
+	path = path_global(w.family, w.addr, w.mtu);
+	err = cm_ready(qp, &path, w.qpn, w.psn, sq_psn, param, w.init_depth);
 	if (err)
 		vrdma_modify_qp(qp, &reset, VRDMA_QP_STATE);
 	return err;

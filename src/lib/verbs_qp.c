@@ -156,6 +156,13 @@ qp_reset(struct vrdma_qp *qp, bool tell_daemon)
 	struct wire_rdma_qp w = { .qpn = qp->qpn };
 
 	vrdma__shm_detach(qp);
+	if (qp->dring) {
+		if (qp->rcq->ch)
+			epoll_ctl(qp->rcq->ch->ep, EPOLL_CTL_DEL, qp_poll_fd(qp->dring), NULL);
+		qp_close(qp->dring);
+		qp->dring = NULL;
+	}
+	qp->roce = false;
 	if (qp->in) {
 		if (qp->rcq->ch)
 			epoll_ctl(qp->rcq->ch->ep, EPOLL_CTL_DEL, qp_poll_fd(qp->in), NULL);
@@ -199,7 +206,7 @@ vrdma_destroy_qp(struct vrdma_qp *qp)
 
 /* INIT -> RTR: the inbound ring to the daemon, connected towards the peer. */
 static int
-qp_rtr(struct vrdma_qp *qp, const struct vrdma_qp_attr *a)
+qp_rtr(struct vrdma_qp *qp, const struct vrdma_qp_attr *a, int mask)
 {
 	struct wire_rdma_qp w = { .qpn = qp->qpn, .dest_cid = a->ah_attr.dest_cid,
 				  .dest_qpn = a->dest_qp_num };
@@ -207,7 +214,7 @@ qp_rtr(struct vrdma_qp *qp, const struct vrdma_qp_attr *a)
 	int err, pfd;
 
 	if (a->ah_attr.is_global)
-		return -EOPNOTSUPP; /* RoCE v2 between hosts: not yet (README) */
+		return vrdma__roce_rtr(qp, a, mask); /* another host: the daemon's RoCE engine */
 	if ((err = vrdma__shm_ring(qp, &peer)))
 		return err;
 	err = vrdma__rpc(qp->ctx, WIRE_RDMA_QP_RTR, &w, (int[]){ peer.mem, peer.wake,
@@ -346,8 +353,12 @@ vrdma_modify_qp(struct vrdma_qp *qp, struct vrdma_qp_attr *attr, int mask)
 			qp_reset(qp, true);
 	} else if (to == VRDMA_QPS_ERR) {
 		vrdma__qp_to_err(qp);
+		if (qp->roce)
+			vrdma__roce_err(qp); /* the engine flushes everything outstanding */
 	} else if (from == VRDMA_QPS_INIT && to == VRDMA_QPS_RTR) {
-		err = qp_rtr(qp, attr);
+		err = qp_rtr(qp, attr, mask);
+	} else if (from == VRDMA_QPS_RTR && to == VRDMA_QPS_RTS && qp->roce) {
+		err = vrdma__roce_rts(qp, attr);
 	}
 	if (err)
 		goto out;

@@ -24,8 +24,8 @@
 
 /* IBA table 45: the RNR NAK timer field, in microseconds (code 0 is the longest). */
 static const uint32_t rnr_timer_us[32] = {
-	655360, 10,    20,    30,    40,    60,     80,     120,    160,    240,	 320,
-	480,	640,   960,   1280,  1920,  2560,   3840,   5120,   7680,   10240,	 15360,
+	655360, 10,    20,    30,    40,    60,	    80,	    120,    160,    240,    320,
+	480,	640,   960,   1280,  1920,  2560,   3840,   5120,   7680,   10240,  15360,
 	20480,	30720, 40960, 61440, 81920, 122880, 163840, 245760, 327680, 491520,
 };
 
@@ -47,11 +47,11 @@ static bool
 attr_valid(const struct rc_attr *a)
 {
 	return roce_mtu_valid(a->mtu) && !(a->qpn >> 24) && !(a->dest_qpn >> 24) &&
-	       !(a->sq_psn >> 24) && !(a->rq_psn >> 24) && a->timeout <= 31 &&
-	       a->retry_cnt <= 7 && a->rnr_retry <= 7 && a->min_rnr_timer <= 31 &&
-	       a->max_rd_atomic <= 16 && a->max_dest_rd_atomic <= 16 && a->sq_depth >= 1 &&
-	       a->sq_depth <= 65536 && a->rq_depth >= 1 && a->rq_depth <= 65536 &&
-	       a->max_sge >= 1 && a->max_sge <= 64 && a->window <= 65536;
+	       !(a->sq_psn >> 24) && !(a->rq_psn >> 24) && a->timeout <= 31 && a->retry_cnt <= 7 &&
+	       a->rnr_retry <= 7 && a->min_rnr_timer <= 31 && a->max_rd_atomic <= 16 &&
+	       a->max_dest_rd_atomic <= 16 && a->sq_depth >= 1 && a->sq_depth <= 65536 &&
+	       a->rq_depth >= 1 && a->rq_depth <= 65536 && a->max_sge >= 1 && a->max_sge <= 64 &&
+	       a->window <= 65536;
 }
 
 int
@@ -76,8 +76,7 @@ rc_create(const struct rc_attr *attr, const struct rc_ops *ops, void *ctx, struc
 	qp->sq_sg = calloc((size_t)attr->sq_depth * attr->max_sge, sizeof(*qp->sq_sg));
 	qp->rq = calloc(attr->rq_depth, sizeof(*qp->rq));
 	qp->rq_sg = calloc((size_t)attr->rq_depth * attr->max_sge, sizeof(*qp->rq_sg));
-	if (!qp->txbuf || !qp->sq || !qp->sq_sg || !qp->rq || !qp->rq_sg ||
-	    rc__resp_create(qp)) {
+	if (!qp->txbuf || !qp->sq || !qp->sq_sg || !qp->rq || !qp->rq_sg || rc__resp_create(qp)) {
 		rc_destroy(qp);
 		return -ENOMEM;
 	}
@@ -139,8 +138,8 @@ rc_post_send(struct rc_qp *qp, const struct rc_wqe *wqe)
 	struct iovec *sg = qp->sq_sg + (size_t)slot * qp->attr.max_sge;
 	uint32_t len;
 
-	if (wqe->opcode > RC_WR_FETCH_ADD || wqe->nsg < 0 || (unsigned)wqe->nsg > qp->attr.max_sge ||
-	    (wqe->nsg && !wqe->sg))
+	if (wqe->opcode > RC_WR_FETCH_ADD || wqe->nsg < 0 ||
+	    (unsigned)wqe->nsg > qp->attr.max_sge || (wqe->nsg && !wqe->sg))
 		return -EINVAL;
 	if (rc__is_rd_atomic(wqe->opcode) && !qp->attr.max_rd_atomic)
 		return -EINVAL;
@@ -168,9 +167,8 @@ rc_post_send(struct rc_qp *qp, const struct rc_wqe *wqe)
 	w->sg = sg;
 	w->nsg = wqe->nsg;
 	w->len = len;
-	w->npsn = rc__is_rd_atomic(w->opcode) && w->opcode != RC_WR_READ
-			  ? 1
-			  : packets(len, qp->attr.mtu);
+	w->npsn =
+	    rc__is_rd_atomic(w->opcode) && w->opcode != RC_WR_READ ? 1 : packets(len, qp->attr.mtu);
 	qp->sq_tail++;
 	if (qp->state == RC_STATE_ERR)
 		qp->flush_due = true;
@@ -314,7 +312,7 @@ flush_all(struct rc_qp *qp)
 }
 
 /*
- * To ERR (IBA 10.3.1: the QP error state): @status for the oldest send WR
+ * To ERR (the IBA's QP error state): @status for the oldest send WR
  * when it is >= 0 (the request that failed), then everything flushed. The
  * responses queued (a NAK saying why, last) are still sent.
  */
@@ -355,7 +353,7 @@ rc_get_stats(const struct rc_qp *qp, struct rc_stats *out)
 	*out = qp->stats;
 }
 
-/* The checks every packet passes before either role sees it (IBA 9.6). */
+/* The header checks every packet passes before either role sees it (IBA packet validation). */
 static int
 valid_packet(const struct rc_qp *qp, const struct roce_ib *ib)
 {

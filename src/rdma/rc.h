@@ -53,16 +53,16 @@ enum rc_wr_opcode {
 /* Completion status (ibverbs' enum ibv_wc_status numbering). */
 enum rc_wc_status {
 	RC_WC_SUCCESS = 0,
-	RC_WC_LOC_LEN_ERR = 1,	   /* receive buffer too small for the SEND */
-	RC_WC_LOC_QP_OP_ERR = 2,   /* (not produced yet) */
-	RC_WC_LOC_PROT_ERR = 4,	   /* (not produced yet) */
-	RC_WC_WR_FLUSH_ERR = 5,	   /* the QP went to ERR before the WR was done */
-	RC_WC_BAD_RESP_ERR = 7,	   /* the responder answered what IBA does not allow */
-	RC_WC_LOC_ACCESS_ERR = 8,  /* (not produced yet) */
-	RC_WC_REM_INV_REQ_ERR = 9, /* NAK invalid request (or invalid RD request) */
-	RC_WC_REM_ACCESS_ERR = 10, /* NAK remote access error; responder: access refused */
-	RC_WC_REM_OP_ERR = 11,	   /* NAK remote operational error */
-	RC_WC_RETRY_EXC_ERR = 12,  /* retry_cnt timeouts without progress */
+	RC_WC_LOC_LEN_ERR = 1,	      /* receive buffer too small for the SEND */
+	RC_WC_LOC_QP_OP_ERR = 2,      /* (not produced yet) */
+	RC_WC_LOC_PROT_ERR = 4,	      /* (not produced yet) */
+	RC_WC_WR_FLUSH_ERR = 5,	      /* the QP went to ERR before the WR was done */
+	RC_WC_BAD_RESP_ERR = 7,	      /* the responder answered what IBA does not allow */
+	RC_WC_LOC_ACCESS_ERR = 8,     /* (not produced yet) */
+	RC_WC_REM_INV_REQ_ERR = 9,    /* NAK invalid request (or invalid RD request) */
+	RC_WC_REM_ACCESS_ERR = 10,    /* NAK remote access error; responder: access refused */
+	RC_WC_REM_OP_ERR = 11,	      /* NAK remote operational error */
+	RC_WC_RETRY_EXC_ERR = 12,     /* retry_cnt timeouts without progress */
 	RC_WC_RNR_RETRY_EXC_ERR = 13, /* rnr_retry RNR NAKs without progress */
 };
 
@@ -85,12 +85,12 @@ enum rc_wc_status {
  */
 struct rc_wqe {
 	uint64_t wr_id;
-	uint8_t opcode;	 /* enum rc_wr_opcode */
-	bool signaled;	 /* a completion on success (errors always complete) */
-	bool solicited;	 /* SEND, SEND_IMM, WRITE_IMM: the SE bit on the last packet */
-	uint32_t imm;	 /* SEND_IMM, WRITE_IMM: the immediate data (wire order: big-endian) */
-	uint64_t remote_va; /* WRITE, READ, atomics */
-	uint32_t rkey;	    /* WRITE, READ, atomics */
+	uint8_t opcode;	      /* enum rc_wr_opcode */
+	bool signaled;	      /* a completion on success (errors always complete) */
+	bool solicited;	      /* SEND, SEND_IMM, WRITE_IMM: the SE bit on the last packet */
+	uint32_t imm;	      /* SEND_IMM, WRITE_IMM: to roce_ib.imm (ImmDt) as it is */
+	uint64_t remote_va;   /* WRITE, READ, atomics */
+	uint32_t rkey;	      /* WRITE, READ, atomics */
 	uint64_t compare_add; /* CMP_SWP: compare; FETCH_ADD: the addend */
 	uint64_t swap;	      /* CMP_SWP: the new value when equal */
 	const struct iovec *sg;
@@ -104,15 +104,20 @@ struct rc_rqe {
 	int nsg;
 };
 
-/* A completion. */
+/*
+ * A completion. opcode: the WR's on the send side; RC_WC_RECV or
+ * RC_WC_RECV_RDMA_WITH_IMM on the receive side. byte_len: receive, the
+ * SEND's bytes or the WRITE_IMM's length; send side, the WR's length
+ * (atomics: 8).
+ */
 struct rc_cqe {
 	uint64_t wr_id;
-	int status;	 /* enum rc_wc_status */
-	uint8_t opcode;	 /* send side: the WR's; receive side: RC_WC_RECV or RC_WC_RECV_RDMA_WITH_IMM */
-	bool recv;	 /* a receive WR's completion */
-	bool with_imm;	 /* receive: imm is valid */
-	bool solicited;	 /* receive: the SE bit was set */
-	uint32_t byte_len; /* receive: bytes of the SEND, or the WRITE_IMM's length; READ: bytes read */
+	int status; /* enum rc_wc_status */
+	uint8_t opcode;
+	bool recv;	/* a receive WR's completion */
+	bool with_imm;	/* receive: imm is valid */
+	bool solicited; /* receive: the SE bit was set */
+	uint32_t byte_len;
 	uint32_t imm;
 };
 
@@ -138,7 +143,7 @@ struct rc_ops {
 			  void **out);
 	/*
 	 * A completion, send side or receive side, each side in posting order
-	 * (IBA 10.8.5). May call rc_post_send() and rc_post_recv() on this QP,
+	 * (as the IBA requires). May call rc_post_send() and rc_post_recv() on this QP,
 	 * nothing else of it.
 	 */
 	void (*complete)(void *ctx, const struct rc_cqe *c);
@@ -154,7 +159,7 @@ struct rc_attr {
 	uint8_t timeout;   /* local ACK timeout: 4.096 us * 2^timeout; 0: none (IBA: infinite) */
 	uint8_t retry_cnt; /* 0..7: retransmissions after timeouts without progress */
 	uint8_t rnr_retry; /* 0..7: retries after RNR NAKs without progress; 7: no limit */
-	uint8_t min_rnr_timer; /* 0..31: the RNR NAK timer code this responder sends (IBA table 45) */
+	uint8_t min_rnr_timer;	     /* 0..31: the RNR NAK timer code it sends (IBA table 45) */
 	unsigned max_rd_atomic;	     /* 0..16: READ/atomics this requester has outstanding */
 	unsigned max_dest_rd_atomic; /* 0..16: READ/atomics this responder takes at once */
 	unsigned sq_depth;	     /* 1..65536 send work requests */
@@ -178,7 +183,7 @@ struct rc_stats {
 	uint64_t acks_sent, acks_rcvd;	     /* ACK packets with an ACK syndrome */
 	uint64_t naks_sent, naks_rcvd;	     /* NAKs other than RNR: sequence error and fatal */
 	uint64_t rnr_naks_sent, rnr_naks_rcvd;
-	uint64_t dup_requests;	/* responder: duplicate request packets */
+	uint64_t dup_requests; /* responder: duplicate request packets */
 	uint64_t read_resps_sent, atomic_acks_sent;
 	uint64_t dropped; /* rc_input() refusals, stale and out-of-window packets */
 };
@@ -188,8 +193,7 @@ struct rc_stats {
  * to each callback. Returns 0 and the QP in *@out, -EINVAL (an attribute
  * out of range, a callback missing) or -ENOMEM.
  */
-int rc_create(const struct rc_attr *attr, const struct rc_ops *ops, void *ctx,
-	      struct rc_qp **out);
+int rc_create(const struct rc_attr *attr, const struct rc_ops *ops, void *ctx, struct rc_qp **out);
 
 /* Free @qp (NULL is fine): no completions, nothing sent. */
 void rc_destroy(struct rc_qp *qp);
@@ -241,7 +245,9 @@ int64_t rc_next_deadline(const struct rc_qp *qp);
  */
 void rc_set_error(struct rc_qp *qp);
 
+/* RC_STATE_RTS, or RC_STATE_ERR after an error or rc_set_error(). */
 enum rc_state rc_state(const struct rc_qp *qp);
+/* A copy of @qp's counters into *@out. */
 void rc_get_stats(const struct rc_qp *qp, struct rc_stats *out);
 
 /* The RNR NAK timer of IBA table 45, code 0..31, in nanoseconds. */

@@ -21,7 +21,7 @@
 /* Responses to duplicate READ/atomic requests queued at once, beyond max_dest_rd_atomic. */
 #define RC__REPLAY_MAX 4
 /* The most PSNs one message may take (so that window + message < 2^23). */
-#define RC__MSG_PSNS_MAX (1u << 22)
+#define RC__MSG_PSNS_MAX   (1u << 22)
 #define RC__WINDOW_DEFAULT 256
 
 /* A send work request as the requester keeps it. Written by the requester only. */
@@ -33,12 +33,12 @@ struct rc__swqe {
 	uint64_t remote_va, compare_add, swap;
 	struct iovec *sg; /* the QP's copy: rc_qp.sq_sg + slot * max_sge */
 	int nsg;
-	uint32_t len;	/* bytes: the sum of sg (atomics: 8) */
-	uint32_t npsn;	/* PSNs the request takes: packets, or READ response packets */
-	bool sent;	/* psn assigned: sent at least once */
-	uint32_t psn;	/* its first PSN */
-	uint32_t rcvd;	/* READ: response packets taken */
-	uint64_t orig;	/* atomics: the original value from the ATOMIC ACK */
+	uint32_t len;  /* bytes: the sum of sg (atomics: 8) */
+	uint32_t npsn; /* PSNs the request takes: packets, or READ response packets */
+	bool sent;     /* psn assigned: sent at least once */
+	uint32_t psn;  /* its first PSN */
+	uint32_t rcvd; /* READ: response packets taken */
+	uint64_t orig; /* atomics: the original value from the ATOMIC ACK */
 };
 
 struct rc__rwqe {
@@ -56,10 +56,10 @@ enum rc__rsp_kind {
 };
 
 struct rc__rsp {
-	uint8_t kind;	  /* enum rc__rsp_kind */
-	uint8_t syn, val; /* ACK: the AETH syndrome's kind and value */
-	bool replay;	  /* READ/ATOMIC: answers a duplicate request */
-	uint32_t psn;	  /* ACK, ATOMIC: its PSN; READ: the next response packet's */
+	uint8_t kind;	      /* enum rc__rsp_kind */
+	uint8_t syn, val;     /* ACK: the AETH syndrome's kind and value */
+	bool replay;	      /* READ/ATOMIC: answers a duplicate request */
+	uint32_t psn;	      /* ACK, ATOMIC: its PSN; READ: the next response packet's */
 	uint32_t first, last; /* READ: the PSNs of its first and last response packets */
 	uint32_t msn;
 	uint32_t rkey, len; /* READ: the region and the bytes from first */
@@ -86,11 +86,11 @@ struct rc_qp {
 	struct rc_ops ops;
 	void *ctx;
 	enum rc_state state;
-	int64_t now;	  /* the latest now_ns given */
-	bool blocked;	  /* xmit() said -EAGAIN: stop sending until the next rc_poll() */
-	bool flush_due;	  /* work requests posted in ERR wait for rc_poll() */
+	int64_t now;	/* the latest now_ns given */
+	bool blocked;	/* xmit() said -EAGAIN: stop sending until the next rc_poll() */
+	bool flush_due; /* work requests posted in ERR wait for rc_poll() */
 	struct rc_stats stats;
-	uint8_t *txbuf;	  /* a packet's payload gathered from several sg entries */
+	uint8_t *txbuf; /* a packet's payload gathered from several sg entries */
 
 	/* Send queue: [sq_head, sq_tail) posted, not completed; sq_snd the next to send. */
 	struct rc__swqe *sq;
@@ -112,13 +112,13 @@ struct rc_qp {
 	uint32_t rq_head, rq_tail;
 
 	/* Responder */
-	uint32_t epsn;	   /* the expected PSN */
-	uint32_t msn;	   /* messages completed (24 bits) */
-	bool nak_sent;	   /* a sequence or RNR NAK sent for epsn: drop new requests silently */
-	unsigned unacked;  /* request packets taken since the last ACK queued */
-	uint8_t cur;	   /* enum rc__msg */
-	uint32_t cur_off;  /* bytes of the message so far */
-	uint32_t w_rkey;   /* WRITE in progress: its RETH */
+	uint32_t epsn;	  /* the expected PSN */
+	uint32_t msn;	  /* messages completed (24 bits) */
+	bool nak_sent;	  /* a sequence or RNR NAK sent for epsn: drop new requests silently */
+	unsigned unacked; /* request packets taken since the last ACK queued */
+	uint8_t cur;	  /* enum rc__msg */
+	uint32_t cur_off; /* bytes of the message so far */
+	uint32_t w_rkey;  /* WRITE in progress: its RETH */
 	uint64_t w_va;
 	uint32_t w_len;
 	struct rc__rsp *rsp;

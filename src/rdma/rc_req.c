@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The RC requester (IBA 9.7.x "Requester side"): turns the send queue
+ * The RC requester (IBA vol. 1 ch. 9, the requester side): turns the send queue
  * into request packets and takes what the responder answers.
  *
  * PSNs: each request takes its PSNs when first sent (SEND and WRITE one
@@ -89,7 +89,7 @@ arm_timer(struct rc_qp *qp)
 	qp->timer_at = t == INT64_MAX || qp->now > INT64_MAX - t ? INT64_MAX : qp->now + t;
 }
 
-/* SEND or WRITE packet @k of @w: opcode by position (IBA 9.4.1 table 38). */
+/* SEND or WRITE packet @k of @w: opcode by position (IBA table 38). */
 static uint8_t
 data_opcode(const struct rc__swqe *w, uint32_t k)
 {
@@ -117,7 +117,7 @@ build(struct rc_qp *qp, const struct rc__swqe *w, struct roce_ib *ib)
 	ib->psn = rc__psn_add(w->psn, k);
 	switch (w->opcode) {
 	case RC_WR_READ:
-		/* From the first response packet still missing (IBA 9.4.4: a new RETH). */
+		/* From the first response packet still missing, with a RETH for the rest. */
 		ib->opcode = ROCE_READ_REQ;
 		ib->reth.va = w->remote_va + off;
 		ib->reth.rkey = w->rkey;
@@ -310,10 +310,7 @@ read_resp(struct rc_qp *qp, const struct roce_ib *ib)
 		rc__fatal(qp, RC_WC_BAD_RESP_ERR); /* a READ response for something else */
 		return;
 	}
-	if (ib->psn != qp->una) {
-		implicit_nak(qp); /* a response of this READ is missing */
-		return;
-	}
+	/* take_before() saw to it that ib->psn is una: no response of this READ is missing. */
 	/* FIRST and MIDDLE alike (a READ asked again starts with FIRST); the end must be right. */
 	last = idx == w->npsn - 1;
 	says_last = ib->opcode == ROCE_READ_RESP_LAST || ib->opcode == ROCE_READ_RESP_ONLY;
@@ -349,7 +346,7 @@ atomic_ack(struct rc_qp *qp, const struct roce_ib *ib)
 	rc__complete_send(qp, RC_WC_SUCCESS);
 }
 
-/* RNR NAK (IBA 9.7.5.2.8): wait the timer it names, then send again from its PSN. */
+/* RNR NAK: wait the timer it names, then send again from its PSN. */
 static void
 rnr_nak(struct rc_qp *qp, const struct roce_ib *ib)
 {
@@ -384,7 +381,7 @@ nak(struct rc_qp *qp, const struct roce_ib *ib)
 			rewind_to_una(qp);
 		return;
 	}
-	/* Fatal: the requests before it succeeded, the one it names failed (IBA 9.7.5.2.3). */
+	/* Fatal: the requests before it succeeded, the one it names failed. */
 	acked(qp, ib->psn);
 	rc__fatal(qp, status[ib->aeth.value]);
 }

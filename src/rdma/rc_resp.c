@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The RC responder (IBA 9.7.x "Responder side"): takes request packets in
+ * The RC responder (IBA vol. 1 ch. 9, the responder side): takes request packets in
  * PSN order, executes them against local memory and answers.
  *
  * Sequence: a request with the expected PSN (epsn) is executed; one ahead
@@ -9,8 +9,7 @@
  * behind it is a duplicate: SEND and WRITE are not executed again but
  * ACKed again (when they ask for it), a READ is executed again from
  * memory for the range it names, an atomic is answered from the saved
- * results of recent atomics, never executed twice (IBA 9.7.5.1.4 and
- * C9-104..C9-110).
+ * results of recent atomics, never executed twice.
  *
  * Answers go through the response queue, in PSN order: coalesced ACKs
  * (every RC__ACK_EVERY packets or when AckReq is set; a later ACK or NAK
@@ -105,7 +104,7 @@ push(struct rc_qp *qp, const struct rc__rsp *r)
 		qp->rsp_new++;
 }
 
-/* Class A/C errors (IBA 9.9.3.1): NAK @code at @psn; the receive in use gets @recv_status. */
+/* The IBA's fatal responder errors: NAK @code at @psn; the receive in use gets @recv_status. */
 static void
 nak_fatal(struct rc_qp *qp, uint32_t psn, uint8_t code, int recv_status)
 {
@@ -135,7 +134,7 @@ nak_invalid(struct rc_qp *qp, uint32_t psn)
 	nak_fatal(qp, psn, ROCE_NAK_INVALID_REQ, RC_WC_REM_INV_REQ_ERR);
 }
 
-/* No receive posted (IBA 9.7.5.2.8): RNR NAK, then wait for this PSN again. */
+/* No receive posted: RNR NAK, then wait for this PSN again. */
 static void
 rnr(struct rc_qp *qp, uint32_t psn)
 {
@@ -167,8 +166,8 @@ op_last(uint8_t op)
 static bool
 op_imm(uint8_t op)
 {
-	return op == ROCE_SEND_LAST_IMM || op == ROCE_SEND_ONLY_IMM ||
-	       op == ROCE_WRITE_LAST_IMM || op == ROCE_WRITE_ONLY_IMM;
+	return op == ROCE_SEND_LAST_IMM || op == ROCE_SEND_ONLY_IMM || op == ROCE_WRITE_LAST_IMM ||
+	       op == ROCE_WRITE_ONLY_IMM;
 }
 
 /* SEND packets. Returns 1 (taken), or 0 (RNR NAK or error, handled). */
@@ -188,7 +187,7 @@ do_send(struct rc_qp *qp, const struct roce_ib *ib)
 	}
 	r = &qp->rq[qp->rq_head % qp->attr.rq_depth];
 	if (ib->payload_len > r->len - qp->cur_off) {
-		/* IBA 9.9.3.1: the receive completes in error, the requester's with NAK. */
+		/* The receive completes in error, the requester's request with the NAK. */
 		nak_fatal(qp, ib->psn, ROCE_NAK_INVALID_REQ, RC_WC_LOC_LEN_ERR);
 		return 0;
 	}
@@ -221,7 +220,7 @@ do_write(struct rc_qp *qp, const struct roce_ib *ib)
 	int err;
 
 	if (op_first(ib->opcode)) {
-		/* The whole RETH range is checked up front (IBA C9-88: not for length 0). */
+		/* The whole RETH range is checked up front (not for length 0). */
 		if (ib->reth.len > RC_MSG_MAX || (last && ib->reth.len != n) ||
 		    (!last && ib->reth.len <= n)) {
 			nak_invalid(qp, ib->psn);
@@ -369,7 +368,7 @@ exec_atomic(void *p, uint8_t op, uint64_t swap_add, uint64_t compare)
 	return v;
 }
 
-/* CMP_SWP and FETCH_ADD (IBA 9.4.5). Returns 1, or 0 (NAK sent). */
+/* CMP_SWP and FETCH_ADD. Returns 1, or 0 (NAK sent). */
 static uint32_t
 do_atomic(struct rc_qp *qp, const struct roce_ib *ib)
 {
@@ -423,7 +422,7 @@ new_request(struct rc_qp *qp, const struct roce_ib *ib)
 	uint32_t n;
 
 	if (needs(op) != qp->cur) {
-		nak_invalid(qp, ib->psn); /* out-of-sequence opcode (IBA C9-34) */
+		nak_invalid(qp, ib->psn); /* an opcode out of sequence */
 		return;
 	}
 	if (op <= ROCE_SEND_ONLY_IMM)
@@ -518,7 +517,7 @@ duplicate(struct rc_qp *qp, const struct roce_ib *ib)
 	} else if (ib->opcode == ROCE_CMP_SWAP || ib->opcode == ROCE_FETCH_ADD) {
 		dup_atomic(qp, ib);
 	} else if (ib->ackreq) {
-		/* IBA C9-105: acknowledge again, with the latest PSN taken. */
+		/* Acknowledged again, with the latest PSN taken; not executed again. */
 		push_ack(qp, ROCE_AETH_ACK, 31, rc__psn_add(qp->epsn, RC__PSN_MASK));
 		qp->unacked = 0;
 	}
@@ -532,7 +531,7 @@ rc__resp_input(struct rc_qp *qp, const struct roce_ib *ib)
 	if (d < 0) {
 		duplicate(qp, ib);
 	} else if (d > 0) {
-		/* Lost packets before it: one NAK, then silence until epsn comes (C9-100). */
+		/* Lost packets before it: one NAK, then silence until epsn comes. */
 		if (!qp->nak_sent)
 			push_ack(qp, ROCE_AETH_NAK, ROCE_NAK_PSN_SEQ, qp->epsn);
 		qp->nak_sent = true;
@@ -554,14 +553,16 @@ send_read(struct rc_qp *qp, struct rc__rsp *r)
 	int err;
 
 	if (n) {
-		err = qp->ops.remote_mem(qp->ctx, r->rkey, r->va + off, n, RC_ACCESS_REMOTE_READ,
-					 &p);
+		err =
+		    qp->ops.remote_mem(qp->ctx, r->rkey, r->va + off, n, RC_ACCESS_REMOTE_READ, &p);
 		if (err) {
-			/* Gone since the request: NAK in place of this response (IBA 9.7.5.2.3). */
-			*r = (struct rc__rsp){ .kind = RC__RSP_ACK, .syn = ROCE_AETH_NAK,
+			/* Gone since the request: a NAK in place of this response. */
+			*r = (struct rc__rsp){ .kind = RC__RSP_ACK,
+					       .syn = ROCE_AETH_NAK,
 					       .val = err == -EACCES ? ROCE_NAK_REMOTE_ACCESS
 								     : ROCE_NAK_REMOTE_OP,
-					       .psn = r->psn, .msn = qp->msn };
+					       .psn = r->psn,
+					       .msn = qp->msn };
 			qp->rsp_tail = qp->rsp_head + 1;
 			qp->rsp_new = qp->rsp_replay = 0;
 			rc__fatal(qp, -1);

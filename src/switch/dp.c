@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/wire.h"
 #include "dp.h"
+#include "rdma/engine.h"
 #include "vnet.h"
 #include "vmfabric/qp.h"
 
@@ -719,7 +720,8 @@ static void
 sleep_until_work(struct vsw_dp *d)
 {
 	struct epoll_event ev[64];
-	int n;
+	int64_t deadline = INT64_MAX, now;
+	int n, ms = 1000;
 
 	for (size_t i = 0; i < d->nport; i++) {
 		struct dp_port *p = d->port[i];
@@ -727,7 +729,14 @@ sleep_until_work(struct vsw_dp *d)
 		if (!p->dead && p->dops->arm && p->dops->arm(p))
 			return; /* something arrived meanwhile */
 	}
-	n = epoll_wait(d->ep, ev, 64, 1000);
+	if (d->roce && reng_arm(d->roce, &deadline))
+		return;
+	now = clock_ns();
+	if (deadline <= now)
+		ms = 0;
+	else if (deadline - now < 1000000000LL) /* the RoCE QPs' timers */
+		ms = (int)((deadline - now + 999999) / 1000000);
+	n = epoll_wait(d->ep, ev, 64, ms);
 	for (int i = 0; i < n; i++)
 		if (ev[i].data.ptr)
 			((struct dp_port *)ev[i].data.ptr)->fired = true;
@@ -785,6 +794,8 @@ dp_main(void *arg)
 			for (unsigned i = 0; i < d->nvmk; i++)
 				work += vmk_drain(d->vmk[i], &d->sw[d->vmk[i]->sw], DP_BATCH, now);
 		}
+		if (d->roce)
+			work += reng_poll(d->roce, now);
 		for (unsigned s = 0; s < d->nsw; s++)
 			if (!d->sw[s].vmq && d->sw[s].defq_n)
 				vsw_sort(&d->sw[s], now);
@@ -825,6 +836,9 @@ vsw_dp_start(struct vsw_dp *d)
 	d->ep = epoll_create1(EPOLL_CLOEXEC);
 	if (d->ep < 0 || epoll_ctl(d->ep, EPOLL_CTL_ADD, d->cmds.ev, &ev) < 0)
 		return -errno;
+	if ((err = reng_create(&d->roce)))
+		return err;
+	reng_set_epoll(d->roce, d->ep);
 	for (unsigned i = 0; i < d->nuplink; i++) {
 		struct uplink_port *u = d->uplink[i];
 		struct epoll_event uev = { .events = EPOLLIN, .data.ptr = NULL };
@@ -883,6 +897,8 @@ vsw_dp_stop(struct vsw_dp *d)
 		vmk_close(v);
 		free(v);
 	}
+	reng_destroy(d->roce); /* its QPs went with their verbs contexts */
+	d->roce = NULL;
 	for (unsigned s = 0; s < d->nsw; s++)
 		vsw_free(&d->sw[s]);
 	d->nsw = d->npg = 0;
@@ -1161,6 +1177,7 @@ vmk_start(struct vsw_dp *d, struct vmk_port *v)
 		vmk_close(v);
 		return err;
 	}
+	v->roce = d->roce;
 	log_info("VMkernel adapter %s on \"%s\"%s%s", v->p.name, v->portgroup, v->ip[0] ? ", " : "",
 		 v->ip);
 	return 0;

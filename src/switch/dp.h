@@ -119,6 +119,7 @@ struct vsw_dp {
 	struct dp_port **port;
 	size_t nport, cap;
 	struct vsw_capture *captures;
+	struct reng *roce; /* the RoCE v2 engine (rdma/engine.h), beside the VMkernel adapters */
 	int64_t aged_ns;
 	bool stop;
 };

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "rdma/engine.h"
 #include "vmk.h"
 
 static int
@@ -19,6 +20,9 @@ vmk_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len)
 {
 	struct vmk_port *v = (struct vmk_port *)p;
 
+	/* RoCE v2 for the adapter's address is the RDMA device's, not the host stack's. */
+	if (v->roce && reng_input(v->roce, v, iov, iovcnt, len))
+		return 0;
 	/* A full TAP queue drops, as a NIC whose ring is full does. */
 	return writev(v->fd, iov, iovcnt) == (ssize_t)len ? 0 : -ENOBUFS;
 }

@@ -13,6 +13,8 @@
 
 #include "vswitch.h"
 
+struct reng;
+
 struct vmk_port {
 	struct vsw_port p; /* first: the switch's view; p.name is the interface's name */
 	unsigned sw;
@@ -20,6 +22,7 @@ struct vmk_port {
 	char ip[24]; /* "a.b.c.d/len", or "" */
 	uint8_t mac[6];
 	int fd;
+	struct reng *roce; /* RoCE v2 frames to the adapter go there (rdma/engine.h) */
 };
 
 /* Make the TAP interface p.name, set its address, bring it up. 0 or -errno. */

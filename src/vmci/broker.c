@@ -32,6 +32,7 @@
 #include "common/shm.h"
 #include "common/unixsock.h"
 #include "common/wire_io.h"
+#include "rdma_cm_net.h"
 #include "vmfabric/qp.h"
 
 #define BACKLOG_MAX 4096u
@@ -795,7 +796,7 @@ static handler_fn *const handlers[WIRE_TYPE_MAX] = {
 	[WIRE_RDMA_QP_RESET] = broker__rdma_msg, [WIRE_RDMA_CM_LISTEN] = broker__rdma_msg,
 	[WIRE_RDMA_CM_CONNECT] = broker__rdma_msg, [WIRE_RDMA_CM_REQ] = on_unexpected,
 	[WIRE_RDMA_CM_ACCEPT] = broker__rdma_msg, [WIRE_RDMA_CM_REJECT] = broker__rdma_msg,
-	[WIRE_RDMA_DEVICES] = broker__rdma_msg,
+	[WIRE_RDMA_DEVICES] = broker__rdma_msg, [WIRE_RDMA_QP_RTS] = broker__rdma_msg,
 };
 
 /* ---------------------------------------------------------------------- */
@@ -1014,6 +1015,7 @@ broker__init(struct vmci_broker *b, struct loop *loop)
 		return err;
 	}
 	vsw_dp_open_sockets(&b->dp, loop); /* a socket that cannot be made is logged */
+	(void)cmnet_start(b); /* RDMA CM between hosts: logs what it cannot do */
 	return 0;
 }
 
@@ -1022,6 +1024,7 @@ broker__fini(struct vmci_broker *b)
 {
 	while (b->conns)
 		conn_close(b->conns, NULL);
+	cmnet_stop(b);
 	broker__rdma_fini(b);
 	vsw_dp_stop(&b->dp);
 	dgram_stop(&b->router);

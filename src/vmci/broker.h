@@ -42,6 +42,7 @@ struct vmci_pending;
 struct rdma_client;
 struct wire_msg;
 struct rdma_cm_pend;
+struct cmnet;
 
 struct vmci_conn {
 	struct loop_src src; /* fd: the control socket */
@@ -90,6 +91,7 @@ struct broker_rdma {
 	uint32_t nqps, next_qpn;
 	struct rdma_cm_pend *pend; /* connection requests not answered yet */
 	uint64_t next_req;
+	struct cmnet *net; /* the connection manager between hosts (rdma_cm_net.c) */
 	uint64_t mrs, qps_live; /* for listings */
 };
 
@@ -144,6 +146,8 @@ int broker__reply(struct vmci_conn *c, const struct wire_hdr *req, int status, c
 int broker__rdma_msg(struct vmci_conn *c, struct wire_msg *m);
 void broker__rdma_close(struct vmci_conn *c);
 void broker__rdma_fini(struct vmci_broker *b);
+/* rdma.stats: verbs objects, and the RoCE v2 engine's frames and RC counters. */
+json_t *broker__rdma_stats(struct vmci_broker *b);
 
 /* A management request as the broker received it. */
 struct broker_mgmt_req {

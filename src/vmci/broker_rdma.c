@@ -16,7 +16,13 @@
  * library validates the layout before mapping). Nothing a client sends
  * makes the daemon touch the memory it describes.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <net/if_arp.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +35,9 @@
 #include "common/log.h"
 #include "common/wire_io.h"
 #include "rdma/device.h"
+#include "rdma/engine.h"
+#include "rdma_cm_net.h"
+#include "switch/dp.h"
 #include "vmfabric/vrdma.h"
 
 #define QPN_BASE 2u	       /* QP 0 and 1 are the IBA's special QPs */
@@ -41,6 +50,10 @@ struct rdma_mr_rec {
 	uint64_t va, len;
 	int fd[WIRE_RDMA_SEGS];
 	uint64_t seg_va[WIRE_RDMA_SEGS], seg_len[WIRE_RDMA_SEGS];
+	/* The RoCE engine's view (client->mem_lock): mapped on first use, referenced by requests. */
+	uint8_t *map[WIRE_RDMA_SEGS];
+	unsigned refs;
+	bool dead; /* deregistered while referenced: freed by the last put */
 };
 
 struct rdma_qp_rec {
@@ -50,10 +63,14 @@ struct rdma_qp_rec {
 	bool rtr;		  /* connected towards (dest_cid, dest_qpn) */
 	uint32_t dest_cid, dest_qpn;
 	int ring[4]; /* side 1 of its inbound ring until a peer attaches; -1 after */
+	/* A QP to another host: its RTR attributes, and whether the RoCE engine runs it. */
+	bool global, engine;
+	struct wire_rdma_qp g;
 };
 
 struct rdma_client {
 	struct vmci_conn *c;
+	pthread_mutex_t mem_lock; /* the MR table against the RoCE engine (dataplane thread) */
 	int page_fd;
 	char dev[32];
 	struct rdma_mr_rec **mrs; /* by rkey >> 8 */
@@ -179,9 +196,12 @@ qp_unlink(struct rdma_client *cl, struct rdma_qp_rec *q)
 		}
 }
 
+static void engine_remove(struct vmci_broker *b, struct rdma_qp_rec *q);
+
 static void
 rqp_free(struct broker_rdma *r, struct rdma_qp_rec *q)
 {
+	engine_remove(q->owner->c->b, q);
 	r->qps[q->qpn - QPN_BASE] = NULL;
 	close_fds(q->ring, 4);
 	r->qps_live--;
@@ -273,16 +293,93 @@ mr_reg(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 }
 
 static void
+mr_release(struct rdma_mr_rec *mr)
+{
+	for (uint32_t i = 0; i < mr->nseg; i++)
+		if (mr->map[i])
+			munmap(mr->map[i], mr->seg_len[i]);
+	close_fds(mr->fd, WIRE_RDMA_SEGS);
+	free(mr);
+}
+
+static void
 mr_free(struct rdma_client *cl, struct broker_rdma *r, uint32_t idx)
 {
 	struct rdma_mr_rec *mr = cl->mrs[idx];
 
-	close_fds(mr->fd, WIRE_RDMA_SEGS);
-	free(mr);
+	/* The engine holds the lock while it touches the memory: after this, it cannot. */
+	pthread_mutex_lock(&cl->mem_lock);
 	cl->mrs[idx] = NULL;
+	if (mr->refs)
+		mr->dead = true; /* requests in flight still name it: the last one frees it */
+	else
+		mr_release(mr);
+	pthread_mutex_unlock(&cl->mem_lock);
 	cl->nmrs--;
 	r->mrs--;
 }
+
+/* ---------------------------------------------------------------------- */
+/* The application's memory for the RoCE engine (struct reng_mem_ops), under mem_lock */
+
+static int
+mem_get(void *owner, uint32_t key, uint32_t pd, uint64_t va, uint64_t len, unsigned access,
+	uint8_t **out, void **ref)
+{
+	struct rdma_client *cl = owner;
+	uint32_t idx = key >> 8;
+	struct rdma_mr_rec *mr = idx < WIRE_RDMA_KEYS ? cl->mrs[idx] : NULL;
+
+	if (!mr || mr->rkey != key || mr->pd != pd || (mr->access & access) != access)
+		return -EACCES;
+	if (va < mr->va || va + len < va || va + len > mr->va + mr->len)
+		return -EACCES;
+	for (uint32_t i = 0; i < mr->nseg; i++) {
+		if (va < mr->seg_va[i] || va - mr->seg_va[i] >= mr->seg_len[i])
+			continue;
+		/* One segment must hold it all: requests do not straddle (docs/RDMA.md). */
+		if (va + len > mr->seg_va[i] + mr->seg_len[i])
+			return -EACCES;
+		if (!mr->map[i]) {
+			void *p = mmap(NULL, mr->seg_len[i], PROT_READ | PROT_WRITE, MAP_SHARED,
+				       mr->fd[i], 0);
+
+			if (p == MAP_FAILED)
+				return -EACCES;
+			mr->map[i] = p;
+		}
+		*out = mr->map[i] + (va - mr->seg_va[i]);
+		*ref = mr;
+		mr->refs++;
+		return 0;
+	}
+	return -EACCES;
+}
+
+static void
+mem_put(void *owner, void *ref)
+{
+	struct rdma_mr_rec *mr = ref;
+
+	(void)owner;
+	if (!--mr->refs && mr->dead)
+		mr_release(mr);
+}
+
+static void
+mem_lock(void *owner)
+{
+	pthread_mutex_lock(&((struct rdma_client *)owner)->mem_lock);
+}
+
+static void
+mem_unlock(void *owner)
+{
+	pthread_mutex_unlock(&((struct rdma_client *)owner)->mem_lock);
+}
+
+static const struct reng_mem_ops client_mem = { .get = mem_get, .put = mem_put,
+						 .lock = mem_lock, .unlock = mem_unlock };
 
 static struct rdma_mr_rec *
 mr_find(struct rdma_client *cl, uint32_t rkey)
@@ -408,6 +505,12 @@ qp_rtr(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 		return -EINVAL;
 	if (w->dest_qpn < QPN_BASE || w->dest_qpn >= QPN_MAX)
 		return -EINVAL;
+	if (w->global) {
+		if (!roce_mtu_valid(w->mtu) || w->max_dest_rd_atomic > 16 || w->min_rnr_timer > 31)
+			return -EINVAL;
+		q->global = true;
+		q->g = *w;
+	}
 	q->rtr = true;
 	q->dest_cid = w->dest_cid;
 	q->dest_qpn = w->dest_qpn;
@@ -440,9 +543,155 @@ rqp_attach(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 	return err;
 }
 
+/* ---------------------------------------------------------------------- */
+/* QPs to other hosts: the RoCE engine on the dataplane thread */
+
+struct engine_add {
+	struct reng_qp_params p;
+	char vmk[32];
+	uint32_t qpn;
+};
+
+static int
+do_engine_add(void *ctx, void *arg)
+{
+	struct vsw_dp *d = ctx;
+	struct engine_add *a = arg;
+
+	for (unsigned k = 0; k < d->nvmk; k++)
+		if (!strcmp(d->vmk[k]->p.name, a->vmk)) {
+			a->p.path.vmk = d->vmk[k];
+			a->p.path.sw = &d->sw[d->vmk[k]->sw];
+			return d->roce ? reng_qp_add(d->roce, &a->p, a->qpn) : -ENETDOWN;
+		}
+	return -ENODEV;
+}
+
+static int
+do_engine_remove(void *ctx, void *arg)
+{
+	struct vsw_dp *d = ctx;
+
+	if (d->roce)
+		reng_qp_remove(d->roce, *(uint32_t *)arg);
+	return 0;
+}
+
+static void
+engine_remove(struct vmci_broker *b, struct rdma_qp_rec *q)
+{
+	if (q->engine)
+		vsw_dp_call(&b->dp, do_engine_remove, &q->qpn);
+	q->engine = false;
+}
+
+/*
+ * The MAC of @ip on interface @ifname from the host's neighbour table; when
+ * it is not there yet, a datagram to the discard port makes the host ask
+ * (ARP), and the table is read again for up to 300 ms.
+ */
+static int
+neigh_mac(const char *ifname, const uint8_t ip[4], uint8_t mac[6])
+{
+	struct arpreq ar = { 0 };
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ar.arp_pa;
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), err = -EHOSTUNREACH;
+
+	if (s < 0)
+		return -errno;
+	if (strlen(ifname) >= sizeof(ar.arp_dev)) {
+		close(s);
+		return -ENAMETOOLONG;
+	}
+	sin->sin_family = AF_INET;
+	memcpy(&sin->sin_addr, ip, 4);
+	memcpy(ar.arp_dev, ifname, strlen(ifname) + 1);
+	for (int i = 0; i < 60; i++) {
+		if (ioctl(s, SIOCGARP, &ar) == 0 && (ar.arp_flags & ATF_COM)) {
+			memcpy(mac, ar.arp_ha.sa_data, 6);
+			err = 0;
+			break;
+		}
+		if (i == 0) {
+			struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9) };
+
+			memcpy(&to.sin_addr, ip, 4);
+			setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname));
+			sendto(s, "", 0, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof(to));
+		}
+		usleep(5000);
+	}
+	close(s);
+	return err;
+}
+
+/* RTS of a QP to another host: its path, then the engine takes it. */
+static int
+rqp_rts(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
+{
+	struct wire_rdma_qp *w = &m->body.rdma_qp;
+	struct rdma_qp_rec *q = own_qp(cl, r, w->qpn);
+	struct vmci_broker *b = cl->c->b;
+	const struct rdma_dev *dev = rdma_dev_find(&b->rdma_devs, cl->dev);
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	struct rdma_dev_source src;
+	struct engine_add a = { .qpn = w->qpn };
+	struct qp_fds f;
+	struct qp *ring;
+	const char *why;
+	int err;
+
+	if (!q || !q->global || q->engine || q->ring[0] < 0 || w->timeout > 31 ||
+	    w->retry_cnt > 7 || w->rnr_retry > 7 || w->max_rd_atomic > 16 || !w->sq_depth ||
+	    w->sq_depth > 65536 || !w->rq_depth || w->rq_depth > 65536)
+		return -EINVAL;
+	if (!dev || rdma_dev_roce_source(&b->rdma_devs, dev, &src, &why)) {
+		log_rl(LOG_LVL_WARN, "rdma: %s cannot carry RoCE v2: %s", cl->dev,
+		       dev ? why : "no paired uplink");
+		return -ENETUNREACH;
+	}
+	if (memcmp(q->g.dgid, mapped, 12) || !src.has_ipv4)
+		return -EOPNOTSUPP; /* IPv6 paths: not yet (docs/RDMA.md) */
+	memcpy(a.p.path.src_ip, &src.ipv4, 4);
+	memcpy(a.p.path.dst_ip, q->g.dgid + 12, 4);
+	memcpy(a.p.path.src_mac, src.mac, 6);
+	snprintf(a.vmk, sizeof(a.vmk), "%s", src.vmknic);
+	if ((err = neigh_mac(src.vmknic, a.p.path.dst_ip, a.p.path.dst_mac)))
+		return err;
+	a.p.path.src_port = (uint16_t)(0xc000 | (q->qpn & 0x3fff));
+	a.p.rc = (struct rc_attr){ .mtu = q->g.mtu < src.path_mtu ? q->g.mtu : src.path_mtu,
+				   .qpn = q->qpn, .dest_qpn = q->dest_qpn,
+				   .sq_psn = w->sq_psn & 0xffffff, .rq_psn = q->g.rq_psn & 0xffffff,
+				   .pkey = ROCE_PKEY_DEFAULT, .timeout = w->timeout,
+				   .retry_cnt = w->retry_cnt, .rnr_retry = w->rnr_retry,
+				   .min_rnr_timer = q->g.min_rnr_timer,
+				   .max_rd_atomic = w->max_rd_atomic,
+				   .max_dest_rd_atomic = q->g.max_dest_rd_atomic,
+				   .sq_depth = w->sq_depth, .rq_depth = w->rq_depth,
+				   .max_sge = RENG_MAX_SGE };
+	a.p.pd = q->pd;
+	a.p.qp_access = q->g.access;
+	a.p.mem = &client_mem;
+	a.p.owner = cl;
+	f = (struct qp_fds){ q->ring[0], q->ring[1], q->ring[2], q->ring[3] };
+	if ((err = qp_attach(&f, &ring)))
+		return err;
+	for (int i = 0; i < 4; i++)
+		q->ring[i] = -1; /* the queue pair's now */
+	a.p.ring = ring;
+	if ((err = vsw_dp_call(&b->dp, do_engine_add, &a))) {
+		qp_close(ring);
+		return err;
+	}
+	q->engine = true;
+	return broker__reply(cl->c, &m->hdr, 0, w, NULL, 0);
+}
+
 static void
 rqp_reset(struct rdma_qp_rec *q)
 {
+	engine_remove(q->owner->c->b, q);
+	q->global = false;
 	q->rtr = false;
 	q->dest_cid = q->dest_qpn = 0;
 	close_fds(q->ring, 4);
@@ -461,6 +710,8 @@ qp_msg(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 		return qp_rtr(cl, r, m);
 	case WIRE_RDMA_QP_ATTACH:
 		return rqp_attach(cl, r, m);
+	case WIRE_RDMA_QP_RTS:
+		return rqp_rts(cl, r, m);
 	}
 	if (!(q = own_qp(cl, r, w->qpn)))
 		return -EINVAL;
@@ -542,6 +793,8 @@ cm_connect(struct vmci_conn *c, struct broker_rdma *r, struct wire_msg *m)
 		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
 	if (!process_qp(c, r, w->qpn) || w->priv_len > WIRE_RDMA_PRIV)
 		return -EINVAL;
+	if (w->family) /* to another host (rdma_cm_net.c) */
+		return cmnet_connect(c, m, process_qp(c, r, w->qpn)->owner->dev);
 	l = vmci_port_find(&c->b->ports, VMCI_SPACE_RDMA, w->cid, w->port);
 	if (!l)
 		return -ECONNREFUSED;
@@ -579,6 +832,8 @@ cm_answer(struct vmci_conn *c, struct broker_rdma *r, struct wire_msg *m)
 
 	if (c->state != CONN_RDMA_LISTEN)
 		return -EINVAL;
+	if (w->family) /* a request from another host (rdma_cm_net.c) */
+		return cmnet_answer(c, m, process_qp(c, r, w->qpn) != NULL);
 	if (!p)
 		return -ECONNABORTED; /* the connector gave up or went away */
 	if (m->hdr.type == WIRE_RDMA_CM_REJECT) {
@@ -620,6 +875,7 @@ rdma_open(struct vmci_conn *c, struct wire_msg *m)
 		return -ENOMEM;
 	}
 	cl->c = c;
+	pthread_mutex_init(&cl->mem_lock, NULL);
 	cl->page_fd = m->fds[0];
 	m->nfds = 0;
 	snprintf(cl->dev, sizeof(cl->dev), "%s", w->dev);
@@ -685,6 +941,7 @@ broker__rdma_close(struct vmci_conn *c)
 	struct rdma_client *cl = c->rdma;
 	struct rdma_cm_pend *p, *next;
 
+	cmnet_conn_closed(c);
 	for (p = r->pend; p; p = next) {
 		next = p->next;
 		if (p->listener == c)
@@ -707,6 +964,7 @@ broker__rdma_close(struct vmci_conn *c)
 			mr_free(cl, r, i);
 	free(cl->mrs);
 	close(cl->page_fd);
+	pthread_mutex_destroy(&cl->mem_lock);
 	free(cl);
 	c->rdma = NULL;
 }
@@ -716,4 +974,51 @@ broker__rdma_fini(struct vmci_broker *b)
 {
 	free(b->rdma.qps);
 	b->rdma = (struct broker_rdma){ 0 };
+}
+
+static int
+do_engine_stats(void *ctx, void *arg)
+{
+	struct vsw_dp *d = ctx;
+
+	if (d->roce)
+		reng_get_stats(d->roce, arg);
+	return 0;
+}
+
+json_t *
+broker__rdma_stats(struct vmci_broker *b)
+{
+	struct reng_stats st = { 0 };
+	json_t *o = json_object(), *e = json_object();
+
+	vsw_dp_call(&b->dp, do_engine_stats, &st);
+	if (!o || !e) {
+		json_decref(o);
+		json_decref(e);
+		return NULL;
+	}
+	json_object_set_new(o, "qps", json_integer((json_int_t)b->rdma.qps_live));
+	json_object_set_new(o, "mrs", json_integer((json_int_t)b->rdma.mrs));
+#define SET(obj, name, v) json_object_set_new(obj, name, json_integer((json_int_t)(v)))
+	SET(e, "qps", st.qps);
+	SET(e, "frames_in", st.frames_in);
+	SET(e, "frames_out", st.frames_out);
+	SET(e, "bad_frames", st.bad_frames);
+	SET(e, "no_qp", st.no_qp);
+	SET(e, "faults_dropped", st.faults_dropped);
+	SET(e, "faults_duped", st.faults_duped);
+	SET(e, "packets_sent", st.rc.packets_sent);
+	SET(e, "packets_rcvd", st.rc.packets_rcvd);
+	SET(e, "retransmits", st.rc.retransmits);
+	SET(e, "timeouts", st.rc.timeouts);
+	SET(e, "naks_sent", st.rc.naks_sent);
+	SET(e, "naks_rcvd", st.rc.naks_rcvd);
+	SET(e, "rnr_naks_sent", st.rc.rnr_naks_sent);
+	SET(e, "rnr_naks_rcvd", st.rc.rnr_naks_rcvd);
+	SET(e, "dup_requests", st.rc.dup_requests);
+	SET(e, "dropped", st.rc.dropped);
+#undef SET
+	json_object_set_new(o, "roce", e);
+	return o;
 }

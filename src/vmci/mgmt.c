@@ -199,6 +199,8 @@ broker_mgmt(struct vmci_broker *b, const struct broker_mgmt_req *r, char **json)
 		   (err = rdma_dev_mgmt(&b->rdma_devs, cmd, r->arg, r->uid, &doc)) != -EOPNOTSUPP) {
 		if (err)
 			return err;
+	} else if (!strcmp(cmd, "rdma.stats")) {
+		doc = broker__rdma_stats(b);
 	} else if (!b->mgmt_ext)
 		return -EOPNOTSUPP;
 	else if ((err = b->mgmt_ext(b->mgmt_ctx, r, &doc)))
