@@ -221,4 +221,5 @@
 	X(rdmablk_memory, 30)           \
 	X(rdmablk_malformed, 60)        \
 	X(rdmablk_programs, 60)         \
+	X(rdmablk_roce, 120)            \
 	X(vmnet_daemon_restart, 180)

@@ -9,8 +9,10 @@
  * rkey, a host that dies, too many hosts: the target answers or drops
  * that one connection and keeps serving; the two programs.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,12 +160,14 @@ struct target {
 };
 
 /*
- * The target as context b in a child: @path (created at @size bytes) or,
- * with @path NULL, @size bytes of memory. It publishes its port, then its
- * counters after every pass, and exits 0 on SIGTERM.
+ * The target in a child, acting as context @ctx of the daemon at @sock
+ * (NULL: the test's): @path (created at @size bytes) or, with @path
+ * NULL, @size bytes of memory. It publishes its port, then its counters
+ * after every pass, and exits 0 on SIGTERM.
  */
 static void
-target_start(struct target *tg, const char *path, uint64_t size, unsigned max_conns)
+target_start_on(struct target *tg, const char *path, uint64_t size, unsigned max_conns,
+		const char *ctx, const char *sock)
 {
 	tg->sh =
 	    mmap(NULL, sizeof(*tg->sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -181,7 +185,9 @@ target_start(struct target *tg, const char *path, uint64_t size, unsigned max_co
 		sigemptyset(&set);
 		sigaddset(&set, SIGTERM);
 		sigprocmask(SIG_BLOCK, &set, NULL);
-		ASSERT_OK(vmci_set_context("b"));
+		if (sock)
+			ASSERT_OK(vmci_set_daemon(sock));
+		ASSERT_OK(vmci_set_context(ctx));
 		ASSERT_OK(path ? blks_open_file(path, size, &s) : blks_open_memory(size, &s));
 		cfg.store = s;
 		ASSERT_OK(blkt_create(&cfg, &t));
@@ -203,6 +209,13 @@ target_start(struct target *tg, const char *path, uint64_t size, unsigned max_co
 	ASSERT_NE(tg->sh->port, 0);
 }
 
+/* As context b of the test's daemon. */
+static void
+target_start(struct target *tg, const char *path, uint64_t size, unsigned max_conns)
+{
+	target_start_on(tg, path, size, max_conns, "b", NULL);
+}
+
 /* It must still be running, and end cleanly when asked. */
 static void
 target_stop(struct target *tg)
@@ -217,23 +230,25 @@ target_stop(struct target *tg)
 	munmap(tg->sh, sizeof(*tg->sh));
 }
 
-/* Wait up to @ms for the target's connection count to be @n. */
+/*
+ * Wait up to @ms for the target's counters: connections accepted in all,
+ * dropped in all, open now (the first two only grow, so that a state the
+ * target has not published yet is not taken for the one awaited).
+ */
 static void
-target_conns(struct target *tg, uint32_t n, int ms)
+target_wait(struct target *tg, uint64_t accepted, uint64_t dropped, uint32_t open, int ms)
 {
-	for (int i = 0; i < ms / 10 && __atomic_load_n(&tg->sh->conns, __ATOMIC_ACQUIRE) != n; i++)
-		usleep(10000);
-	ASSERT_EQ(__atomic_load_n(&tg->sh->conns, __ATOMIC_ACQUIRE), n);
-}
+	struct tstate *s = tg->sh;
 
-/* Wait up to @ms for the target to have dropped @n connections in all. */
-static void
-target_dropped(struct target *tg, uint64_t n, int ms)
-{
-	for (int i = 0; i < ms / 10 && __atomic_load_n(&tg->sh->st.dropped, __ATOMIC_ACQUIRE) != n;
-	     i++)
+	for (int i = 0; i < ms / 10; i++) {
+		if (__atomic_load_n(&s->conns, __ATOMIC_ACQUIRE) == open &&
+		    s->st.conns == accepted && s->st.dropped == dropped)
+			break;
 		usleep(10000);
-	ASSERT_EQ(__atomic_load_n(&tg->sh->st.dropped, __ATOMIC_ACQUIRE), n);
+	}
+	ASSERT_EQ(__atomic_load_n(&s->conns, __ATOMIC_ACQUIRE), open);
+	ASSERT_EQ(s->st.conns, accepted);
+	ASSERT_EQ(s->st.dropped, dropped);
 }
 
 static struct blkc *
@@ -450,9 +465,7 @@ TEST(rdmablk_random_blocks)
 	ASSERT_OK(blkc_read(c, 0, 32, tmp, &st));
 	ASSERT_MEM_EQ(tmp, shadow, 32 * BLK_BLOCK_SIZE);
 	blkc_close(c);
-	target_conns(&tg, 0, 2000);
-	ASSERT_EQ(tg.sh->st.conns, 1);
-	ASSERT_EQ(tg.sh->st.dropped, 0);
+	target_wait(&tg, 1, 0, 0, 2000);
 	ASSERT_EQ(tg.sh->st.errors, 4);
 	target_stop(&tg);
 	fd = open(path, O_RDONLY);
@@ -497,10 +510,10 @@ TEST(rdmablk_memory)
 		ASSERT_MEM_EQ(r, w, 256 * BLK_BLOCK_SIZE);
 	}
 	ASSERT_EQ(blkc_read(c[1], 2047, 2, r, NULL), -ERANGE);
-	target_conns(&tg, 3, 2000);
+	target_wait(&tg, 3, 0, 3, 2000);
 	for (int i = 0; i < 3; i++)
 		blkc_close(c[i]);
-	target_conns(&tg, 0, 2000);
+	target_wait(&tg, 3, 0, 0, 2000);
 	target_stop(&tg);
 	free(w);
 	free(r);
@@ -739,17 +752,15 @@ TEST(rdmablk_malformed)
 	ASSERT_EQ(raw_wc(&r, &wc, 2000), 1);
 	ASSERT_EQ(wc.status, VRDMA_WC_REM_INV_REQ_ERR);
 	raw_close(&r);
-	target_conns(&tg, 0, 3000); /* a host whose QP went away: noticed, dropped */
-	ASSERT_EQ(tg.sh->st.dropped, 1);
+	target_wait(&tg, 1, 1, 0, 3000); /* a host whose QP went away: noticed, dropped */
 	/* A bad rkey: the target's RDMA READ fails, that connection is dropped, no other. */
 	h[0] = host(&tg, 4, 8);
 	ASSERT_OK(raw_connect(&r, tg.sh->port, BLK_MAGIC));
-	target_conns(&tg, 2, 2000);
+	target_wait(&tg, 3, 1, 2, 2000);
 	c = raw_rw(&r, BLK_OP_WRITE, 1, 0, 1), c.rkey ^= 0x100;
 	blk_cmd_pack(&c, junk);
 	raw_send(&r, junk, BLK_CMD_SIZE);
-	target_conns(&tg, 1, 3000);
-	ASSERT_EQ(tg.sh->st.dropped, 2);
+	target_wait(&tg, 3, 2, 1, 3000);
 	ASSERT_EQ(raw_wc(&r, &wc, 200), 0); /* no answer */
 	raw_close(&r);
 	ASSERT_OK(blkc_read(h[0], 0, 1, block, NULL));
@@ -767,23 +778,21 @@ TEST(rdmablk_malformed)
 	}
 	ASSERT_EQ(waitpid(pid, &st, 0), pid);
 	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	target_dropped(&tg, 3, 3000);
-	target_conns(&tg, 1, 1000);
+	target_wait(&tg, 4, 3, 1, 3000);
 	/* At most three hosts: the fourth is refused, and served once one leaves. */
 	h[1] = host(&tg, 8, 8);
 	h[2] = host(&tg, 8, 8);
 	ASSERT_OK(vmci_set_context("a"));
 	ASSERT_EQ(blkc_connect(&hc, &x), -ECONNREFUSED);
 	blkc_close(h[2]);
-	target_conns(&tg, 2, 2000);
+	target_wait(&tg, 6, 3, 2, 2000);
 	ASSERT_OK(blkc_connect(&hc, &x));
 	ASSERT_OK(blkc_flush(x, NULL));
 	blkc_close(x);
 	blkc_close(h[1]);
 	blkc_close(h[0]);
-	target_conns(&tg, 0, 2000);
+	target_wait(&tg, 7, 3, 0, 2000);
 	ASSERT_EQ(tg.sh->st.rejected, 2);
-	ASSERT_EQ(tg.sh->st.dropped, 3);
 	target_stop(&tg);
 	td_stop(&d);
 	td_cleanup(&d);
@@ -863,4 +872,130 @@ TEST(rdmablk_programs)
 	ASSERT_EQ(WEXITSTATUS(st), 0);
 	td_stop(&d);
 	td_cleanup(&d);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Between hosts: RoCE v2 */
+
+static int
+shell(const char *cmd)
+{
+	int st = system(cmd);
+
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*
+ * Two hosts, namespaces vmfb-a and vmfb-b joined by a veth pair, each with
+ * its daemon: vSwitch0 with uplink vmnic1 on the veth end, vmk1 at
+ * 10.77.12.1 / .2, vmrdma0 paired and bound to it.
+ */
+static void
+two_hosts(struct tdaemon *d)
+{
+	char cmd[1024], conf[512];
+
+	if (geteuid() != 0)
+		SKIP("needs root (network namespaces, a veth pair)");
+	if (shell("command -v ip >/dev/null 2>&1"))
+		SKIP("no ip command (iproute2)");
+	(void)shell("ip netns del vmfb-a 2>/dev/null; ip netns del vmfb-b 2>/dev/null");
+	snprintf(cmd, sizeof(cmd), "%s",
+		 "ip netns add vmfb-a && ip netns add vmfb-b && "
+		 "ip -n vmfb-a link add vmfb-a type veth peer name vmfb-b netns vmfb-b && "
+		 "ip -n vmfb-a link set dev vmfb-a up && ip -n vmfb-b link set dev vmfb-b up && "
+		 "{ ! command -v ethtool >/dev/null || "
+		 "{ ip netns exec vmfb-a ethtool -K vmfb-a tso off gso off gro off tx off && "
+		 "ip netns exec vmfb-b ethtool -K vmfb-b tso off gso off gro off tx off; } "
+		 ">/dev/null 2>&1; }");
+	ASSERT_EQ(shell(cmd), 0);
+	for (int i = 0; i < 2; i++) {
+		char ns[8];
+		bool up = false;
+
+		snprintf(ns, sizeof(ns), "vmfb-%c", 'a' + i);
+		snprintf(conf, sizeof(conf),
+			 "uplink0.name = \"vmnic1\"\nuplink0.device = \"%s\"\n"
+			 "vmk0.name = \"vmk1\"\nvmk0.portgroup = \"VM Network\"\n"
+			 "vmk0.ip = \"10.77.12.%d/24\"\n"
+			 "rdma0.name = \"vmrdma0\"\nrdma0.uplink = \"vmnic1\"\n"
+			 "rdma0.vmknic = \"vmk1\"\n",
+			 ns, i + 1);
+		td_start_ns(&d[i], conf, ns);
+		/* The XDP program bounces the veth's carrier as it loads: wait for the link. */
+		for (int t = 0; t < 500 && !up; t++) {
+			char *json = td_mgmt(&d[i], "rdma.device.vmknic.list");
+
+			up = strstr(json, "\"roce_usable\":true") != NULL;
+			free(json);
+			if (!up)
+				usleep(10000);
+		}
+		ASSERT(up);
+	}
+}
+
+/* The target on one host, a host on the other: the same blocks, over RoCE v2 through the switches.
+ */
+TEST(rdmablk_roce)
+{
+	struct tdaemon d[2];
+	struct target tg;
+	struct blkc *c;
+	struct blkc_info info;
+	struct extent e[512];
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct blkc_config cfg = { .addr = (const struct sockaddr *)&a,
+				   .addr_len = sizeof(a),
+				   .qdepth = 8,
+				   .max_blocks = 32,
+				   .timeout_ms = 10000 };
+	uint64_t rng = 0xb10c, gen = 1;
+	uint8_t *shadow = calloc(DEV_BLOCKS, BLK_BLOCK_SIZE), *buf = malloc(BLK_BLOCK_SIZE * 8);
+	char path[160];
+	uint16_t st;
+	int n, fd;
+
+	ASSERT(shadow && buf);
+	two_hosts(d);
+	snprintf(path, sizeof(path), "%s/blk.img", d[0].dir);
+	/* Hosts elsewhere reach listeners of the host context only. */
+	target_start_on(&tg, path, (uint64_t)DEV_BLOCKS * BLK_BLOCK_SIZE, 0, "2", d[0].sock);
+	a.sin_port = htons((uint16_t)tg.sh->port);
+	ASSERT_EQ(inet_pton(AF_INET, "10.77.12.1", &a.sin_addr), 1);
+	ASSERT_OK(vmci_set_daemon(d[1].sock));
+	ASSERT_OK(vmci_set_context("2"));
+	ASSERT_OK(blkc_connect(&cfg, &c));
+	blkc_get_info(c, &info);
+	ASSERT_EQ(info.nblocks, DEV_BLOCKS);
+	ASSERT_EQ(info.qdepth, 8);
+	/* 1 MiB at least of checksummed blocks at random LBAs, 8 in flight, read back. */
+	n = random_extents(e, 512, 256, &rng);
+	for (int i = 0; i < n; i++)
+		for (uint32_t j = 0; j < e[i].n; j++)
+			make_block(shadow + (e[i].lba + j) * BLK_BLOCK_SIZE, e[i].lba + j, gen++,
+				   &rng);
+	run_extents(c, BLK_OP_WRITE, e, n, shadow);
+	ASSERT_OK(blkc_flush(c, &st));
+	run_extents(c, BLK_OP_READ, e, n, shadow);
+	ASSERT_EQ(blkc_read(c, DEV_BLOCKS - 4, 8, buf, &st), -ERANGE);
+	ASSERT_EQ(st, BLK_SC_LBA_RANGE);
+	blkc_close(c);
+	target_wait(&tg, 1, 0, 0, 5000);
+	target_stop(&tg);
+	fd = open(path, O_RDONLY);
+	ASSERT_GE(fd, 0);
+	for (uint64_t lba = 0; lba < DEV_BLOCKS; lba += 8) {
+		ASSERT_EQ(pread(fd, buf, 8 * BLK_BLOCK_SIZE, (off_t)(lba * BLK_BLOCK_SIZE)),
+			  8 * BLK_BLOCK_SIZE);
+		ASSERT_MEM_EQ(buf, shadow + lba * BLK_BLOCK_SIZE, 8 * BLK_BLOCK_SIZE);
+	}
+	close(fd);
+	free(buf);
+	free(shadow);
+	td_stop(&d[0]);
+	td_stop(&d[1]);
+	td_cleanup(&d[0]);
+	td_cleanup(&d[1]);
+	(void)shell("ip netns del vmfb-a; ip netns del vmfb-b");
 }

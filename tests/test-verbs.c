@@ -172,7 +172,7 @@ connect_qps(struct end *a, struct end *b, uint8_t rnr_retry, const uint8_t *cons
 						  VRDMA_QP_MIN_RNR_TIMER));
 	}
 	for (int i = 0; i < 2; i++) {
-		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_RTS, .timeout = ip ? 10 : 14,
+		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_RTS, .timeout = 14,
 					    .retry_cnt = 7, .rnr_retry = rnr_retry,
 					    .max_rd_atomic = 16, .sq_psn = 1000 + (uint32_t)i };
 

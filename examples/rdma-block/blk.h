@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "blk_proto.h"
 
@@ -97,7 +98,15 @@ void blkt_destroy(struct blkt *t);
 struct blkc;
 
 struct blkc_config {
-	uint32_t cid, port;  /* the target's context and port */
+	uint32_t cid, port; /* the target's context (on this host) and port */
+	/*
+	 * Or a target on another host (RoCE v2): its VMkernel adapter's IP and
+	 * the port, a sockaddr_in / sockaddr_in6 of @addr_len bytes, read by
+	 * blkc_connect only; NULL: by cid. The target listens as the host
+	 * context there (docs/RDMA.md, "Between hosts").
+	 */
+	const struct sockaddr *addr;
+	socklen_t addr_len;
 	unsigned qdepth;     /* commands in flight (default 8); the target may grant fewer */
 	unsigned max_blocks; /* per command (default 32: 128 KiB); likewise */
 	int spin_us;	     /* busy-poll this long before sleeping in a wait (default 50) */
@@ -112,9 +121,10 @@ struct blkc_info {
 };
 
 /*
- * Connect to the target at (cid, port) and IDENTIFY it. -ECONNREFUSED
- * (nobody listens, or the target refused: too many hosts, a version it
- * does not speak), -ETIMEDOUT, -EPROTO (its answers broke the protocol).
+ * Connect to the target at (cid, port) or addr and IDENTIFY it.
+ * -ECONNREFUSED (nobody listens, or the target refused: too many hosts, a
+ * version it does not speak), -ETIMEDOUT, -EPROTO (its answers broke the
+ * protocol), and vrdma_connect_addr()'s errors for another host.
  */
 int blkc_connect(const struct blkc_config *cfg, struct blkc **out);
 void blkc_get_info(const struct blkc *c, struct blkc_info *info);

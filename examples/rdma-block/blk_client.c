@@ -484,7 +484,13 @@ blkc_connect(const struct blkc_config *cfg, struct blkc **out)
 	q.max_blocks = c->cfg.max_blocks;
 	blk_conn_req_pack(&q, priv);
 	memset(reply, 0, sizeof(reply));
-	if ((err = vrdma_connect(c->qp, cfg->cid, cfg->port, &p, reply, c->cfg.timeout_ms)))
+	if (cfg->addr)
+		err = vrdma_connect_addr(c->qp, cfg->addr, cfg->addr_len, &p, reply,
+					 c->cfg.timeout_ms);
+	else
+		err = vrdma_connect(c->qp, cfg->cid, cfg->port, &p, reply, c->cfg.timeout_ms);
+	c->cfg.addr = NULL; /* the caller's */
+	if (err)
 		goto fail;
 	blk_conn_rep_unpack(reply, &rep);
 	err = -EPROTO;

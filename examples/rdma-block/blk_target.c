@@ -28,12 +28,15 @@
  * registered for local access only, so a host reaches nothing of it; a
  * host's bad rkey or buffer fails the target's RDMA READ / WRITE, which
  * moves that QP to ERR: that connection is torn down, no other. A host
- * that disappears without DISCONNECT is noticed by its completion
- * channel, which keeps firing with nothing to take once the host's end
- * of the connection is closed.
+ * on this host that disappears without DISCONNECT is noticed by its
+ * completion channel, which keeps firing with nothing to take once the
+ * host's end of the connection is closed; one on another host, by the RC
+ * transport's retries (a response that cannot be delivered fails).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,7 +78,8 @@ struct conn {
 	unsigned qdepth, empty_wakes;
 	struct blk_geom geom;
 	struct slot *slots;
-	uint32_t host_cid;
+	char host[64];		       /* "CID 3", or another host's IP */
+	bool remote;		       /* over RoCE v2: the RC transport notices a dead host */
 	bool woken;		       /* its CQ's event came since the last poll */
 	bool dead;		       /* torn down at the end of the pass */
 	bool bye;		       /* ... because the host said DISCONNECT */
@@ -468,6 +472,25 @@ fail:
 	return err;
 }
 
+/* Who asks, for the log: "CID 3" on this host, the IP of another. */
+static void
+host_name(const struct vrdma_conn_req *req, char *buf, size_t len)
+{
+	const struct sockaddr_in *a4 = (const struct sockaddr_in *)&req->src_addr;
+	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&req->src_addr;
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (!req->remote) {
+		snprintf(buf, len, "CID %u", req->src_cid);
+		return;
+	}
+	if (a4->sin_family == AF_INET)
+		inet_ntop(AF_INET, &a4->sin_addr, ip, sizeof(ip));
+	else if (a6->sin6_family == AF_INET6)
+		inet_ntop(AF_INET6, &a6->sin6_addr, ip, sizeof(ip));
+	snprintf(buf, len, "%s", ip);
+}
+
 /* A connection request: refused unless it speaks our version and there is room. */
 static void
 accept_one(struct blkt *t, const struct vrdma_conn_req *req)
@@ -478,8 +501,10 @@ accept_one(struct blkt *t, const struct vrdma_conn_req *req)
 	struct vrdma_conn_param p = { .private_data = priv, .private_data_len = sizeof(priv) };
 	const char *why = NULL;
 	struct conn *c = NULL;
+	char who[64];
 	int err = 0;
 
+	host_name(req, who, sizeof(who));
 	memset(&q, 0, sizeof(q));
 	if (req->private_data_len >= sizeof(struct blk_conn_req))
 		blk_conn_req_unpack(req->private_data, &q);
@@ -495,29 +520,30 @@ accept_one(struct blkt *t, const struct vrdma_conn_req *req)
 	if (why) {
 		vrdma_reject(t->l, req);
 		t->st.rejected++;
-		tlog(t, "host CID %u refused: %s", req->src_cid, why);
+		tlog(t, "host %s refused: %s", who, why);
 		return;
 	}
 	blk_conn_rep_pack(&rep, priv);
 	if ((err = vrdma_accept(t->l, req, c->qp, &p))) {
-		tlog(t, "host CID %u: accept: %s", req->src_cid, strerror(-err));
+		tlog(t, "host %s: accept: %s", who, strerror(-err));
 		conn_free(c);
 		return;
 	}
 	for (unsigned j = 0; j < c->qdepth && !err; j++)
 		err = post_recv(c, j);
 	if (err) {
-		tlog(t, "host CID %u: receives: %s", req->src_cid, strerror(-err));
+		tlog(t, "host %s: receives: %s", who, strerror(-err));
 		conn_free(c);
 		return;
 	}
-	c->host_cid = req->src_cid;
+	snprintf(c->host, sizeof(c->host), "%s", who);
+	c->remote = req->remote;
 	c->next = t->conns;
 	t->conns = c;
 	t->nconns++;
 	t->st.conns++;
-	tlog(t, "host CID %u connected: queue depth %u, %u blocks a command", c->host_cid,
-	     c->qdepth, c->geom.max_blocks);
+	tlog(t, "host %s connected: queue depth %u, %u blocks a command", c->host, c->qdepth,
+	     c->geom.max_blocks);
 }
 
 static int
@@ -545,16 +571,21 @@ conn_pass(struct blkt *t, struct conn **link)
 		drop(c, "its completion queue failed");
 	for (int i = 0; i < n && !c->dead; i++)
 		completion(c, &wc[i]);
+	/*
+	 * On this host, a host's closed end keeps its channel ready with
+	 * nothing to take; over RoCE v2 the RC transport's retries notice a
+	 * dead host instead (its sends fail).
+	 */
 	if (c->woken) {
 		c->woken = false;
-		c->empty_wakes = n > 0 ? 0 : c->empty_wakes + 1;
+		c->empty_wakes = n > 0 || c->remote ? 0 : c->empty_wakes + 1;
 		if (c->empty_wakes >= EMPTY_WAKES)
 			drop(c, "the host is gone");
 	} else if (n > 0) {
 		c->empty_wakes = 0;
 	}
 	if (c->dead) {
-		tlog(t, "host CID %u %s%s", c->host_cid, c->bye ? "" : "dropped: ", c->why);
+		tlog(t, "host %s %s%s", c->host, c->bye ? "" : "dropped: ", c->why);
 		t->st.dropped += !c->bye;
 		*link = c->next;
 		t->nconns--;

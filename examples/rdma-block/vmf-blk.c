@@ -6,10 +6,13 @@
  * in flight. verify writes a pattern that names each block (its LBA and a
  * seed), flushes, reads it back and compares every byte.
  *
- *   vmf-blk [options] CID:PORT identify|flush
- *   vmf-blk [options] CID:PORT read|write LBA COUNT [FILE]
- *   vmf-blk [options] CID:PORT verify [LBA COUNT]
+ *   vmf-blk [options] TARGET identify|flush
+ *   vmf-blk [options] TARGET read|write LBA COUNT [FILE]
+ *   vmf-blk [options] TARGET verify [LBA COUNT]
+ * TARGET is CID:PORT on this host, or IPv4:PORT / [IPv6]:PORT of another
+ * host's VMkernel adapter (RoCE v2).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -26,7 +29,7 @@ static void __attribute__((noreturn)) usage(int status)
 {
 	fprintf(
 	    status ? stderr : stdout,
-	    "usage: vmf-blk [options] CID:PORT COMMAND [ARGS]\n"
+	    "usage: vmf-blk [options] CID:PORT|IPv4:PORT|[IPv6]:PORT COMMAND [ARGS]\n"
 	    "  identify               the device: blocks, limits, serial, model\n"
 	    "  read LBA COUNT [FILE]  COUNT blocks from LBA to FILE (default: stdout)\n"
 	    "  write LBA COUNT [FILE] COUNT blocks from FILE (default: stdin) to LBA\n"
@@ -56,6 +59,57 @@ number(const char *s, const char *what)
 		exit(2);
 	}
 	return v;
+}
+
+/*
+ * TARGET: "CID:PORT" (digits: a context on this host), "a.b.c.d:PORT" or
+ * "[v6]:PORT" (another host). False if it is none of them.
+ */
+static bool
+parse_target(const char *s, struct blkc_config *cfg, struct sockaddr_storage *ss)
+{
+	const char *colon = strrchr(s, ':');
+	char host[INET6_ADDRSTRLEN + 2];
+	size_t n = colon ? (size_t)(colon - s) : 0;
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	char *end;
+	unsigned long port, cid;
+
+	if (!colon || !n || n >= sizeof(host))
+		return false;
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (errno || end == colon + 1 || *end || port > UINT32_MAX)
+		return false;
+	memcpy(host, s, n);
+	host[n] = 0;
+	cfg->port = (uint32_t)port;
+	memset(ss, 0, sizeof(*ss));
+	if (host[0] == '[' && host[n - 1] == ']') {
+		host[n - 1] = 0;
+		if (port > 65535 || inet_pton(AF_INET6, host + 1, &a6->sin6_addr) != 1)
+			return false;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		cfg->addr = (const struct sockaddr *)ss;
+		cfg->addr_len = sizeof(*a6);
+		return true;
+	}
+	if (strchr(host, '.')) {
+		if (port > 65535 || inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+			return false;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		cfg->addr = (const struct sockaddr *)ss;
+		cfg->addr_len = sizeof(*a4);
+		return true;
+	}
+	cid = strtoul(host, &end, 10);
+	if (*end || cid > UINT32_MAX)
+		return false;
+	cfg->cid = (uint32_t)cid;
+	return true;
 }
 
 static double
@@ -199,11 +253,10 @@ main(int argc, char **argv)
 	};
 	struct blkc_config cfg = { 0 };
 	uint64_t seed = (uint64_t)time(NULL);
+	struct sockaddr_storage ss;
 	struct blkc_info info;
 	const char *cmd;
 	struct blkc *c;
-	unsigned cid, port;
-	char colon;
 	int o, err, rc = 2;
 
 	while ((o = getopt_long(argc, argv, "c:q:b:t:S:h", opts, NULL)) != -1) {
@@ -233,16 +286,13 @@ main(int argc, char **argv)
 			usage(2);
 		}
 	}
-	if (argc - optind < 2 || sscanf(argv[optind], "%u%c%u", &cid, &colon, &port) != 3 ||
-	    colon != ':')
+	if (argc - optind < 2 || !parse_target(argv[optind], &cfg, &ss))
 		usage(2);
 	if (cfg.qdepth > BLK_MAX_QDEPTH || cfg.max_blocks > BLK_MAX_BLOCKS) {
 		fprintf(stderr, "vmf-blk: at most %u in flight and %u blocks a command\n",
 			BLK_MAX_QDEPTH, BLK_MAX_BLOCKS);
 		return 2;
 	}
-	cfg.cid = cid;
-	cfg.port = port;
 	cmd = argv[optind + 1];
 	optind += 2;
 	if ((err = blkc_connect(&cfg, &c))) {
