@@ -116,7 +116,8 @@ drain(int fd)
 static int
 client(void)
 {
-	struct wire_hello h = { .version = WIRE_VERSION, .cid = 0xffffffffu,
+	struct wire_hello h = { .version = WIRE_VERSION,
+				.cid = 0xffffffffu,
 				.sock_type = SOCK_SEQPACKET };
 	struct wire_hdr hh = { .type = WIRE_HELLO, .len = sizeof(h), .seq = 1 };
 	int sp[2];
@@ -271,7 +272,8 @@ service(const uint8_t *data, size_t size)
 		case 2:
 		case 3:
 			id = listener_take(id);
-			listener_answer(&f, id, op == 2 ? WIRE_RDMA_CM_ACCEPT : WIRE_RDMA_CM_REJECT);
+			listener_answer(&f, id,
+					op == 2 ? WIRE_RDMA_CM_ACCEPT : WIRE_RDMA_CM_REJECT);
 			break;
 		case 4: {
 			struct rcm_msg m = { .type = RCM_RTU };

@@ -47,12 +47,12 @@
 #include "rdma/cm_wire.h"
 #include "vmfabric/vrdma.h"
 
-#define CM_HOST(dev, ip, mtu)                                                                     \
-	TD_CONTEXTS                                                                               \
-	"vswitch0.name = \"vSwitch0\"\nvswitch0.mtu = \"" mtu "\"\n"                              \
-	"portgroup0.name = \"VM Network\"\nportgroup0.vswitch = \"vSwitch0\"\n"                   \
-	"uplink0.name = \"vmnic1\"\nuplink0.device = \"" dev "\"\n"                               \
-	"vmk0.name = \"vmk1\"\nvmk0.portgroup = \"VM Network\"\nvmk0.ip = \"" ip "/24\"\n"        \
+#define CM_HOST(dev, ip, mtu)                                                                      \
+	TD_CONTEXTS                                                                                \
+	"vswitch0.name = \"vSwitch0\"\nvswitch0.mtu = \"" mtu "\"\n"                               \
+	"portgroup0.name = \"VM Network\"\nportgroup0.vswitch = \"vSwitch0\"\n"                    \
+	"uplink0.name = \"vmnic1\"\nuplink0.device = \"" dev "\"\n"                                \
+	"vmk0.name = \"vmk1\"\nvmk0.portgroup = \"VM Network\"\nvmk0.ip = \"" ip "/24\"\n"         \
 	"rdma0.name = \"vmrdma0\"\nrdma0.uplink = \"vmnic1\"\nrdma0.vmknic = \"vmk1\"\n"
 
 __attribute__((format(printf, 1, 2))) static int
@@ -183,8 +183,8 @@ struct side {
 static void
 side_open(struct side *s, const struct tdaemon *d, const char *ctx)
 {
-	struct vrdma_qp_init_attr ia = { .qp_type = VRDMA_QPT_RC, .cap = { .max_send_wr = 16,
-									   .max_recv_wr = 16 } };
+	struct vrdma_qp_init_attr ia = { .qp_type = VRDMA_QPT_RC,
+					 .cap = { .max_send_wr = 16, .max_recv_wr = 16 } };
 
 	ASSERT_OK(vmci_set_daemon(d->sock));
 	ASSERT_OK(vmci_set_context(ctx ? ctx : ""));
@@ -223,8 +223,7 @@ rtr_no_data_path(struct vrdma_qp *qp, struct vrdma_qp_attr *a, int mask)
 
 	ASSERT(a->ah_attr.is_global);
 	ASSERT_EQ(mask, VRDMA_QP_STATE | VRDMA_QP_AV | VRDMA_QP_PATH_MTU | VRDMA_QP_DEST_QPN |
-				VRDMA_QP_RQ_PSN | VRDMA_QP_MAX_DEST_RD_ATOMIC |
-				VRDMA_QP_MIN_RNR_TIMER);
+			    VRDMA_QP_RQ_PSN | VRDMA_QP_MAX_DEST_RD_ATOMIC | VRDMA_QP_MIN_RNR_TIMER);
 	pthread_mutex_lock(&qp->sq_lock);
 	pthread_mutex_lock(&qp->rq_lock);
 	if (atomic_load(&qp->state) != VRDMA_QPS_INIT || a->qp_state != VRDMA_QPS_RTR) {
@@ -382,8 +381,8 @@ lis_end(struct lis *l, struct lis_report *r)
 
 /* In a child in @ns: connect to @ip:4791, send @len bytes, read what comes until EOF into @out. */
 static ssize_t
-raw_exchange(const char *ns, const char *ip, const void *msg, size_t len, uint8_t *out,
-	     size_t max, int *connect_err)
+raw_exchange(const char *ns, const char *ip, const void *msg, size_t len, uint8_t *out, size_t max,
+	     int *connect_err)
 {
 	int p[2], st;
 	pid_t pid;
@@ -494,8 +493,10 @@ check_connected(struct side *a, const struct lis_report *r, const char *ip_a, co
 TEST(rdmacm_hosts)
 {
 	static const char priv[14] = "from A to B!!";
-	struct vrdma_conn_param p = { .private_data = priv, .private_data_len = sizeof(priv),
-				      .responder_resources = 8, .initiator_depth = 4,
+	struct vrdma_conn_param p = { .private_data = priv,
+				      .private_data_len = sizeof(priv),
+				      .responder_resources = 8,
+				      .initiator_depth = 4,
 				      .rnr_retry_count = 5 };
 	struct tdaemon da, db;
 	struct vrdma_device_attr attr;
@@ -577,9 +578,9 @@ TEST(rdmacm_hosts)
 					     NULL, 100),
 			  -EINVAL);
 		bad.sin_family = AF_UNIX;
-		ASSERT_EQ(vrdma_connect_addr(a.qp, (struct sockaddr *)&bad, sizeof(bad), NULL, NULL,
-					     100),
-			  -EINVAL);
+		ASSERT_EQ(
+		    vrdma_connect_addr(a.qp, (struct sockaddr *)&bad, sizeof(bad), NULL, NULL, 100),
+		    -EINVAL);
 	}
 	side_close(&a);
 
@@ -596,7 +597,8 @@ TEST(rdmacm_hosts)
 	ASSERT_EQ(connect_ip(&a, "10.77.0.2", 7001, NULL, NULL, 1000), -ENETUNREACH);
 	wait_log(&da, "rdma: vmrdma0 cannot reach 10.77.0.2: not bound to a VMkernel adapter");
 	wait_log(&da, "rdma cm: vmrdma0: no connections from other hosts: not bound");
-	snprintf(cmd, sizeof(cmd), "%s --socket %s rdma device vmknic bind --device=vmrdma0 --nic=vmk1",
+	snprintf(cmd, sizeof(cmd),
+		 "%s --socket %s rdma device vmknic bind --device=vmrdma0 --nic=vmk1",
 		 VMFABRIC_CLI_PATH, da.sock);
 	ASSERT_EQ(td_run(cmd, out, sizeof(out)), 0);
 	ASSERT_EQ(connect_ip(&a, "10.77.0.2", 7001, NULL, NULL, 1000), -ECONNREFUSED);
@@ -616,8 +618,9 @@ TEST(rdmacm_hosts)
 	ASSERT_EQ(cerr, ECONNREFUSED);
 	{
 		static const uint8_t v2[8] = { 'V', 'R', 'C', 'M', 2, 1, 0, 80 };
-		static const uint8_t rej_version[12] = { 'V', 'R', 'C', 'M', 1, 3, 0, 4,
-							 0,   0,   0,   4 };
+		static const uint8_t rej_version[12] = {
+			'V', 'R', 'C', 'M', 1, 3, 0, 4, 0, 0, 0, 4
+		};
 
 		n = raw_exchange("vmfc-a", "10.77.0.2", v2, sizeof(v2), buf, sizeof(buf), &cerr);
 		ASSERT_EQ(cerr, 0);
@@ -629,8 +632,12 @@ TEST(rdmacm_hosts)
 	ASSERT_EQ(cerr, 0);
 	ASSERT_EQ(n, 0);
 	{
-		struct rcm_msg m = { .type = RCM_REQ, .u.req = { .port = 7001, .qpn = 5, .psn = 7,
-								  .mtu = 1024, .timeout_ms = 1000 } };
+		struct rcm_msg m = { .type = RCM_REQ,
+				     .u.req = { .port = 7001,
+						.qpn = 5,
+						.psn = 7,
+						.mtu = 1024,
+						.timeout_ms = 1000 } };
 		uint8_t req[RCM_MAX];
 		size_t len = rcm_build(&m, req);
 		struct rcm_msg got;
@@ -671,12 +678,12 @@ TEST(rdmacm_hosts)
 /* One daemon against a peer written here */
 
 enum fake_act {
-	FAKE_REP,	/* REP (MTU 512), then expect the RTU */
-	FAKE_REJ,	/* REJ */
-	FAKE_CLOSE,	/* read the REQ and close */
-	FAKE_SILENT,	/* read the REQ, say nothing until the requester closes */
-	FAKE_BAD_MTU,	/* a REP whose path MTU is 300 */
-	FAKE_V2,	/* a REP of another version */
+	FAKE_REP,     /* REP (MTU 512), then expect the RTU */
+	FAKE_REJ,     /* REJ */
+	FAKE_CLOSE,   /* read the REQ and close */
+	FAKE_SILENT,  /* read the REQ, say nothing until the requester closes */
+	FAKE_BAD_MTU, /* a REP whose path MTU is 300 */
+	FAKE_V2,      /* a REP of another version */
 };
 
 /* What the fake peer checks of each REQ; the parent tells it before each connect. */
@@ -729,10 +736,10 @@ fake_peer(const char *ns, int ctl, int res)
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		while (got < RCM_MAX && (k = read(fd, req + got, RCM_MAX - got)) > 0)
 			got += (size_t)k;
-#define FAKE_CHECK(c)                    \
-	do {                             \
-		if (!line && !(c))       \
-			line = __LINE__; \
+#define FAKE_CHECK(c)                                                                              \
+	do {                                                                                       \
+		if (!line && !(c))                                                                 \
+			line = __LINE__;                                                           \
 	} while (0)
 		/* The REQ, byte by byte: header, then the fields (cm_wire.h). */
 		FAKE_CHECK(got == 88);
@@ -740,8 +747,8 @@ fake_peer(const char *ns, int ctl, int res)
 		FAKE_CHECK(!memcmp(req + 8, "\x00\x00\x1b\x58", 4)); /* port 7000 */
 		FAKE_CHECK(((uint32_t)req[12] << 24 | (uint32_t)req[13] << 16 |
 			    (uint32_t)req[14] << 8 | req[15]) == fc.qpn);
-		FAKE_CHECK(req[16] == 0);			      /* PSN: 24 bits */
-		FAKE_CHECK(!memcmp(req + 20, "\x04\x00", 2));	      /* path MTU 1024 */
+		FAKE_CHECK(req[16] == 0);				  /* PSN: 24 bits */
+		FAKE_CHECK(!memcmp(req + 20, "\x04\x00", 2));		  /* path MTU 1024 */
 		FAKE_CHECK(req[22] == 8 && req[23] == 4 && req[24] == 5); /* depths, RNR retry */
 		FAKE_CHECK(req[25] == 5 && !memcmp(req + 32, "hello", 5));
 		FAKE_CHECK(req[26] == 0 && req[27] == 0); /* reserved */
@@ -752,8 +759,12 @@ fake_peer(const char *ns, int ctl, int res)
 		FAKE_CHECK(rcm_parse(req, got, &m, NULL) == 88 && m.type == RCM_REQ);
 		memset(&m, 0, sizeof(m));
 		m.type = RCM_REP;
-		m.u.rep = (struct rcm_rep){ .qpn = 0x123456, .psn = 0xabcdef, .mtu = 512,
-					    .resp_res = 3, .init_depth = 5, .rnr_retry = 6,
+		m.u.rep = (struct rcm_rep){ .qpn = 0x123456,
+					    .psn = 0xabcdef,
+					    .mtu = 512,
+					    .resp_res = 3,
+					    .init_depth = 5,
+					    .rnr_retry = 6,
 					    .priv_len = 4 };
 		memcpy(m.u.rep.priv, "fake", 4);
 		switch (fc.act) {
@@ -797,11 +808,13 @@ fake_peer(const char *ns, int ctl, int res)
 TEST(rdmacm_peer_wire)
 {
 	static const char hello[5] = "hello";
-	struct vrdma_conn_param p = { .private_data = hello, .private_data_len = 5,
-				      .responder_resources = 8, .initiator_depth = 4,
+	struct vrdma_conn_param p = { .private_data = hello,
+				      .private_data_len = 5,
+				      .responder_resources = 8,
+				      .initiator_depth = 4,
 				      .rnr_retry_count = 5 };
-	static const int acts[] = { FAKE_REP, FAKE_REJ, FAKE_CLOSE, FAKE_SILENT, FAKE_BAD_MTU,
-				    FAKE_V2 };
+	static const int acts[] = { FAKE_REP,	 FAKE_REJ,     FAKE_CLOSE,
+				    FAKE_SILENT, FAKE_BAD_MTU, FAKE_V2 };
 	static const int want[] = { 0, -ECONNREFUSED, -ECONNRESET, -ETIMEDOUT, -EPROTO, -EPROTO };
 	struct tdaemon d;
 	struct side a;
@@ -847,7 +860,8 @@ TEST(rdmacm_peer_wire)
 	fds = pid_fds(d.pid);
 
 	for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++) {
-		struct fake_case fc = { .act = acts[i], .qpn = vrdma_qp_num(a.qp),
+		struct fake_case fc = { .act = acts[i],
+					.qpn = vrdma_qp_num(a.qp),
 					.timeout_ms = acts[i] == FAKE_SILENT ? 800 : 2000 };
 		int64_t t0 = clock_ns();
 
@@ -878,13 +892,14 @@ TEST(rdmacm_peer_wire)
 	/* IPv6, and IPv4 given as an IPv4-mapped IPv6 address. */
 	{
 		struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons(7000) };
-		struct fake_case fc = { .act = FAKE_REP, .qpn = vrdma_qp_num(a.qp),
-					.timeout_ms = 2000, .v6 = 1 };
+		struct fake_case fc = {
+			.act = FAKE_REP, .qpn = vrdma_qp_num(a.qp), .timeout_ms = 2000, .v6 = 1
+		};
 
 		ASSERT_EQ(inet_pton(AF_INET6, "fd00:77:1::2", &s6.sin6_addr), 1);
 		write_all(ctl[1], &fc, sizeof(fc));
-		ASSERT_OK(vrdma_connect_addr(a.qp, (struct sockaddr *)&s6, sizeof(s6), &p, NULL,
-					     2000));
+		ASSERT_OK(
+		    vrdma_connect_addr(a.qp, (struct sockaddr *)&s6, sizeof(s6), &p, NULL, 2000));
 		read_all(res[0], &line, sizeof(line));
 		ASSERT_EQ(line, 0);
 		ASSERT_OK(vrdma_query_qp(a.qp, &qa, 0, NULL));
@@ -895,8 +910,8 @@ TEST(rdmacm_peer_wire)
 		ASSERT_EQ(inet_pton(AF_INET6, "::ffff:10.77.1.2", &s6.sin6_addr), 1);
 		fc.v6 = 0;
 		write_all(ctl[1], &fc, sizeof(fc));
-		ASSERT_OK(vrdma_connect_addr(a.qp, (struct sockaddr *)&s6, sizeof(s6), &p, NULL,
-					     2000));
+		ASSERT_OK(
+		    vrdma_connect_addr(a.qp, (struct sockaddr *)&s6, sizeof(s6), &p, NULL, 2000));
 		read_all(res[0], &line, sizeof(line));
 		ASSERT_EQ(line, 0);
 		ASSERT_OK(vrdma_query_qp(a.qp, &qa, 0, NULL));

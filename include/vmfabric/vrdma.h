@@ -411,7 +411,7 @@ struct vrdma_conn_req {
 	uint8_t remote;			  /* 1: from another host (by IP) */
 	struct sockaddr_storage src_addr; /* remote: the requester's IP (sockaddr_in or
 					     sockaddr_in6, port 0) */
-	uint8_t path_mtu; /* remote: enum vrdma_mtu, the smaller of both devices' */
+	uint8_t path_mtu;		  /* remote: enum vrdma_mtu, the smaller of both devices' */
 };
 
 #define VRDMA_CID_REMOTE 0xffffffffu /* src_cid of a request from another host */
@@ -466,6 +466,7 @@ int vrdma_connect(struct vrdma_qp *qp, uint32_t cid, uint32_t port,
  *                  listens on its TCP port 4791);
  *   -ECONNRESET    the peer's daemon went away during the exchange;
  *   -EPROTO        the peer answered something malformed;
+ *   -ENOBUFS       the daemon has too many exchanges with other hosts at once;
  *   -EINVAL        @addr, @len, @param or @qp's state.
  */
 int vrdma_connect_addr(struct vrdma_qp *qp, const struct sockaddr *addr, socklen_t len,

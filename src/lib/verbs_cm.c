@@ -124,7 +124,7 @@ cm_ready(struct vrdma_qp *qp, const struct cm_path *path, uint32_t qpn, uint32_t
 		rtr = vrdma__cm_rtr_seam;
 	err = rtr(qp, &a,
 		  VRDMA_QP_STATE | VRDMA_QP_AV | VRDMA_QP_PATH_MTU | VRDMA_QP_DEST_QPN |
-			  VRDMA_QP_RQ_PSN | VRDMA_QP_MAX_DEST_RD_ATOMIC | VRDMA_QP_MIN_RNR_TIMER);
+		      VRDMA_QP_RQ_PSN | VRDMA_QP_MAX_DEST_RD_ATOMIC | VRDMA_QP_MIN_RNR_TIMER);
 	if (err)
 		return err;
 	a.qp_state = VRDMA_QPS_RTS;
@@ -441,7 +441,8 @@ vrdma_connect_addr(struct vrdma_qp *qp, const struct sockaddr *addr, socklen_t l
 	if (!w.family || !w.mtu)
 		return -EPROTO;
 	if (reply_data)
-		memcpy(reply_data, w.priv, w.priv_len > WIRE_RDMA_PRIV ? WIRE_RDMA_PRIV : w.priv_len);
+		memcpy(reply_data, w.priv,
+		       w.priv_len > WIRE_RDMA_PRIV ? WIRE_RDMA_PRIV : w.priv_len);
 	path = path_global(w.family, w.addr, w.mtu);
 	err = cm_ready(qp, &path, w.qpn, w.psn, sq_psn, param, w.init_depth);
 	if (err)

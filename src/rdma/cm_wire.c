@@ -46,8 +46,8 @@ static size_t
 body_len(unsigned type)
 {
 	switch (type) {
-#define RCM_LEN(n, v, len) \
-	case v:             \
+#define RCM_LEN(n, v, len)                                                                         \
+	case v:                                                                                    \
 		return len;
 		RCM_MESSAGES(RCM_LEN)
 #undef RCM_LEN

@@ -58,10 +58,10 @@
 #define RCM_PRIV    56
 
 /* X(name, type number, body bytes) */
-#define RCM_MESSAGES(X)      \
-	X(REQ, 1, 24 + RCM_PRIV) \
-	X(REP, 2, 16 + RCM_PRIV) \
-	X(REJ, 3, 4)             \
+#define RCM_MESSAGES(X)                                                                            \
+	X(REQ, 1, 24 + RCM_PRIV)                                                                   \
+	X(REP, 2, 16 + RCM_PRIV)                                                                   \
+	X(REJ, 3, 4)                                                                               \
 	X(RTU, 4, 4)
 
 enum rcm_type {

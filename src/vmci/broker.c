@@ -1015,7 +1015,7 @@ broker__init(struct vmci_broker *b, struct loop *loop)
 		return err;
 	}
 	vsw_dp_open_sockets(&b->dp, loop); /* a socket that cannot be made is logged */
-	(void)cmnet_start(b); /* RDMA CM between hosts: logs what it cannot do */
+	(void)cmnet_start(b);		   /* RDMA CM between hosts: logs what it cannot do */
 	return 0;
 }
 

@@ -91,7 +91,7 @@ struct broker_rdma {
 	uint32_t nqps, next_qpn;
 	struct rdma_cm_pend *pend; /* connection requests not answered yet */
 	uint64_t next_req;
-	struct cmnet *net; /* the connection manager between hosts (rdma_cm_net.c) */
+	struct cmnet *net;	/* the connection manager between hosts (rdma_cm_net.c) */
 	uint64_t mrs, qps_live; /* for listings */
 };
 

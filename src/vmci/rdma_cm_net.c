@@ -42,7 +42,7 @@
 #include "rdma/device.h"
 #include "rdma_cm_net.h"
 
-#define CMNET_CONNS_MAX	  256		  /* exchanges at once, both ways */
+#define CMNET_CONNS_MAX	  256		     /* exchanges at once, both ways */
 #define CMNET_LISTEN_MAX  (2 * RDMA_DEV_MAX) /* an IPv4 and an IPv6 address per device */
 #define CMNET_RESCAN_NS	  1000000000LL
 #define CMNET_REQ_NS	  5000000000LL /* an accepted connection's REQ must come within */
@@ -245,8 +245,8 @@ static int
 conn_flush(struct cmnet_conn *c)
 {
 	while (c->off < c->nout) {
-		ssize_t k = send(c->src.fd, c->out + c->off, c->nout - c->off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t k =
+		    send(c->src.fd, c->out + c->off, c->nout - c->off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -389,8 +389,10 @@ out_source(struct vmci_broker *b, const char *dev, const struct cmnet_addr *peer
 	char ip[INET6_ADDRSTRLEN];
 
 	if (!d) {
-		log_rl(LOG_LVL_WARN, "rdma: %s cannot reach %s: no paired uplink (a device of this "
-				     "host only)", dev ? dev : "?", addr_str(peer, ip, sizeof(ip)));
+		log_rl(LOG_LVL_WARN,
+		       "rdma: %s cannot reach %s: no paired uplink (a device of this "
+		       "host only)",
+		       dev ? dev : "?", addr_str(peer, ip, sizeof(ip)));
 		return -ENETUNREACH;
 	}
 	if (rdma_dev_roce_source(&b->rdma_devs, d, &s, &why)) {
@@ -473,8 +475,7 @@ cmnet_connect(struct vmci_conn *vc, struct wire_msg *m, const char *dev)
 		return fd;
 	if (w->timeout_ms > CMNET_TIMEOUT_MAX)
 		w->timeout_ms = CMNET_TIMEOUT_MAX;
-	if (!(c = conn_new(n, fd, ST_CONNECTING,
-			   clock_ns() + (int64_t)w->timeout_ms * 1000000))) {
+	if (!(c = conn_new(n, fd, ST_CONNECTING, clock_ns() + (int64_t)w->timeout_ms * 1000000))) {
 		close(fd);
 		return -ENOMEM;
 	}
@@ -483,10 +484,15 @@ cmnet_connect(struct vmci_conn *vc, struct wire_msg *m, const char *dev)
 	c->client = vc;
 	c->hdr = m->hdr;
 	c->cm = *w;
-	req.u.req = (struct rcm_req){ .port = w->port, .qpn = w->qpn, .psn = w->psn & 0xffffff,
-				      .mtu = (uint16_t)mtu, .resp_res = w->resp_res,
-				      .init_depth = w->init_depth, .rnr_retry = w->rnr_retry,
-				      .priv_len = w->priv_len, .timeout_ms = w->timeout_ms };
+	req.u.req = (struct rcm_req){ .port = w->port,
+				      .qpn = w->qpn,
+				      .psn = w->psn & 0xffffff,
+				      .mtu = (uint16_t)mtu,
+				      .resp_res = w->resp_res,
+				      .init_depth = w->init_depth,
+				      .rnr_retry = w->rnr_retry,
+				      .priv_len = w->priv_len,
+				      .timeout_ms = w->timeout_ms };
 	memcpy(req.u.req.priv, w->priv, w->priv_len);
 	conn_send(c, &req); /* queued until connected */
 	c->events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
@@ -513,15 +519,20 @@ in_request(struct cmnet_conn *c, const struct rcm_req *r)
 	struct vmci_broker *b = c->n->b;
 	struct vmci_conn *l = vmci_port_find(&b->ports, VMCI_SPACE_RDMA, VMCI_CID_HOST, r->port);
 	struct wire_hdr h = { .type = WIRE_RDMA_CM_REQ, .len = sizeof(struct wire_rdma_cm) };
-	struct wire_rdma_cm w = { .cid = VMCI_CID_ANY, .port = r->port, .qpn = r->qpn,
-				  .psn = r->psn, .resp_res = r->resp_res,
-				  .init_depth = r->init_depth, .rnr_retry = r->rnr_retry,
-				  .priv_len = r->priv_len, .family = c->peer.family };
+	struct wire_rdma_cm w = { .cid = VMCI_CID_ANY,
+				  .port = r->port,
+				  .qpn = r->qpn,
+				  .psn = r->psn,
+				  .resp_res = r->resp_res,
+				  .init_depth = r->init_depth,
+				  .rnr_retry = r->rnr_retry,
+				  .priv_len = r->priv_len,
+				  .family = c->peer.family };
 	char ip[INET6_ADDRSTRLEN];
 
 	if (!l || l->state != CONN_RDMA_LISTEN) {
-		log_debug("rdma cm: %s: nobody listens on port %u", addr_str(&c->peer, ip, sizeof(ip)),
-			  r->port);
+		log_debug("rdma cm: %s: nobody listens on port %u",
+			  addr_str(&c->peer, ip, sizeof(ip)), r->port);
 		return send_rej(c, RCM_REJ_NO_LISTENER);
 	}
 	if (r->mtu < c->mtu)
@@ -534,11 +545,11 @@ in_request(struct cmnet_conn *c, const struct rcm_req *r)
 		return send_rej(c, RCM_REJ_NO_LISTENER); /* a listener that does not read */
 	c->listener = l;
 	c->st = ST_WAIT_ANSWER;
-	c->deadline = clock_ns() + (int64_t)(r->timeout_ms < CMNET_TIMEOUT_MAX
-						     ? r->timeout_ms
-						     : CMNET_TIMEOUT_MAX) *
-					   1000000 +
-		      CMNET_GRACE_NS;
+	c->deadline =
+	    clock_ns() +
+	    (int64_t)(r->timeout_ms < CMNET_TIMEOUT_MAX ? r->timeout_ms : CMNET_TIMEOUT_MAX) *
+		1000000 +
+	    CMNET_GRACE_NS;
 	return true;
 }
 
@@ -568,9 +579,12 @@ cmnet_answer(struct vmci_conn *vc, struct wire_msg *m, bool qp_ok)
 	}
 	if (!qp_ok || w->priv_len > RCM_PRIV || w->rnr_retry > 7)
 		return -EINVAL;
-	rep.u.rep = (struct rcm_rep){ .qpn = w->qpn, .psn = w->psn & 0xffffff,
-				      .mtu = (uint16_t)c->mtu, .resp_res = w->resp_res,
-				      .init_depth = w->init_depth, .rnr_retry = w->rnr_retry,
+	rep.u.rep = (struct rcm_rep){ .qpn = w->qpn,
+				      .psn = w->psn & 0xffffff,
+				      .mtu = (uint16_t)c->mtu,
+				      .resp_res = w->resp_res,
+				      .init_depth = w->init_depth,
+				      .rnr_retry = w->rnr_retry,
 				      .priv_len = w->priv_len };
 	memcpy(rep.u.rep.priv, w->priv, w->priv_len);
 	c->st = ST_WAIT_RTU;
@@ -725,7 +739,8 @@ accept_one(struct cmnet_lsock *ls, int fd)
 	if (n->nconns >= CMNET_CONNS_MAX || getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
 	    from_sockaddr(&ss, &local) || !addr_eq(&local, &ls->addr)) {
 		log_rl(LOG_LVL_WARN, "rdma cm: connection refused (%s)",
-		       n->nconns >= CMNET_CONNS_MAX ? "too many at once" : "not the adapter's address");
+		       n->nconns >= CMNET_CONNS_MAX ? "too many at once"
+						    : "not the adapter's address");
 		close(fd);
 		return;
 	}
@@ -746,7 +761,8 @@ accept_one(struct cmnet_lsock *ls, int fd)
 static void
 lsock_event(struct loop_src *s, uint32_t events)
 {
-	struct cmnet_lsock *ls = (struct cmnet_lsock *)((char *)s - offsetof(struct cmnet_lsock, src));
+	struct cmnet_lsock *ls =
+	    (struct cmnet_lsock *)((char *)s - offsetof(struct cmnet_lsock, src));
 
 	(void)events;
 	for (int i = 0; i < 16; i++) {
@@ -859,7 +875,8 @@ rescan(struct cmnet *n)
 		char status[CMNET_STATUS] = "";
 
 		if (rdma_dev_roce_source(d, &d->dev[k], &s, &why)) {
-			snprintf(status, sizeof(status), "no connections from other hosts: %s", why);
+			snprintf(status, sizeof(status), "no connections from other hosts: %s",
+				 why);
 		} else {
 			struct cmnet_addr a = { .family = AF_INET };
 

@@ -48,8 +48,9 @@ void cmnet_conn_closed(struct vmci_conn *c);
 
 /*
  * Seam for the fuzz target: take the connected stream socket @fd as if it
- * had been accepted on the address of the broker's first device that takes
- * connections, from @peer_ip (IPv4). 0 or -errno (the socket is closed then).
+ * had been accepted from @peer_ip (IPv4) on an adapter's address whose
+ * device's path MTU is @path_mtu bytes. 0 or -errno (the socket is closed
+ * then).
  */
 int cmnet__adopt(struct vmci_broker *b, int fd, const unsigned char peer_ip[4], unsigned path_mtu);
 
