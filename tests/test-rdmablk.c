@@ -7,7 +7,8 @@
  * flight, read back and compared, and the file's own bytes checked; the
  * memory store; malformed capsules, a command id in flight twice, a bad
  * rkey, a host that dies, too many hosts: the target answers or drops
- * that one connection and keeps serving; the two programs.
+ * that one connection and keeps serving; the two programs; and the same
+ * blocks between two network-namespace hosts over RoCE v2 (root).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -161,13 +162,13 @@ struct target {
 
 /*
  * The target in a child, acting as context @ctx of the daemon at @sock
- * (NULL: the test's): @path (created at @size bytes) or, with @path
- * NULL, @size bytes of memory. It publishes its port, then its counters
- * after every pass, and exits 0 on SIGTERM.
+ * (NULL: the test's), on @port (0: an ephemeral one): @path (created at
+ * @size bytes) or, with @path NULL, @size bytes of memory. It publishes
+ * its port, then its counters after every pass, and exits 0 on SIGTERM.
  */
 static void
 target_start_on(struct target *tg, const char *path, uint64_t size, unsigned max_conns,
-		const char *ctx, const char *sock)
+		const char *ctx, const char *sock, uint32_t port)
 {
 	tg->sh =
 	    mmap(NULL, sizeof(*tg->sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -176,7 +177,7 @@ target_start_on(struct target *tg, const char *path, uint64_t size, unsigned max
 	tg->pid = fork();
 	ASSERT_GE(tg->pid, 0);
 	if (tg->pid == 0) {
-		struct blkt_config cfg = { .max_conns = max_conns };
+		struct blkt_config cfg = { .max_conns = max_conns, .port = port };
 		struct blk_store *s;
 		struct blkt *t;
 		sigset_t set;
@@ -213,7 +214,7 @@ target_start_on(struct target *tg, const char *path, uint64_t size, unsigned max
 static void
 target_start(struct target *tg, const char *path, uint64_t size, unsigned max_conns)
 {
-	target_start_on(tg, path, size, max_conns, "b", NULL);
+	target_start_on(tg, path, size, max_conns, "b", NULL, 0);
 }
 
 /* It must still be running, and end cleanly when asked. */
@@ -959,8 +960,9 @@ TEST(rdmablk_roce)
 	ASSERT(shadow && buf);
 	two_hosts(d);
 	snprintf(path, sizeof(path), "%s/blk.img", d[0].dir);
-	/* Hosts elsewhere reach listeners of the host context only. */
-	target_start_on(&tg, path, (uint64_t)DEV_BLOCKS * BLK_BLOCK_SIZE, 0, "2", d[0].sock);
+	/* Hosts elsewhere reach listeners of the host context only, on ports an IP address can
+	 * name. */
+	target_start_on(&tg, path, (uint64_t)DEV_BLOCKS * BLK_BLOCK_SIZE, 0, "2", d[0].sock, 4420);
 	a.sin_port = htons((uint16_t)tg.sh->port);
 	ASSERT_EQ(inet_pton(AF_INET, "10.77.12.1", &a.sin_addr), 1);
 	ASSERT_OK(vmci_set_daemon(d[1].sock));

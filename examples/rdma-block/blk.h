@@ -56,8 +56,8 @@ struct blkt_config {
 	unsigned max_qdepth;	 /* granted at most, per connection (default 32) */
 	unsigned max_blocks;	 /* per command at most (default 64: 256 KiB) */
 	unsigned max_conns;	 /* connections at once (default 16); more are rejected */
-	int spin_us;		 /* busy-poll this long after work before sleeping (default 50) */
-	const char *serial;	 /* IDENTIFY's serial number (default "vmf-blk") */
+	int spin_us; /* busy-poll this long after work before sleeping (default 50; < 0: none) */
+	const char *serial; /* IDENTIFY's serial number (default "vmf-blk") */
 	/* Connections coming and going, and why one was dropped; may be NULL. */
 	void (*log)(void *arg, const char *msg);
 	void *log_arg;
@@ -109,8 +109,8 @@ struct blkc_config {
 	socklen_t addr_len;
 	unsigned qdepth;     /* commands in flight (default 8); the target may grant fewer */
 	unsigned max_blocks; /* per command (default 32: 128 KiB); likewise */
-	int spin_us;	     /* busy-poll this long before sleeping in a wait (default 50) */
-	int timeout_ms;	     /* connecting, and each wait for a response (default 5000) */
+	int spin_us;	/* busy-poll this long before sleeping in a wait (default 50; < 0: none) */
+	int timeout_ms; /* connecting, and each wait for a response (default 5000) */
 };
 
 struct blkc_info {

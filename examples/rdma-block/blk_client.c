@@ -205,8 +205,10 @@ take_response(struct blkc *c, unsigned i, uint32_t len, struct blkc_cpl *cpl)
 	return 0;
 }
 
-/* Busy-poll spin_us, then sleep on the channel (1 ms at most: waiting sends are retried by
- * polling). */
+/*
+ * Busy-poll until @spin_until, then sleep on the channel: 1 ms at most,
+ * since sends that wait (an RNR) are retried only by polling.
+ */
 static int
 wait_cq(struct blkc *c, int64_t spin_until, int64_t deadline)
 {

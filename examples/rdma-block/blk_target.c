@@ -110,7 +110,8 @@ now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void __attribute__((format(printf, 2, 3))) tlog(const struct blkt *t, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void
+tlog(const struct blkt *t, const char *fmt, ...)
 {
 	char msg[256];
 	va_list ap;
@@ -136,7 +137,8 @@ slot_buf(const struct conn *c, unsigned j)
 }
 
 /* Tear @c down at the end of this pass; the first reason is kept. */
-static void __attribute__((format(printf, 2, 3))) drop(struct conn *c, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void
+drop(struct conn *c, const char *fmt, ...)
 {
 	va_list ap;
 

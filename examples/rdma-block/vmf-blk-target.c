@@ -36,7 +36,8 @@ log_line(void *arg, const char *msg)
 	fprintf(stderr, "vmf-blk-target: %s\n", msg);
 }
 
-static void __attribute__((noreturn)) usage(int status)
+__attribute__((noreturn)) static void
+usage(int status)
 {
 	fprintf(
 	    status ? stderr : stdout,
@@ -107,8 +108,9 @@ parse_count(const char *s, const char *what, unsigned max)
 	return (unsigned)v;
 }
 
-int
-main(int argc, char **argv)
+/* The options into @cfg, -s into @size, -m into @mem; exits on a bad one. */
+static void
+parse_options(int argc, char **argv, struct blkt_config *cfg, uint64_t *size, uint64_t *mem)
 {
 	static const struct option opts[] = {
 		{ "context", required_argument, NULL, 'c' },
@@ -122,47 +124,42 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct blkt_config cfg = { .log = log_line };
-	struct sigaction sa = { .sa_handler = on_signal };
-	uint64_t size = 0, mem = 0;
-	struct blk_store *store;
-	struct blkt *t;
-	struct blkt_stats st;
 	int o, err;
 
 	while ((o = getopt_long(argc, argv, "c:p:s:m:q:b:n:h", opts, NULL)) != -1) {
+		uint64_t *v = o == 's' ? size : mem;
+
 		switch (o) {
 		case 'c':
 			if ((err = vmci_set_context(optarg))) {
 				fprintf(stderr, "vmf-blk-target: context %s: %s\n", optarg,
 					strerror(-err));
-				return 2;
+				exit(2);
 			}
 			break;
 		case 'p':
-			cfg.port = parse_count(optarg, "the port", UINT32_MAX - 1);
+			cfg->port = parse_count(optarg, "the port", UINT32_MAX - 1);
 			break;
 		case 's':
 		case 'm':
-			if (!parse_size(optarg, o == 's' ? &size : &mem) ||
-			    (o == 's' ? size : mem) % BLK_BLOCK_SIZE || (o == 'm' && !mem)) {
+			if (!parse_size(optarg, v) || *v % BLK_BLOCK_SIZE || (o == 'm' && !*v)) {
 				fprintf(stderr,
 					"vmf-blk-target: a size is a non-zero multiple of %u: %s\n",
 					BLK_BLOCK_SIZE, optarg);
-				return 2;
+				exit(2);
 			}
 			break;
 		case 'q':
-			cfg.max_qdepth = parse_count(optarg, "the queue depth", BLK_MAX_QDEPTH);
+			cfg->max_qdepth = parse_count(optarg, "the queue depth", BLK_MAX_QDEPTH);
 			break;
 		case 'b':
-			cfg.max_blocks = parse_count(optarg, "blocks a command", BLK_MAX_BLOCKS);
+			cfg->max_blocks = parse_count(optarg, "blocks a command", BLK_MAX_BLOCKS);
 			break;
 		case 'n':
-			cfg.max_conns = parse_count(optarg, "hosts", 1024);
+			cfg->max_conns = parse_count(optarg, "hosts", 1024);
 			break;
 		case 'S':
-			cfg.spin_us = (int)parse_count(optarg, "--spin-us", 10000000);
+			cfg->spin_us = (int)parse_count(optarg, "--spin-us", 10000000);
 			break;
 		case 'h':
 			usage(0);
@@ -170,6 +167,20 @@ main(int argc, char **argv)
 			usage(2);
 		}
 	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct blkt_config cfg = { .log = log_line };
+	struct sigaction sa = { .sa_handler = on_signal };
+	uint64_t size = 0, mem = 0;
+	struct blk_store *store;
+	struct blkt *t;
+	struct blkt_stats st;
+	int err;
+
+	parse_options(argc, argv, &cfg, &size, &mem);
 	if (mem ? optind != argc : optind != argc - 1)
 		usage(2);
 	err = mem ? blks_open_memory(mem, &store) : blks_open_file(argv[optind], size, &store);

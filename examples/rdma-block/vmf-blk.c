@@ -25,7 +25,8 @@
 #include "blk.h"
 #include "vmfabric/vmci.h"
 
-static void __attribute__((noreturn)) usage(int status)
+__attribute__((noreturn)) static void
+usage(int status)
 {
 	fprintf(
 	    status ? stderr : stdout,
@@ -110,6 +111,19 @@ parse_target(const char *s, struct blkc_config *cfg, struct sockaddr_storage *ss
 		return false;
 	cfg->cid = (uint32_t)cid;
 	return true;
+}
+
+/* COUNT blocks, as many as one buffer of this process can hold. */
+static uint64_t
+count(const char *s)
+{
+	uint64_t n = number(s, "COUNT");
+
+	if (n > SIZE_MAX / 2 / BLK_BLOCK_SIZE) {
+		fprintf(stderr, "vmf-blk: COUNT is too large: %s\n", s);
+		exit(2);
+	}
+	return n;
 }
 
 static double
@@ -239,6 +253,49 @@ transfer(struct blkc *c, bool write, uint64_t lba, uint64_t n, const char *path)
 	return err ? 1 : 0;
 }
 
+static void
+identify(const struct blkc_info *info)
+{
+	printf("blocks      %llu (%llu MiB)\n", (unsigned long long)info->nblocks,
+	       (unsigned long long)(info->nblocks * info->block_size >> 20));
+	printf("block size  %u\nmax blocks  %u a command\nqueue depth %u\n", info->block_size,
+	       info->max_blocks, info->qdepth);
+	printf("write cache %s\nserial      %s\nmodel       %s\n",
+	       info->flags & BLK_ID_VOLATILE_CACHE ? "volatile (flush makes it durable)" : "none",
+	       info->serial, info->model);
+}
+
+/* COMMAND with its @n arguments @arg: the exit status. */
+static int
+run(struct blkc *c, const char *cmd, int n, char **arg, uint64_t seed)
+{
+	struct blkc_info info;
+	uint16_t st = 0;
+	int err;
+
+	blkc_get_info(c, &info);
+	if (!strcmp(cmd, "identify") && n == 0) {
+		identify(&info);
+		return 0;
+	}
+	if (!strcmp(cmd, "flush") && n == 0)
+		return (err = blkc_flush(c, &st)) ? fail("flush", err, st) : 0;
+	if ((!strcmp(cmd, "read") || !strcmp(cmd, "write")) && (n == 2 || n == 3))
+		return transfer(c, cmd[0] == 'w', number(arg[0], "LBA"), count(arg[1]),
+				n == 3 ? arg[2] : NULL);
+	if (!strcmp(cmd, "verify") && (n == 0 || n == 2)) {
+		uint64_t lba = 0, k = info.nblocks < 16384 ? info.nblocks : 16384;
+
+		if (n == 2) {
+			lba = number(arg[0], "LBA");
+			k = count(arg[1]);
+		}
+		return k ? verify(c, lba, k, seed) : 0;
+	}
+	fprintf(stderr, "vmf-blk: unknown command or arguments: %s\n", cmd);
+	return 2;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -254,10 +311,8 @@ main(int argc, char **argv)
 	struct blkc_config cfg = { 0 };
 	uint64_t seed = (uint64_t)time(NULL);
 	struct sockaddr_storage ss;
-	struct blkc_info info;
-	const char *cmd;
 	struct blkc *c;
-	int o, err, rc = 2;
+	int o, err, rc;
 
 	while ((o = getopt_long(argc, argv, "c:q:b:t:S:h", opts, NULL)) != -1) {
 		switch (o) {
@@ -293,46 +348,13 @@ main(int argc, char **argv)
 			BLK_MAX_QDEPTH, BLK_MAX_BLOCKS);
 		return 2;
 	}
-	cmd = argv[optind + 1];
-	optind += 2;
 	if ((err = blkc_connect(&cfg, &c))) {
-		fprintf(stderr, "vmf-blk: %s: %s\n", argv[optind - 2],
+		fprintf(stderr, "vmf-blk: %s: %s\n", argv[optind],
 			err == -ECONNREFUSED ? "refused (nobody listens, or the target said no)"
 					     : strerror(-err));
 		return 1;
 	}
-	blkc_get_info(c, &info);
-	if (!strcmp(cmd, "identify") && optind == argc) {
-		printf("blocks      %llu (%llu MiB)\nblock size  %u\nmax blocks  %u a "
-		       "command\nqueue depth %u\nwrite cache %s\nserial      %s\nmodel       "
-		       "%s\n",
-		       (unsigned long long)info.nblocks,
-		       (unsigned long long)(info.nblocks * info.block_size >> 20), info.block_size,
-		       info.max_blocks, info.qdepth,
-		       info.flags & BLK_ID_VOLATILE_CACHE ? "volatile (flush makes it durable)"
-							  : "none",
-		       info.serial, info.model);
-		rc = 0;
-	} else if (!strcmp(cmd, "flush") && optind == argc) {
-		uint16_t st = 0;
-
-		rc = (err = blkc_flush(c, &st)) ? fail("flush", err, st) : 0;
-	} else if ((!strcmp(cmd, "read") || !strcmp(cmd, "write")) && argc - optind >= 2 &&
-		   argc - optind <= 3) {
-		rc = transfer(c, cmd[0] == 'w', number(argv[optind], "LBA"),
-			      number(argv[optind + 1], "COUNT"),
-			      argc - optind == 3 ? argv[optind + 2] : NULL);
-	} else if (!strcmp(cmd, "verify") && (argc == optind || argc - optind == 2)) {
-		uint64_t lba = 0, n = info.nblocks < 16384 ? info.nblocks : 16384;
-
-		if (argc - optind == 2) {
-			lba = number(argv[optind], "LBA");
-			n = number(argv[optind + 1], "COUNT");
-		}
-		rc = n ? verify(c, lba, n, seed) : 0;
-	} else {
-		fprintf(stderr, "vmf-blk: unknown command or arguments: %s\n", cmd);
-	}
+	rc = run(c, argv[optind + 1], argc - optind - 2, argv + optind + 2, seed);
 	blkc_close(c);
 	return rc;
 }
