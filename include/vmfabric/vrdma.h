@@ -12,8 +12,9 @@
  *   vrdma_open_device("vmrdma0", &ctx);
  *   vrdma_alloc_pd(ctx, &pd);
  *   vrdma_reg_mr(pd, buf, len, VRDMA_ACCESS_LOCAL_WRITE | VRDMA_ACCESS_REMOTE_WRITE, &mr);
- *   ... vrdma_create_cq(), vrdma_create_qp(), then vrdma_cm_connect() or
- *   vrdma_cm_accept() (vrdma_cm.h-style helpers below) to reach RTS ...
+ *   ... vrdma_create_cq(), vrdma_create_qp(), then vrdma_connect() (or
+ *   vrdma_connect_addr() to another host) or vrdma_listen() and
+ *   vrdma_accept() (the connection manager below) to reach RTS ...
  *   vrdma_post_send(qp, &wr, &bad);  vrdma_poll_cq(cq, 1, &wc);
  *
  * Differences from libibverbs, on purpose: calls return 0 / a count or a
@@ -21,6 +22,9 @@
  * through out parameters); handles are incomplete types except the fields
  * an RDMA program reads directly (struct vrdma_mr's addr, length, lkey,
  * rkey); only the RC service.
+ *
+ * Between hosts, the daemon carries a QP as RoCE v2 over the VMkernel
+ * adapter its device is bound to (docs/RDMA.md).
  *
  * On one host (both peers' processes on this daemon) one-sided operations
  * are executed by the initiator's library on the target's registered memory,
@@ -112,7 +116,7 @@ struct vrdma_mr {
  * otherwise). The pages holding the range become shared memory for as long
  * as a registration covers them (their contents are kept). -EINVAL: an
  * empty range, unknown flags; -EFAULT: the range is not mapped readable
- * and writable; -EBUSY: the range would need more than 8 shared segments
+ * and writable; -EBUSY: the range would need more than 4 shared segments
  * (docs/RDMA.md); -ENOSPC: the device's MR table is full.
  */
 int vrdma_reg_mr(struct vrdma_pd *pd, void *addr, size_t len, unsigned access,
