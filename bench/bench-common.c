@@ -37,11 +37,11 @@ struct target {
 	double value, goal;
 };
 
-static struct result results[256];
+static struct result results[512];
 static size_t nresults;
 static struct target targets[32];
 static size_t ntargets;
-static char notes[8][256];
+static char notes[16][256];
 static size_t nnotes;
 static FILE *out;
 
@@ -341,17 +341,40 @@ bench_tcp_pair(int fd[2], bool nodelay)
 /* ---------------------------------------------------------------------- */
 /* A private vmfabricd */
 
-static pid_t running_daemon; /* stopped on any exit, so that none is left behind */
+static pid_t running_daemons[4]; /* stopped on any exit, so that none is left behind */
 
 static void
 daemon_kill_at_exit(void)
 {
-	if (running_daemon > 0 && getpid() != running_daemon)
-		kill(running_daemon, SIGKILL);
+	for (size_t i = 0; i < sizeof(running_daemons) / sizeof(running_daemons[0]); i++)
+		if (running_daemons[i] > 0 && getpid() != running_daemons[i])
+			kill(running_daemons[i], SIGKILL);
+}
+
+static void
+daemon_track(pid_t old, pid_t pid)
+{
+	static bool registered;
+
+	if (!registered)
+		atexit(daemon_kill_at_exit);
+	registered = true;
+	for (size_t i = 0; i < sizeof(running_daemons) / sizeof(running_daemons[0]); i++)
+		if (running_daemons[i] == old) {
+			running_daemons[i] = pid;
+			return;
+		}
 }
 
 void
 bench_daemon_start(struct bench_daemon *d, const char *exe, const char *config)
+{
+	bench_daemon_start_ns(d, exe, config, NULL);
+}
+
+void
+bench_daemon_start_ns(struct bench_daemon *d, const char *exe, const char *config,
+		      const char *netns)
 {
 	char log[sizeof(d->dir) + 16], line[256];
 	FILE *f;
@@ -369,16 +392,28 @@ bench_daemon_start(struct bench_daemon *d, const char *exe, const char *config)
 		exit(1);
 	}
 	snprintf(log, sizeof(log), "%s/vmfabricd.log", d->dir);
+	fflush(NULL);
 	d->pid = fork();
 	if (d->pid == 0) {
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		dup2(fd, STDERR_FILENO);
+		if (netns) {
+			char path[128];
+			int ns;
+
+			snprintf(path, sizeof(path), "/run/netns/%s", netns);
+			if ((ns = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
+			    setns(ns, CLONE_NEWNET)) {
+				fprintf(stderr, "bench: network namespace %s: %s\n", netns,
+					strerror(errno));
+				_exit(127);
+			}
+			close(ns);
+		}
 		execl(exe, "vmfabricd", "-c", d->conf, "-s", d->sock, "-l", "error", (char *)NULL);
 		_exit(127);
 	}
-	if (!running_daemon)
-		atexit(daemon_kill_at_exit);
-	running_daemon = d->pid;
+	daemon_track(0, d->pid);
 	setenv("VMFABRIC_SOCKET", d->sock, 1);
 	vmci_set_daemon(d->sock);
 	for (int i = 0; i < 500 && waitpid(d->pid, NULL, WNOHANG) == 0; i++) {
@@ -407,7 +442,7 @@ bench_daemon_stop(struct bench_daemon *d)
 
 	kill(d->pid, SIGTERM);
 	waitpid(d->pid, NULL, 0);
-	running_daemon = 0;
+	daemon_track(d->pid, 0);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
 	if (system(cmd)) {
 	}

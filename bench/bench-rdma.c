@@ -50,6 +50,7 @@
 
 #include "bench.h"
 #include "bench-rdmablk.h"
+#include "bench-roce.h"
 #include "vmfabric/vmci.h"
 #include "vmfabric/vrdma.h"
 
@@ -1281,6 +1282,7 @@ main(int argc, char **argv)
 	}
 	vmf_ok &= bench_rdma_block(&o);
 	bench_daemon_stop(&d);
+	vmf_ok &= bench_rdma_roce(&o); /* two namespace hosts of its own */
 	if (ucx) {
 		char cmd[64];
 

@@ -77,6 +77,9 @@ struct bench_daemon {
 	char dir[64], sock[100], conf[128];
 };
 void bench_daemon_start(struct bench_daemon *d, const char *exe, const char *config);
+/* The same, the daemon in network namespace @netns (/run/netns/NAME; NULL: this one's). */
+void bench_daemon_start_ns(struct bench_daemon *d, const char *exe, const char *config,
+			   const char *netns);
 void bench_daemon_stop(struct bench_daemon *d);
 
 #endif

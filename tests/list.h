@@ -208,6 +208,7 @@
 	X(verbs_comp_channel, 20)       \
 	X(verbs_roce_hosts, 60)         \
 	X(verbs_roce_lossy, 120)        \
+	X(verbs_roce_tshark, 60)        \
 	X(rdmadev_path_mtu, 10)         \
 	X(rdmadev_config_errors, 10)    \
 	X(rdmadev_config_errors_daemon, 20) \

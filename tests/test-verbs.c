@@ -8,12 +8,14 @@
  * connection manager's refusals, completion channels.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -763,7 +765,10 @@ roce_host(char *buf, size_t len, const char *dev, const char *ip)
 /*
  * Two hosts (namespaces vmfr-@tag-a and -b joined by a veth pair), each with
  * its daemon: vSwitch0, vmnic1, vmk1, vmrdma0. @tag keeps tests that run
- * at the same time apart.
+ * at the same time apart. The veth ends have ARP off: a kernel answers ARP
+ * for its addresses on any interface, so the peer would learn the veth's
+ * MAC for vmk1's IP, and RoCE frames would reach the host's IP stack (no
+ * socket on UDP 4791) through the veth as well as the switch's vmk1.
  */
 static void
 two_hosts(struct tdaemon *a, struct tdaemon *b, char tag, const char *faults)
@@ -783,7 +788,7 @@ two_hosts(struct tdaemon *a, struct tdaemon *b, char tag, const char *faults)
 	snprintf(cmd, sizeof(cmd),
 		 "ip netns add %s && ip netns add %s && "
 		 "ip -n %s link add %s type veth peer name %s netns %s && "
-		 "ip -n %s link set dev %s up && ip -n %s link set dev %s up && "
+		 "ip -n %s link set dev %s arp off up && ip -n %s link set dev %s arp off up && "
 		 "{ ! command -v ethtool >/dev/null || "
 		 "{ ip netns exec %s ethtool -K %s tso off gso off gro off tx off && "
 		 "ip netns exec %s ethtool -K %s tso off gso off gro off tx off; } "
@@ -944,4 +949,196 @@ TEST(verbs_roce_lossy)
 	end_close(&a);
 	end_close(&b);
 	two_hosts_end(&da, &db);
+}
+
+/*
+ * tshark on one end of the veth: starts capturing RoCE v2 (UDP 4791) on
+ * @dev inside namespace @ns into @path, and returns once it captures:
+ * when the file has its header, which dumpcap writes after it opened the
+ * interface (tshark says "Capturing on" before it starts dumpcap).
+ */
+static pid_t
+capture_start(const char *ns, const char *dev, const char *path, const char *log)
+{
+	struct stat sb;
+	pid_t pid;
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		execlp("ip", "ip", "netns", "exec", ns, "tshark", "-n", "-i", dev, "-f",
+		       "udp port 4791", "-w", path, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 1000; i++) {
+		if (stat(path, &sb) == 0 && sb.st_size > 0)
+			return pid;
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			char cmd[160];
+
+			snprintf(cmd, sizeof(cmd), "cat %s >&2", log);
+			(void)!system(cmd);
+			th_fail(__FILE__, __LINE__, "tshark did not start capturing on %s", dev);
+		}
+		usleep(10000);
+	}
+	th_fail(__FILE__, __LINE__, "tshark did not start capturing on %s in 10 s", dev);
+	return -1;
+}
+
+/*
+ * Stop it once the last frames are in the file: the kernel hands dumpcap
+ * a partly filled buffer after its timeout (250 ms), and dumpcap writes
+ * the file at least every 100 ms; frames still in the kernel at SIGINT
+ * would be lost.
+ */
+static void
+capture_stop(pid_t pid, const char *path)
+{
+	off_t last = -1;
+	struct stat sb;
+	int st;
+
+	usleep(500000);
+	for (int i = 0; i < 20 && stat(path, &sb) == 0 && sb.st_size != last; i++) {
+		last = sb.st_size;
+		usleep(300000);
+	}
+	ASSERT_OK(kill(pid, SIGINT));
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+}
+
+/*
+ * The capture @path through tshark's InfiniBand dissector (RoCE v2 on UDP
+ * 4791, Wireshark's default, said explicitly; the protocols that look for
+ * themselves in IB payloads are off, as in roce_tshark): no malformed
+ * packet, no expert warning or error. Counts each BTH opcode into @seen;
+ * returns the frames.
+ */
+static int
+dissect(const char *path, const char *dir, unsigned seen[32])
+{
+	char cmd[1024], line[512];
+	int frames = 0, st;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd),
+		 "tshark -n -r %s -d udp.port==4791,infiniband "
+		 "--disable-protocol rpcordma --disable-protocol iser "
+		 "--disable-protocol nvme-rdma --disable-protocol smb_direct "
+		 "--disable-protocol smc --disable-protocol lnet "
+		 "--disable-protocol infiniband_sdp --disable-protocol fcoib -T fields "
+		 "-E 'separator=|' -e frame.number -e _ws.malformed -e _ws.expert.severity "
+		 "-e _ws.expert.message -e infiniband.bth.opcode 2>%s/tshark.err",
+		 path, dir);
+	p = popen(cmd, "r");
+	ASSERT(p);
+	while (fgets(line, sizeof(line), p)) {
+		char *fld[5], *s = line;
+		unsigned long op;
+
+		line[strcspn(line, "\n")] = 0;
+		for (int i = 0; i < 5; i++)
+			fld[i] = strsep(&s, "|");
+		ASSERT(fld[4]);
+		if (fld[1][0] || fld[2][0])
+			th_log("%s frame %s: malformed '%s', expert %s: %s", path, fld[0], fld[1],
+			       fld[2], fld[3]);
+		ASSERT_EQ(fld[1][0], 0); /* not malformed */
+		for (char *e = fld[2], *tok; (tok = strsep(&e, ","));)
+			if (*tok)
+				ASSERT_LT(strtoul(tok, NULL, 0), 0x600000); /* below PI_WARN */
+		ASSERT(fld[4][0]); /* decoded as InfiniBand */
+		op = strtoul(fld[4], NULL, 0);
+		ASSERT_LT(op, 32u);
+		seen[op]++;
+		frames++;
+	}
+	st = pclose(p);
+	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+		snprintf(cmd, sizeof(cmd), "cat %s/tshark.err >&2", dir);
+		(void)!system(cmd);
+		th_fail(__FILE__, __LINE__, "tshark -r %s failed (status %d)", path, st);
+	}
+	return frames;
+}
+
+/*
+ * Live RoCE v2 frames between the two hosts through tshark's InfiniBand
+ * dissector. Each veth end is captured in its namespace: a capture point
+ * sees what its end sends, while what it receives is mostly taken by the
+ * uplink's XDP program before a capture sees it, so one end shows one
+ * host's frames and the two ends together both directions. The QPs run
+ * roce_exercise() (WRITE, READ, SEND with immediate, 200 FETCH_ADDs, a bad
+ * rkey); every frame must be well-formed and the opcodes of all of them
+ * must be there.
+ */
+TEST(verbs_roce_tshark)
+{
+	static const uint8_t ipa[4] = { 10, 77, 9, 1 }, ipb[4] = { 10, 77, 9, 2 };
+	/* At least one frame of each: IBA opcodes (RC), one bit each. */
+	static const struct {
+		const char *what;
+		uint32_t ops;
+	} want[] = {
+		{ "RDMA WRITE", 0x3fu << 0x06 }, /* first, middle, last, only (with imm) */
+		{ "RDMA READ request", 1u << 0x0c },
+		{ "RDMA READ response", 0xfu << 0x0d },		    /* first, middle, last, only */
+		{ "SEND with immediate", 1u << 0x03 | 1u << 0x05 }, /* last, only */
+		{ "ACK", 1u << 0x11 },
+		{ "ATOMIC ACK", 1u << 0x12 },
+		{ "FETCH_ADD", 1u << 0x14 },
+	};
+	char dir[] = "/tmp/vmf-roce-tshark-XXXXXX", path[2][96], log[2][96];
+	unsigned seen[32] = { 0 };
+	struct tdaemon da, db;
+	struct end a, b;
+	pid_t cap[2];
+	int frames[2];
+
+	if (geteuid() == 0 && sh("command -v tshark >/dev/null 2>&1"))
+		SKIP("no tshark (tools/setup-deps check)");
+	two_hosts(&da, &db, 't', NULL);
+	ASSERT(mkdtemp(dir));
+	for (int i = 0; i < 2; i++) {
+		struct tdaemon *d = i ? &db : &da;
+
+		snprintf(path[i], sizeof(path[i]), "%s/%s.pcapng", dir, d->netns);
+		snprintf(log[i], sizeof(log[i]), "%s/%s.log", dir, d->netns);
+		cap[i] = capture_start(d->netns, d->netns, path[i], log[i]);
+	}
+	end_on(&a, &da, 1u << 20);
+	end_on(&b, &db, 1u << 20);
+	connect_global(&a, ipa, &b, ipb);
+	roce_exercise(&a, &b);
+	for (int i = 0; i < 2; i++) {
+		capture_stop(cap[i], path[i]);
+		frames[i] = dissect(path[i], dir, seen);
+		th_log("%s: %d RoCE v2 frames", path[i], frames[i]);
+		ASSERT_GT(frames[i], 0);
+	}
+	for (unsigned op = 0; op < 32; op++)
+		if (seen[op])
+			th_log("opcode 0x%02x: %u frames", op, seen[op]);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		unsigned n = 0;
+
+		for (unsigned op = 0; op < 32; op++)
+			n += want[i].ops >> op & 1 ? seen[op] : 0;
+		if (!n)
+			th_fail(__FILE__, __LINE__, "no %s frame captured", want[i].what);
+	}
+	ASSERT_GE(seen[0x14], 200u); /* every FETCH_ADD, and its answer */
+	ASSERT_GE(seen[0x12], 200u);
+	end_close(&a);
+	end_close(&b);
+	two_hosts_end(&da, &db);
+	snprintf(path[0], sizeof(path[0]), "rm -rf %s", dir);
+	(void)!system(path[0]);
 }
