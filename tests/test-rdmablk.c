@@ -904,7 +904,8 @@ two_hosts(struct tdaemon *d)
 	snprintf(cmd, sizeof(cmd), "%s",
 		 "ip netns add vmfb-a && ip netns add vmfb-b && "
 		 "ip -n vmfb-a link add vmfb-a type veth peer name vmfb-b netns vmfb-b && "
-		 "ip -n vmfb-a link set dev vmfb-a up && ip -n vmfb-b link set dev vmfb-b up && "
+		 "ip -n vmfb-a link set dev vmfb-a up arp off && "
+		 "ip -n vmfb-b link set dev vmfb-b up arp off && "
 		 "{ ! command -v ethtool >/dev/null || "
 		 "{ ip netns exec vmfb-a ethtool -K vmfb-a tso off gso off gro off tx off && "
 		 "ip netns exec vmfb-b ethtool -K vmfb-b tso off gso off gro off tx off; } "

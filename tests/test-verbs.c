@@ -283,6 +283,8 @@ target_child(int in, int out, unsigned access)
 		e.buf[i] = (uint8_t)(i * 7);
 	ASSERT_OK(vrdma_listen(e.ctx, 0, &l));
 	port = vrdma_listener_port(l);
+	ASSERT_GE(port, 49152u); /* ephemeral: 16 bits, so that another host can name it */
+	ASSERT_LE(port, 65535u);
 	ASSERT_EQ(write(out, &port, sizeof(port)), (ssize_t)sizeof(port));
 	ASSERT_OK(vrdma_get_request(l, &req, 5000));
 	ASSERT_EQ(req.src_cid, 3u);

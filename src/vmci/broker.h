@@ -92,6 +92,7 @@ struct broker_rdma {
 	struct rdma_cm_pend *pend; /* connection requests not answered yet */
 	uint64_t next_req;
 	struct cmnet *net;	/* the connection manager between hosts (rdma_cm_net.c) */
+	uint32_t next_port;	/* the RDMA port space's ephemeral cursor */
 	uint64_t mrs, qps_live; /* for listings */
 };
 

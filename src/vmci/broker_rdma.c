@@ -758,7 +758,26 @@ cm_listen(struct vmci_conn *c, struct wire_msg *m)
 		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
 	if (w->port != VMCI_PORT_ANY && w->port < VMCI_PORT_PRIVILEGED && !c->privileged)
 		return -EACCES;
-	err = vmci_port_bind(&c->b->ports, VMCI_SPACE_RDMA, c->cid, w->port, c, &c->port);
+	if (w->port != VMCI_PORT_ANY) {
+		err = vmci_port_bind(&c->b->ports, VMCI_SPACE_RDMA, c->cid, w->port, c, &c->port);
+	} else {
+		/*
+		 * Ephemeral ports from the dynamic range (49152-65535), not
+		 * VMCI's 32-bit cursor: a peer on another host names the port
+		 * in 16 bits.
+		 */
+		struct broker_rdma *r = &c->b->rdma;
+
+		err = -EADDRNOTAVAIL;
+		for (unsigned i = 0; i < 16384 && err; i++) {
+			uint32_t port = 49152 + (r->next_port++ % 16384);
+
+			err = vmci_port_bind(&c->b->ports, VMCI_SPACE_RDMA, c->cid, port, c,
+					     &c->port);
+			if (err && err != -EADDRINUSE)
+				break;
+		}
+	}
 	if (err)
 		return err;
 	c->state = CONN_RDMA_LISTEN;
