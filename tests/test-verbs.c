@@ -138,7 +138,8 @@ post_recv(struct end *e, uint64_t id, uint32_t off, uint32_t len)
  * another host by IP (RoCE v2), PSNs 1000 and 1001.
  */
 static void
-connect_qps(struct end *a, struct end *b, uint8_t rnr_retry, const uint8_t *const ip[2])
+connect_qps(struct end *a, struct end *b, uint8_t rnr_retry, const uint8_t *const ip[2],
+	    enum vrdma_mtu mtu)
 {
 	struct end *e[2] = { a, b };
 
@@ -154,7 +155,7 @@ connect_qps(struct end *a, struct end *b, uint8_t rnr_retry, const uint8_t *cons
 	}
 	for (int i = 0; i < 2; i++) {
 		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_RTR,
-					    .path_mtu = ip ? VRDMA_MTU_1024 : VRDMA_MTU_4096,
+					    .path_mtu = mtu,
 					    .dest_qp_num = vrdma_qp_num(e[!i]->qp),
 					    .rq_psn = 1000 + (uint32_t)!i,
 					    .max_dest_rd_atomic = 16,
@@ -188,7 +189,7 @@ connect_qps(struct end *a, struct end *b, uint8_t rnr_retry, const uint8_t *cons
 static void
 connect_by_hand(struct end *a, struct end *b, uint8_t rnr_retry)
 {
-	connect_qps(a, b, rnr_retry, NULL);
+	connect_qps(a, b, rnr_retry, NULL, VRDMA_MTU_4096);
 }
 
 static const unsigned all_access = VRDMA_ACCESS_LOCAL_WRITE | VRDMA_ACCESS_REMOTE_WRITE |
@@ -755,13 +756,15 @@ sh(const char *cmd)
 
 /* A host: vSwitch0 with uplink vmnic1 on @dev, vmk1 at @ip, vmrdma0 paired and bound. */
 static void
-roce_host(char *buf, size_t len, const char *dev, const char *ip)
+roce_host(char *buf, size_t len, const char *dev, const char *ip, unsigned mtu)
 {
 	snprintf(buf, len,
+		 "vswitch0.name = \"vSwitch0\"\nvswitch0.mtu = \"%u\"\n"
+		 "portgroup0.name = \"VM Network\"\nportgroup0.vswitch = \"vSwitch0\"\n"
 		 "uplink0.name = \"vmnic1\"\nuplink0.device = \"%s\"\n"
 		 "vmk0.name = \"vmk1\"\nvmk0.portgroup = \"VM Network\"\nvmk0.ip = \"%s/24\"\n"
 		 "rdma0.name = \"vmrdma0\"\nrdma0.uplink = \"vmnic1\"\nrdma0.vmknic = \"vmk1\"\n",
-		 dev, ip);
+		 mtu, dev, ip);
 }
 
 /*
@@ -773,7 +776,7 @@ roce_host(char *buf, size_t len, const char *dev, const char *ip)
  * socket on UDP 4791) through the veth as well as the switch's vmk1.
  */
 static void
-two_hosts(struct tdaemon *a, struct tdaemon *b, char tag, const char *faults)
+two_hosts(struct tdaemon *a, struct tdaemon *b, char tag, const char *faults, unsigned mtu)
 {
 	char cmd[1024], conf[512], ns[2][16], dev[2][16];
 
@@ -790,21 +793,32 @@ two_hosts(struct tdaemon *a, struct tdaemon *b, char tag, const char *faults)
 	snprintf(cmd, sizeof(cmd),
 		 "ip netns add %s && ip netns add %s && "
 		 "ip -n %s link add %s type veth peer name %s netns %s && "
-		 "ip -n %s link set dev %s arp off up && ip -n %s link set dev %s arp off up && "
+		 "ip -n %s link set dev %s mtu %u arp off up && "
+		 "ip -n %s link set dev %s mtu %u arp off up && "
 		 "{ ! command -v ethtool >/dev/null || "
 		 "{ ip netns exec %s ethtool -K %s tso off gso off gro off tx off && "
 		 "ip netns exec %s ethtool -K %s tso off gso off gro off tx off; } "
 		 ">/dev/null 2>&1; }",
-		 ns[0], ns[1], ns[0], dev[0], dev[1], ns[1], ns[0], dev[0], ns[1], dev[1], ns[0],
-		 dev[0], ns[1], dev[1]);
+		 ns[0], ns[1], ns[0], dev[0], dev[1], ns[1], ns[0], dev[0], mtu, ns[1], dev[1], mtu,
+		 ns[0], dev[0], ns[1], dev[1]);
 	ASSERT_EQ(sh(cmd), 0);
 	if (faults)
 		setenv("VMFABRIC_ROCE_FAULTS", faults, 1);
-	roce_host(conf, sizeof(conf), dev[0], "10.77.9.1");
+	roce_host(conf, sizeof(conf), dev[0], "10.77.9.1", mtu);
 	td_start_ns(a, conf, ns[0]);
-	roce_host(conf, sizeof(conf), dev[1], "10.77.9.2");
+	roce_host(conf, sizeof(conf), dev[1], "10.77.9.2", mtu);
 	td_start_ns(b, conf, ns[1]);
 	unsetenv("VMFABRIC_ROCE_FAULTS");
+	for (int i = 0; i < 2 && mtu != 1500; i++) { /* the adapters' own MTU: the host's stack */
+		int t = 0;
+
+		/* The daemon makes vmk1 beside its socket: it may not be there yet. */
+		snprintf(cmd, sizeof(cmd), "ip -n %s link set dev vmk1 mtu %u 2>/dev/null", ns[i],
+			 mtu);
+		while (sh(cmd) && ++t < 200)
+			usleep(10000);
+		ASSERT_LT(t, 200);
+	}
 	/* Each daemon's XDP program bounces the veth's carrier as it loads: wait for both links. */
 	for (int i = 0; i < 2; i++) {
 		struct tdaemon *d = i ? b : a;
@@ -819,6 +833,14 @@ two_hosts(struct tdaemon *a, struct tdaemon *b, char tag, const char *faults)
 				usleep(10000);
 		}
 		ASSERT(up);
+	}
+	/* The path MTU follows: the Ethernet MTU less 80, rounded down to an IB MTU. */
+	for (int i = 0; i < 2; i++) {
+		char *json = td_mgmt(i ? b : a, "rdma.device.list");
+
+		th_log("%s", json);
+		ASSERT(strstr(json, mtu >= 4176 ? "\"mtu\":4096" : "\"mtu\":1024"));
+		free(json);
 	}
 }
 
@@ -844,11 +866,12 @@ end_on(struct end *e, struct tdaemon *d, size_t len)
 }
 
 static void
-connect_global(struct end *x, const uint8_t xip[4], struct end *y, const uint8_t yip[4])
+connect_global(struct end *x, const uint8_t xip[4], struct end *y, const uint8_t yip[4],
+	       enum vrdma_mtu mtu)
 {
 	const uint8_t *const ip[2] = { xip, yip };
 
-	connect_qps(x, y, 7, ip);
+	connect_qps(x, y, 7, ip, mtu);
 }
 
 static void
@@ -905,10 +928,10 @@ TEST(verbs_roce_hosts)
 	struct end a, b;
 	static const uint8_t ipa[4] = { 10, 77, 9, 1 }, ipb[4] = { 10, 77, 9, 2 };
 
-	two_hosts(&da, &db, 'h', NULL);
+	two_hosts(&da, &db, 'h', NULL, 1500);
 	end_on(&a, &da, 1u << 20);
 	end_on(&b, &db, 1u << 20);
-	connect_global(&a, ipa, &b, ipb);
+	connect_global(&a, ipa, &b, ipb, VRDMA_MTU_1024);
 	roce_exercise(&a, &b);
 	end_close(&a);
 	end_close(&b);
@@ -921,10 +944,10 @@ TEST(verbs_roce_lossy)
 	struct end a, b;
 	static const uint8_t ipa[4] = { 10, 77, 9, 1 }, ipb[4] = { 10, 77, 9, 2 };
 
-	two_hosts(&da, &db, 'l', "loss=3,dup=2,reorder=3,seed=11");
+	two_hosts(&da, &db, 'l', "loss=3,dup=2,reorder=3,seed=11", 9000);
 	end_on(&a, &da, 1u << 20);
 	end_on(&b, &db, 1u << 20);
-	connect_global(&a, ipa, &b, ipb);
+	connect_global(&a, ipa, &b, ipb, VRDMA_MTU_4096);
 	roce_exercise(&a, &b);
 	/* The faults happened, and the transport made up for them. */
 	{
@@ -1106,7 +1129,7 @@ TEST(verbs_roce_tshark)
 
 	if (geteuid() == 0 && sh("command -v tshark >/dev/null 2>&1"))
 		SKIP("no tshark (tools/setup-deps check)");
-	two_hosts(&da, &db, 't', NULL);
+	two_hosts(&da, &db, 't', NULL, 1500);
 	ASSERT(mkdtemp(dir));
 	for (int i = 0; i < 2; i++) {
 		struct tdaemon *d = i ? &db : &da;
@@ -1117,7 +1140,7 @@ TEST(verbs_roce_tshark)
 	}
 	end_on(&a, &da, 1u << 20);
 	end_on(&b, &db, 1u << 20);
-	connect_global(&a, ipa, &b, ipb);
+	connect_global(&a, ipa, &b, ipb, VRDMA_MTU_1024);
 	roce_exercise(&a, &b);
 	for (int i = 0; i < 2; i++) {
 		capture_stop(cap[i], path[i]);
