@@ -668,7 +668,13 @@ rqp_rts(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 				   .max_rd_atomic = w->max_rd_atomic,
 				   .max_dest_rd_atomic = q->g.max_dest_rd_atomic,
 				   .sq_depth = w->sq_depth, .rq_depth = w->rq_depth,
-				   .max_sge = RENG_MAX_SGE };
+				   .max_sge = RENG_MAX_SGE,
+				   /*
+				    * Half an uplink's transmit ring (256 frames) in flight:
+				    * the engine cannot see that ring fill, and a frame it
+				    * drops costs a go-back-N of everything behind it.
+				    */
+				   .window = 128 };
 	a.p.pd = q->pd;
 	a.p.qp_access = q->g.access;
 	a.p.mem = &client_mem;
