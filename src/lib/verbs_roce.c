@@ -144,14 +144,18 @@ vrdma__roce_post_recv(struct vrdma_qp *qp, const struct vrdma_recv_wr *wr)
 				{ wr->sg_list, (size_t)wr->num_sge * sizeof(*wr->sg_list) } };
 	ssize_t r;
 
-	if (qp->rq_count == qp->rq_cap)
+	/*
+	 * rq_count: raised here (rq_lock), lowered by the completions' consumer
+	 * (sq_lock): atomics, and a race can only make room.
+	 */
+	if (__atomic_load_n(&qp->rq_count, __ATOMIC_RELAXED) == qp->rq_cap)
 		return -ENOMEM;
 	r = qp_msg_sendv(qp->dring, iov, wr->num_sge ? 2 : 1, QP_DONTWAIT);
 	if (r == -EAGAIN)
 		return -ENOMEM;
 	if (r < 0)
 		return -ENETDOWN;
-	qp->rq_count++;
+	__atomic_fetch_add(&qp->rq_count, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -196,7 +200,7 @@ vrdma__roce_drain(struct vrdma_qp *qp)
 			break;
 		qp_msg_consume(qp->dring);
 		if (r.recv)
-			qp->rq_count -= !!qp->rq_count;
+			__atomic_fetch_sub(&qp->rq_count, 1, __ATOMIC_RELAXED);
 		else
 			__atomic_store_n(&qp->sq_count, qp->sq_count - !!qp->sq_count,
 					 __ATOMIC_RELAXED);
