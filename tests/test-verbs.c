@@ -916,10 +916,30 @@ roce_exercise(struct end *a, struct end *b)
 		ASSERT_EQ(*(uint64_t *)(void *)(a->buf + 64), (uint64_t)i);
 	}
 	ASSERT_EQ(*(uint64_t *)(void *)(b->buf + 8192), 200u);
-	/* A bad rkey: REM_ACCESS_ERR from the other host. */
-	ASSERT_OK(post(a->qp, VRDMA_WR_RDMA_WRITE, 9, a->buf, 64, a->mr->lkey, (uintptr_t)b->buf,
-		       b->mr->rkey ^ 0x100));
-	ASSERT_EQ(wait_wc(a->cq).status, VRDMA_WC_REM_ACCESS_ERR);
+	/*
+	 * A region the other host deregistered: written just before, refused
+	 * once vrdma_dereg_mr() returned (REM_ACCESS_ERR from the other host),
+	 * its memory untouched.
+	 */
+	{
+		static uint8_t extra[8192];
+		struct vrdma_mr *mr;
+		uint32_t rkey;
+
+		ASSERT_OK(vrdma_reg_mr(b->pd, extra, sizeof(extra), all_access, &mr));
+		rkey = mr->rkey;
+		memset(a->buf, 0x77, 64);
+		ASSERT_OK(post(a->qp, VRDMA_WR_RDMA_WRITE, 8, a->buf, 64, a->mr->lkey,
+			       (uintptr_t)extra, rkey));
+		ASSERT_EQ(wait_wc(a->cq).status, VRDMA_WC_SUCCESS);
+		ASSERT_EQ(extra[63], 0x77);
+		ASSERT_OK(vrdma_dereg_mr(mr));
+		memset(a->buf, 0x55, 64);
+		ASSERT_OK(post(a->qp, VRDMA_WR_RDMA_WRITE, 9, a->buf, 64, a->mr->lkey,
+			       (uintptr_t)extra, rkey));
+		ASSERT_EQ(wait_wc(a->cq).status, VRDMA_WC_REM_ACCESS_ERR);
+		ASSERT_EQ(extra[0], 0x77);
+	}
 }
 
 TEST(verbs_roce_hosts)
