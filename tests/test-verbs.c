@@ -991,6 +991,16 @@ TEST(verbs_roce_lossy)
 		free(ja);
 		free(jb);
 	}
+	/* The same counters through the CLI. */
+	{
+		char cmd[256], out[4096];
+
+		snprintf(cmd, sizeof(cmd), "%s --socket %s rdma stats", VMFABRIC_CLI_PATH, da.sock);
+		ASSERT_EQ(td_run(cmd, out, sizeof(out)), 0);
+		th_log("%s", out);
+		ASSERT(strstr(out, "roce.retransmits: "));
+		ASSERT(strstr(out, "roce.faults_dropped: "));
+	}
 	end_close(&a);
 	end_close(&b);
 	two_hosts_end(&da, &db);

@@ -665,6 +665,14 @@ const struct cli_cmd cli_cmds[] = {
 	  "and transmit queues (buffers used, interrupts sent and suppressed), buffers\n"
 	  "missing (rx_no_buffers) and 64 KiB segments cut (tso_segments).",
 	  "network port stats --port=vm1.eth0", NULL, 1u << OPT_PORT },
+	{ "rdma", "stats", "rdma.stats", cmd_system_status,
+	  "show the verbs objects and the RoCE v2 engine's counters",
+	  "Show the daemon's RDMA counters, one \"key: value\" line each: QPs and\n"
+	  "memory regions of every process, and the RoCE v2 engine's (QPs to other\n"
+	  "hosts): frames in and out, bad frames, frames for no QP, injected faults,\n"
+	  "and the RC transport's packets, retransmissions, timeouts, NAKs, RNR NAKs\n"
+	  "and duplicate requests, summed over its QPs.",
+	  "rdma stats" },
 	{ "rdma device", "list", "rdma.device.list", cmd_rdma_device_list,
 	  "list the RDMA devices: driver, state, speed, paired uplink, MTU",
 	  "List the RDMA devices (rdmaN.* in the host configuration): driver, state\n"
