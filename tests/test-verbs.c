@@ -502,6 +502,18 @@ TEST(verbs_access_errors)
 
 		ASSERT_EQ(vrdma_post_send(a.qp, &wr, &bad), -EINVAL); /* result not 8 bytes */
 	}
+	/* The target QP reset (a new connection to come): its old peer is answered no more. */
+	{
+		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_RESET };
+
+		ASSERT_EQ(one(&a, VRDMA_WR_RDMA_WRITE, a.buf, 16, a.mr->lkey, braddr, b.mr->rkey),
+			  VRDMA_WC_SUCCESS);
+		ASSERT_OK(vrdma_modify_qp(b.qp, &at, VRDMA_QP_STATE));
+		ASSERT_EQ(one(&a, VRDMA_WR_RDMA_WRITE, a.buf, 16, a.mr->lkey, braddr, b.mr->rkey),
+			  VRDMA_WC_RETRY_EXC_ERR);
+		ASSERT_OK(vrdma_modify_qp(a.qp, &at, VRDMA_QP_STATE));
+		connect_by_hand(&a, &b, 7);
+	}
 	/* Deregistration revokes: the key fails at once, and the old mapping is detached. */
 	memset(a.buf, 0x5a, 64);
 	ASSERT_EQ(one(&a, VRDMA_WR_RDMA_WRITE, a.buf, 64, a.mr->lkey, braddr, b.mr->rkey),
@@ -662,8 +674,32 @@ TEST(verbs_cm)
 	ASSERT_OK(vrdma_listen(b.ctx, 7000, &l));
 	ASSERT_EQ(vrdma_listen(b.ctx, 7000, &l2), -EADDRINUSE);
 	ASSERT_EQ(vrdma_get_request(l, &req, 0), -EAGAIN);
-	/* A restricted context reaches only the host. */
+	/* A restricted context reaches only the host: by the connection manager or by hand. */
 	ASSERT_EQ(vrdma_connect(r.qp, 4, 7000, NULL, NULL, 1000), -EACCES);
+	{
+		struct vrdma_qp_attr at = { .qp_state = VRDMA_QPS_INIT, .port_num = 1 };
+
+		ASSERT_OK(vrdma_modify_qp(r.qp, &at,
+					  VRDMA_QP_STATE | VRDMA_QP_PKEY_INDEX | VRDMA_QP_PORT |
+						  VRDMA_QP_ACCESS_FLAGS));
+		at = (struct vrdma_qp_attr){ .qp_state = VRDMA_QPS_RTR, .path_mtu = VRDMA_MTU_4096,
+					     .dest_qp_num = vrdma_qp_num(b.qp) };
+		at.ah_attr.dest_cid = 4;
+		ASSERT_EQ(vrdma_modify_qp(r.qp, &at,
+					  VRDMA_QP_STATE | VRDMA_QP_AV | VRDMA_QP_PATH_MTU |
+						  VRDMA_QP_DEST_QPN | VRDMA_QP_RQ_PSN |
+						  VRDMA_QP_MAX_DEST_RD_ATOMIC | VRDMA_QP_MIN_RNR_TIMER),
+			  -EACCES);
+		at.ah_attr.is_global = 1; /* nor another host */
+		at.ah_attr.dgid[10] = at.ah_attr.dgid[11] = 0xff;
+		ASSERT_EQ(vrdma_modify_qp(r.qp, &at,
+					  VRDMA_QP_STATE | VRDMA_QP_AV | VRDMA_QP_PATH_MTU |
+						  VRDMA_QP_DEST_QPN | VRDMA_QP_RQ_PSN |
+						  VRDMA_QP_MAX_DEST_RD_ATOMIC | VRDMA_QP_MIN_RNR_TIMER),
+			  -EACCES);
+		at = (struct vrdma_qp_attr){ .qp_state = VRDMA_QPS_RESET };
+		ASSERT_OK(vrdma_modify_qp(r.qp, &at, VRDMA_QP_STATE));
+	}
 	/* Rejected: the connector hears it. */
 	pid = fork();
 	ASSERT_GE(pid, 0);
@@ -942,6 +978,34 @@ roce_exercise(struct end *a, struct end *b)
 	}
 }
 
+/* CPU time process @pid uses in the next @ms milliseconds, in milliseconds. */
+static long
+cpu_ms(pid_t pid, int ms)
+{
+	long t[2];
+
+	for (int i = 0; i < 2; i++) {
+		char path[64], buf[1024], *p;
+		unsigned long ut = 0, st = 0;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		ASSERT((f = fopen(path, "r")));
+		ASSERT(fgets(buf, sizeof(buf), f));
+		fclose(f);
+		p = strrchr(buf, ')');
+		ASSERT(p);
+		/* after the name: state, then fields 4..; utime and stime are fields 14 and 15 */
+		ASSERT_EQ(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+				 &st),
+			  2);
+		t[i] = (long)((ut + st) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+		if (!i)
+			usleep((useconds_t)ms * 1000);
+	}
+	return t[1] - t[0];
+}
+
 TEST(verbs_roce_hosts)
 {
 	struct tdaemon da, db;
@@ -953,6 +1017,29 @@ TEST(verbs_roce_hosts)
 	end_on(&b, &db, 1u << 20);
 	connect_global(&a, ipa, &b, ipb, VRDMA_MTU_1024);
 	roce_exercise(&a, &b);
+	/* Idle again, the daemons sleep: the rings' wakeups were taken. */
+	usleep(200000);
+	ASSERT_LT(cpu_ms(da.pid, 1000), 200);
+	ASSERT_LT(cpu_ms(db.pid, 1000), 200);
+	/*
+	 * The adapter the QPs leave from is removed under them: they go to
+	 * ERR (work flushes), and the daemon goes on.
+	 */
+	{
+		struct vrdma_qp_attr reset = { .qp_state = VRDMA_QPS_RESET };
+		char cmd[256], out[1024];
+
+		ASSERT_OK(vrdma_modify_qp(a.qp, &reset, VRDMA_QP_STATE));
+		ASSERT_OK(vrdma_modify_qp(b.qp, &reset, VRDMA_QP_STATE));
+		connect_global(&a, ipa, &b, ipb, VRDMA_MTU_1024);
+		snprintf(cmd, sizeof(cmd),
+			 "%s --socket %s network ip interface remove --interface-name=vmk1",
+			 VMFABRIC_CLI_PATH, da.sock);
+		ASSERT_EQ(td_run(cmd, out, sizeof(out)), 0);
+		ASSERT_OK(post(a.qp, VRDMA_WR_RDMA_WRITE, 1, a.buf, 64, a.mr->lkey,
+			       (uintptr_t)b.buf, b.mr->rkey));
+		ASSERT_NE(wait_wc(a.cq).status, VRDMA_WC_SUCCESS);
+	}
 	end_close(&a);
 	end_close(&b);
 	two_hosts_end(&da, &db);

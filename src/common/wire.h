@@ -438,7 +438,9 @@ struct wire_rdma_slot {
 	_Atomic uint32_t err;	      /* the QP is in ERR */
 	uint32_t min_rnr_timer;	      /* IBA RNR timer code */
 	_Atomic uint32_t qp_access;   /* VRDMA_ACCESS_REMOTE_*: what peers may do through it */
-	uint32_t pad[11];
+	_Atomic uint32_t gen;	      /* a new connection each time the QP is reset: a peer
+				       * attached to an older one is no longer answered */
+	uint32_t pad[10];
 	uint32_t recv_len[WIRE_RDMA_RECV_RING]; /* [n % RING]: the n-th receive's bytes */
 };
 _Static_assert(sizeof(struct wire_rdma_slot) == 4096, "wire_rdma_slot layout");

@@ -201,6 +201,7 @@ vrdma_create_comp_channel(struct vrdma_context *ctx, struct vrdma_comp_channel *
 		free(ch);
 		return -errno;
 	}
+	pthread_mutex_init(&ch->lock, NULL);
 	pthread_mutex_lock(&ctx->lock);
 	ctx->nch++;
 	pthread_mutex_unlock(&ctx->lock);
@@ -227,6 +228,8 @@ vrdma_destroy_comp_channel(struct vrdma_comp_channel *ch)
 	ctx->nch--;
 	pthread_mutex_unlock(&ctx->lock);
 	close(ch->ep);
+	pthread_mutex_destroy(&ch->lock);
+	free(ch->cqs);
 	free(ch);
 	return 0;
 }
@@ -271,10 +274,26 @@ vrdma_create_cq(struct vrdma_context *ctx, int cqe, void *cq_context,
 			return err;
 		}
 	}
+	if (channel) {
+		struct vrdma_cq **t;
+
+		pthread_mutex_lock(&channel->lock);
+		t = realloc(channel->cqs, (channel->ncq + 1) * sizeof(*t));
+		if (t) {
+			channel->cqs = t;
+			t[channel->ncq++] = cq;
+		}
+		pthread_mutex_unlock(&channel->lock);
+		if (!t) {
+			epoll_ctl(channel->ep, EPOLL_CTL_DEL, cq->efd, NULL);
+			close(cq->efd);
+			free(cq->e);
+			free(cq);
+			return -ENOMEM;
+		}
+	}
 	pthread_mutex_lock(&ctx->lock);
 	ctx->ncq++;
-	if (channel)
-		channel->ncq++;
 	pthread_mutex_unlock(&ctx->lock);
 	*out = cq;
 	return 0;
@@ -291,9 +310,16 @@ vrdma_destroy_cq(struct vrdma_cq *cq)
 		return -EBUSY;
 	}
 	ctx->ncq--;
-	if (cq->ch)
-		cq->ch->ncq--;
 	pthread_mutex_unlock(&ctx->lock);
+	if (cq->ch) {
+		pthread_mutex_lock(&cq->ch->lock);
+		for (unsigned i = 0; i < cq->ch->ncq; i++)
+			if (cq->ch->cqs[i] == cq) {
+				cq->ch->cqs[i] = cq->ch->cqs[--cq->ch->ncq];
+				break;
+			}
+		pthread_mutex_unlock(&cq->ch->lock);
+	}
 	if (cq->efd >= 0) {
 		epoll_ctl(cq->ch->ep, EPOLL_CTL_DEL, cq->efd, NULL);
 		close(cq->efd);
@@ -549,7 +575,12 @@ vrdma_get_cq_event(struct vrdma_comp_channel *ch, struct vrdma_cq **cq, void **c
 			break;
 		if (nonblock)
 			return -EAGAIN;
-		/* No CQ list per channel: the armed CQs notice their own completions. */
+		/* Sends that waited (an RNR timer, a peer not RTR yet): on, and signal if done. */
+		pthread_mutex_lock(&ch->lock);
+		for (unsigned i = 0; i < ch->ncq; i++)
+			if (atomic_load(&ch->cqs[i]->armed))
+				cq_progress(ch->cqs[i]);
+		pthread_mutex_unlock(&ch->lock);
 	}
 	t = ev.data.ptr;
 	if (t->qp)

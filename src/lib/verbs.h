@@ -57,6 +57,8 @@ struct vrdma__tag { /* epoll data of a channel's members */
 struct vrdma_comp_channel {
 	struct vrdma_context *ctx;
 	int ep; /* epoll set: CQs' eventfds, receive rings */
+	pthread_mutex_t lock; /* cqs */
+	struct vrdma_cq **cqs; /* its CQs, for sends that wait (RNR, attach, a full ring) */
 	unsigned ncq;
 };
 
@@ -125,6 +127,7 @@ struct vrdma_qp {
 	const struct wire_rdma_page *peer_page;
 	const struct wire_rdma_slot *peer_slot;
 	uint32_t peer_qpn;
+	uint32_t peer_gen; /* the peer QP's connection we attached to (its slot's gen) */
 	uint64_t recv_used;    /* messages sent that took a peer's receive */
 	int64_t rnr_until;     /* waiting out an RNR */
 	unsigned rnr_tries;
@@ -143,6 +146,7 @@ struct vrdma_qp {
 	 */
 	bool roce;
 	struct qp *dring;
+	pthread_mutex_t dring_lock; /* its one producer: post_send, post_recv, to ERR */
 };
 
 /* Messages on a QP's inbound ring: this header, then a SEND's payload. */
@@ -194,7 +198,7 @@ int vrdma__shm_ring(struct vrdma_qp *qp, struct qp_fds *peer);
 
 /* verbs_roce.c: QPs the daemon's RoCE engine runs */
 int vrdma__roce_rtr(struct vrdma_qp *qp, const struct vrdma_qp_attr *a, int mask);
-int vrdma__roce_rts(struct vrdma_qp *qp, const struct vrdma_qp_attr *a);
+int vrdma__roce_rts(struct vrdma_qp *qp, const struct vrdma_qp_attr *a, int mask);
 void vrdma__roce_err(struct vrdma_qp *qp);
 int vrdma__roce_post_send(struct vrdma_qp *qp, const struct vrdma_send_wr *wr);
 int vrdma__roce_post_recv(struct vrdma_qp *qp, const struct vrdma_recv_wr *wr);

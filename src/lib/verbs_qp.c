@@ -33,6 +33,8 @@ slot_reset(struct vrdma_context *ctx, uint32_t slot)
 	atomic_store(&s->recv_posted, 0);
 	atomic_store(&s->err, 0);
 	atomic_store(&s->qp_access, 0);
+	/* Pairs with the acquire load in the peer's vrdma__shm_exec(). */
+	atomic_fetch_add_explicit(&s->gen, 1, memory_order_release);
 }
 
 static void
@@ -127,6 +129,7 @@ vrdma_create_qp(struct vrdma_pd *pd, struct vrdma_qp_init_attr *ia, struct vrdma
 	qp->tag.qp = qp;
 	pthread_mutex_init(&qp->sq_lock, NULL);
 	pthread_mutex_init(&qp->rq_lock, NULL);
+	pthread_mutex_init(&qp->dring_lock, NULL);
 	atomic_store(&qp->state, VRDMA_QPS_RESET);
 	pthread_mutex_lock(&ctx->lock);
 	pd->nqp++;
@@ -156,6 +159,8 @@ qp_reset(struct vrdma_qp *qp, bool tell_daemon)
 	struct wire_rdma_qp w = { .qpn = qp->qpn };
 
 	vrdma__shm_detach(qp);
+	/* vrdma_req_notify_cq() arms the rings under the CQ's qlock. */
+	pthread_mutex_lock(&qp->rcq->qlock);
 	if (qp->dring) {
 		if (qp->rcq->ch)
 			epoll_ctl(qp->rcq->ch->ep, EPOLL_CTL_DEL, qp_poll_fd(qp->dring), NULL);
@@ -169,6 +174,7 @@ qp_reset(struct vrdma_qp *qp, bool tell_daemon)
 		qp_close(qp->in);
 		qp->in = NULL;
 	}
+	pthread_mutex_unlock(&qp->rcq->qlock);
 	qp->sq_head = qp->sq_count = qp->rq_head = qp->rq_count = 0;
 	qp->recv_posted = 0;
 	qp->attach_retry = 0;
@@ -198,6 +204,7 @@ vrdma_destroy_qp(struct vrdma_qp *qp)
 	pthread_mutex_unlock(&ctx->lock);
 	pthread_mutex_destroy(&qp->sq_lock);
 	pthread_mutex_destroy(&qp->rq_lock);
+	pthread_mutex_destroy(&qp->dring_lock);
 	free(qp->sq);
 	free(qp->rq);
 	free(qp);
@@ -358,7 +365,7 @@ vrdma_modify_qp(struct vrdma_qp *qp, struct vrdma_qp_attr *attr, int mask)
 	} else if (from == VRDMA_QPS_INIT && to == VRDMA_QPS_RTR) {
 		err = qp_rtr(qp, attr, mask);
 	} else if (from == VRDMA_QPS_RTR && to == VRDMA_QPS_RTS && qp->roce) {
-		err = vrdma__roce_rts(qp, attr);
+		err = vrdma__roce_rts(qp, attr, mask);
 	}
 	if (err)
 		goto out;

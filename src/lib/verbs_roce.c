@@ -58,13 +58,26 @@ vrdma__roce_rtr(struct vrdma_qp *qp, const struct vrdma_qp_attr *a, int mask)
 		return err;
 	}
 	qp->roce = true;
+	/* Receives posted in INIT go to the engine, in order; they still count. */
+	for (uint32_t i = 0; i < qp->rq_count; i++) {
+		const struct vrdma__rwqe *r = &qp->rq[(qp->rq_head + i) % qp->rq_cap];
+		struct reng_rec_wr h = { .kind = RENG_REC_RECV, .wr_id = r->wr_id,
+					 .num_sge = (uint32_t)r->num_sge };
+		struct iovec iov[2] = { { &h, sizeof(h) },
+					{ (void *)(uintptr_t)r->sge,
+					  (size_t)r->num_sge * sizeof(*r->sge) } };
+
+		qp_msg_sendv(qp->dring, iov, r->num_sge ? 2 : 1, QP_DONTWAIT);
+	}
 	return 0;
 }
 
 int
-vrdma__roce_rts(struct vrdma_qp *qp, const struct vrdma_qp_attr *a)
+vrdma__roce_rts(struct vrdma_qp *qp, const struct vrdma_qp_attr *a, int mask)
 {
 	struct wire_rdma_qp w = { .qpn = qp->qpn, .sq_psn = a->sq_psn & 0xffffff,
+				  .access = (mask & VRDMA_QP_ACCESS_FLAGS) ? a->qp_access_flags
+									   : qp->attr.qp_access_flags,
 				  .timeout = a->timeout, .retry_cnt = a->retry_cnt,
 				  .rnr_retry = a->rnr_retry, .max_rd_atomic = a->max_rd_atomic,
 				  .sq_depth = qp->sq_cap, .rq_depth = qp->rq_cap };
@@ -78,8 +91,10 @@ vrdma__roce_err(struct vrdma_qp *qp)
 	struct reng_rec_wr h = { .kind = RENG_REC_ERR };
 	struct iovec io = { &h, sizeof(h) };
 
+	pthread_mutex_lock(&qp->dring_lock);
 	if (qp->dring)
 		qp_msg_sendv(qp->dring, &io, 1, QP_DONTWAIT);
+	pthread_mutex_unlock(&qp->dring_lock);
 }
 
 int
@@ -126,7 +141,9 @@ vrdma__roce_post_send(struct vrdma_qp *qp, const struct vrdma_send_wr *wr)
 		h.num_sge = (uint32_t)wr->num_sge;
 		iov[n++] = (struct iovec){ wr->sg_list, (size_t)wr->num_sge * sizeof(*wr->sg_list) };
 	}
+	pthread_mutex_lock(&qp->dring_lock);
 	r = qp_msg_sendv(qp->dring, iov, n, QP_DONTWAIT);
+	pthread_mutex_unlock(&qp->dring_lock);
 	if (r == -EAGAIN)
 		return -ENOMEM;
 	if (r < 0)
@@ -150,7 +167,9 @@ vrdma__roce_post_recv(struct vrdma_qp *qp, const struct vrdma_recv_wr *wr)
 	 */
 	if (__atomic_load_n(&qp->rq_count, __ATOMIC_RELAXED) == qp->rq_cap)
 		return -ENOMEM;
+	pthread_mutex_lock(&qp->dring_lock);
 	r = qp_msg_sendv(qp->dring, iov, wr->num_sge ? 2 : 1, QP_DONTWAIT);
+	pthread_mutex_unlock(&qp->dring_lock);
 	if (r == -EAGAIN)
 		return -ENOMEM;
 	if (r < 0)

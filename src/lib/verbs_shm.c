@@ -76,6 +76,7 @@ vrdma__shm_attach(struct vrdma_qp *qp)
 	close(rep.fds[4]);
 	qp->peer_page = page;
 	qp->peer_slot = &qp->peer_page->slots[w.out_slot];
+	qp->peer_gen = atomic_load_explicit(&qp->peer_slot->gen, memory_order_acquire);
 	qp->peer_qpn = w.out_qpn;
 	qp->attached = true;
 	return 0;
@@ -260,8 +261,12 @@ vrdma__shm_exec(struct vrdma_qp *qp, struct vrdma__swqe *w)
 	const struct vrdma__rmr *m = NULL;
 	int st;
 
-	/* A responder in ERR answers nothing: the requester gives up (RETRY_EXC). */
-	if (atomic_load_explicit(&qp->peer_slot->err, memory_order_acquire))
+	/*
+	 * A responder in ERR, or reset since (another connection of its QP),
+	 * answers nothing: the requester gives up (RETRY_EXC).
+	 */
+	if (atomic_load_explicit(&qp->peer_slot->err, memory_order_acquire) ||
+	    atomic_load_explicit(&qp->peer_slot->gen, memory_order_acquire) != qp->peer_gen)
 		return VRDMA_WC_RETRY_EXC_ERR;
 	switch (w->wr.opcode) {
 	case VRDMA_WR_SEND:

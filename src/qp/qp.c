@@ -19,6 +19,7 @@
  * sides are busy.
  */
 #include <errno.h>
+#include <fcntl.h>
 /* ThreadSanitizer does not model streaming stores: it checks the plain copy. */
 #if defined(__SSE2__) && !defined(__SANITIZE_THREAD__)
 #define QP_NT_STORES 1
@@ -100,10 +101,24 @@ qp_tx_refresh(struct qp *qp)
 	return (int64_t)(d->size - (d->pos - head));
 }
 
+/*
+ * Wake the peer. Its eventfd's file description is shared with the peer,
+ * which could have made it blocking and filled its counter to make this
+ * write wait for ever: it is made non-blocking again first when it is not
+ * (one fcntl per wakeup). A peer that clears the flag again between the
+ * fcntl and the write still can: a known gap (docs/RDMA.md, hardening).
+ */
 static void
 qp_signal(struct qp *qp)
 {
-	if (qp->peer_wake >= 0 && eventfd_write(qp->peer_wake, 1) == 0)
+	int fl;
+
+	if (qp->peer_wake < 0)
+		return;
+	fl = fcntl(qp->peer_wake, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		fcntl(qp->peer_wake, F_SETFL, fl | O_NONBLOCK);
+	if (eventfd_write(qp->peer_wake, 1) == 0)
 		qp->st.signals++;
 }
 

@@ -147,6 +147,8 @@ q_xmit(void *ctx, const struct roce_ib *ib)
 	struct iovec io;
 	ssize_t n;
 
+	if (!q->path.vmk)
+		return -ENETDOWN; /* its adapter went: lost on the wire */
 	memcpy(f.dst_mac, q->path.dst_mac, 6);
 	memcpy(f.src_mac, q->path.src_mac, 6);
 	memcpy(f.src_ip, q->path.src_ip, 16);
@@ -659,6 +661,29 @@ reng_arm(struct reng *e, int64_t *deadline)
 			*deadline = t;
 	}
 	return false;
+}
+
+void
+reng_woken(struct reng *e)
+{
+	for (size_t i = 0; i < e->nqp; i++)
+		qp_ack(e->qp[i]->ring);
+}
+
+void
+reng_vmk_gone(struct reng *e, struct vmk_port *vmk)
+{
+	for (size_t i = 0; i < e->nqp; i++) {
+		struct reng_qp *q = e->qp[i];
+
+		if (q->path.vmk != vmk)
+			continue;
+		q->path.vmk = NULL; /* q_xmit drops from now on */
+		q->mem->lock(q->owner);
+		rc_set_error(q->rc);
+		q->mem->unlock(q->owner);
+		qp_flush(q->ring);
+	}
 }
 
 void

@@ -140,6 +140,10 @@ bool reng_input(struct reng *e, struct vmk_port *vmk, const struct iovec *iov, i
 int reng_poll(struct reng *e, int64_t now);
 /* Before the thread sleeps: arm the rings; true if work came meanwhile. *@deadline: next timer. */
 bool reng_arm(struct reng *e, int64_t *deadline);
+/* After the thread slept: take the rings' wakeups (else their descriptors stay readable). */
+void reng_woken(struct reng *e);
+/* VMkernel adapter @vmk goes: the QPs whose path it was go to ERR and send nothing more. */
+void reng_vmk_gone(struct reng *e, struct vmk_port *vmk);
 /* The epoll set the rings' wakeups join (the dataplane's). */
 void reng_set_epoll(struct reng *e, int ep);
 

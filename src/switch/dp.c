@@ -737,6 +737,8 @@ sleep_until_work(struct vsw_dp *d)
 	else if (deadline - now < 1000000000LL) /* the RoCE QPs' timers */
 		ms = (int)((deadline - now + 999999) / 1000000);
 	n = epoll_wait(d->ep, ev, 64, ms);
+	if (d->roce)
+		reng_woken(d->roce); /* its rings' wakeups, taken */
 	for (int i = 0; i < n; i++)
 		if (ev[i].data.ptr)
 			((struct dp_port *)ev[i].data.ptr)->fired = true;
@@ -1222,6 +1224,8 @@ vmk_change(struct vsw_dp *d, struct change *c)
 	if (!v)
 		return fail(c, -ENOENT, "no VMkernel adapter of that name");
 	if (!strcmp(c->cmd, "network.vmk.remove")) {
+		if (d->roce)
+			reng_vmk_gone(d->roce, v); /* its RoCE QPs lose their path: ERR */
 		epoll_ctl(d->ep, EPOLL_CTL_DEL, v->fd, NULL);
 		capture_port_gone(&v->p);
 		vsw_port_remove(&d->sw[v->sw], &v->p);

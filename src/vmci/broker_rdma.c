@@ -285,7 +285,9 @@ mr_reg(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 		mr->seg_len[i] = w->seg_len[i];
 	}
 	m->nfds = 0; /* kept */
+	pthread_mutex_lock(&cl->mem_lock); /* the RoCE engine reads the table under it */
 	cl->mrs[idx] = mr;
+	pthread_mutex_unlock(&cl->mem_lock);
 	cl->nmrs++;
 	r->mrs++;
 	w->out_rkey = mr->rkey;
@@ -491,20 +493,59 @@ is_socket(int fd, int type)
 	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &l) == 0 && t == type;
 }
 
+static bool
+is_eventfd(int fd)
+{
+	char path[64], target[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n <= 0)
+		return false;
+	target[n] = 0;
+	return !strcmp(target, "anon_inode:[eventfd]");
+}
+
+/* Whether the QP's context may reach its destination: another host, or a context here. */
+static int
+rtr_policy(struct rdma_client *cl, const struct wire_rdma_qp *w)
+{
+	struct vmci_reg *reg = &cl->c->b->reg;
+	struct vmci_ctx *me = vmci_reg_find(reg, cl->c->cid), *dst;
+
+	if (!me)
+		return -EACCES;
+	if (w->global)
+		return me->restricted ? -EACCES : 0; /* another host is not "the host" */
+	dst = vmci_reg_find(reg, w->dest_cid);
+	if (!dst || vmci_policy(me, dst)) {
+		log_rl(LOG_LVL_WARN, "rdma: context %u may not reach context %u", cl->c->cid,
+		       w->dest_cid);
+		return -EACCES;
+	}
+	return 0;
+}
+
 static int
 qp_rtr(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 {
 	struct wire_rdma_qp *w = &m->body.rdma_qp;
 	struct rdma_qp_rec *q = own_qp(cl, r, w->qpn);
 	struct stat st;
+	int err;
 
 	if (!q || q->rtr)
 		return -EINVAL;
 	/* memfd, two eventfds, the liveness socket: checked by kind here, by layout at attach. */
-	if (fstat(m->fds[0], &st) < 0 || !S_ISREG(st.st_mode) || !is_socket(m->fds[3], SOCK_SEQPACKET))
+	if (fstat(m->fds[0], &st) < 0 || !S_ISREG(st.st_mode) || !is_eventfd(m->fds[1]) ||
+	    !is_eventfd(m->fds[2]) || !is_socket(m->fds[3], SOCK_SEQPACKET))
 		return -EINVAL;
 	if (w->dest_qpn < QPN_BASE || w->dest_qpn >= QPN_MAX)
 		return -EINVAL;
+	/* The VMCI policy holds for QPs connected by hand as for the connection manager's. */
+	if ((err = rtr_policy(cl, w)))
+		return err;
 	if (w->global) {
 		if (!roce_mtu_valid(w->mtu) || w->max_dest_rd_atomic > 16 || w->min_rnr_timer > 31)
 			return -EINVAL;
@@ -534,10 +575,13 @@ rqp_attach(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 	if (d->ring[0] < 0)
 		return -EALREADY; /* handed out once */
 	memcpy(fds, d->ring, sizeof(d->ring));
-	fds[4] = d->owner->page_fd;
+	/* The key page is its owner's to write: a peer gets a read-only opening. */
+	if ((fds[4] = segment_for_peer(d->owner->page_fd, false)) < 0)
+		return -errno;
 	w->out_slot = d->slot;
 	w->out_qpn = d->qpn;
 	err = broker__reply(cl->c, &m->hdr, 0, w, fds, 5);
+	close(fds[4]);
 	/* The peer's liveness socket must be held by this QP's process only. */
 	close_fds(d->ring, 4);
 	return err;
@@ -676,7 +720,7 @@ rqp_rts(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 				    */
 				   .window = 128 };
 	a.p.pd = q->pd;
-	a.p.qp_access = q->g.access;
+	a.p.qp_access = w->access; /* as of RTS (RTS -> RTS changes do not reach it yet) */
 	a.p.mem = &client_mem;
 	a.p.owner = cl;
 	f = (struct qp_fds){ q->ring[0], q->ring[1], q->ring[2], q->ring[3] };
