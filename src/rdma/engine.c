@@ -463,7 +463,7 @@ drain_records(struct reng_qp *q)
 
 		if (len < 0) {
 			if (len != -EAGAIN)
-				q->broken = true; /* gone: the broker removes the QP */
+				q->broken = true; /* gone: it idles until its verbs context closes */
 			break;
 		}
 		if ((size_t)len > sizeof(b)) {
@@ -591,27 +591,32 @@ rx_run(struct reng *e)
 	int n = 0;
 
 	while (e->rx_n) {
+		/*
+		 * The slot stays taken while its frame is handled: what the QPs
+		 * send may come back to this engine (two adapters on one
+		 * switch) and be queued meanwhile, never over it.
+		 */
 		struct rx_slot *s = &e->rx[e->rx_head];
+		bool delivered = false;
 
-		e->rx_head = (e->rx_head + 1) % RX_SLOTS;
-		e->rx_n--;
 		n++;
 		if (e->f.loss && rnd(e) < e->f.loss) {
 			e->st.faults_dropped++;
-			continue;
-		}
-		if (e->f.reorder && !e->has_held && rnd(e) < e->f.reorder) {
+		} else if (e->f.reorder && !e->has_held && rnd(e) < e->f.reorder) {
 			e->held.len = s->len;
 			memcpy(e->held.buf, s->buf, s->len);
 			e->has_held = true;
-			continue;
-		}
-		deliver(e, s->buf, s->len);
-		if (e->f.dup && rnd(e) < e->f.dup) {
-			e->st.faults_duped++;
+		} else {
 			deliver(e, s->buf, s->len);
+			if (e->f.dup && rnd(e) < e->f.dup) {
+				e->st.faults_duped++;
+				deliver(e, s->buf, s->len);
+			}
+			delivered = true;
 		}
-		if (e->has_held) {
+		e->rx_head = (e->rx_head + 1) % RX_SLOTS;
+		e->rx_n--;
+		if (delivered && e->has_held) { /* the frame held back goes behind this one */
 			e->has_held = false;
 			deliver(e, e->held.buf, e->held.len);
 		}
@@ -698,12 +703,4 @@ reng_get_stats(const struct reng *e, struct reng_stats *out)
 		rc_get_stats(e->qp[i]->rc, &st);
 		add_stats(&out->rc, &st);
 	}
-}
-
-bool
-reng_qp_broken(const struct reng *e, uint32_t qpn)
-{
-	const struct reng_qp *q = qp_by_num(e, qpn);
-
-	return q && q->broken;
 }

@@ -153,7 +153,6 @@ struct reng_stats {
 	unsigned qps;
 };
 void reng_get_stats(const struct reng *e, struct reng_stats *out);
-/* Whether QP @qpn's application broke or left its ring (the broker then removes it). */
-bool reng_qp_broken(const struct reng *e, uint32_t qpn);
+
 
 #endif
