@@ -517,7 +517,7 @@ TEST(vm_argv)
 	ASSERT_GE(argv_find(argv, "-numa", "node,memdev=mem0"), 0);
 	ASSERT_GE(argv_find(argv, "-kernel", "/boot/vmlinuz"), 0);
 	ASSERT_GE(argv_find(argv, "-initrd", "/boot/initrd"), 0);
-	ASSERT_GE(argv_find(argv, "-append", "console=ttyS0 panic=-1 quiet"), 0);
+	ASSERT_GE(argv_find(argv, "-append", "console=ttyS0 panic=-1 quiet no_timer_check"), 0);
 	ASSERT_GE(argv_find(argv, "-display", "none"), 0);
 	ASSERT_GE(argv_find(argv, "-chardev", "file,id=serial0,path=/run/vm/serial.log"), 0);
 	ASSERT_GE(argv_find(argv, "-serial", "chardev:serial0"), 0);
@@ -557,7 +557,7 @@ TEST(vm_argv_devices)
 	ASSERT_OK(vm_qemu_argv(&c, &l, &argv));
 	argv_log(argv);
 	ASSERT(STREQ(argv[0], "/opt/qemu/bin/qemu-system-x86_64"));
-	ASSERT_GE(argv_find(argv, "-append", "console=hvc0 -- x"), 0);
+	ASSERT_GE(argv_find(argv, "-append", "console=hvc0 no_timer_check -- x"), 0);
 	ASSERT_GE(argv_find(argv, "-chardev", "socket,id=vsock0,path=/run/vm/a,,b.vsock"), 0);
 	ASSERT_GE(argv_find(argv, "-device", "vhost-user-vsock-pci,chardev=vsock0,id=vmci0"), 0);
 	ASSERT_GE(argv_find(argv, "-chardev", "socket,id=net1,path=/run/vm/net1,reconnect=1"), 0);

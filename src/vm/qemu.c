@@ -101,8 +101,18 @@ has_console(const char *s)
 	return false;
 }
 
+/*
+ * Under TCG a loaded host can make Linux's IO-APIC timer check miss its
+ * ticks and panic ("IO-APIC + timer doesn't work!"): the check is skipped.
+ */
+static const char *
+tcg_words(const struct vm_config *c, bool tcg)
+{
+	return tcg && !strstr(c->append, "no_timer_check") ? " no_timer_check" : "";
+}
+
 static void
-args_boot(struct vm_args *a, const struct vm_config *c)
+args_boot(struct vm_args *a, const struct vm_config *c, bool tcg)
 {
 	args_add(a, "-kernel");
 	args_add(a, "%s", c->kernel);
@@ -112,10 +122,16 @@ args_boot(struct vm_args *a, const struct vm_config *c)
 	}
 	/* First, not last: words after " -- " go to init, not to the kernel. */
 	args_add(a, "-append");
+	const char *init = strstr(c->append, " -- "); /* what follows goes to init */
+	int klen = init ? (int)(init - c->append) : (int)strlen(c->append);
+
+	if (!init)
+		init = "";
 	if (has_console(c->append))
-		args_add(a, "%s", c->append);
+		args_add(a, "%.*s%s%s", klen, c->append, tcg_words(c, tcg), init);
 	else
-		args_add(a, "console=ttyS0%s%s", c->append[0] ? " " : "", c->append);
+		args_add(a, "console=ttyS0%s%.*s%s%s", klen ? " " : "", klen, c->append,
+			 tcg_words(c, tcg), init);
 }
 
 static void
@@ -246,7 +262,7 @@ vm_qemu_argv(const struct vm_config *c, const struct vm_launch *l, char ***argv_
 	args_add(&a, "memory-backend-memfd,id=mem0,size=%" PRIu64 "M,share=on", c->mem_mib);
 	args_add(&a, "-numa");
 	args_add(&a, "node,memdev=mem0");
-	args_boot(&a, c);
+	args_boot(&a, c, !strcmp(l->accel, "tcg"));
 	args_control(&a, l);
 	args_devices(&a, c, l);
 	if (a.err) {
