@@ -713,3 +713,24 @@ conf_fail_at(struct conf_error *err, const struct conf *c, size_t i, const char 
 	err->line = conf_line(c, i);
 	snprintf(err->msg, sizeof(err->msg), "%s", msg);
 }
+
+int
+conf_kv_lines(char *buf, const char *const *keys, const char **vals, size_t n)
+{
+	char *save, *line;
+
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+		size_t k;
+
+		if (!eq)
+			return -EINVAL;
+		*eq++ = 0;
+		for (k = 0; k < n && strcmp(line, keys[k]); k++)
+			;
+		if (k == n)
+			return -EINVAL;
+		vals[k] = eq;
+	}
+	return 0;
+}

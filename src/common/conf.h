@@ -104,4 +104,12 @@ long conf_group(const char *key, const char *prefix);
 void conf_fail_at(struct conf_error *err, const struct conf *c, size_t i, const char *msg);
 size_t conf_first_unused(const struct conf *c, size_t start, struct conf_error *err);
 
+/*
+ * The arguments of a management request: "key=value" lines in @buf,
+ * split in place. Each key must be one of the @n @keys; its value goes to
+ * @vals[i] (left as it was when the key is not given). -EINVAL for a line
+ * without '=' or a key not in @keys.
+ */
+int conf_kv_lines(char *buf, const char *const *keys, const char **vals, size_t n);
+
 #endif

@@ -604,25 +604,33 @@ vrdma_ack_cq_events(struct vrdma_cq *cq, unsigned n)
 /* ---------------------------------------------------------------------- */
 /* Posting */
 
-static int
-post_one(struct vrdma_qp *qp, const struct vrdma_send_wr *wr)
+int
+vrdma__check_wr(const struct vrdma_qp *qp, const struct vrdma_send_wr *wr, uint64_t *total)
 {
-	struct vrdma__swqe *w;
-	uint64_t total = 0;
-
+	*total = 0;
 	if (wr->num_sge < 0 || (uint32_t)wr->num_sge > qp->attr.cap.max_send_sge ||
 	    wr->opcode > VRDMA_WR_ATOMIC_FETCH_AND_ADD)
 		return -EINVAL;
 	for (int i = 0; i < wr->num_sge; i++)
-		total += wr->sg_list[i].length;
-	if (wr->opcode >= VRDMA_WR_ATOMIC_CMP_AND_SWP && (wr->num_sge != 1 || total != 8))
+		*total += wr->sg_list[i].length;
+	if (wr->opcode >= VRDMA_WR_ATOMIC_CMP_AND_SWP && (wr->num_sge != 1 || *total != 8))
 		return -EINVAL;
-	if ((wr->send_flags & VRDMA_SEND_INLINE) &&
-	    (total > qp->attr.cap.max_inline_data || wr->opcode == VRDMA_WR_RDMA_READ ||
+	if ((wr->send_flags & VRDMA_SEND_INLINE) && *total &&
+	    (*total > qp->attr.cap.max_inline_data || wr->opcode == VRDMA_WR_RDMA_READ ||
 	     wr->opcode >= VRDMA_WR_ATOMIC_CMP_AND_SWP))
 		return -EINVAL;
-	if (qp->sq_count == qp->sq_cap)
-		return -ENOMEM;
+	return qp->sq_count == qp->sq_cap ? -ENOMEM : 0;
+}
+
+static int
+post_one(struct vrdma_qp *qp, const struct vrdma_send_wr *wr)
+{
+	struct vrdma__swqe *w;
+	uint64_t total;
+	int err;
+
+	if ((err = vrdma__check_wr(qp, wr, &total)))
+		return err;
 	w = &qp->sq[(qp->sq_head + qp->sq_count) % qp->sq_cap];
 	w->wr = *wr;
 	w->wr.next = NULL;

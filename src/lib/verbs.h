@@ -165,6 +165,8 @@ _Static_assert(sizeof(struct vrdma__msg) == 16, "vrdma__msg layout");
 /* verbs.c */
 int vrdma__rpc(struct vrdma_context *ctx, unsigned type, void *body, const int *fds, int nfds,
 	       struct wire_msg *rep);
+/* A send WR's fields against the QP's caps (-EINVAL), its room (-ENOMEM); its bytes in *@total. */
+int vrdma__check_wr(const struct vrdma_qp *qp, const struct vrdma_send_wr *wr, uint64_t *total);
 int vrdma__cq_reserve(struct vrdma_cq *cq);
 void vrdma__cq_unreserve(struct vrdma_cq *cq);
 void vrdma__cq_commit(struct vrdma_cq *cq, const struct vrdma_wc *wc, bool solicited);

@@ -103,19 +103,12 @@ vrdma__roce_post_send(struct vrdma_qp *qp, const struct vrdma_send_wr *wr)
 	struct reng_rec_wr h = { .kind = RENG_REC_SEND, .wr_id = wr->wr_id,
 				 .opcode = (uint32_t)wr->opcode, .imm = wr->imm_data };
 	struct iovec iov[1 + VRDMA__MAX_SGE] = { { &h, sizeof(h) } };
-	uint64_t total = 0;
-	int n = 1;
+	uint64_t total;
+	int n = 1, err;
 	ssize_t r;
 
-	if (wr->num_sge < 0 || (uint32_t)wr->num_sge > qp->attr.cap.max_send_sge ||
-	    wr->opcode > VRDMA_WR_ATOMIC_FETCH_AND_ADD)
-		return -EINVAL;
-	for (int i = 0; i < wr->num_sge; i++)
-		total += wr->sg_list[i].length;
-	if (wr->opcode >= VRDMA_WR_ATOMIC_CMP_AND_SWP && (wr->num_sge != 1 || total != 8))
-		return -EINVAL;
-	if (qp->sq_count == qp->sq_cap)
-		return -ENOMEM;
+	if ((err = vrdma__check_wr(qp, wr, &total)))
+		return err;
 	if (qp->sq_sig_all || (wr->send_flags & VRDMA_SEND_SIGNALED))
 		h.flags |= RENG_F_SIGNALED;
 	if (wr->send_flags & VRDMA_SEND_SOLICITED)
@@ -130,9 +123,6 @@ vrdma__roce_post_send(struct vrdma_qp *qp, const struct vrdma_send_wr *wr)
 		h.rkey = wr->wr.rdma.rkey;
 	}
 	if ((wr->send_flags & VRDMA_SEND_INLINE) && total) {
-		if (total > qp->attr.cap.max_inline_data || wr->opcode == VRDMA_WR_RDMA_READ ||
-		    wr->opcode >= VRDMA_WR_ATOMIC_CMP_AND_SWP)
-			return -EINVAL;
 		h.inline_len = (uint32_t)total;
 		for (int i = 0; i < wr->num_sge; i++)
 			iov[n++] = (struct iovec){ (void *)(uintptr_t)wr->sg_list[i].addr,

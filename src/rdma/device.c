@@ -934,22 +934,15 @@ struct rdma_dev_change {
 static int
 rdma_dev_change_parse(struct rdma_dev_change *c, const char *arg)
 {
-	char *save, *line;
+	static const char *const keys[] = { "device", "nic" };
+	const char *v[2] = { 0 };
+	int err;
 
 	snprintf(c->buf, sizeof(c->buf), "%s", arg ? arg : "");
-	for (line = strtok_r(c->buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *eq = strchr(line, '=');
-
-		if (!eq)
-			return -EINVAL;
-		*eq++ = 0;
-		if (!strcmp(line, "device"))
-			c->device = eq;
-		else if (!strcmp(line, "nic"))
-			c->nic = eq;
-		else
-			return -EINVAL;
-	}
+	if ((err = conf_kv_lines(c->buf, keys, v, 2)))
+		return err;
+	c->device = v[0];
+	c->nic = v[1];
 	return 0;
 }
 

@@ -1085,32 +1085,16 @@ struct change {
 static int
 change_parse(struct change *c, const char *arg)
 {
-	char *save, *line;
+	static const char *const keys[] = { "vswitch", "portgroup", "vlan", "mtu",
+					    "vmq",     "interface", "ipv4" };
+	const char *v[7] = { 0 };
+	int err;
 
 	snprintf(c->buf, sizeof(c->buf), "%s", arg ? arg : "");
-	for (line = strtok_r(c->buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *eq = strchr(line, '=');
-
-		if (!eq)
-			return -EINVAL;
-		*eq++ = 0;
-		if (!strcmp(line, "vswitch"))
-			c->vswitch = eq;
-		else if (!strcmp(line, "portgroup"))
-			c->portgroup = eq;
-		else if (!strcmp(line, "vlan"))
-			c->vlan = eq;
-		else if (!strcmp(line, "mtu"))
-			c->mtu = eq;
-		else if (!strcmp(line, "vmq"))
-			c->vmq = eq;
-		else if (!strcmp(line, "interface"))
-			c->interface = eq;
-		else if (!strcmp(line, "ipv4"))
-			c->ipv4 = eq;
-		else
-			return -EINVAL;
-	}
+	if ((err = conf_kv_lines(c->buf, keys, v, 7)))
+		return err;
+	c->vswitch = v[0], c->portgroup = v[1], c->vlan = v[2], c->mtu = v[3], c->vmq = v[4];
+	c->interface = v[5], c->ipv4 = v[6];
 	return 0;
 }
 
