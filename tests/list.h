@@ -205,6 +205,7 @@
 	X(verbs_access_errors, 30)      \
 	X(verbs_send_recv, 30)          \
 	X(verbs_cm, 30)                 \
+	X(verbs_cq_overrun, 20)         \
 	X(verbs_comp_channel, 20)       \
 	X(verbs_roce_hosts, 60)         \
 	X(verbs_roce_lossy, 120)        \

@@ -658,6 +658,66 @@ TEST(verbs_send_recv)
 	td_cleanup(&d);
 }
 
+/*
+ * Unsignaled WRs run without reserving a completion; one that fails when
+ * its CQ is full overruns the CQ, as the IBA says: -EOVERFLOW from then on.
+ */
+TEST(verbs_cq_overrun)
+{
+	struct tdaemon d;
+	struct end a, b;
+	struct vrdma_cq *small;
+	struct vrdma_qp *qp;
+	struct vrdma_qp_init_attr ia = { .qp_type = VRDMA_QPT_RC, .cap = { .max_send_wr = 8 } };
+	struct vrdma_wc wc;
+
+	td_start(&d, NULL);
+	end_open(&a, "a", 4096, all_access, 4);
+	end_open(&b, "b", 4096, all_access, 4);
+	ASSERT_OK(vrdma_create_cq(a.ctx, 2, NULL, NULL, &small));
+	ia.send_cq = ia.recv_cq = small;
+	ASSERT_OK(vrdma_create_qp(a.pd, &ia, &qp));
+	ASSERT_OK(vrdma_destroy_qp(a.qp));
+	a.qp = qp;
+	connect_by_hand(&a, &b, 7);
+	/* Two signaled WRITEs fill the CQ; a third waits for room, not run. */
+	for (int i = 0; i < 3; i++)
+		ASSERT_OK(post(a.qp, VRDMA_WR_RDMA_WRITE, (uint64_t)i, a.buf, 8, a.mr->lkey,
+			       (uintptr_t)b.buf, b.mr->rkey));
+	ASSERT_EQ(vrdma_poll_cq(small, 1, &wc), 1);
+	ASSERT_EQ(wc.wr_id, 0u);
+	ASSERT_EQ(vrdma_poll_cq(small, 1, &wc), 1); /* the third ran meanwhile */
+	ASSERT_EQ(vrdma_poll_cq(small, 1, &wc), 1);
+	ASSERT_EQ(wc.wr_id, 2u);
+	/* Full again, then an unsignaled WRITE that fails: overrun. */
+	for (int i = 0; i < 2; i++)
+		ASSERT_OK(post(a.qp, VRDMA_WR_RDMA_WRITE, 10, a.buf, 8, a.mr->lkey,
+			       (uintptr_t)b.buf, b.mr->rkey));
+	{
+		struct vrdma_sge sge = { (uintptr_t)a.buf, 8, a.mr->lkey };
+		struct vrdma_send_wr wr = { .sg_list = &sge, .num_sge = 1,
+					    .opcode = VRDMA_WR_RDMA_WRITE };
+		struct vrdma_send_wr *bad;
+
+		wr.wr.rdma.remote_addr = (uintptr_t)b.buf;
+		wr.wr.rdma.rkey = b.mr->rkey + 1;
+		ASSERT_OK(vrdma_post_send(a.qp, &wr, &bad));
+	}
+	ASSERT_EQ(vrdma_poll_cq(small, 1, &wc), -EOVERFLOW);
+	ASSERT_OK(vrdma_destroy_qp(a.qp));
+	{
+		struct vrdma_qp_init_attr ia2 = { .qp_type = VRDMA_QPT_RC, .send_cq = a.cq,
+						  .recv_cq = a.cq };
+
+		ASSERT_OK(vrdma_create_qp(a.pd, &ia2, &a.qp));
+	}
+	ASSERT_OK(vrdma_destroy_cq(small));
+	end_close(&a);
+	end_close(&b);
+	td_stop(&d);
+	td_cleanup(&d);
+}
+
 TEST(verbs_cm)
 {
 	struct tdaemon d;

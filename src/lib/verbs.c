@@ -5,9 +5,10 @@
  * and polling. A QP's send queue is executed in order by whoever holds its
  * lock (vrdma_post_send, then vrdma_poll_cq for work that had to wait);
  * its receive queue is filled from its inbound ring when its CQ is polled.
- * Completions go into a CQ only after a place was reserved, so a CQ never
- * overflows because of the library, and a work request is never executed
- * without the room to report it.
+ * Completions go into a CQ only after a place was reserved: a signaled
+ * work request is not executed without the room to report it; an
+ * unsignaled one is (it needs a completion only if it fails, and one that
+ * fails on a full CQ overruns it, as in the IBA).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -346,6 +347,14 @@ vrdma__cq_reserve(struct vrdma_cq *cq)
 }
 
 void
+vrdma__cq_overrun(struct vrdma_cq *cq)
+{
+	pthread_mutex_lock(&cq->lock);
+	cq->overflow = true;
+	pthread_mutex_unlock(&cq->lock);
+}
+
+void
 vrdma__cq_unreserve(struct vrdma_cq *cq)
 {
 	pthread_mutex_lock(&cq->lock);
@@ -439,25 +448,39 @@ sq_progress(struct vrdma_qp *qp)
 		struct vrdma__swqe *w = &qp->sq[qp->sq_head];
 		struct vrdma_wc wc = { .wr_id = w->wr.wr_id, .opcode = wc_opcode(w->wr.opcode),
 				       .qp_num = qp->qpn };
+		bool reserved = false;
 		int st;
 
-		if (vrdma__cq_reserve(qp->scq))
-			break;
+		/*
+		 * A signaled WR runs only with room for its completion. An
+		 * unsignaled one needs room only if it fails: it runs without
+		 * taking the CQ's lock, and an error that finds the CQ full
+		 * overruns it (the IBA's CQ overrun: -EOVERFLOW from then on).
+		 */
+		if (w->signaled || atomic_load(&qp->state) == VRDMA_QPS_ERR) {
+			if (vrdma__cq_reserve(qp->scq))
+				break;
+			reserved = true;
+		}
 		if (atomic_load(&qp->state) == VRDMA_QPS_ERR)
 			st = VRDMA_WC_WR_FLUSH_ERR;
 		else if (!(st = sq_ready(qp)))
 			st = vrdma__shm_exec(qp, w);
 		if (st == -EAGAIN) {
-			vrdma__cq_unreserve(qp->scq);
+			if (reserved)
+				vrdma__cq_unreserve(qp->scq);
 			break;
 		}
 		qp->sq_head = (qp->sq_head + 1) % qp->sq_cap;
 		__atomic_store_n(&qp->sq_count, qp->sq_count - 1, __ATOMIC_RELAXED);
-		if (!st && !w->signaled) {
-			vrdma__cq_unreserve(qp->scq);
+		if (!st && !w->signaled)
+			continue;
+		wc.status = (enum vrdma_wc_status)st;
+		if (!reserved && vrdma__cq_reserve(qp->scq)) {
+			vrdma__cq_overrun(qp->scq);
+			vrdma__qp_to_err(qp);
 			continue;
 		}
-		wc.status = (enum vrdma_wc_status)st;
 		vrdma__cq_commit(qp->scq, &wc, false);
 		if (st && st != VRDMA_WC_WR_FLUSH_ERR)
 			vrdma__qp_to_err(qp);
@@ -526,6 +549,10 @@ vrdma_poll_cq(struct vrdma_cq *cq, int n, struct vrdma_wc *wc)
 		return -EINVAL;
 	cq_progress(cq);
 	pthread_mutex_lock(&cq->lock);
+	if (cq->overflow) {
+		pthread_mutex_unlock(&cq->lock);
+		return -EOVERFLOW;
+	}
 	k = (uint32_t)n < cq->count ? n : (int)cq->count;
 	for (int i = 0; i < k; i++)
 		wc[i] = cq->e[(cq->head + (uint32_t)i) % cq->cap];

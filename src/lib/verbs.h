@@ -169,6 +169,8 @@ int vrdma__rpc(struct vrdma_context *ctx, unsigned type, void *body, const int *
 int vrdma__check_wr(const struct vrdma_qp *qp, const struct vrdma_send_wr *wr, uint64_t *total);
 int vrdma__cq_reserve(struct vrdma_cq *cq);
 void vrdma__cq_unreserve(struct vrdma_cq *cq);
+/* An error completion found the CQ full: the CQ is in error (IBA CQ overrun). */
+void vrdma__cq_overrun(struct vrdma_cq *cq);
 void vrdma__cq_commit(struct vrdma_cq *cq, const struct vrdma_wc *wc, bool solicited);
 void vrdma__qp_to_err(struct vrdma_qp *qp);
 int vrdma__modify(struct vrdma_qp *qp, struct vrdma_qp_attr *attr, int mask);
