@@ -53,5 +53,7 @@ int td_listener(const char *ctx, int type, unsigned port);
 char *td_mgmt(struct tdaemon *d, const char *cmd);
 /* Run a shell command; its output (stdout) in @out; returns its exit status. */
 int td_run(const char *cmd, char *out, size_t len);
+/* Run the shell command @fmt makes (printf-style); its exit status, or -1 if it did not exit. */
+__attribute__((format(printf, 1, 2))) int td_sh(const char *fmt, ...);
 
 #endif

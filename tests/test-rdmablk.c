@@ -878,14 +878,6 @@ TEST(rdmablk_programs)
 /* ---------------------------------------------------------------------- */
 /* Between hosts: RoCE v2 */
 
-static int
-shell(const char *cmd)
-{
-	int st = system(cmd);
-
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /*
  * Two hosts, namespaces vmfb-a and vmfb-b joined by a veth pair, each with
  * its daemon: vSwitch0 with uplink vmnic1 on the veth end, vmk1 at
@@ -894,23 +886,22 @@ shell(const char *cmd)
 static void
 two_hosts(struct tdaemon *d)
 {
-	char cmd[1024], conf[512];
+	char conf[512];
 
 	if (geteuid() != 0)
 		SKIP("needs root (network namespaces, a veth pair)");
-	if (shell("command -v ip >/dev/null 2>&1"))
+	if (td_sh("command -v ip >/dev/null 2>&1"))
 		SKIP("no ip command (iproute2)");
-	(void)shell("ip netns del vmfb-a 2>/dev/null; ip netns del vmfb-b 2>/dev/null");
-	snprintf(cmd, sizeof(cmd), "%s",
-		 "ip netns add vmfb-a && ip netns add vmfb-b && "
+	(void)td_sh("ip netns del vmfb-a 2>/dev/null; ip netns del vmfb-b 2>/dev/null");
+	ASSERT_EQ(td_sh("ip netns add vmfb-a && ip netns add vmfb-b && "
 		 "ip -n vmfb-a link add vmfb-a type veth peer name vmfb-b netns vmfb-b && "
 		 "ip -n vmfb-a link set dev vmfb-a up arp off && "
 		 "ip -n vmfb-b link set dev vmfb-b up arp off && "
 		 "{ ! command -v ethtool >/dev/null || "
 		 "{ ip netns exec vmfb-a ethtool -K vmfb-a tso off gso off gro off tx off && "
 		 "ip netns exec vmfb-b ethtool -K vmfb-b tso off gso off gro off tx off; } "
-		 ">/dev/null 2>&1; }");
-	ASSERT_EQ(shell(cmd), 0);
+		 ">/dev/null 2>&1; }"),
+		  0);
 	for (int i = 0; i < 2; i++) {
 		char ns[8];
 		bool up = false;
@@ -1000,5 +991,5 @@ TEST(rdmablk_roce)
 	td_stop(&d[1]);
 	td_cleanup(&d[0]);
 	td_cleanup(&d[1]);
-	(void)shell("ip netns del vmfb-a; ip netns del vmfb-b");
+	(void)td_sh("ip netns del vmfb-a; ip netns del vmfb-b");
 }

@@ -31,7 +31,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,26 +54,12 @@
 	"vmk0.name = \"vmk1\"\nvmk0.portgroup = \"VM Network\"\nvmk0.ip = \"" ip "/24\"\n"         \
 	"rdma0.name = \"vmrdma0\"\nrdma0.uplink = \"vmnic1\"\nrdma0.vmknic = \"vmk1\"\n"
 
-__attribute__((format(printf, 1, 2))) static int
-sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void
 need_root(void)
 {
 	if (geteuid() != 0)
 		SKIP("needs root (network namespaces, a veth pair, TAP interfaces)");
-	if (sh("command -v ip >/dev/null 2>&1"))
+	if (td_sh("command -v ip >/dev/null 2>&1"))
 		SKIP("no ip command (iproute2)");
 	if (access("/dev/net/tun", R_OK | W_OK))
 		SKIP("no /dev/net/tun");
@@ -84,10 +69,10 @@ need_root(void)
 static void
 netns_pair(const char *a, const char *ua, const char *b, const char *ub)
 {
-	(void)sh("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", a, b);
-	if (sh("ip netns add %s", a))
+	(void)td_sh("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", a, b);
+	if (td_sh("ip netns add %s", a))
 		SKIP("ip netns does not work here (no network namespaces)");
-	ASSERT_EQ(sh("ip netns add %s && "
+	ASSERT_EQ(td_sh("ip netns add %s && "
 		     "ip -n %s link add %s type veth peer name %s netns %s && "
 		     "ip -n %s link set dev %s up && ip -n %s link set dev %s up && "
 		     "ip -n %s link set dev lo up && ip -n %s link set dev lo up",
@@ -512,14 +497,14 @@ TEST(rdmacm_hosts)
 	need_root();
 	netns_pair("vmfc-a", "vmfc-ua", "vmfc-b", "vmfc-ub");
 	/* Host A with jumbo frames (path MTU 4096), host B with 1500 (1024). */
-	ASSERT_EQ(sh("ip -n vmfc-a link set dev vmfc-ua mtu 9000 && "
+	ASSERT_EQ(td_sh("ip -n vmfc-a link set dev vmfc-ua mtu 9000 && "
 		     "ip -n vmfc-b link set dev vmfc-ub mtu 9000"),
 		  0);
 	td_start_ns(&da, CM_HOST("vmfc-ua", "10.77.0.1", "9000"), "vmfc-a");
 	td_start_ns(&db, CM_HOST("vmfc-ub", "10.77.0.2", "1500"), "vmfc-b");
 	wait_usable(&da);
 	wait_usable(&db);
-	ASSERT_EQ(sh("ip -n vmfc-a link set dev vmk1 mtu 9000"), 0);
+	ASSERT_EQ(td_sh("ip -n vmfc-a link set dev vmk1 mtu 9000"), 0);
 	wait_log(&db, "rdma cm: vmrdma0: listening on 10.77.0.2:4791");
 	wait_log(&da, "rdma cm: vmrdma0: listening on 10.77.0.1:4791");
 	vrdma__cm_rtr_seam = rtr_no_data_path;
@@ -611,7 +596,7 @@ TEST(rdmacm_hosts)
 	 * garbage ends the connection; a REQ for a port nobody listens on
 	 * gets REJ "no listener".
 	 */
-	ASSERT_EQ(sh("ip -n vmfc-b addr add 10.77.0.22/24 dev vmk1"), 0);
+	ASSERT_EQ(td_sh("ip -n vmfc-b addr add 10.77.0.22/24 dev vmk1"), 0);
 	raw_exchange("vmfc-a", "10.77.0.22", "", 0, buf, sizeof(buf), &cerr);
 	ASSERT_EQ(cerr, ECONNREFUSED);
 	raw_exchange("vmfc-b", "127.0.0.1", "", 0, buf, sizeof(buf), &cerr);
@@ -671,7 +656,7 @@ TEST(rdmacm_hosts)
 	td_stop(&da);
 	td_cleanup(&da);
 	td_cleanup(&db);
-	(void)sh("ip netns del vmfc-a; ip netns del vmfc-b");
+	(void)td_sh("ip netns del vmfc-a; ip netns del vmfc-b");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -825,7 +810,7 @@ TEST(rdmacm_peer_wire)
 	pid_t fake;
 
 	need_root();
-	if (sh("command -v ethtool >/dev/null 2>&1"))
+	if (td_sh("command -v ethtool >/dev/null 2>&1"))
 		SKIP("no ethtool (tools/setup-deps check)");
 	netns_pair("vmfc-c", "vmfc-uc", "vmfc-d", "vmfc-ud");
 	/*
@@ -833,13 +818,13 @@ TEST(rdmacm_peer_wire)
 	 * must carry its checksums (no offload), since the switch hands frames
 	 * to vmk1 as they came.
 	 */
-	ASSERT_EQ(sh("ip netns exec vmfc-d ethtool -K vmfc-ud tx off >/dev/null"), 0);
-	ASSERT_EQ(sh("ip -n vmfc-d addr add 10.77.1.2/24 dev vmfc-ud && "
+	ASSERT_EQ(td_sh("ip netns exec vmfc-d ethtool -K vmfc-ud tx off >/dev/null"), 0);
+	ASSERT_EQ(td_sh("ip -n vmfc-d addr add 10.77.1.2/24 dev vmfc-ud && "
 		     "ip -n vmfc-d addr add fd00:77:1::2/64 dev vmfc-ud nodad"),
 		  0);
 	td_start_ns(&d, CM_HOST("vmfc-uc", "10.77.1.1", "1500"), "vmfc-c");
 	wait_usable(&d);
-	ASSERT_EQ(sh("ip -n vmfc-c addr add fd00:77:1::1/64 dev vmk1 nodad"), 0);
+	ASSERT_EQ(td_sh("ip -n vmfc-c addr add fd00:77:1::1/64 dev vmk1 nodad"), 0);
 	wait_log(&d, "rdma cm: vmrdma0: listening on 10.77.1.1:4791, [fd00:77:1::1]:4791");
 	vrdma__cm_rtr_seam = rtr_no_data_path;
 	side_open(&a, &d, NULL);
@@ -925,5 +910,5 @@ TEST(rdmacm_peer_wire)
 	side_close(&a);
 	td_stop(&d);
 	td_cleanup(&d);
-	(void)sh("ip netns del vmfc-c; ip netns del vmfc-d");
+	(void)td_sh("ip netns del vmfc-c; ip netns del vmfc-d");
 }

@@ -626,14 +626,6 @@ TEST(switch_cli_changes)
 /* ---------------------------------------------------------------------- */
 /* An uplink to a "remote host": a network namespace behind a veth pair */
 
-static int
-sh(const char *cmd)
-{
-	int r = system(cmd);
-
-	return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-
 static uint16_t
 csum(const uint8_t *p, size_t len)
 {
@@ -749,10 +741,10 @@ TEST(switch_uplink_remote_host)
 
 	if (geteuid() != 0)
 		SKIP("needs root (a network namespace and a veth pair)");
-	if (sh("command -v ip >/dev/null 2>&1"))
+	if (td_sh("command -v ip >/dev/null 2>&1"))
 		SKIP("no ip command (iproute2)");
-	(void)sh("ip netns del vmft-remote 2>/dev/null; ip link del vmft-u0 2>/dev/null");
-	ASSERT_EQ(sh("ip netns add vmft-remote && "
+	(void)td_sh("ip netns del vmft-remote 2>/dev/null; ip link del vmft-u0 2>/dev/null");
+	ASSERT_EQ(td_sh("ip netns add vmft-remote && "
 		     "ip link add vmft-u0 type veth peer name vmft-r0 netns vmft-remote && "
 		     "ip link set dev vmft-u0 up && "
 		     "ip -n vmft-remote addr add 10.213.0.2/24 dev vmft-r0 && "
@@ -814,7 +806,7 @@ TEST(switch_uplink_remote_host)
 	vmf_vnic_close(n);
 	td_stop(&d);
 	td_cleanup(&d);
-	(void)sh("ip netns del vmft-remote; ip link del vmft-u0 2>/dev/null");
+	(void)td_sh("ip netns del vmft-remote; ip link del vmft-u0 2>/dev/null");
 }
 
 /* A VMkernel adapter: the TAP interface moved into a namespace, its stack reached from a vNIC. */
@@ -827,15 +819,15 @@ TEST(switch_vmk)
 
 	if (geteuid() != 0)
 		SKIP("needs root (a TAP interface and a network namespace)");
-	if (sh("command -v ip >/dev/null 2>&1"))
+	if (td_sh("command -v ip >/dev/null 2>&1"))
 		SKIP("no ip command (iproute2)");
 	if (access("/dev/net/tun", R_OK | W_OK))
 		SKIP("no /dev/net/tun");
-	(void)sh("ip netns del vmft-host 2>/dev/null");
+	(void)td_sh("ip netns del vmft-host 2>/dev/null");
 	td_start(&d, SWITCH_CONFIG "vmk0.name = \"vmft-vmk1\"\nvmk0.portgroup = \"VM Network\"\n");
 	/* The socket answers before the switches are set up; a request waits for them. */
 	free(td_mgmt(&d, "network.port.list"));
-	ASSERT_EQ(sh("ip netns add vmft-host && ip link set dev vmft-vmk1 netns vmft-host && "
+	ASSERT_EQ(td_sh("ip netns add vmft-host && ip link set dev vmft-vmk1 netns vmft-host && "
 		     "ip -n vmft-host addr add 10.214.0.1/24 dev vmft-vmk1 && "
 		     "ip -n vmft-host link set dev vmft-vmk1 up"),
 		  0);
@@ -874,7 +866,7 @@ TEST(switch_vmk)
 		ASSERT(strstr(out, "vmft-vmk2"));
 		ASSERT(strstr(out, "10.215.0.7/24"));
 		ASSERT(strstr(out, "VLAN 10"));
-		ASSERT_EQ(sh("ip addr show dev vmft-vmk2 | grep -q 10.215.0.7/24"), 0);
+		ASSERT_EQ(td_sh("ip addr show dev vmft-vmk2 | grep -q 10.215.0.7/24"), 0);
 		ASSERT_EQ(cli(&d, out, sizeof(out),
 			      "network ip interface remove --interface-name=vmft-vmk2"),
 			  0);
@@ -883,12 +875,12 @@ TEST(switch_vmk)
 			  1);
 		ASSERT_EQ(cli(&d, out, sizeof(out), "network ip interface list"), 0);
 		ASSERT(!strstr(out, "vmft-vmk2"));
-		ASSERT(sh("ip link show dev vmft-vmk2 >/dev/null 2>&1") != 0); /* the TAP went */
+		ASSERT(td_sh("ip link show dev vmft-vmk2 >/dev/null 2>&1") != 0); /* the TAP went */
 	}
 	vmf_vnic_close(n);
 	td_stop(&d);
 	td_cleanup(&d);
-	(void)sh("ip netns del vmft-host");
+	(void)td_sh("ip netns del vmft-host");
 }
 
 /* network capture: a port's frames into a pcap file that libpcap reads back. */
@@ -1072,7 +1064,7 @@ TEST(switch_testpmd)
 
 	if (geteuid() != 0)
 		SKIP("needs root (testpmd maps its memory for the backend)");
-	if (sh("command -v dpdk-testpmd >/dev/null 2>&1"))
+	if (td_sh("command -v dpdk-testpmd >/dev/null 2>&1"))
 		SKIP("no dpdk-testpmd (tools/setup-deps dpdk)");
 	ASSERT(mkdtemp(dir));
 	snprintf(conf, sizeof(conf),

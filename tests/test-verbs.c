@@ -842,14 +842,6 @@ TEST(verbs_comp_channel)
 /* ---------------------------------------------------------------------- */
 /* Between hosts: RoCE v2 */
 
-static int
-sh(const char *cmd)
-{
-	int st = system(cmd);
-
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* A host: vSwitch0 with uplink vmnic1 on @dev, vmk1 at @ip, vmrdma0 paired and bound. */
 static void
 roce_host(char *buf, size_t len, const char *dev, const char *ip, unsigned mtu)
@@ -874,20 +866,18 @@ roce_host(char *buf, size_t len, const char *dev, const char *ip, unsigned mtu)
 static void
 two_hosts(struct tdaemon *a, struct tdaemon *b, char tag, const char *faults, unsigned mtu)
 {
-	char cmd[1024], conf[512], ns[2][16], dev[2][16];
+	char conf[512], ns[2][16], dev[2][16];
 
 	if (geteuid() != 0)
 		SKIP("needs root (network namespaces, a veth pair, TAP interfaces)");
-	if (sh("command -v ip >/dev/null 2>&1"))
+	if (td_sh("command -v ip >/dev/null 2>&1"))
 		SKIP("no ip command (iproute2)");
 	for (int i = 0; i < 2; i++) {
 		snprintf(ns[i], sizeof(ns[i]), "vmfr-%c%c", tag, 'a' + i);
 		snprintf(dev[i], sizeof(dev[i]), "vmfr-%c%c", tag, 'a' + i);
-		snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null", ns[i]);
-		(void)sh(cmd);
+		(void)td_sh("ip netns del %s 2>/dev/null", ns[i]);
 	}
-	snprintf(cmd, sizeof(cmd),
-		 "ip netns add %s && ip netns add %s && "
+	ASSERT_EQ(td_sh("ip netns add %s && ip netns add %s && "
 		 "ip -n %s link add %s type veth peer name %s netns %s && "
 		 "ip -n %s link set dev %s mtu %u arp off up && "
 		 "ip -n %s link set dev %s mtu %u arp off up && "
@@ -896,8 +886,8 @@ two_hosts(struct tdaemon *a, struct tdaemon *b, char tag, const char *faults, un
 		 "ip netns exec %s ethtool -K %s tso off gso off gro off tx off; } "
 		 ">/dev/null 2>&1; }",
 		 ns[0], ns[1], ns[0], dev[0], dev[1], ns[1], ns[0], dev[0], mtu, ns[1], dev[1], mtu,
-		 ns[0], dev[0], ns[1], dev[1]);
-	ASSERT_EQ(sh(cmd), 0);
+		 ns[0], dev[0], ns[1], dev[1]),
+		  0);
 	if (faults)
 		setenv("VMFABRIC_ROCE_FAULTS", faults, 1);
 	roce_host(conf, sizeof(conf), dev[0], "10.77.9.1", mtu);
@@ -909,9 +899,8 @@ two_hosts(struct tdaemon *a, struct tdaemon *b, char tag, const char *faults, un
 		int t = 0;
 
 		/* The daemon makes vmk1 beside its socket: it may not be there yet. */
-		snprintf(cmd, sizeof(cmd), "ip -n %s link set dev vmk1 mtu %u 2>/dev/null", ns[i],
-			 mtu);
-		while (sh(cmd) && ++t < 200)
+		while (td_sh("ip -n %s link set dev vmk1 mtu %u 2>/dev/null", ns[i], mtu) &&
+		       ++t < 200)
 			usleep(10000);
 		ASSERT_LT(t, 200);
 	}
@@ -943,14 +932,15 @@ two_hosts(struct tdaemon *a, struct tdaemon *b, char tag, const char *faults, un
 static void
 two_hosts_end(struct tdaemon *a, struct tdaemon *b)
 {
-	char cmd[128];
+	char ns[2][32];
 
-	snprintf(cmd, sizeof(cmd), "ip netns del %s; ip netns del %s", a->netns, b->netns);
+	memcpy(ns[0], a->netns, sizeof(ns[0])); /* td_cleanup() may clear them */
+	memcpy(ns[1], b->netns, sizeof(ns[1]));
 	td_stop(a);
 	td_stop(b);
 	td_cleanup(a);
 	td_cleanup(b);
-	(void)sh(cmd);
+	(void)td_sh("ip netns del %s; ip netns del %s", ns[0], ns[1]);
 }
 
 /* An end on daemon @d, as the host context. */
@@ -1304,7 +1294,7 @@ TEST(verbs_roce_tshark)
 	pid_t cap[2];
 	int frames[2];
 
-	if (geteuid() == 0 && sh("command -v tshark >/dev/null 2>&1"))
+	if (geteuid() == 0 && td_sh("command -v tshark >/dev/null 2>&1"))
 		SKIP("no tshark (tools/setup-deps check)");
 	two_hosts(&da, &db, 't', NULL, 1500);
 	ASSERT(mkdtemp(dir));

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "guests.h"
 #include "harness.h"
 
@@ -22,14 +23,6 @@
 	"ethernet0.networkName = \"" net "\"\n"
 /* The guest's eth0 up with @ip/24 (a shell command for vmf.cmd). */
 #define UP(ip) "ip addr add " ip "/24 dev eth0; ip link set eth0 up; "
-
-static int
-sh(const char *cmd)
-{
-	int r = system(cmd);
-
-	return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
 
 /* Where port @name starts in the JSON text of `network port list`, or NULL. */
 static const char *
@@ -200,13 +193,13 @@ TEST(vmnet_uplink_vmk)
 
 	if (geteuid() != 0)
 		SKIP("needs root (network namespaces, a veth pair, a TAP interface)");
-	if (sh("command -v ip >/dev/null 2>&1"))
+	if (td_sh("command -v ip >/dev/null 2>&1"))
 		SKIP("no ip command (iproute2)");
 	if (access("/dev/net/tun", R_OK | W_OK))
 		SKIP("no /dev/net/tun");
-	(void)sh("ip netns del vmft-gr 2>/dev/null; ip netns del vmft-gh 2>/dev/null; "
+	(void)td_sh("ip netns del vmft-gr 2>/dev/null; ip netns del vmft-gh 2>/dev/null; "
 		 "ip link del vmft-gu 2>/dev/null");
-	ASSERT_EQ(sh("ip netns add vmft-gr && ip netns add vmft-gh && "
+	ASSERT_EQ(td_sh("ip netns add vmft-gr && ip netns add vmft-gh && "
 		     "ip link add vmft-gu type veth peer name vmft-gr0 netns vmft-gr && "
 		     "ip link set dev vmft-gu up && "
 		     "ip -n vmft-gr addr add 10.0.52.2/24 dev vmft-gr0 && "
@@ -217,17 +210,17 @@ TEST(vmnet_uplink_vmk)
 	 * peer's offloads on, TCP segments of 64 KiB with checksums left to
 	 * hardware that is not there. A wire delivers neither.
 	 */
-	if (sh("command -v ethtool >/dev/null 2>&1"))
+	if (td_sh("command -v ethtool >/dev/null 2>&1"))
 		SKIP("no ethtool (tools/setup-deps check)");
-	ASSERT_EQ(sh("ip netns exec vmft-gr ethtool -K vmft-gr0 tx off tso off gso off >/dev/null"), 0);
+	ASSERT_EQ(td_sh("ip netns exec vmft-gr ethtool -K vmft-gr0 tx off tso off gso off >/dev/null"), 0);
 	vt_start(&t, "uplink0.name = \"vmnic1\"\nuplink0.device = \"vmft-gu\"\n"
 		     "vmk0.name = \"vmft-gvmk\"\nvmk0.portgroup = \"VM Network\"\n");
 	free(td_mgmt(&t.d, "network.port.list")); /* the switches are set up */
-	ASSERT_EQ(sh("ip link set dev vmft-gvmk netns vmft-gh && "
+	ASSERT_EQ(td_sh("ip link set dev vmft-gvmk netns vmft-gh && "
 		     "ip -n vmft-gh addr add 10.0.52.1/24 dev vmft-gvmk && "
 		     "ip -n vmft-gh link set dev vmft-gvmk up"),
 		  0);
-	ASSERT_EQ(sh("(ip netns exec vmft-gr " VMFABRIC_BUILD_DIR "/tools/vmf-tcp recv 7000 "
+	ASSERT_EQ(td_sh("(ip netns exec vmft-gr " VMFABRIC_BUILD_DIR "/tools/vmf-tcp recv 7000 "
 		     "--timeout 90 >" "/dev/null 2>&1 &)"),
 		  0);
 	ASSERT_GE(vt_vm_start(&t, "up", NIC("virtio", "VM Network"),
@@ -247,7 +240,7 @@ TEST(vmnet_uplink_vmk)
 	vm_stop(&t, "up");
 	td_stop(&t.d);
 	td_cleanup(&t.d);
-	(void)sh("ip netns del vmft-gr; ip netns del vmft-gh; ip link del vmft-gu 2>/dev/null");
+	(void)td_sh("ip netns del vmft-gr; ip netns del vmft-gh; ip link del vmft-gu 2>/dev/null");
 }
 
 /*

@@ -18,7 +18,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +29,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "daemon.h"
 #include "harness.h"
 #include "switch/xsk.h"
 
@@ -42,22 +42,6 @@ struct net {
 	int host_rx; /* AF_PACKET on the host end: the default queue */
 };
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int r;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	r = system(cmd);
-	return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-
 static void
 need_root(void)
 {
@@ -65,7 +49,7 @@ need_root(void)
 
 	if (geteuid() != 0)
 		SKIP("needs root (XDP, AF_XDP, a network namespace and a veth pair)");
-	if (sh("command -v ip >/dev/null 2>&1"))
+	if (td_sh("command -v ip >/dev/null 2>&1"))
 		SKIP("no ip command (iproute2)");
 	fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
 	if (fd < 0 && (errno == EAFNOSUPPORT || errno == EPROTONOSUPPORT))
@@ -83,7 +67,7 @@ has_xdp(const char *dev, bool want)
 	for (int i = 0; i < 100 && has != want; i++) {
 		if (i)
 			usleep(10000);
-		has = sh("ip link show dev %s | grep -q xdp", dev) == 0;
+		has = td_sh("ip link show dev %s | grep -q xdp", dev) == 0;
 	}
 	return has;
 }
@@ -111,17 +95,17 @@ net_up(struct net *n, const char *ns, const char *host, const char *peer)
 	int self, there;
 
 	n->ns = ns, n->host = host, n->peer = peer;
-	(void)sh("ip netns del %s 2>/dev/null; ip link del %s 2>/dev/null", ns, host);
+	(void)td_sh("ip netns del %s 2>/dev/null; ip link del %s 2>/dev/null", ns, host);
 	/* One queue each way: the sockets serve queue 0 (veth has one per CPU by default). */
-	ASSERT_EQ(sh("ip netns add %s && ip link add %s numtxqueues 1 numrxqueues 1 type veth "
+	ASSERT_EQ(td_sh("ip netns add %s && ip link add %s numtxqueues 1 numrxqueues 1 type veth "
 		     "peer name %s numtxqueues 1 numrxqueues 1 netns %s",
 		     ns, host, peer, ns),
 		  0);
 	/* No IPv6 on the sending end: no router solicitations among the frames counted. */
-	(void)sh("ip netns exec %s sh -c 'echo 1 > /proc/sys/net/ipv6/conf/%s/disable_ipv6' "
+	(void)td_sh("ip netns exec %s sh -c 'echo 1 > /proc/sys/net/ipv6/conf/%s/disable_ipv6' "
 		 "2>/dev/null",
 		 ns, peer);
-	ASSERT_EQ(sh("ip link set dev %s up && ip -n %s link set dev %s up", host, ns, peer), 0);
+	ASSERT_EQ(td_sh("ip link set dev %s up && ip -n %s link set dev %s up", host, ns, peer), 0);
 	snprintf(path, sizeof(path), "/run/netns/%s", ns);
 	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	there = open(path, O_RDONLY | O_CLOEXEC);
@@ -139,7 +123,7 @@ net_down(struct net *n)
 {
 	close(n->tx);
 	close(n->host_rx);
-	(void)sh("ip netns del %s; ip link del %s 2>/dev/null", n->ns, n->host);
+	(void)td_sh("ip netns del %s; ip link del %s 2>/dev/null", n->ns, n->host);
 }
 
 static const uint8_t SRC[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0x99 };
@@ -569,7 +553,7 @@ TEST(xsk_generic_mode)
 
 	need_root();
 	net_up(&n, "vmft-xsk3", "vmft-xc0", "vmft-xc1");
-	ASSERT_EQ(sh("ip link set dev vmft-xc0 mtu 9000 && ip -n vmft-xsk3 link set dev vmft-xc1 "
+	ASSERT_EQ(td_sh("ip link set dev vmft-xc0 mtu 9000 && ip -n vmft-xsk3 link set dev vmft-xc1 "
 		     "mtu 9000"),
 		  0);
 	ASSERT_OK(xsk_open("vmft-xc0", &x));
@@ -580,7 +564,7 @@ TEST(xsk_generic_mode)
 	ASSERT(!info.native);
 	ASSERT_LT(info.native_err, 0);
 	ASSERT(!info.zerocopy);
-	ASSERT_EQ(sh("ip link show dev vmft-xc0 | grep -q xdpgeneric"), 0);
+	ASSERT_EQ(td_sh("ip link show dev vmft-xc0 | grep -q xdpgeneric"), 0);
 	slot = xsk_slot_create(x);
 	ASSERT_GE(slot, 0);
 	ASSERT_OK(xsk_filter_set(x, MAC1, 0, slot));
