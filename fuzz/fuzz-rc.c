@@ -29,14 +29,6 @@
 #include "rdma/rc.h"
 #include "rdma/roce.h"
 
-#define CHECK(c)                                                                                   \
-	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c);                    \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
-
 #define NSEND 8
 #define NRECV 6
 
@@ -77,7 +69,7 @@ check_xmit(struct side *s, const struct roce_ib *ib)
 	const char *why = NULL;
 	ssize_t n;
 
-	CHECK(ib->dqpn == s->attr.dest_qpn && ib->pkey == s->attr.pkey);
+	FZ_CHECK(ib->dqpn == s->attr.dest_qpn && ib->pkey == s->attr.pkey);
 	n = roce_build(&f, s->attr.mtu, frame, sizeof(frame), &why);
 	if (n < 0) {
 		fprintf(stderr, "unbuildable %s psn %u: %s\n", roce_opcode_name(ib->opcode),
@@ -91,8 +83,8 @@ side_mem(void *ctx, uint32_t rkey, uint64_t va, uint32_t len, unsigned access, v
 {
 	struct side *s = ctx;
 
-	CHECK(len > 0);
-	CHECK(access == RC_ACCESS_REMOTE_WRITE || access == RC_ACCESS_REMOTE_READ ||
+	FZ_CHECK(len > 0);
+	FZ_CHECK(access == RC_ACCESS_REMOTE_WRITE || access == RC_ACCESS_REMOTE_READ ||
 	      access == RC_ACCESS_REMOTE_ATOMIC);
 	if (rkey == 0x100 && va >= 0x10000 && len <= s->region_len &&
 	    va - 0x10000 <= s->region_len - len) {
@@ -112,32 +104,32 @@ log_complete(struct side *s, struct queue_log *q, const struct rc_cqe *c)
 {
 	int i = (int)(c->wr_id & 0xffff);
 
-	CHECK((c->wr_id >> 16) == (uint64_t)(c->recv ? 2 : 1) + (uint64_t)(s->id * 4));
-	CHECK(i < q->posted && !q->done[i]);
-	CHECK(i > q->last); /* in posting order; unsignaled successes may be skipped */
+	FZ_CHECK((c->wr_id >> 16) == (uint64_t)(c->recv ? 2 : 1) + (uint64_t)(s->id * 4));
+	FZ_CHECK(i < q->posted && !q->done[i]);
+	FZ_CHECK(i > q->last); /* in posting order; unsignaled successes may be skipped */
 	for (int k = q->last + 1; k < i; k++)
-		CHECK(!c->recv && !q->signaled[k]); /* skipped: only unsignaled sends */
+		FZ_CHECK(!c->recv && !q->signaled[k]); /* skipped: only unsignaled sends */
 	q->done[i] = 1;
 	q->last = i;
-	CHECK(c->status >= RC_WC_SUCCESS && c->status <= RC_WC_RNR_RETRY_EXC_ERR);
+	FZ_CHECK(c->status >= RC_WC_SUCCESS && c->status <= RC_WC_RNR_RETRY_EXC_ERR);
 	if (q->failed)
-		CHECK(c->status == RC_WC_WR_FLUSH_ERR);
+		FZ_CHECK(c->status == RC_WC_WR_FLUSH_ERR);
 	if (c->status != RC_WC_SUCCESS)
 		q->failed = true;
 	if (lossy_only)
-		CHECK(c->status == RC_WC_SUCCESS || c->status == RC_WC_WR_FLUSH_ERR ||
+		FZ_CHECK(c->status == RC_WC_SUCCESS || c->status == RC_WC_WR_FLUSH_ERR ||
 		      c->status == RC_WC_RETRY_EXC_ERR);
 	if (c->recv) {
-		CHECK(c->opcode == RC_WC_RECV || c->opcode == RC_WC_RECV_RDMA_WITH_IMM);
+		FZ_CHECK(c->opcode == RC_WC_RECV || c->opcode == RC_WC_RECV_RDMA_WITH_IMM);
 		if (c->status == RC_WC_SUCCESS && c->opcode == RC_WC_RECV)
-			CHECK(c->byte_len <= q->len[i]);
-		CHECK(c->with_imm || c->imm == 0);
+			FZ_CHECK(c->byte_len <= q->len[i]);
+		FZ_CHECK(c->with_imm || c->imm == 0);
 	} else {
-		CHECK(c->opcode == q->opcode[i]);
-		CHECK(c->status != RC_WC_SUCCESS || q->signaled[i]);
-		CHECK(c->status != RC_WC_LOC_LEN_ERR);
+		FZ_CHECK(c->opcode == q->opcode[i]);
+		FZ_CHECK(c->status != RC_WC_SUCCESS || q->signaled[i]);
+		FZ_CHECK(c->status != RC_WC_LOC_LEN_ERR);
 		if (c->status == RC_WC_SUCCESS && c->opcode == RC_WR_READ)
-			CHECK(c->byte_len == q->len[i]);
+			FZ_CHECK(c->byte_len == q->len[i]);
 	}
 }
 
@@ -154,7 +146,7 @@ xalloc(size_t n)
 {
 	uint8_t *p = malloc(n ? n : 1);
 
-	CHECK(p);
+	FZ_CHECK(p);
 	return p;
 }
 
@@ -233,7 +225,7 @@ side_init(struct side *s, int id, const struct rc_attr *a, const struct rc_ops *
 	memset(s->region, 0, s->region_len);
 	s->ro = xalloc(512);
 	memset(s->ro, 0x77, 512);
-	CHECK(rc_create(a, ops, s, &s->qp) == 0);
+	FZ_CHECK(rc_create(a, ops, s, &s->qp) == 0);
 }
 
 /* ERR, then every request must have completed exactly once (unsignaled successes aside). */
@@ -243,9 +235,9 @@ side_finish(struct side *s)
 	rc_set_error(s->qp);
 	rc_poll(s->qp, INT64_MAX / 2);
 	for (int i = 0; i < s->sq.posted; i++)
-		CHECK(s->sq.done[i] || !s->sq.signaled[i]);
+		FZ_CHECK(s->sq.done[i] || !s->sq.signaled[i]);
 	for (int i = 0; i < s->rq.posted; i++)
-		CHECK(s->rq.done[i]);
+		FZ_CHECK(s->rq.done[i]);
 	rc_destroy(s->qp);
 	for (int i = 0; i < NSEND + 64; i++) {
 		free(s->sbuf[i]);
@@ -333,7 +325,7 @@ m0_packet(struct side *s, uint32_t *req_psn)
 	ib.payload = n ? payload : NULL;
 	ib.payload_len = n;
 	r = rc_input(s->qp, &ib, *s->now);
-	CHECK(r == 0 || r == -EINVAL || r == -ESTALE || r == -ENOTCONN);
+	FZ_CHECK(r == 0 || r == -EINVAL || r == -ESTALE || r == -ENOTCONN);
 	if (r == 0 && ib.psn == *req_psn)
 		*req_psn = (*req_psn + 1) & 0xffffff;
 }
@@ -523,7 +515,7 @@ m1_check(struct side *s, struct side *peer, unsigned adds)
 	for (int i = 0; i < s->sq.posted; i++) {
 		if (!s->sq.done[i] && !s->sq.signaled[i])
 			continue;
-		CHECK(s->sq.done[i]);
+		FZ_CHECK(s->sq.done[i]);
 	}
 	if (s->sq.failed)
 		return; /* by retries (log_complete saw to that): nothing more to say */
@@ -533,17 +525,17 @@ m1_check(struct side *s, struct side *peer, unsigned adds)
 		uint32_t len = s->sq.len[i];
 
 		if (op == RC_WR_SEND || op == RC_WR_SEND_IMM)
-			CHECK(!memcmp(peer->rbuf[r++], s->sbuf[i], len));
+			FZ_CHECK(!memcmp(peer->rbuf[r++], s->sbuf[i], len));
 		if (op == RC_WR_WRITE_IMM)
-			CHECK(peer->rq.done[r++]);
+			FZ_CHECK(peer->rq.done[r++]);
 		if (op == RC_WR_WRITE || op == RC_WR_WRITE_IMM)
-			CHECK(!memcmp(peer->region + 1024 + 256 * i, s->sbuf[i], len));
+			FZ_CHECK(!memcmp(peer->region + 1024 + 256 * i, s->sbuf[i], len));
 		else if (op == RC_WR_READ)
 			for (uint32_t k = 0; k < len; k++)
-				CHECK(s->sbuf[i][k] == 0x77);
+				FZ_CHECK(s->sbuf[i][k] == 0x77);
 	}
 	memcpy(&counter, peer->region, 8);
-	CHECK(counter == adds);
+	FZ_CHECK(counter == adds);
 }
 
 static void

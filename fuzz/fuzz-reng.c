@@ -23,14 +23,6 @@
 #include "switch/vswitch.h"
 #include "vmfabric/qp.h"
 
-#define CHECK(c)                                                                                   \
-	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c);                    \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
-
 #define MR_LEN 16384
 #define KEY    0x101u
 
@@ -175,9 +167,9 @@ completions(struct qp *app)
 	ssize_t n;
 
 	while ((n = qp_msg_recv(app, &wc, sizeof(wc), &full, QP_DONTWAIT)) >= 0) {
-		CHECK(full == sizeof(wc));
-		CHECK(wc.status <= RC_WC_RNR_RETRY_EXC_ERR);
-		CHECK(wc.recv == 0 || wc.recv == 1);
+		FZ_CHECK(full == sizeof(wc));
+		FZ_CHECK(wc.status <= RC_WC_RNR_RETRY_EXC_ERR);
+		FZ_CHECK(wc.recv == 0 || wc.recv == 1);
 	}
 }
 
@@ -192,9 +184,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int64_t now = 1000000000;
 
 	for (int i = 0; i < 2; i++)
-		CHECK((mem[i] = malloc(MR_LEN)));
-	CHECK(!vsw_init(&sw, "fuzz", 9000, true));
-	CHECK(!reng_create(&e));
+		FZ_CHECK((mem[i] = malloc(MR_LEN)));
+	FZ_CHECK(!vsw_init(&sw, "fuzz", 9000, true));
+	FZ_CHECK(!reng_create(&e));
 	eng_now = e;
 	for (int i = 0; i < 2; i++) {
 		struct reng_qp_params p = {
@@ -216,9 +208,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		vmk[i].p.kind = VSW_PORT_VMK;
 		vmk[i].p.ops = &fops;
 		vmk[i].mac[0] = 2, vmk[i].mac[5] = (uint8_t)(i + 1);
-		CHECK(vsw_port_add(&sw, &vmk[i].p) >= 0);
+		FZ_CHECK(vsw_port_add(&sw, &vmk[i].p) >= 0);
 		vmk[i].p.up = true;
-		CHECK(!vsw_port_mac(&sw, &vmk[i].p, vmk[i].mac));
+		FZ_CHECK(!vsw_port_mac(&sw, &vmk[i].p, vmk[i].mac));
 		p.path.vmk = &vmk[i];
 		p.path.sw = &sw;
 		memcpy(p.path.src_mac, vmk[i].mac, 6);
@@ -226,10 +218,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(p.path.src_ip, (uint8_t[]){ 10, 0, 0, (uint8_t)(i + 1) }, 4);
 		memcpy(p.path.dst_ip, (uint8_t[]){ 10, 0, 0, (uint8_t)(2 - i) }, 4);
 		p.path.src_port = 0xc000;
-		CHECK(!qp_create_pair(65536, 65536, &app[i], &eng[i]));
+		FZ_CHECK(!qp_create_pair(65536, 65536, &app[i], &eng[i]));
 		qp_set_mode(app[i], QP_NONBLOCK);
 		p.ring = eng[i];
-		CHECK(!reng_qp_add(e, &p, p.rc.qpn));
+		FZ_CHECK(!reng_qp_add(e, &p, p.rc.qpn));
 	}
 	while (in.n) {
 		uint8_t op = (uint8_t)fz_take(&in, 1);
@@ -265,7 +257,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	completions(app[0]);
 	completions(app[1]);
 	reng_destroy(e); /* its QPs close their rings */
-	CHECK(refs == 0);
+	FZ_CHECK(refs == 0);
 	for (int i = 0; i < 2; i++) {
 		qp_close(app[i]);
 		vsw_port_remove(&sw, &vmk[i].p);

@@ -6,9 +6,19 @@
 #include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* An invariant: abort, saying which, when it does not hold. */
+#define FZ_CHECK(c)                                                                                \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c);                    \
+			abort();                                                                   \
+		}                                                                                  \
+	} while (0)
 
 /* Descriptors open in this process: a target checks that none leaked. */
 static inline int
