@@ -26,14 +26,8 @@
 
 #include "common/clock.h"
 #include "common/shm.h"
+#include "rdma/roce.h"
 #include "verbs.h"
-
-/* IBA RNR timer codes (table 45) in microseconds; 0 is the longest. */
-static const uint32_t rnr_us[32] = {
-	655360, 10,    20,    30,    40,    60,     80,     120,	 160,	 240,	 320,
-	480,	640,   960,   1280,  1920,  2560,   3840,   5120,	 7680,	 10240,	 15360,
-	20480,	30720, 40960, 61440, 81920, 122880, 163840, 245760, 327680, 491520,
-};
 
 int
 vrdma__shm_ring(struct vrdma_qp *qp, struct qp_fds *peer)
@@ -191,7 +185,7 @@ peer_receive(struct vrdma_qp *qp, uint64_t len, bool check_len)
 	}
 	if (qp->attr.rnr_retry != 7 && qp->rnr_tries >= qp->attr.rnr_retry)
 		return VRDMA_WC_RNR_RETRY_EXC_ERR;
-	qp->rnr_until = now + (int64_t)rnr_us[s->min_rnr_timer & 31] * 1000;
+	qp->rnr_until = now + roce_rnr_timer_ns(s->min_rnr_timer);
 	return -EAGAIN;
 }
 

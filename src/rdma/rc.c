@@ -22,17 +22,10 @@
 
 #include "rc_int.h"
 
-/* IBA table 45: the RNR NAK timer field, in microseconds (code 0 is the longest). */
-static const uint32_t rnr_timer_us[32] = {
-	655360, 10,    20,    30,    40,    60,	    80,	    120,    160,    240,    320,
-	480,	640,   960,   1280,  1920,  2560,   3840,   5120,   7680,   10240,  15360,
-	20480,	30720, 40960, 61440, 81920, 122880, 163840, 245760, 327680, 491520,
-};
-
 int64_t
 rc_rnr_timer_ns(unsigned code)
 {
-	return (int64_t)rnr_timer_us[code & 31] * 1000;
+	return roce_rnr_timer_ns(code);
 }
 
 int64_t

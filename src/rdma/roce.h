@@ -157,6 +157,23 @@ struct roce_frame {
 	uint32_t icrc; /* parse: the trailer's value (checked); build: ignored */
 };
 
+/*
+ * The RNR NAK timer an AETH's RNR syndrome carries (IBA table 45), code
+ * 0..31, in nanoseconds; code 0 is the longest. Used wherever a responder's
+ * RNR timer is waited out: the RC transport, and the one-host engine.
+ */
+static inline int64_t
+roce_rnr_timer_ns(unsigned code)
+{
+	static const uint32_t us[32] = {
+		655360, 10,    20,    30,    40,    60,	    80,	    120,    160,    240,    320,
+		480,	640,   960,   1280,  1920,  2560,   3840,   5120,   7680,   10240,  15360,
+		20480,	30720, 40960, 61440, 81920, 122880, 163840, 245760, 327680, 491520,
+	};
+
+	return (int64_t)us[code & 31] * 1000;
+}
+
 /* ROCE_F_* for an opcode; 0 for an opcode not implemented here. */
 unsigned roce_opcode_flags(uint8_t opcode);
 /* "SEND_FIRST", ...; NULL for an opcode not implemented here. */
