@@ -44,14 +44,19 @@ vrdma__rpc(struct vrdma_context *ctx, unsigned type, void *body, const int *fds,
 /* ---------------------------------------------------------------------- */
 /* Devices */
 
-static void
-ctl_init(struct vsk *v)
+void
+vrdma__vsk_init(struct vsk *v, const struct vrdma_context *ctx)
 {
 	memset(v, 0, sizeof(*v));
 	v->fd = -1;
 	v->ctrl = -1;
 	v->type = SOCK_SEQPACKET;
-	lib_identity(&v->want_cid, v->want_name);
+	if (ctx) {
+		v->want_cid = ctx->ctl.want_cid;
+		memcpy(v->want_name, ctx->ctl.want_name, sizeof(v->want_name));
+	} else {
+		lib_identity(&v->want_cid, v->want_name);
+	}
 }
 
 int
@@ -62,7 +67,7 @@ vrdma_get_device_list(char (*names)[VRDMA_DEVNAME_MAX], int max)
 	struct vsk v;
 	int err;
 
-	ctl_init(&v);
+	vrdma__vsk_init(&v, NULL);
 	err = ctl_rpc(&v, WIRE_RDMA_DEVICES, &w, NULL, 0, &rep, -1);
 	ctl_drop(&v);
 	if (err)
@@ -91,7 +96,7 @@ vrdma_open_device(const char *name, struct vrdma_context **out)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&ctx->lock, NULL);
-	ctl_init(&ctx->ctl);
+	vrdma__vsk_init(&ctx->ctl, NULL);
 	ctx->page_fd = shm_create("vmfabric-keys", sizeof(struct wire_rdma_page), &page);
 	if (ctx->page_fd < 0) {
 		err = ctx->page_fd;
@@ -448,7 +453,7 @@ sq_progress(struct vrdma_qp *qp)
 		struct vrdma__swqe *w = &qp->sq[qp->sq_head];
 		struct vrdma_wc wc = { .wr_id = w->wr.wr_id, .opcode = wc_opcode(w->wr.opcode),
 				       .qp_num = qp->qpn };
-		bool reserved = false;
+		bool in_err = atomic_load(&qp->state) == VRDMA_QPS_ERR, reserved = false;
 		int st;
 
 		/*
@@ -457,12 +462,12 @@ sq_progress(struct vrdma_qp *qp)
 		 * taking the CQ's lock, and an error that finds the CQ full
 		 * overruns it (the IBA's CQ overrun: -EOVERFLOW from then on).
 		 */
-		if (w->signaled || atomic_load(&qp->state) == VRDMA_QPS_ERR) {
+		if (w->signaled || in_err) {
 			if (vrdma__cq_reserve(qp->scq))
 				break;
 			reserved = true;
 		}
-		if (atomic_load(&qp->state) == VRDMA_QPS_ERR)
+		if (in_err)
 			st = VRDMA_WC_WR_FLUSH_ERR;
 		else if (!(st = sq_ready(qp)))
 			st = vrdma__shm_exec(qp, w);

@@ -163,6 +163,8 @@ _Static_assert(sizeof(struct vrdma__msg) == 16, "vrdma__msg layout");
 #define VRDMA__MSG_WRITE_IMM 2
 
 /* verbs.c */
+/* A control connection to open, acting as @ctx's context (NULL: the process's now). */
+void vrdma__vsk_init(struct vsk *v, const struct vrdma_context *ctx);
 int vrdma__rpc(struct vrdma_context *ctx, unsigned type, void *body, const int *fds, int nfds,
 	       struct wire_msg *rep);
 /* A send WR's fields against the QP's caps (-EINVAL), its room (-ENOMEM); its bytes in *@total. */

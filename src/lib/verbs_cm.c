@@ -35,17 +35,6 @@ struct vrdma_listener {
 	unsigned qhead, qcount;
 };
 
-static void
-cm_vsk(struct vrdma_context *ctx, struct vsk *v)
-{
-	memset(v, 0, sizeof(*v));
-	v->fd = -1;
-	v->ctrl = -1;
-	v->type = SOCK_SEQPACKET;
-	v->want_cid = ctx->ctl.want_cid;
-	memcpy(v->want_name, ctx->ctl.want_name, sizeof(v->want_name));
-}
-
 static uint32_t
 random_psn(void)
 {
@@ -165,7 +154,7 @@ vrdma_listen(struct vrdma_context *ctx, uint32_t port, struct vrdma_listener **o
 	if (!l)
 		return -ENOMEM;
 	l->ctx = ctx;
-	cm_vsk(ctx, &l->ctl);
+	vrdma__vsk_init(&l->ctl, ctx);
 	if ((err = ctl_rpc(&l->ctl, WIRE_RDMA_CM_LISTEN, &w, NULL, 0, NULL, -1))) {
 		ctl_drop(&l->ctl);
 		free(l);
@@ -372,7 +361,7 @@ vrdma_connect(struct vrdma_qp *qp, uint32_t cid, uint32_t port,
 	if (atomic_load(&qp->state) != VRDMA_QPS_RESET)
 		return -EINVAL;
 	cm_fill(&w, param);
-	cm_vsk(qp->ctx, &v);
+	vrdma__vsk_init(&v, qp->ctx);
 	err = ctl_rpc(&v, WIRE_RDMA_CM_CONNECT, &w, NULL, 0, NULL,
 		      (int64_t)(timeout_ms < 0 ? CM_TIMEOUT_MS : timeout_ms) * 1000000);
 	ctl_drop(&v); /* a request not answered in time goes with the connection */
@@ -432,7 +421,7 @@ vrdma_connect_addr(struct vrdma_qp *qp, const struct sockaddr *addr, socklen_t l
 		return -EINVAL;
 	cm_fill(&w, param);
 	w.timeout_ms = (uint32_t)(timeout_ms < 0 ? CM_TIMEOUT_MS : timeout_ms);
-	cm_vsk(qp->ctx, &v);
+	vrdma__vsk_init(&v, qp->ctx);
 	err = ctl_rpc(&v, WIRE_RDMA_CM_CONNECT, &w, NULL, 0, NULL,
 		      ((int64_t)w.timeout_ms + CM_GRACE_MS) * 1000000);
 	ctl_drop(&v); /* an exchange not finished goes with the connection */
