@@ -528,13 +528,15 @@ reng_input(struct reng *e, struct vmk_port *vmk, const struct iovec *iov, int io
 	struct rx_slot *s;
 
 	(void)vmk;
+	if (!e->nqp)
+		return false; /* no RoCE QP: the host stack's, without a look */
 	for (int i = 0; i < iovcnt && k < sizeof(head); i++) {
 		size_t c = iov[i].iov_len < sizeof(head) - k ? iov[i].iov_len : sizeof(head) - k;
 
 		memcpy(head + k, iov[i].iov_base, c);
 		k += c;
 	}
-	if (!e->nqp || !peek_dqpn(head, k, &dqpn))
+	if (!peek_dqpn(head, k, &dqpn))
 		return false;
 	/* UDP 4791 to the adapter: the engine's, whatever becomes of it. */
 	if (len > ROCE_FRAME_MAX || e->rx_n == RX_SLOTS) {
