@@ -823,6 +823,7 @@ TEST(vmci_cli)
 	snprintf(cmd, sizeof(cmd), "%s --socket %s system status 2>&1", VMFABRIC_CLI_PATH, d.sock);
 	ASSERT_EQ(td_run(cmd, out, sizeof(out)), 0);
 	ASSERT(strstr(out, "rss_kib"));
+	ASSERT(strstr(out, "fds: ") && strstr(out, "heap_bytes: "));
 	snprintf(cmd, sizeof(cmd), "%s --socket %s/nope system status 2>&1", VMFABRIC_CLI_PATH,
 		 d.dir);
 	ASSERT_EQ(td_run(cmd, out, sizeof(out)), 1);

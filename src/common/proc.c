@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Reads VmRSS from /proc/<pid>/status; see proc.h. */
+/* What /proc and the allocator say about a process; see proc.h. */
+#include <dirent.h>
+#include <malloc.h>
 #include <stdio.h>
 
 #include "proc.h"
@@ -22,4 +24,27 @@ proc_rss_kib(pid_t pid)
 			break;
 	fclose(f);
 	return kib;
+}
+
+long
+proc_fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	long n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own descriptor */
+}
+
+long long
+proc_heap_bytes(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return (long long)(mi.uordblks + mi.hblkhd);
 }

@@ -8,4 +8,10 @@
 /* Resident memory of @pid (0: this process) in KiB, or -1 if unknown. */
 long proc_rss_kib(pid_t pid);
 
+/* This process's open descriptors, or -1 if /proc cannot say. */
+long proc_fd_count(void);
+
+/* Bytes this process has allocated and not freed (malloc's own count). */
+long long proc_heap_bytes(void);
+
 #endif

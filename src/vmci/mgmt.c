@@ -169,11 +169,12 @@ status(struct vmci_broker *b)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	up = (double)((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - b->started_ns) / 1e9;
-	return json_pack("{s:s, s:I, s:f, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I}}", "version",
+	return json_pack("{s:s, s:I, s:f, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}", "version",
 			 VMFABRIC_VERSION, "pid", (json_int_t)getpid(), "uptime_s", up, "socket",
 			 b->path, "config", b->config_name ? b->config_name : "(built-in)",
 			 "contexts", (json_int_t)b->reg.n, "connections", (json_int_t)b->nconns,
-			 "rss_kib", (json_int_t)proc_rss_kib(0), "dgram", "endpoints",
+			 "rss_kib", (json_int_t)proc_rss_kib(0), "fds", (json_int_t)proc_fd_count(),
+			 "heap_bytes", (json_int_t)proc_heap_bytes(), "dgram", "endpoints",
 			 (json_int_t)atomic_load(&b->router.endpoints), "forwarded",
 			 (json_int_t)atomic_load(&b->router.forwarded), "drops",
 			 (json_int_t)atomic_load(&b->router.drops));
