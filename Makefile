@@ -8,13 +8,15 @@
 #   make check    the whole test suite (plain, ASan+UBSan, TSan, fuzz corpora)
 #   make bench    every benchmark (bench/run NAME for one)
 #   make fuzz     run the fuzz targets under libFuzzer (FUZZ_SECONDS each)
+#   make soak     everything at once for SOAK_SECONDS, bytes checked, leaks watched
 #   make guest    build the guest image (Debian cloud kernel + busybox)
 
 BUILD ?= build
 FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 300
 MESON_OPTS ?=
 
-.PHONY: all deps run check bench fuzz guest boot-smoke clean
+.PHONY: all deps run check bench fuzz soak guest boot-smoke clean
 
 all: deps
 	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) $(MESON_OPTS) >/dev/null
@@ -32,6 +34,10 @@ check:
 
 bench: all
 	@bench/run all
+
+soak: all
+	@mkdir -p bench/results
+	@build/bench/vmf-soak --seconds $(SOAK_SECONDS) --out bench/results/soak.jsonl
 
 fuzz:
 	@tools/setup-deps fuzz
