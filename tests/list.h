@@ -145,6 +145,7 @@
 	X(vsockdev_vm_loopback, 10)     \
 	X(vsockdev_broken_ring, 10)     \
 	X(vsockdev_broken_at_start, 10) \
+	X(vsockdev_memory_truncated, 10) \
 	X(vsockdev_bad_rx_buffer, 10)   \
 	X(vsockdev_frontend_close, 10)  \
 	X(vsockdev_no_spin, 10)         \

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -1094,6 +1095,35 @@ TEST(vsockdev_broken_ring)
 	fg_attach(&t->g, NULL);
 	ASSERT(vsock_dev_attached(t->g.dev));
 	ASSERT(vsock_dev_why(t->g.dev) == NULL);
+	gc_connect(t, &c, 1000, 5000, ST, 65536);
+	tw_close(t);
+}
+
+/*
+ * The frontend truncates guest memory under the device (an outside
+ * frontend's memory need not be sealed): the device's next access faults,
+ * reads zeros instead of dying of SIGBUS, and the frontend is dropped with
+ * the reason; its connections are reset; memory given again works.
+ */
+TEST(vsockdev_memory_truncated)
+{
+	struct tw *t = tw_open(FG_ACCEPT, NULL);
+	struct gc c;
+	struct qp *q = gc_connect(t, &c, 1000, 5000, ST, 65536);
+	uint64_t one = 1;
+	struct stat st;
+
+	ASSERT_OK(fstat(t->g.memfd, &st));
+	ASSERT_OK(ftruncate(t->g.memfd, 0));
+	ASSERT_EQ(write(t->g.ring[VSOCK_Q_TX].kick, &one, sizeof(one)), (ssize_t)sizeof(one));
+	fg_pump(&t->g, 0);
+	ASSERT(!vsock_dev_attached(t->g.dev));
+	th_log("why: %s", vsock_dev_why(t->g.dev));
+	ASSERT(strstr(vsock_dev_why(t->g.dev), "truncated") != NULL);
+	vd_peer_eof(q, true);
+	ASSERT_OK(ftruncate(t->g.memfd, st.st_size));
+	fg_attach(&t->g, NULL);
+	ASSERT(vsock_dev_attached(t->g.dev));
 	gc_connect(t, &c, 1000, 5000, ST, 65536);
 	tw_close(t);
 }

@@ -189,6 +189,7 @@ struct vhu_region {
 	size_t map_len;
 	uint8_t *host; /* host address of gpa / uaddr */
 	int fd;	       /* a duplicate of the region's descriptor (for a restart) */
+	int guard;     /* its slot in the SIGBUS guard (mem.c), or -1 */
 };
 
 struct vhu_mem {
@@ -213,6 +214,13 @@ void *vhu_mem_uva(const struct vhu_mem *m, uint64_t uva, uint64_t len);
  * holds @gpa. For buffers that may span regions: translate piece by piece.
  */
 void *vhu_mem_gpa_span(const struct vhu_mem *m, uint64_t gpa, uint64_t *len);
+/*
+ * Guest memory the frontend truncated under us: how many mappings were lost
+ * so far in this process (a cheap check: compare with the last value seen),
+ * and whether one of @m's was. A lost mapping reads as zeros (see mem.c).
+ */
+unsigned vhu_mem_faults(void);
+bool vhu_mem_lost(const struct vhu_mem *m);
 
 /* ---- server.c: connections ---- */
 
