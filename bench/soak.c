@@ -517,6 +517,9 @@ rdma_a(int done)
 
 /* ---------------------------------------------------------------------- */
 
+static void (*const receivers[NWORK])(void) = { stream_b, dgram_b, switch_b, NULL };
+static void (*const senders[NWORK])(void) = { stream_a, dgram_a, switch_a, NULL };
+
 struct daemon_view {
 	long long fds, heap, rss;
 };
@@ -594,21 +597,23 @@ int
 main(int argc, char **argv)
 {
 	static const char usage[] =
-		"usage: vmf-soak [--seconds N] [--interval S] [--out FILE]\n"
+		"usage: vmf-soak [--seconds N] [--interval S] [--only W,...] [--out FILE]\n"
 		"Streams, datagrams, switch traffic and RDMA at once on a private vmfabricd\n"
 		"for N seconds (default 300), every byte checked; a line every S seconds\n"
 		"(default 10) with throughput and the daemon's descriptors and memory; at\n"
-		"the end, what the daemon kept that it had not before (leaks).\n";
+		"the end, what the daemon kept that it had not before (leaks). --only runs\n"
+		"some of the workloads: stream, dgram, switch, rdma.\n";
 	static const struct option opts[] = { { "seconds", required_argument, NULL, 's' },
 					      { "interval", required_argument, NULL, 'i' },
 					      { "out", required_argument, NULL, 'o' },
+					      { "only", required_argument, NULL, 'O' },
 					      { "help", no_argument, NULL, 'h' },
 					      { NULL, 0, NULL, 0 } };
 	struct bench_daemon d;
 	struct daemon_view base, warm, end;
 	double seconds = 300, interval = 10, t0, last;
 	uint64_t prev_bytes[NWORK] = { 0 }, prev_units[NWORK] = { 0 };
-	const char *outp = NULL;
+	const char *outp = NULL, *only = NULL;
 	pid_t pids[8];
 	int np = 0, o, rdma_pipe[2];
 	char conf[1024];
@@ -621,6 +626,8 @@ main(int argc, char **argv)
 			interval = atof(optarg);
 		else if (o == 'o')
 			outp = optarg;
+		else if (o == 'O')
+			only = optarg;
 		else {
 			fputs(usage, o == 'h' ? stdout : stderr);
 			return o == 'h' ? 0 : 2;
@@ -654,15 +661,19 @@ main(int argc, char **argv)
 		seconds, interval, base.fds, base.heap >> 10, base.rss);
 	if (pipe(rdma_pipe))
 		return 1;
-	pids[np++] = spawn("b", stream_b, NULL, 0);
-	pids[np++] = spawn("b", dgram_b, NULL, 0);
-	pids[np++] = spawn("b", switch_b, NULL, 0);
-	pids[np++] = spawn("b", NULL, rdma_b, rdma_pipe[0]);
+	for (int w = 0; w < NWORK; w++)
+		if (!only || strstr(only, wname[w]))
+			pids[np++] = w == W_RDMA ? spawn("b", NULL, rdma_b, rdma_pipe[0])
+						 : spawn("b", receivers[w], NULL, 0);
 	usleep(200000); /* the listeners bound */
-	pids[np++] = spawn("a", stream_a, NULL, 0);
-	pids[np++] = spawn("a", dgram_a, NULL, 0);
-	pids[np++] = spawn("a", switch_a, NULL, 0);
-	pids[np++] = spawn("a", NULL, rdma_a, rdma_pipe[1]);
+	for (int w = 0; w < NWORK; w++)
+		if (!only || strstr(only, wname[w]))
+			pids[np++] = w == W_RDMA ? spawn("a", NULL, rdma_a, rdma_pipe[1])
+						 : spawn("a", senders[w], NULL, 0);
+	if (!np) {
+		fputs(usage, stderr);
+		return 2;
+	}
 	close(rdma_pipe[0]);
 	close(rdma_pipe[1]);
 	t0 = last = bench_now();
