@@ -117,6 +117,8 @@
 	X(vsock_guest_killed, 180)      \
 	X(vsock_dgram_relay, 180)       \
 	X(vsock_hybrid, 180)            \
+	X(preload_socat_hosts, 60)      \
+	X(preload_socat_guest, 180)     \
 	X(vsockdev_setup, 10)           \
 	X(vsockdev_reset_event, 10)     \
 	X(vsockdev_refused, 10)         \
