@@ -493,11 +493,11 @@ const char *const cli_opt_name[OPT_N] = { "--vswitch-name", "--portgroup-name", 
 					   "--mtu",	     "--vmq",		 "--port",
 					   "--output",	     "--count",		 "--seconds",
 					   "--interface-name", "--ipv4",	 "--device",
-					   "--nic" };
+					   "--nic",	     "--listen" };
 static const char *const opt_key[OPT_N] = { "vswitch", "portgroup", "vlan",	 "mtu",
 					    "vmq",     "port",	    "output",	 "count",
 					    "seconds", "interface", "ipv4",	 "device",
-					    "nic" };
+					    "nic",     "listen" };
 
 /*
  * A change to the switches or to an RDMA device's binding: the options go
@@ -556,6 +556,14 @@ const struct cli_cmd cli_cmds[] = {
 	  "and counters, one \"key: value\" line each; nested values are joined with '.'\n"
 	  "(dgram.endpoints).",
 	  "system status" },
+	{ "system", "metrics", "system.status", cmd_metrics,
+	  "every counter in Prometheus' text format, or served over HTTP",
+	  "Print the counters of the daemon, its VMCI contexts and sockets, switches,\n"
+	  "ports (by drop reason), VMs' vsock devices and RDMA in Prometheus' text\n"
+	  "exposition format (--format=json: the listings they come from). With\n"
+	  "--listen ADDRESS:PORT, serve them over HTTP at /metrics instead, asking\n"
+	  "the daemon anew at each scrape, until interrupted.",
+	  "system metrics --listen 127.0.0.1:9464", NULL, 1u << OPT_LISTEN },
 	{ "vmci context", "list", "vmci.context.list", cmd_context_list,
 	  "list the VMCI contexts: CID, name, kind, owner, connections",
 	  "List the VMCI contexts the daemon knows: the host, host processes and VMs.\n"
