@@ -10,13 +10,15 @@
 #   make fuzz     run the fuzz targets under libFuzzer (FUZZ_SECONDS each)
 #   make soak     everything at once for SOAK_SECONDS, bytes checked, leaks watched
 #   make guest    build the guest image (Debian cloud kernel + busybox)
+#   make install  install under PREFIX (default /usr/local), staged in DESTDIR if set
 
 BUILD ?= build
 FUZZ_SECONDS ?= 60
 SOAK_SECONDS ?= 300
+PREFIX ?= /usr/local
 MESON_OPTS ?=
 
-.PHONY: all deps run check bench fuzz soak guest boot-smoke clean
+.PHONY: all deps run check bench fuzz soak install guest boot-smoke clean
 
 all: deps
 	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) $(MESON_OPTS) >/dev/null
@@ -34,6 +36,12 @@ check:
 
 bench: all
 	@bench/run all
+
+install: all
+	@meson configure $(BUILD) -Dprefix=$(PREFIX) >/dev/null
+	@ninja -C $(BUILD) --quiet
+	@DESTDIR=$(DESTDIR) meson install -C $(BUILD) --no-rebuild --quiet
+	@echo "installed under $(DESTDIR)$(PREFIX); systemd: systemctl daemon-reload && systemctl enable --now vmfabricd"
 
 soak: all
 	@mkdir -p bench/results
