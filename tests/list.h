@@ -166,6 +166,7 @@
 	X(switch_metrics, 30)           \
 	X(install_tree, 60)             \
 	X(cli_reference_current, 10)    \
+	X(bench_report_last_run, 30)    \
 	X(switch_capture, 30)           \
 	X(switch_offload_tso, 10)       \
 	X(switch_offload_csum, 10)      \

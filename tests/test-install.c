@@ -70,3 +70,40 @@ TEST(cli_reference_current)
 	ASSERT_OK(td_sh("%s/tools/gen-cli-ref markdown %s | diff -u %s/docs/CLI.md - >&2",
 			VMFABRIC_SRC_DIR, VMFABRIC_CLI_PATH, VMFABRIC_SRC_DIR));
 }
+
+/*
+ * make bench-report's generator: of a results file only the last run
+ * counts (the lines after the previous run's targets); its measurements
+ * and targets become tables, and each (bench, metric) a PNG.
+ */
+TEST(bench_report_last_run)
+{
+	char dir[] = "/tmp/vmf-report-XXXXXX";
+
+	if (td_sh("command -v gnuplot >/dev/null"))
+		SKIP("gnuplot is not installed");
+	ASSERT(mkdtemp(dir) != NULL);
+	ASSERT_OK(td_sh(
+		"mkdir %s/res && cd %s/res && "
+		"echo '{\"bench\":\"qp_stream\",\"system\":\"vmfabric_qp\",\"msg_bytes\":64,"
+		"\"mode\":\"blocking\",\"metric\":\"gbit_s\",\"value\":1.5}' >qp.jsonl && "
+		"echo '{\"bench\":\"target\",\"target\":\"old\",\"value\":1,\"goal\":\">= 5\","
+		"\"met\":false}' >>qp.jsonl && "
+		"for s in 64 4096 65536; do for sys in vmfabric_qp tcp_loopback; do "
+		"echo \"{\\\"bench\\\":\\\"qp_stream\\\",\\\"system\\\":\\\"$sys\\\",\\\"msg_bytes\\\":$s,"
+		"\\\"mode\\\":\\\"blocking\\\",\\\"metric\\\":\\\"gbit_s\\\",\\\"value\\\":$s.5}\" "
+		">>qp.jsonl; done; done && "
+		"echo '{\"bench\":\"target\",\"target\":\"stream vs TCP\",\"value\":8.2,"
+		"\"goal\":\">= 5\",\"met\":true}' >>qp.jsonl",
+		dir, dir));
+	ASSERT_OK(td_sh("%s/bench/vmf-bench-report %s/res %s/P.md %s/perf", VMFABRIC_BUILD_DIR, dir,
+			dir, dir));
+	ASSERT_OK(td_sh("grep -q '| stream vs TCP | 8.2 | >= 5 | yes |' %s/P.md", dir));
+	ASSERT(td_sh("grep -q 'old' %s/P.md", dir) != 0);
+	ASSERT(td_sh("grep -q '| 1.5 |' %s/P.md", dir) != 0);
+	ASSERT_OK(td_sh("test $(grep -c '^| qp_stream |' %s/P.md) -eq 6", dir));
+	ASSERT_OK(td_sh("grep -q '](perf/qp-qp_stream-gbit_s.png)' %s/P.md && "
+			"head -c 8 %s/perf/qp-qp_stream-gbit_s.png | od -c | grep -q 'P   N   G'",
+			dir, dir));
+	ASSERT_OK(td_sh("rm -rf %s", dir));
+}
