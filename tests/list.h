@@ -23,6 +23,7 @@
 	X(qp_peer_death, 20)            \
 	X(qp_corrupt_indices, 10)       \
 	X(qp_corrupt_records, 10)       \
+	X(qp_guard_blocked_wakeup, 20)  \
 	X(qp_arm_events, 10)            \
 	X(qp_threads_stream, 120)       \
 	X(qp_threads_msgs, 120)         \

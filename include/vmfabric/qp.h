@@ -206,6 +206,14 @@ void qp_detach(struct qp *qp);
 
 /* SHUT_RD, SHUT_WR or SHUT_RDWR: the peer sees EOF (SHUT_WR) or EPIPE (SHUT_RD). */
 int qp_shutdown(struct qp *qp, int how);
+/*
+ * For a process that must never wait on a peer (vmfabricd): from now on a
+ * wakeup that the peer made block (its eventfd made blocking, its counter
+ * filled) is interrupted after 20 ms by a per-thread timer's signal
+ * (SIGRTMIN + 7, a handler that does nothing), and that queue pair breaks
+ * with -EPROTO. Idempotent.
+ */
+void qp_guard_wakeups(void);
 
 void qp_set_mode(struct qp *qp, enum qp_mode mode);
 /* Deadline for a blocking or busy-polling call; negative: wait forever. */

@@ -24,6 +24,7 @@
 #include "vm/qemu.h"
 #include "vm/vms.h"
 #include "vmci/broker.h"
+#include "vmfabric/qp.h"
 
 #ifndef VMFABRIC_VERSION
 #define VMFABRIC_VERSION "0.1.0"
@@ -452,6 +453,7 @@ main(int argc, char **argv)
 		err = 0;
 	} else {
 		raise_fd_limit();
+		qp_guard_wakeups(); /* no client can make a wakeup block the daemon */
 		if ((err = loop_init(&d.loop)) || (err = setup_signals(&d)))
 			log_err("startup: %s", strerror(-err));
 		else if (!(err = start_broker(&d, saved)) && !(err = start_vms(&d, saved)))
