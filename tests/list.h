@@ -224,4 +224,6 @@
 	X(rdmablk_malformed, 60)        \
 	X(rdmablk_programs, 60)         \
 	X(rdmablk_roce, 120)            \
-	X(vmnet_daemon_restart, 180)
+	X(vmnet_daemon_restart, 180)    \
+	X(fault_stream_client_kill, 60) \
+	X(fault_dgram_client_kill, 60)

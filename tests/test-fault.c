@@ -1,0 +1,621 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fault injection against a real vmfabricd: clients killed at random
+ * points of streams, datagrams and RDMA transfers, a vhost-user guest
+ * that vanishes, writes garbage into its rings or stops answering, peers
+ * scribbling over the headers of the queue pairs they share with the
+ * daemon, a control client that never reads, and allocation failures
+ * inside the daemon. Each scenario checks three things:
+ *
+ *   - the daemon keeps serving everyone else: a bystander process keeps
+ *     exchanging checked datagrams, vNIC frames and management calls with
+ *     it during the fault, each within a bound;
+ *   - nothing acknowledged is lost or corrupted: what a receiver got is
+ *     exactly what the sender's acknowledged calls gave (sequence numbers
+ *     and a pattern per byte);
+ *   - resources come back: the daemon's open descriptors and heap bytes
+ *     (system.status) are at their baseline again once the faulty party
+ *     is gone.
+ *
+ * The random points come from a seed logged by each test (VMF_FAULT_SEED
+ * replays one). Each scenario logs one "figure: {json}" line with its
+ * runs, bytes verified and lost, and the daemon's fds and heap before and
+ * after; the runner prints those lines for tests that pass.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "daemon.h"
+#include "harness.h"
+#include "vmfabric/vmci.h"
+#include "vmfabric/vnic.h"
+#include "vmfabric/vrdma.h"
+
+#define FAULT_CONFIG                                                   \
+	TD_CONTEXTS                                                    \
+	"vswitch0.name = \"vSwitch0\"\nvswitch0.mtu = \"1500\"\n"      \
+	"portgroup0.name = \"VM Network\"\n"
+
+/* The bystander's bound on any one exchange with the daemon. */
+#define SERVE_BOUND_NS (1000LL * 1000000)
+
+/* ---------------------------------------------------------------------- */
+/* Seeds, patterns, shared counters */
+
+static uint64_t
+fault_seed(const char *test)
+{
+	const char *env = getenv("VMF_FAULT_SEED");
+	uint64_t s = env ? strtoull(env, NULL, 0) : (uint64_t)clock_ns() ^ (uint64_t)getpid() << 32;
+
+	th_log("%s: seed %llu (VMF_FAULT_SEED=%llu replays it)", test, (unsigned long long)s,
+	       (unsigned long long)s);
+	return s ? s : 1;
+}
+
+static unsigned
+rnd(uint64_t *s, unsigned n)
+{
+	return (unsigned)(th_rand(s) % n);
+}
+
+/* Byte @i of stream @round: no short period, differs between rounds. */
+static uint8_t
+pat(uint32_t round, uint64_t i)
+{
+	return (uint8_t)((((i + round * 7919u) * 0x9e3779b1u) >> 24) ^ (i >> 16));
+}
+
+/* Memory shared with forked children (counters they update as they go). */
+static void *
+shared(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT(p != MAP_FAILED);
+	memset(p, 0, len);
+	return p;
+}
+
+static void
+kill_reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+}
+
+static void
+set_timeout(int s, int opt, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	ASSERT_OK(vmci_setsockopt(s, SOL_SOCKET, opt, &tv, sizeof(tv)));
+}
+
+/* ---------------------------------------------------------------------- */
+/* The daemon's resources */
+
+struct res {
+	long long fds, heap;
+};
+
+static long long
+json_num(const char *json, const char *key)
+{
+	char k[64];
+	const char *p;
+
+	snprintf(k, sizeof(k), "\"%s\":", key);
+	p = strstr(json, k);
+	if (!p)
+		th_fail(__FILE__, __LINE__, "no %s in %s", key, json);
+	p += strlen(k);
+	while (*p == ' ')
+		p++;
+	return strtoll(p, NULL, 10);
+}
+
+static struct res
+res_now(struct tdaemon *d)
+{
+	char *json = td_mgmt(d, "system.status");
+	struct res r = { json_num(json, "fds"), json_num(json, "heap_bytes") };
+
+	free(json);
+	return r;
+}
+
+/*
+ * Wait (up to 3 s) for the daemon's descriptors to be back at @base's and
+ * its heap within @tol bytes of it; fail saying by how much otherwise.
+ */
+static struct res
+res_back(struct tdaemon *d, struct res base, long long tol)
+{
+	struct res r = { 0, 0 };
+
+	for (int i = 0; i < 150; i++) {
+		r = res_now(d);
+		if (r.fds == base.fds && r.heap <= base.heap + tol)
+			return r;
+		usleep(20000);
+	}
+	th_log("daemon fds %lld -> %lld, heap %lld -> %lld (tolerance %lld)", base.fds, r.fds,
+	       base.heap, r.heap, tol);
+	ASSERT_EQ(r.fds, base.fds);
+	ASSERT_LE(r.heap, base.heap + tol);
+	return r;
+}
+
+/* Let the daemon finish with what went before (closing, freeing), then measure. */
+static struct res
+res_settle(struct tdaemon *d)
+{
+	struct res a = res_now(d), b;
+
+	for (int i = 0; i < 100; i++) {
+		usleep(30000);
+		b = res_now(d);
+		if (b.fds == a.fds && b.heap == a.heap)
+			break;
+		a = b;
+	}
+	return a;
+}
+
+static void
+figure(const char *scenario, int runs, unsigned long long verified, long long lost,
+       struct res before, struct res after)
+{
+	th_log("figure: {\"scenario\":\"%s\",\"runs\":%d,\"bytes_verified\":%llu,"
+	       "\"bytes_lost\":%lld,\"fds_before\":%lld,\"fds_after\":%lld,"
+	       "\"heap_before\":%lld,\"heap_after\":%lld}",
+	       scenario, runs, verified, lost, before.fds, after.fds, before.heap, after.heap);
+}
+
+/* ---------------------------------------------------------------------- */
+/*
+ * The bystander: another process that keeps using the daemon while a
+ * scenario hurts it: datagrams from context b to a through the router,
+ * frames between two vNICs through the switch, and now and then a fresh
+ * datagram socket (the broker) and a management call. Every exchange is
+ * checked and must finish within SERVE_BOUND_NS.
+ */
+struct bystander_stats {
+	atomic_int stop;
+	atomic_ullong rounds, bytes;
+	atomic_llong worst_ns;
+};
+
+struct bystander {
+	pid_t pid;
+	struct bystander_stats *st;
+};
+
+static void
+bys_time(struct bystander_stats *st, int64_t t0, const char *what)
+{
+	int64_t dt = clock_ns() - t0;
+
+	if (dt > atomic_load(&st->worst_ns))
+		atomic_store(&st->worst_ns, dt);
+	if (dt > SERVE_BOUND_NS)
+		th_fail(__FILE__, __LINE__, "bystander: %s took %lld ms", what,
+			(long long)(dt / 1000000));
+}
+
+static void
+bys_dgram(struct bystander_stats *st, int rx, int tx, uint64_t seq)
+{
+	struct sockaddr_vm to = td_addr(3, 9000);
+	uint8_t out[256], in[300];
+	int64_t t0 = clock_ns();
+
+	for (size_t i = 0; i < sizeof(out); i++)
+		out[i] = pat((uint32_t)seq, i);
+	memcpy(out, &seq, sizeof(seq));
+	ASSERT_EQ(vmci_sendto(tx, out, sizeof(out), 0, &to), (ssize_t)sizeof(out));
+	ASSERT_EQ(vmci_recvfrom(rx, in, sizeof(in), 0, NULL), (ssize_t)sizeof(out));
+	ASSERT_MEM_EQ(in, out, sizeof(out));
+	bys_time(st, t0, "a datagram");
+	atomic_fetch_add(&st->bytes, sizeof(out));
+}
+
+static void
+bys_frame(struct bystander_stats *st, struct vmf_vnic *a, struct vmf_vnic *b, uint64_t seq)
+{
+	uint8_t f[128], g[256];
+	int64_t t0 = clock_ns();
+	ssize_t n;
+
+	vmf_vnic_mac(b, f);
+	vmf_vnic_mac(a, f + 6);
+	f[12] = 0x88, f[13] = 0xb5; /* local experimental ethertype */
+	for (size_t i = 14; i < sizeof(f); i++)
+		f[i] = pat((uint32_t)seq, i);
+	memcpy(f + 14, &seq, sizeof(seq));
+	ASSERT_EQ(vmf_vnic_send(a, f, sizeof(f), 0), (ssize_t)sizeof(f));
+	while ((n = vmf_vnic_recv(b, g, sizeof(g), MSG_DONTWAIT)) == -EAGAIN) {
+		bys_time(st, t0, "a frame");
+		usleep(100);
+	}
+	ASSERT_EQ(n, (ssize_t)sizeof(f));
+	ASSERT_MEM_EQ(g, f, sizeof(f));
+	bys_time(st, t0, "a frame");
+	atomic_fetch_add(&st->bytes, sizeof(f));
+}
+
+static void
+bys_extra(struct bystander_stats *st, struct tdaemon *d, uint64_t seq)
+{
+	int64_t t0 = clock_ns();
+	int s = td_socket("b", SOCK_DGRAM), r = td_socket("a", SOCK_DGRAM);
+	struct sockaddr_vm any = td_addr(VMADDR_CID_ANY, 9001);
+	char *json;
+
+	ASSERT_OK(vmci_bind(r, &any));
+	set_timeout(r, SO_RCVTIMEO, 1000);
+	bys_time(st, t0, "opening datagram sockets");
+	any.svm_cid = 3;
+	t0 = clock_ns();
+	ASSERT_EQ(vmci_sendto(s, &seq, sizeof(seq), 0, &any), (ssize_t)sizeof(seq));
+	uint64_t got = 0;
+	ASSERT_EQ(vmci_recvfrom(r, &got, sizeof(got), 0, NULL), (ssize_t)sizeof(got));
+	ASSERT_EQ(got, seq);
+	vmci_close(s);
+	vmci_close(r);
+	bys_time(st, t0, "a datagram on new sockets");
+	t0 = clock_ns();
+	json = td_mgmt(d, "system.status");
+	ASSERT(strstr(json, "\"heap_bytes\""));
+	free(json);
+	bys_time(st, t0, "system.status");
+}
+
+static void
+bys_main(struct bystander_stats *st, struct tdaemon *d)
+{
+	struct sockaddr_vm a = td_addr(VMADDR_CID_ANY, 9000);
+	int rx = td_socket("a", SOCK_DGRAM), tx = td_socket("b", SOCK_DGRAM);
+	struct vmf_vnic *na, *nb;
+
+	ASSERT_OK(vmci_bind(rx, &a));
+	set_timeout(rx, SO_RCVTIMEO, 2000);
+	ASSERT_OK(vmci_set_context("a"));
+	ASSERT_OK(vmf_vnic_open("VM Network", NULL, &na));
+	ASSERT_OK(vmf_vnic_open("VM Network", NULL, &nb));
+	for (uint64_t seq = 0; !atomic_load(&st->stop) || seq < 16; seq++) {
+		bys_dgram(st, rx, tx, seq);
+		bys_frame(st, na, nb, seq);
+		if (seq % 16 == 0)
+			bys_extra(st, d, seq);
+		atomic_fetch_add(&st->rounds, 1);
+		usleep(500);
+	}
+	vmf_vnic_close(na);
+	vmf_vnic_close(nb);
+	vmci_close(rx);
+	vmci_close(tx);
+}
+
+static void
+bys_start(struct bystander *b, struct tdaemon *d)
+{
+	b->st = shared(sizeof(*b->st));
+	b->pid = fork();
+	ASSERT_GE(b->pid, 0);
+	if (b->pid == 0) {
+		bys_main(b->st, d);
+		_exit(0);
+	}
+}
+
+/* Stop it; it must have been served all along. Returns the bytes it checked. */
+static unsigned long long
+bys_stop(struct bystander *b)
+{
+	unsigned long long bytes;
+	int status;
+
+	atomic_store(&b->st->stop, 1);
+	ASSERT_EQ(waitpid(b->pid, &status, 0), b->pid);
+	th_log("bystander: %llu rounds, %llu bytes checked, slowest exchange %lld us",
+	       (unsigned long long)b->st->rounds, (unsigned long long)b->st->bytes,
+	       (long long)(b->st->worst_ns / 1000));
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		th_fail(__FILE__, __LINE__, "the bystander was not served (status 0x%x)", status);
+	bytes = b->st->bytes;
+	munmap(b->st, sizeof(*b->st));
+	return bytes;
+}
+
+/*
+ * A scenario's frame: the daemon, a warm-up (the bystander once, so that
+ * what the daemon keeps for good after first use is in the baseline), the
+ * baseline, the bystander during the fault.
+ */
+struct scene {
+	struct tdaemon d;
+	struct bystander bys;
+	struct res before, after;
+	uint64_t seed;
+};
+
+static void
+scene_start(struct scene *sc, const char *name, const char *config)
+{
+	sc->seed = fault_seed(name);
+	/*
+	 * malloc's per-thread caches keep freed chunks that its count calls
+	 * in use: without them the daemon's heap_bytes is exact, and a
+	 * scenario can ask for the same number after as before.
+	 */
+	ASSERT_OK(setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0", 1));
+	td_start(&sc->d, config ? config : FAULT_CONFIG);
+	bys_start(&sc->bys, &sc->d);
+	bys_stop(&sc->bys);
+}
+
+static void
+scene_fault(struct scene *sc)
+{
+	sc->before = res_settle(&sc->d);
+	bys_start(&sc->bys, &sc->d);
+}
+
+/* The fault is over: the bystander was served; the daemon's resources are back. */
+static unsigned long long
+scene_end(struct scene *sc, long long heap_tol)
+{
+	unsigned long long b = bys_stop(&sc->bys);
+
+	sc->after = res_back(&sc->d, sc->before, heap_tol);
+	return b;
+}
+
+static void
+scene_free(struct scene *sc)
+{
+	td_stop(&sc->d);
+	td_cleanup(&sc->d);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 1. Clients killed at random points */
+
+struct acked {
+	atomic_ullong bytes; /* what the killed client's calls acknowledged */
+	atomic_ullong msgs;
+	atomic_ullong taken; /* what the receiver took (flow control for datagrams) */
+	atomic_int phase;    /* how far the client got (for the log) */
+};
+
+typedef void client_fn(struct acked *ak, uint32_t r, uint64_t seed);
+
+/* Fork the client of round @r (its counters in @ak, zeroed first). */
+static pid_t
+spawn(client_fn *fn, struct acked *ak, uint32_t r, uint64_t seed)
+{
+	pid_t pid;
+
+	memset(ak, 0, sizeof(*ak));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		fn(ak, r, seed);
+		_exit(0);
+	}
+	return pid;
+}
+
+/* When round @r kills its client: a third within 3 ms (setting up, the handshake), else 3-43 ms. */
+static int64_t
+kill_delay(uint64_t *seed, uint32_t r)
+{
+	return r % 3 == 0 ? rnd(seed, 3000) * 1000LL : (3 + rnd(seed, 40)) * 1000000LL;
+}
+
+static void
+round_log(uint32_t r, int64_t delay, struct acked *ak, const char *unit, uint64_t acked,
+	  uint64_t got)
+{
+	th_log("round %u: killed after %lld us in phase %d, %llu %s acknowledged, %llu received",
+	       r, (long long)(delay / 1000), atomic_load(&ak->phase), (unsigned long long)acked,
+	       unit, (unsigned long long)got);
+}
+
+/* Stream client of round @r: connect (bound or not), then send the pattern for ever. */
+static void
+stream_client(struct acked *ak, uint32_t r, uint64_t seed)
+{
+	struct sockaddr_vm a = td_addr(3, 5100 + r), any = td_addr(VMADDR_CID_ANY, VMADDR_PORT_ANY);
+	static uint8_t buf[65536];
+	uint64_t off = 0;
+	int s = td_socket("b", SOCK_STREAM);
+
+	if (r % 2)
+		ASSERT_OK(vmci_bind(s, &any)); /* connects through the daemon */
+	atomic_store(&ak->phase, 1);
+	ASSERT_OK(vmci_connect(s, &a));
+	atomic_store(&ak->phase, 2);
+	for (;;) {
+		size_t n = 1 + rnd(&seed, sizeof(buf));
+		ssize_t w;
+
+		for (size_t i = 0; i < n; i++)
+			buf[i] = pat(r, off + i);
+		w = vmci_send(s, buf, n, 0);
+		ASSERT_GT(w, 0);
+		off += (uint64_t)w;
+		atomic_store(&ak->bytes, off);
+	}
+}
+
+TEST(fault_stream_client_kill)
+{
+	enum { ROUNDS = 16 };
+	struct scene sc;
+	static uint8_t buf[65536];
+	unsigned long long verified = 0;
+	long long lost = 0;
+
+	scene_start(&sc, "fault_stream_client_kill", NULL);
+	struct acked *ak = shared(sizeof(*ak));
+	scene_fault(&sc);
+	for (uint32_t r = 0; r < ROUNDS; r++) {
+		int64_t delay = kill_delay(&sc.seed, r);
+		int l = td_listener("a", SOCK_STREAM, 5100 + r), s = -1;
+		int64_t kill_at = clock_ns() + delay, end = 0;
+		uint64_t got = 0;
+		pid_t pid = spawn(stream_client, ak, r, sc.seed + r);
+
+		set_timeout(l, SO_RCVTIMEO, 5);
+		for (;;) {
+			ssize_t n;
+
+			if (!end && clock_ns() >= kill_at) {
+				kill_reap(pid);
+				end = clock_ns() + 500 * 1000000LL; /* what was sent arrives by then */
+			}
+			if (end && clock_ns() >= end)
+				break;
+			if (s < 0) {
+				s = vmci_accept(l, NULL, 0);
+				if (s == -EAGAIN)
+					continue;
+				ASSERT_GE(s, 0);
+				set_timeout(s, SO_RCVTIMEO, 5);
+				continue;
+			}
+			n = vmci_recv(s, buf, sizeof(buf), 0);
+			if (n == -EAGAIN)
+				continue;
+			if (n == 0 || n == -ECONNRESET)
+				break; /* the client's death, after all it sent */
+			ASSERT_GT(n, 0);
+			for (ssize_t i = 0; i < n; i++)
+				if (buf[i] != pat(r, got + (uint64_t)i))
+					th_fail(__FILE__, __LINE__,
+						"round %u: byte %llu corrupted", r,
+						(unsigned long long)(got + (uint64_t)i));
+			got += (uint64_t)n;
+		}
+		if (!end)
+			kill_reap(pid);
+		round_log(r, delay, ak, "bytes", ak->bytes, got);
+		/* Everything acknowledged arrived; a send cut short may add its first part. */
+		if (got < ak->bytes)
+			lost += (long long)(ak->bytes - got);
+		verified += got;
+		if (s >= 0)
+			vmci_close(s);
+		vmci_close(l);
+	}
+	scene_end(&sc, 0);
+	figure("stream_client_kill", ROUNDS, verified, lost, sc.before, sc.after);
+	ASSERT_EQ(lost, 0);
+	ASSERT_GT(verified, 0);
+	scene_free(&sc);
+}
+
+/*
+ * Datagram client of round @r: sequence-numbered datagrams of varying
+ * sizes, the payload a pattern of their number; at most 64 ahead of what
+ * the receiver took, so that its ring never fills (a full ring drops, as
+ * datagrams may, and that is counted elsewhere).
+ */
+static void
+dgram_client(struct acked *ak, uint32_t r, uint64_t seed)
+{
+	struct sockaddr_vm to = td_addr(3, 6000);
+	uint8_t buf[1100];
+	int s;
+
+	atomic_store(&ak->phase, 1);
+	s = td_socket("b", SOCK_DGRAM);
+	for (uint64_t seq = 0;; seq++) {
+		size_t n = 16 + rnd(&seed, 1000);
+
+		while (seq - atomic_load(&ak->taken) >= 64)
+			usleep(50);
+		memcpy(buf, &r, 4);
+		memcpy(buf + 4, &seq, 8);
+		for (size_t i = 12; i < n; i++)
+			buf[i] = pat((uint32_t)seq, i);
+		atomic_store(&ak->phase, 2);
+		ASSERT_EQ(vmci_sendto(s, buf, n, 0, &to), (ssize_t)n);
+		atomic_store(&ak->msgs, seq + 1);
+		atomic_fetch_add(&ak->bytes, n);
+	}
+}
+
+TEST(fault_dgram_client_kill)
+{
+	enum { ROUNDS = 16 };
+	struct scene sc;
+	struct sockaddr_vm a = td_addr(VMADDR_CID_ANY, 6000);
+	unsigned long long verified = 0;
+	long long lost = 0;
+	uint8_t buf[1200];
+	int rx;
+
+	scene_start(&sc, "fault_dgram_client_kill", NULL);
+	rx = td_socket("a", SOCK_DGRAM);
+	ASSERT_OK(vmci_bind(rx, &a));
+	set_timeout(rx, SO_RCVTIMEO, 5);
+	struct acked *ak = shared(sizeof(*ak));
+	scene_fault(&sc);
+	for (uint32_t r = 0; r < ROUNDS; r++) {
+		int64_t delay = kill_delay(&sc.seed, r);
+		int64_t kill_at = clock_ns() + delay, end = 0;
+		uint64_t next = 0, bytes = 0;
+		pid_t pid = spawn(dgram_client, ak, r, sc.seed + r);
+
+		for (;;) {
+			uint32_t rr;
+			uint64_t seq;
+			ssize_t n;
+
+			if (!end && clock_ns() >= kill_at) {
+				kill_reap(pid);
+				end = clock_ns() + 300 * 1000000LL;
+			}
+			if (end && (clock_ns() >= end || next >= ak->msgs + 1))
+				break;
+			n = vmci_recvfrom(rx, buf, sizeof(buf), 0, NULL);
+			if (n == -EAGAIN)
+				continue;
+			ASSERT_GE(n, 16);
+			memcpy(&rr, buf, 4);
+			memcpy(&seq, buf + 4, 8);
+			ASSERT_EQ(rr, r);     /* nothing from an earlier round */
+			ASSERT_EQ(seq, next); /* none lost, none twice, in order */
+			for (ssize_t i = 12; i < n; i++)
+				ASSERT_EQ(buf[i], pat((uint32_t)seq, (uint64_t)i));
+			next++;
+			bytes += (uint64_t)n;
+			atomic_store(&ak->taken, next);
+		}
+		round_log(r, delay, ak, "datagrams", ak->msgs, next);
+		if (next < ak->msgs)
+			lost += (long long)(ak->bytes - bytes);
+		verified += bytes;
+	}
+	scene_end(&sc, 0);
+	vmci_close(rx);
+	figure("dgram_client_kill", ROUNDS, verified, lost, sc.before, sc.after);
+	ASSERT_EQ(lost, 0);
+	scene_free(&sc);
+}
