@@ -619,3 +619,191 @@ TEST(fault_dgram_client_kill)
 	ASSERT_EQ(lost, 0);
 	scene_free(&sc);
 }
+
+/*
+ * RDMA on one host: the client of round @r opens the device, registers
+ * memory, connects a QP through the connection manager to the test's
+ * listener (the round in its private data), then WRITEs the round's
+ * pattern into the target's memory chunk by chunk, each completion
+ * counted, and READs every fourth chunk back to check it.
+ */
+#define RDMA_CHUNK 4096u
+#define RDMA_LEN   (256u * RDMA_CHUNK)
+
+struct rdma_end {
+	struct vrdma_context *ctx;
+	struct vrdma_pd *pd;
+	struct vrdma_cq *cq;
+	struct vrdma_qp *qp;
+	struct vrdma_mr *mr;
+	uint8_t *buf;
+};
+
+struct rdma_remote {
+	uint64_t addr;
+	uint32_t rkey, pad;
+};
+
+/* A QP of @e's on its CQ, for one-sided work requests. */
+static void
+rdma_qp_new(struct rdma_end *e)
+{
+	struct vrdma_qp_init_attr ia = { .qp_type = VRDMA_QPT_RC,
+					 .send_cq = e->cq,
+					 .recv_cq = e->cq,
+					 .cap = { .max_send_wr = 16,
+						  .max_recv_wr = 16,
+						  .max_send_sge = 1,
+						  .max_recv_sge = 1 } };
+
+	ASSERT_OK(vrdma_create_qp(e->pd, &ia, &e->qp));
+}
+
+static void
+rdma_end_open(struct rdma_end *e, const char *ctx, bool qp)
+{
+	ASSERT_OK(vmci_set_context(ctx));
+	ASSERT_OK(vrdma_open_device("vmrdma0", &e->ctx));
+	ASSERT_OK(vrdma_alloc_pd(e->ctx, &e->pd));
+	e->buf = mmap(NULL, RDMA_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT(e->buf != MAP_FAILED);
+	ASSERT_OK(vrdma_reg_mr(e->pd, e->buf, RDMA_LEN,
+			       VRDMA_ACCESS_LOCAL_WRITE | VRDMA_ACCESS_REMOTE_WRITE |
+				       VRDMA_ACCESS_REMOTE_READ,
+			       &e->mr));
+	ASSERT_OK(vrdma_create_cq(e->ctx, 64, NULL, NULL, &e->cq));
+	if (qp)
+		rdma_qp_new(e);
+}
+
+static void
+rdma_op(struct rdma_end *e, enum vrdma_wr_opcode op, uint32_t off, const struct rdma_remote *rm)
+{
+	struct vrdma_sge s = { (uintptr_t)e->buf + off, RDMA_CHUNK, e->mr->lkey };
+	struct vrdma_send_wr wr = { .sg_list = &s, .num_sge = 1, .opcode = op,
+				    .send_flags = VRDMA_SEND_SIGNALED };
+	struct vrdma_send_wr *bad;
+	struct vrdma_wc wc;
+	int n;
+
+	wr.wr.rdma.remote_addr = rm->addr + off;
+	wr.wr.rdma.rkey = rm->rkey;
+	ASSERT_OK(vrdma_post_send(e->qp, &wr, &bad));
+	while (!(n = vrdma_poll_cq(e->cq, 1, &wc)))
+		;
+	ASSERT_EQ(n, 1);
+	ASSERT_EQ(wc.status, VRDMA_WC_SUCCESS);
+}
+
+static void
+rdma_client(struct acked *ak, uint32_t r, uint64_t seed)
+{
+	struct vrdma_conn_param p = { .private_data = &r, .private_data_len = sizeof(r) };
+	struct rdma_remote rm;
+	struct rdma_end e;
+
+	(void)seed;
+	atomic_store(&ak->phase, 1);
+	rdma_end_open(&e, "b", true);
+	atomic_store(&ak->phase, 2);
+	ASSERT_OK(vrdma_connect(e.qp, 3, 7100, &p, &rm, 2000));
+	atomic_store(&ak->phase, 3);
+	for (uint32_t k = 0;; k++) {
+		uint32_t off = (k % (RDMA_LEN / RDMA_CHUNK)) * RDMA_CHUNK;
+
+		for (uint32_t i = 0; i < RDMA_CHUNK; i++)
+			e.buf[off + i] = pat(r, off + i);
+		rdma_op(&e, VRDMA_WR_RDMA_WRITE, off, &rm);
+		atomic_store(&ak->msgs, k + 1);
+		if (k % 4 == 3) {
+			memset(e.buf + off, 0, RDMA_CHUNK);
+			rdma_op(&e, VRDMA_WR_RDMA_READ, off, &rm);
+			for (uint32_t i = 0; i < RDMA_CHUNK; i++)
+				ASSERT_EQ(e.buf[off + i], pat(r, off + i));
+			atomic_fetch_add(&ak->bytes, RDMA_CHUNK);
+		}
+	}
+}
+
+/* The target's side of round @r: accept the round's request (reject stale ones) until @kill_at. */
+static bool
+rdma_accept_until(struct vrdma_listener *l, struct rdma_end *t, uint32_t r, int64_t kill_at)
+{
+	struct rdma_remote rm = { (uintptr_t)t->buf, t->mr->rkey, 0 };
+	struct vrdma_conn_param p = { .private_data = &rm, .private_data_len = sizeof(rm) };
+	struct vrdma_conn_req req;
+
+	while (clock_ns() < kill_at) {
+		uint32_t rr = ~0u;
+		int err = vrdma_get_request(l, &req, 2);
+
+		if (err == -ETIMEDOUT || err == -EAGAIN)
+			continue;
+		ASSERT_OK(err);
+		if (req.private_data_len >= sizeof(rr))
+			memcpy(&rr, req.private_data, sizeof(rr));
+		if (rr != r) {
+			vrdma_reject(l, &req); /* a killed round's request, late */
+			continue;
+		}
+		err = vrdma_accept(l, &req, t->qp, &p);
+		/* The requester may have died meanwhile: the QP is then unusable, not the device. */
+		return err == 0;
+	}
+	return false;
+}
+
+/* Round @r: a fresh QP of the target for the client, killed after @delay; returns the bytes checked. */
+static unsigned long long
+rdma_round(struct rdma_end *t, struct vrdma_listener *l, struct acked *ak, uint32_t r,
+	   int64_t delay, uint64_t seed)
+{
+	int64_t kill_at = clock_ns() + delay;
+	uint64_t whole;
+	bool accepted;
+	pid_t pid;
+
+	memset(t->buf, 0, RDMA_LEN);
+	rdma_qp_new(t);
+	pid = spawn(rdma_client, ak, r, seed);
+	accepted = rdma_accept_until(l, t, r, kill_at);
+	while (clock_ns() < kill_at)
+		usleep(200);
+	kill_reap(pid);
+	/* The acknowledged WRITEs are whole; the one in flight is the pattern or zeros. */
+	whole = ak->msgs < RDMA_LEN / RDMA_CHUNK ? ak->msgs * RDMA_CHUNK : RDMA_LEN;
+	for (uint32_t i = 0; i < RDMA_LEN; i++)
+		if (t->buf[i] != pat(r, i) && (i < whole || t->buf[i] != 0))
+			th_fail(__FILE__, __LINE__, "round %u: byte %u of the target is %#x", r, i,
+				t->buf[i]);
+	round_log(r, delay, ak, accepted ? "WRITEs" : "WRITEs (not accepted)", ak->msgs, ak->msgs);
+	ASSERT_OK(vrdma_destroy_qp(t->qp));
+	return whole + ak->bytes;
+}
+
+TEST(fault_rdma_client_kill)
+{
+	enum { ROUNDS = 12 };
+	struct scene sc;
+	struct rdma_end t = { 0 };
+	struct vrdma_listener *l;
+	unsigned long long verified = 0;
+
+	scene_start(&sc, "fault_rdma_client_kill", NULL);
+	rdma_end_open(&t, "a", false);
+	ASSERT_OK(vrdma_listen(t.ctx, 7100, &l));
+	struct acked *ak = shared(sizeof(*ak));
+	/* Once to the end first: what the device keeps after its first use is in the baseline. */
+	rdma_round(&t, l, ak, ROUNDS, 300 * 1000000LL, sc.seed);
+	scene_fault(&sc);
+	for (uint32_t r = 0; r < ROUNDS; r++) /* later than streams: opening and connecting take longer */
+		verified += rdma_round(&t, l, ak, r, kill_delay(&sc.seed, r) * 2, sc.seed + r);
+	scene_end(&sc, 0);
+	figure("rdma_client_kill", ROUNDS, verified, 0, sc.before, sc.after);
+	vrdma_listener_close(l);
+	ASSERT_OK(vrdma_destroy_cq(t.cq));
+	ASSERT_OK(vrdma_dereg_mr(t.mr));
+	ASSERT_OK(vrdma_dealloc_pd(t.pd));
+	ASSERT_OK(vrdma_close_device(t.ctx));
+	scene_free(&sc);
+}
