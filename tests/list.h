@@ -227,4 +227,6 @@
 	X(vmnet_daemon_restart, 180)    \
 	X(fault_stream_client_kill, 60) \
 	X(fault_dgram_client_kill, 60)  \
-	X(fault_rdma_client_kill, 60)
+	X(fault_rdma_client_kill, 60)   \
+	X(fault_guest_kill, 60)         \
+	X(fault_guest_garbage, 60)
