@@ -229,4 +229,5 @@
 	X(fault_dgram_client_kill, 60)  \
 	X(fault_rdma_client_kill, 60)   \
 	X(fault_guest_kill, 60)         \
-	X(fault_guest_garbage, 60)
+	X(fault_guest_garbage, 60)      \
+	X(fault_frontend_stall, 60)

@@ -32,14 +32,17 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/wire.h"
 #include "daemon.h"
 #include "fakeguest.h"
 #include "harness.h"
+#include "vhost/vhost.h"
 #include "vmfabric/vmci.h"
 #include "vmfabric/vnic.h"
 #include "vmfabric/vrdma.h"
@@ -1199,5 +1202,127 @@ TEST(fault_guest_garbage)
 	figure("guest_garbage", ROUNDS, verified, 0, gs.sc.before, gs.sc.after);
 	/* Nearly every scribble breaks a ring (random bytes that make a valid one are rare). */
 	ASSERT_GE(errors, ROUNDS / 2);
+	gscene_free(&gs);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 4. Frontends and clients that stop answering */
+
+static int
+unix_connect(const char *path, int type)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	ASSERT_GE(fd, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	ASSERT_OK(connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	return fd;
+}
+
+/* While a party stalls: a management call is answered, within the bound. */
+static void
+served_now(struct tdaemon *d, const char *while_what)
+{
+	int64_t t0 = clock_ns(), dt;
+	char *json = td_mgmt(d, "system.status");
+
+	dt = clock_ns() - t0;
+	free(json);
+	th_log("%s: system.status answered in %lld us", while_what, (long long)(dt / 1000));
+	ASSERT_LT(dt, SERVE_BOUND_NS);
+}
+
+/* Send @msg (@len bytes) until the socket is full (or @max times): how many went. */
+static unsigned
+send_until_full(int fd, const void *msg, size_t len, unsigned max)
+{
+	unsigned n = 0;
+
+	while (n < max && send(fd, msg, len, MSG_NOSIGNAL) == (ssize_t)len)
+		n++;
+	return n;
+}
+
+TEST(fault_frontend_stall)
+{
+	struct gscene gs;
+	struct vhu_hdr get = { VHU_GET_FEATURES, VHU_VERSION, 0 };
+	struct wire_mgmt m = { 0 };
+	struct wire_hdr h = { .type = WIRE_MGMT, .len = sizeof(m), .seq = 1 };
+	uint8_t req[sizeof(h) + sizeof(m)];
+	unsigned long long verified = 0;
+	int fe, ctl, l, c[40];
+	unsigned n, refused = 0;
+	struct fg g;
+
+	gscene_start(&gs, "fault_frontend_stall");
+	guest_open(&g, gs.path);
+	verified += guest_exchange(&g, gs.peer, 99, 8);
+	guest_flood(&g, gs.peer);
+	fg_free(&g);
+	scene_fault(&gs.sc);
+
+	/* A vhost-user frontend that sends half a header, then nothing. */
+	fe = unix_connect(gs.path, SOCK_STREAM);
+	ASSERT_EQ(send(fe, &get, 6, 0), 6);
+	usleep(100000);
+	served_now(&gs.sc.d, "half a vhost-user message");
+	/* A guest that comes meanwhile takes the port over and is served. */
+	guest_open(&g, gs.path);
+	verified += guest_exchange(&g, gs.peer, 1, 16);
+	fg_free(&g);
+	close(fe);
+
+	/* One that asks and asks and never reads the answers. */
+	fe = unix_connect(gs.path, SOCK_STREAM);
+	n = send_until_full(fe, &get, sizeof(get), 200000);
+	th_log("vhost-user frontend: %u requests sent before its socket filled", n);
+	usleep(100000);
+	served_now(&gs.sc.d, "a vhost-user frontend that never reads");
+	guest_open(&g, gs.path);
+	verified += guest_exchange(&g, gs.peer, 2, 16);
+	fg_free(&g);
+	close(fe);
+
+	/* A control client that sends management requests and never reads the replies. */
+	snprintf(m.cmd, sizeof(m.cmd), "system.status");
+	memcpy(req, &h, sizeof(h));
+	memcpy(req + sizeof(h), &m, sizeof(m));
+	ctl = unix_connect(gs.sc.d.sock, SOCK_SEQPACKET);
+	n = send_until_full(ctl, req, sizeof(req), 5000);
+	th_log("control client: %u management requests sent before its socket filled", n);
+	usleep(200000);
+	served_now(&gs.sc.d, "a control client that never reads");
+
+	/* A listener that never accepts: connections through the daemon pile up to its backlog. */
+	l = td_listener("a", SOCK_STREAM, 5400);
+	for (int i = 0; i < 40; i++) {
+		struct sockaddr_vm any = td_addr(VMADDR_CID_ANY, VMADDR_PORT_ANY), to = td_addr(3, 5400);
+		int r;
+
+		c[i] = td_socket("b", SOCK_STREAM | SOCK_NONBLOCK);
+		ASSERT_OK(vmci_bind(c[i], &any));
+		r = vmci_connect(c[i], &to);
+		ASSERT(r == -EINPROGRESS || r == -ECONNREFUSED || r == 0);
+		refused += r == -ECONNREFUSED;
+	}
+	usleep(200000);
+	served_now(&gs.sc.d, "a listener that never accepts");
+	for (int i = 0; i < 40; i++) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		ASSERT_OK(vmci_getsockopt(c[i], SOL_SOCKET, SO_ERROR, &err, &len));
+		refused += err == ECONNREFUSED;
+		vmci_close(c[i]);
+	}
+	th_log("never-accepting listener: %u of 40 refused", refused);
+	ASSERT_GE(refused, 40 - 16 - 1); /* its backlog holds the rest */
+	vmci_close(l);
+	close(ctl);
+
+	scene_end(&gs.sc, 0);
+	figure("frontend_stall", 4, verified, 0, gs.sc.before, gs.sc.after);
 	gscene_free(&gs);
 }
