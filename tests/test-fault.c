@@ -983,6 +983,19 @@ guest_exchange(struct fg *g, struct vmf_vnic *n, uint32_t r, unsigned count)
 	return 2ull * count * GFRAME;
 }
 
+/* A guest attached, @count frames each way checked, detached: the bytes. */
+static uint64_t
+guest_session(struct gscene *gs, uint32_t r, unsigned count)
+{
+	struct fg g;
+	uint64_t n;
+
+	guest_open(&g, gs->path);
+	n = guest_exchange(&g, gs->peer, r, count);
+	fg_free(&g);
+	return n;
+}
+
 /* More frames toward the guest than it has buffers: the rest wait in the port, then come. */
 static void
 guest_flood(struct fg *g, struct vmf_vnic *n)
@@ -1195,9 +1208,7 @@ TEST(fault_guest_garbage)
 			;
 	}
 	/* After all that, a guest that behaves is served as before. */
-	guest_open(&g, gs.path);
-	verified += guest_exchange(&g, gs.peer, ROUNDS, 16);
-	fg_free(&g);
+	verified += guest_session(&gs, ROUNDS, 16);
 	scene_end(&gs.sc, 0);
 	figure("guest_garbage", ROUNDS, verified, 0, gs.sc.before, gs.sc.after);
 	/* Nearly every scribble breaks a ring (random bytes that make a valid one are rare). */
@@ -1269,9 +1280,7 @@ TEST(fault_frontend_stall)
 	usleep(100000);
 	served_now(&gs.sc.d, "half a vhost-user message");
 	/* A guest that comes meanwhile takes the port over and is served. */
-	guest_open(&g, gs.path);
-	verified += guest_exchange(&g, gs.peer, 1, 16);
-	fg_free(&g);
+	verified += guest_session(&gs, 1, 16);
 	close(fe);
 
 	/* One that asks and asks and never reads the answers. */
@@ -1280,9 +1289,7 @@ TEST(fault_frontend_stall)
 	th_log("vhost-user frontend: %u requests sent before its socket filled", n);
 	usleep(100000);
 	served_now(&gs.sc.d, "a vhost-user frontend that never reads");
-	guest_open(&g, gs.path);
-	verified += guest_exchange(&g, gs.peer, 2, 16);
-	fg_free(&g);
+	verified += guest_session(&gs, 2, 16);
 	close(fe);
 
 	/* A control client that sends management requests and never reads the replies. */
