@@ -44,6 +44,7 @@
 #include "harness.h"
 #include "vhost/vhost.h"
 #include "vmfabric/vmci.h"
+#include "vmfabric/qp.h"
 #include "vmfabric/vnic.h"
 #include "vmfabric/vrdma.h"
 
@@ -1331,5 +1332,280 @@ TEST(fault_frontend_stall)
 
 	scene_end(&gs.sc, 0);
 	figure("frontend_stall", 4, verified, 0, gs.sc.before, gs.sc.after);
+	gscene_free(&gs);
+}
+
+/* ---------------------------------------------------------------------- */
+/*
+ * 3. A queue-pair peer corrupting indices: a client scribbles over the
+ * shared header of the queue pair its datagram socket or vNIC has with the
+ * daemon (the router's and the dataplane's peer), in the lines it owns and
+ * in the daemon's. The daemon cuts that socket or port off and serves
+ * the others; what the client sent before is delivered intact.
+ */
+enum qp_scribble { QS_PROD_RANDOM, QS_CONS_RANDOM, QS_PROD_PAST, QS_META, QS_RECORDS, QS_KINDS };
+
+static const char *const qs_name[QS_KINDS] = { "producer indices", "consumer indices",
+					       "producer indices one byte past full", "sizes",
+					       "records" };
+
+/*
+ * The queue pairs mapped in this process (at most @max of them in @lo
+ * and @hi, their bounds): how many.
+ */
+static int
+qp_mapped(unsigned long *lo, unsigned long *hi, int max)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	int n = 0;
+
+	ASSERT(f);
+	while (n < max && fgets(line, sizeof(line), f))
+		if (strstr(line, "vmfabric-qp") && sscanf(line, "%lx-%lx", &lo[n], &hi[n]) == 2)
+			n++;
+	fclose(f);
+	return n;
+}
+
+/* The queue pairs mapped in this process that @old (@nold of them) does not list: scribbled. */
+static void
+qp_scribble(enum qp_scribble k, uint64_t *seed, const unsigned long *old, int nold)
+{
+	unsigned long los[16], his[16];
+	int n = qp_mapped(los, his, 16), found = 0;
+
+	for (int i = 0; i < n; i++) {
+		unsigned long lo = los[i], hi = his[i];
+		uint8_t *base;
+		struct qp_meta *m;
+		bool known = false;
+
+		for (int j = 0; j < nold; j++)
+			known |= old[j] == lo;
+		if (known)
+			continue;
+		base = (uint8_t *)lo;
+		m = (struct qp_meta *)base;
+		for (int q = 0; q < 2; q++) {
+			/* Queue q: its header page, then its data (include/vmfabric/qp.h). */
+			uint64_t size = m->size[q], at = QP_PAGE + (q ? QP_PAGE + m->size[0] : 0);
+			struct qp_queue *h = (struct qp_queue *)(base + at);
+			uint8_t *data = base + at + QP_PAGE;
+
+			switch (k) {
+			case QS_PROD_RANDOM:
+				atomic_store(&h->prod.index, th_rand(seed));
+				break;
+			case QS_CONS_RANDOM:
+				atomic_store(&h->cons.index, th_rand(seed));
+				break;
+			case QS_PROD_PAST:
+				atomic_store(&h->prod.index, atomic_load(&h->cons.index) + size + 1);
+				break;
+			case QS_META:
+				m->size[q] = th_rand(seed);
+				break;
+			default: /* garbage where the records are, published */
+				if (hi - lo >= qp_layout_size(m->size[0], m->size[1]))
+					th_fill(seed, data, size);
+				atomic_fetch_add(&h->prod.index, 64);
+			}
+		}
+		found++;
+	}
+	ASSERT_EQ(found, 1);
+}
+
+/* Write to every eventfd this process has: the daemon's wakeups among them. */
+static void
+doorbells(void)
+{
+	uint64_t one = 1;
+
+	for (int fd = 3; fd < 1024; fd++) {
+		char path[64], link[64];
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (strstr(link, "eventfd") && write(fd, &one, sizeof(one)) != sizeof(one))
+			continue;
+	}
+}
+
+struct qs_arg {
+	enum qp_scribble kind;
+	bool vnic;
+	uint8_t peer[6], mac[6]; /* the test's vNIC, the scribbler's */
+	atomic_uint port; /* the datagram socket's, for the test to send to */
+};
+
+static struct qs_arg *qs_arg;
+
+/* Send K checked datagrams or frames, wait till the test took them, scribble, go on a while. */
+static void
+qs_client(struct acked *ak, uint32_t r, uint64_t seed)
+{
+	enum { K = 32 };
+	struct sockaddr_vm to = td_addr(3, 6100), me;
+	uint8_t f[GFRAME], mac[6], in[2048];
+	struct vmf_vnic *n = NULL;
+	unsigned long old[16], hi[16];
+	int s = -1, nold = qp_mapped(old, hi, 16); /* the test's, not this client's */
+
+	atomic_store(&ak->phase, 1);
+	if (qs_arg->vnic) {
+		ASSERT_OK(vmci_set_context("b"));
+		ASSERT_OK(vmf_vnic_open("Fault", NULL, &n));
+		vmf_vnic_mac(n, mac);
+		memcpy(qs_arg->mac, mac, 6);
+	} else {
+		s = td_socket("b", SOCK_DGRAM);
+	}
+	for (uint64_t i = 0; i < K + 100; i++) {
+		if (i == K) {
+			while (atomic_load(&ak->taken) < K)
+				usleep(100);
+			qp_scribble(qs_arg->kind, &seed, old, nold);
+			/*
+			 * Wake the daemon without publishing (which would write
+			 * this side's index again), and keep still a while: it
+			 * reads the scribbled header as it is.
+			 */
+			doorbells();
+			atomic_store(&ak->phase, 2);
+			usleep(100000);
+		}
+		gframe(f, qs_arg->peer, mac, r, i);
+		if (n) {
+			ssize_t w = vmf_vnic_send(n, f, GFRAME, MSG_DONTWAIT);
+
+			vmf_vnic_recv(n, in, sizeof(in), MSG_DONTWAIT);
+			if (i < K)
+				ASSERT_EQ(w, (ssize_t)GFRAME);
+		} else {
+			ssize_t w = vmci_sendto(s, f, GFRAME, MSG_DONTWAIT, &to);
+
+			vmci_recvfrom(s, in, sizeof(in), MSG_DONTWAIT, NULL);
+			if (i < K)
+				ASSERT_EQ(w, (ssize_t)GFRAME);
+			if (i == 0 && vmci_getsockname(s, &me) == 0)
+				atomic_store(&qs_arg->port, me.svm_port);
+		}
+		if (i < K)
+			atomic_store(&ak->msgs, i + 1);
+		usleep(200);
+	}
+	atomic_store(&ak->phase, 3);
+	if (n)
+		vmf_vnic_close(n);
+	else
+		vmci_close(s);
+}
+
+/* Lines of the daemon's log that name a ring a peer broke. */
+static int
+log_breaks(struct tdaemon *d)
+{
+	char cmd[256], out[64];
+
+	snprintf(cmd, sizeof(cmd), "grep -c -e 'cut off' -e 'vswitch: vnic.*(pid' %s", d->log);
+	td_run(cmd, out, sizeof(out));
+	return atoi(out);
+}
+
+TEST(fault_qp_scribble)
+{
+	enum { ROUNDS = 16 };
+	struct gscene gs;
+	struct sockaddr_vm a = td_addr(VMADDR_CID_ANY, 6100);
+	unsigned long long verified = 0;
+	int rx, breaks0, b, last, seen = 0, reads = 0;
+
+	gscene_start(&gs, "fault_qp_scribble");
+	qs_arg = shared(sizeof(*qs_arg));
+	vmf_vnic_mac(gs.peer, qs_arg->peer);
+	struct acked *ak = shared(sizeof(*ak));
+	scene_fault(&gs.sc);
+	/* Opened after the baseline: it keeps a buffer for datagrams held for a full ring. */
+	rx = td_socket("a", SOCK_DGRAM);
+	ASSERT_OK(vmci_bind(rx, &a));
+	last = breaks0 = log_breaks(&gs.sc.d);
+	for (uint32_t r = 0; r < ROUNDS; r++) {
+		uint8_t in[2048], f[GFRAME];
+		uint64_t next = 0;
+		int64_t end = clock_ns() + 2000 * 1000000LL;
+		pid_t pid;
+		int st;
+
+		qs_arg->vnic = r % 2;
+		qs_arg->kind = (enum qp_scribble)((r / 2) % QS_KINDS); /* each kind on both */
+		atomic_store(&qs_arg->port, 0);
+		pid = spawn(qs_client, ak, r, gs.sc.seed + r);
+		/* Before the scribble: every one, in order, intact. After: whatever came. */
+		while (waitpid(pid, &st, WNOHANG) == 0) {
+			ssize_t n;
+
+			ASSERT_LT(clock_ns(), end);
+			if (qs_arg->vnic)
+				n = vmf_vnic_recv(gs.peer, in, sizeof(in), MSG_DONTWAIT);
+			else
+				n = vmci_recvfrom(rx, in, sizeof(in), MSG_DONTWAIT, NULL);
+			if (ak->phase == 2) {
+				/* Toward the scribbler: the daemon writes into its ring. */
+				struct sockaddr_vm to = td_addr(4, atomic_load(&qs_arg->port));
+
+				memset(f, 0, sizeof(f));
+				if (qs_arg->vnic) {
+					memcpy(f, qs_arg->mac, 6);
+					memcpy(f + 6, qs_arg->peer, 6);
+					vmf_vnic_send(gs.peer, f, sizeof(f), MSG_DONTWAIT);
+				} else {
+					vmci_sendto(rx, f, sizeof(f), MSG_DONTWAIT, &to);
+				}
+			}
+			if (n == -EAGAIN) {
+				usleep(100);
+				continue;
+			}
+			ASSERT_GT(n, 0);
+			if (next < 32) {
+				if (!gframe_ok(in, (size_t)n, r, next))
+					th_fail(__FILE__, __LINE__, "round %u: message %llu corrupted",
+						r, (unsigned long long)next);
+				verified += (unsigned long long)n;
+				atomic_store(&ak->taken, ++next);
+			}
+		}
+		ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		ASSERT_EQ(next, 32);
+		while (vmci_recvfrom(rx, in, sizeof(in), MSG_DONTWAIT, NULL) > 0 ||
+		       vmf_vnic_recv(gs.peer, in, sizeof(in), MSG_DONTWAIT) > 0)
+			;
+		b = log_breaks(&gs.sc.d);
+		th_log("round %u: %s scribbled %s; the daemon's log names %d broken rings", r,
+		       qs_name[qs_arg->kind], qs_arg->vnic ? "(vNIC)" : "(datagram socket)", b - breaks0);
+		/*
+		 * The daemon reads the peer's producer index whenever it has
+		 * read all it knew of: those scribbles are always seen. Not
+		 * the others: sizes are read once, at attach; a consumer index
+		 * only when the ring looks full; garbage records may pass for
+		 * messages (which the peer may send anyway).
+		 */
+		if (qs_arg->kind == QS_PROD_RANDOM || qs_arg->kind == QS_PROD_PAST) {
+			reads++;
+			seen += b > last;
+		}
+		last = b;
+	}
+	vmci_close(rx);
+	scene_end(&gs.sc, 0);
+	figure("qp_scribble", ROUNDS, verified, 0, gs.sc.before, gs.sc.after);
+	th_log("producer index scribbles seen: %d of %d", seen, reads);
+	ASSERT_EQ(seen, reads);
 	gscene_free(&gs);
 }
