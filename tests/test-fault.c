@@ -39,7 +39,9 @@
 
 #include "common/clock.h"
 #include "common/wire.h"
+#include "common/wire_io.h"
 #include "daemon.h"
+#include "failalloc.h"
 #include "fakeguest.h"
 #include "harness.h"
 #include "vhost/vhost.h"
@@ -1608,4 +1610,260 @@ TEST(fault_qp_scribble)
 	th_log("producer index scribbles seen: %d of %d", seen, reads);
 	ASSERT_EQ(seen, reads);
 	gscene_free(&gs);
+}
+
+/* ---------------------------------------------------------------------- */
+/*
+ * 5. Allocation failures in the daemon: it runs with tests/failalloc.so
+ * preloaded, and for a while 2% of its allocations fail while clients
+ * open and close datagram sockets, connect streams through it, open vNICs,
+ * register RDMA memory and ask for listings. Each call must come back
+ * within the bound, done or failed with an error; afterwards everything
+ * works again and the daemon's descriptors and heap are back.
+ */
+struct outcomes {
+	unsigned ok, enomem, other, calls;
+	int err[8];
+	unsigned nerr[8];
+};
+
+static void
+outcome(struct outcomes *o, int r)
+{
+	o->calls++;
+	if (r >= 0)
+		o->ok++;
+	else if (r == -ENOMEM)
+		o->enomem++;
+	else
+		o->other++;
+	for (int i = 0; r < 0 && i < 8; i++) /* which errors, for the log */
+		if (!o->err[i] || o->err[i] == r) {
+			o->err[i] = r;
+			o->nerr[i]++;
+			break;
+		}
+}
+
+static void
+outcomes_log(const struct outcomes *o)
+{
+	for (int i = 0; i < 8 && o->err[i]; i++)
+		th_log("  %u calls: %s", o->nerr[i], strerror(-o->err[i]));
+}
+
+/* A management call that may fail: the reply's status (0, -errno), or -errno of the socket. */
+static int
+mgmt_try(struct tdaemon *d, const char *cmd)
+{
+	struct wire_mgmt m = { 0 };
+	struct wire_hdr h = { .type = WIRE_MGMT, .len = sizeof(m), .seq = 1 };
+	struct wire_msg r;
+	struct pollfd p;
+	int fd = unix_connect(d->sock, SOCK_SEQPACKET), err;
+
+	snprintf(m.cmd, sizeof(m.cmd), "%s", cmd);
+	p = (struct pollfd){ .fd = fd, .events = POLLIN };
+	if (wire_send(fd, &h, &m, NULL, 0) < 0)
+		err = -EPIPE;
+	else if (poll(&p, 1, 2000) != 1)
+		err = -ETIMEDOUT;
+	else if ((err = (int)wire_recv(fd, &r, 0)) > 0) {
+		err = r.hdr.status;
+		for (int i = 0; i < r.nfds; i++)
+			close(r.fds[i]);
+	} else if (err == 0) {
+		err = -ECONNRESET;
+	}
+	close(fd);
+	ASSERT(err != -ETIMEDOUT); /* the daemon answers, whatever the answer */
+	return err;
+}
+
+/* Datagrams from b to a on fresh sockets; those that arrive are checked. Returns bytes. */
+static uint64_t
+alloc_dgrams(struct outcomes *o, uint32_t r)
+{
+	struct sockaddr_vm a = td_addr(VMADDR_CID_ANY, 9100), to = td_addr(3, 9100);
+	uint8_t f[GFRAME], in[2048];
+	uint64_t bytes = 0;
+	int rx, tx, e;
+
+	ASSERT_OK(vmci_set_context("a"));
+	ASSERT_GE(rx = vmci_socket(SOCK_DGRAM), 0);
+	ASSERT_OK(vmci_set_context("b"));
+	ASSERT_GE(tx = vmci_socket(SOCK_DGRAM), 0);
+	outcome(o, e = vmci_bind(rx, &a));
+	if (!e) {
+		set_timeout(rx, SO_RCVTIMEO, 50);
+		for (uint64_t i = 0; i < 4; i++) {
+			gframe(f, f, f, r, i);
+			outcome(o, (int)vmci_sendto(tx, f, GFRAME, 0, &to));
+		}
+		for (ssize_t n; (n = vmci_recvfrom(rx, in, sizeof(in), 0, NULL)) > 0;) {
+			uint64_t seq;
+
+			memcpy(&seq, in + 18, 8);
+			ASSERT(gframe_ok(in, (size_t)n, r, seq));
+			bytes += (uint64_t)n;
+		}
+	}
+	vmci_close(rx);
+	vmci_close(tx);
+	return bytes;
+}
+
+/* A stream through the daemon (a bound connector), 4 KiB each way if it was made. */
+static uint64_t
+alloc_stream(struct outcomes *o, uint32_t r)
+{
+	struct sockaddr_vm a = td_addr(VMADDR_CID_ANY, 9200), any = td_addr(VMADDR_CID_ANY, 0);
+	struct sockaddr_vm to = td_addr(3, 9200);
+	uint8_t out[4096], in[4096];
+	uint64_t bytes = 0;
+	int l, c, s = -1, e;
+
+	for (size_t i = 0; i < sizeof(out); i++)
+		out[i] = pat(r, i);
+	ASSERT_OK(vmci_set_context("a"));
+	ASSERT_GE(l = vmci_socket(SOCK_STREAM), 0);
+	ASSERT_OK(vmci_set_context("b"));
+	ASSERT_GE(c = vmci_socket(SOCK_STREAM | SOCK_NONBLOCK), 0);
+	outcome(o, e = vmci_bind(l, &a));
+	if (!e)
+		outcome(o, e = vmci_listen(l, 4));
+	if (!e)
+		outcome(o, e = vmci_bind(c, &any));
+	if (!e) {
+		e = vmci_connect(c, &to);
+		outcome(o, e == -EINPROGRESS ? 0 : e);
+	}
+	if (!e || e == -EINPROGRESS) {
+		set_timeout(l, SO_RCVTIMEO, 500);
+		outcome(o, s = vmci_accept(l, NULL, 0));
+	}
+	if (s >= 0) {
+		int64_t end = clock_ns() + SERVE_BOUND_NS;
+		short ev;
+
+		while (!(ev = vmci_poll_arm(c, POLLOUT))) {
+			ASSERT_LT(clock_ns(), end);
+			usleep(500);
+		}
+		if (ev & POLLOUT) {
+			set_timeout(s, SO_RCVTIMEO, 1000);
+			ASSERT_EQ(vmci_send(c, out, sizeof(out), 0), (ssize_t)sizeof(out));
+			ASSERT_EQ(vmci_recv(s, in, sizeof(in), MSG_WAITALL), (ssize_t)sizeof(in));
+			ASSERT_MEM_EQ(in, out, sizeof(in));
+			bytes += sizeof(in);
+		}
+		vmci_close(s);
+	}
+	vmci_close(c);
+	vmci_close(l);
+	return bytes;
+}
+
+static void
+alloc_misc(struct outcomes *o, struct tdaemon *d)
+{
+	struct vrdma_context *ctx;
+	struct vmf_vnic *n;
+	int e;
+
+	ASSERT_OK(vmci_set_context("a"));
+	outcome(o, e = vmf_vnic_open("VM Network", NULL, &n));
+	if (!e)
+		vmf_vnic_close(n);
+	outcome(o, e = vrdma_open_device("vmrdma0", &ctx));
+	if (!e) {
+		struct vrdma_pd *pd;
+		struct vrdma_mr *mr;
+		static uint8_t buf[65536];
+
+		outcome(o, e = vrdma_alloc_pd(ctx, &pd));
+		if (!e) {
+			outcome(o, e = vrdma_reg_mr(pd, buf, sizeof(buf), VRDMA_ACCESS_LOCAL_WRITE, &mr));
+			if (!e)
+				vrdma_dereg_mr(mr);
+			vrdma_dealloc_pd(pd);
+		}
+		vrdma_close_device(ctx);
+	}
+	outcome(o, mgmt_try(d, "vmci.socket.list"));
+	outcome(o, mgmt_try(d, "network.port.list"));
+}
+
+static uint64_t
+alloc_round(struct outcomes *o, struct tdaemon *d, uint32_t r)
+{
+	uint64_t bytes = alloc_dgrams(o, r) + alloc_stream(o, r);
+
+	alloc_misc(o, d);
+	return bytes;
+}
+
+TEST(fault_alloc)
+{
+	enum { ROUNDS = 40 };
+	char dir[] = "/tmp/vmft-alloc-XXXXXX", ctlpath[64];
+	struct outcomes warm = { 0 }, o = { 0 }, after = { 0 };
+	struct failalloc_ctl *ctl;
+	unsigned long long verified = 0;
+	struct scene sc;
+	int fd;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	SKIP("the sanitizers' allocator stands in for malloc: allocation failures are injected in "
+	     "the plain build");
+#endif
+	if (access(VMFABRIC_FAILALLOC_PATH, R_OK))
+		SKIP("no %s (built without sanitizers only)", VMFABRIC_FAILALLOC_PATH);
+	ASSERT(mkdtemp(dir));
+	snprintf(ctlpath, sizeof(ctlpath), "%s/ctl", dir);
+	fd = open(ctlpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	ASSERT_GE(fd, 0);
+	ASSERT_OK(ftruncate(fd, sizeof(*ctl)));
+	ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT(ctl != MAP_FAILED);
+	close(fd);
+	ASSERT_OK(setenv("LD_PRELOAD", VMFABRIC_FAILALLOC_PATH, 1));
+	ASSERT_OK(setenv("FAILALLOC_CTL", ctlpath, 1));
+	scene_start(&sc, "fault_alloc", NULL);
+	unsetenv("LD_PRELOAD");
+	/* Everything once without failures: what the daemon keeps after first use is in the baseline. */
+	alloc_round(&warm, &sc.d, 1000);
+	ASSERT_EQ(warm.ok, warm.calls);
+	sc.before = res_settle(&sc.d);
+
+	ctl->seed = sc.seed;
+	atomic_store(&ctl->pid, sc.d.pid);
+	/* 2% by default; VMF_FAULT_ALLOC_PPM: failures per million allocations. */
+	atomic_store(&ctl->ppm, getenv("VMF_FAULT_ALLOC_PPM")
+					? (uint32_t)atoi(getenv("VMF_FAULT_ALLOC_PPM"))
+					: 20000);
+	for (uint32_t r = 0; r < ROUNDS; r++)
+		verified += alloc_round(&o, &sc.d, r);
+	atomic_store(&ctl->ppm, 0);
+	th_log("%llu of the daemon's %llu allocations failed; of %u calls %u were done, %u "
+	       "failed:",
+	       (unsigned long long)ctl->failed, (unsigned long long)ctl->calls, o.calls, o.ok,
+	       o.calls - o.ok);
+	outcomes_log(&o);
+	ASSERT_EQ(kill(sc.d.pid, 0), 0); /* alive */
+	ASSERT_GT(ctl->failed, 0);
+
+	/* After the window: the others are served, every call works, nothing is left behind. */
+	bys_start(&sc.bys, &sc.d);
+	verified += alloc_round(&after, &sc.d, ROUNDS);
+	ASSERT_EQ(after.ok, after.calls);
+	verified += scene_end(&sc, 0);
+	figure("alloc_fail", ROUNDS, verified, 0, sc.before, sc.after);
+	th_log("figure: {\"scenario\":\"alloc_fail_calls\",\"allocations\":%llu,\"failed\":%llu,"
+	       "\"calls\":%u,\"done\":%u,\"enomem\":%u,\"other_errors\":%u}",
+	       (unsigned long long)ctl->calls, (unsigned long long)ctl->failed, o.calls, o.ok,
+	       o.enomem, o.other);
+	scene_free(&sc);
+	unlink(ctlpath);
+	rmdir(dir);
 }
