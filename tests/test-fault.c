@@ -1216,6 +1216,15 @@ TEST(fault_guest_garbage)
 	figure("guest_garbage", ROUNDS, verified, 0, gs.sc.before, gs.sc.after);
 	/* Nearly every scribble breaks a ring (random bytes that make a valid one are rare). */
 	ASSERT_GE(errors, ROUNDS / 2);
+	{
+		char out[4096];
+
+		ASSERT_EQ(td_run(VMFABRIC_CLI_PATH " network port stats --port=vhostuser0", out,
+				 sizeof(out)),
+			  0);
+		th_log("%s", out);
+		ASSERT(strstr(out, "rings the guest broke: "));
+	}
 	gscene_free(&gs);
 }
 
