@@ -1803,12 +1803,40 @@ alloc_misc(struct outcomes *o, struct tdaemon *d)
 	outcome(o, mgmt_try(d, "network.port.list"));
 }
 
+/* A guest attaches to vhostuser0 and sends frames to the vNIC: those that arrive are checked. */
 static uint64_t
-alloc_round(struct outcomes *o, struct tdaemon *d, uint32_t r)
+alloc_guest(struct outcomes *o, struct gscene *gs, uint32_t r)
 {
-	uint64_t bytes = alloc_dgrams(o, r) + alloc_stream(o, r);
+	uint8_t f[GFRAME], in[2048], mac[6];
+	uint64_t bytes = 0, seq;
+	struct fg g;
+	ssize_t n;
+	int e;
 
-	alloc_misc(o, d);
+	vmf_vnic_mac(gs->peer, mac);
+	fg_new_remote(&g, 2);
+	outcome(o, e = fg_connect(&g, gs->path, NULL));
+	if (!e) {
+		for (uint64_t i = 0; i < 4; i++) {
+			gframe(f, mac, guest_mac, r, i);
+			ASSERT_GE(guest_send(&g, f, GFRAME), 0);
+		}
+		while ((n = vnic_recv_ms(gs->peer, in, sizeof(in), 50)) > 0) {
+			memcpy(&seq, in + 18, 8);
+			ASSERT(gframe_ok(in, (size_t)n, r, seq));
+			bytes += (uint64_t)n;
+		}
+	}
+	fg_free(&g);
+	return bytes;
+}
+
+static uint64_t
+alloc_round(struct outcomes *o, struct gscene *gs, uint32_t r)
+{
+	uint64_t bytes = alloc_dgrams(o, r) + alloc_stream(o, r) + alloc_guest(o, gs, r);
+
+	alloc_misc(o, &gs->sc.d);
 	return bytes;
 }
 
@@ -1819,7 +1847,8 @@ TEST(fault_alloc)
 	struct outcomes warm = { 0 }, o = { 0 }, after = { 0 };
 	struct failalloc_ctl *ctl;
 	unsigned long long verified = 0;
-	struct scene sc;
+	struct gscene gs;
+	struct scene *sc = &gs.sc;
 	int fd;
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -1838,41 +1867,41 @@ TEST(fault_alloc)
 	close(fd);
 	ASSERT_OK(setenv("LD_PRELOAD", VMFABRIC_FAILALLOC_PATH, 1));
 	ASSERT_OK(setenv("FAILALLOC_CTL", ctlpath, 1));
-	scene_start(&sc, "fault_alloc", NULL);
+	gscene_start(&gs, "fault_alloc");
 	unsetenv("LD_PRELOAD");
 	/* Everything once without failures: what the daemon keeps after first use is in the baseline. */
-	alloc_round(&warm, &sc.d, 1000);
+	alloc_round(&warm, &gs, 1000);
 	ASSERT_EQ(warm.ok, warm.calls);
-	sc.before = res_settle(&sc.d);
+	sc->before = res_settle(&sc->d);
 
-	ctl->seed = sc.seed;
-	atomic_store(&ctl->pid, sc.d.pid);
+	ctl->seed = sc->seed;
+	atomic_store(&ctl->pid, sc->d.pid);
 	/* 2% by default; VMF_FAULT_ALLOC_PPM: failures per million allocations. */
 	atomic_store(&ctl->ppm, getenv("VMF_FAULT_ALLOC_PPM")
 					? (uint32_t)atoi(getenv("VMF_FAULT_ALLOC_PPM"))
 					: 20000);
 	for (uint32_t r = 0; r < ROUNDS; r++)
-		verified += alloc_round(&o, &sc.d, r);
+		verified += alloc_round(&o, &gs, r);
 	atomic_store(&ctl->ppm, 0);
 	th_log("%llu of the daemon's %llu allocations failed; of %u calls %u were done, %u "
 	       "failed:",
 	       (unsigned long long)ctl->failed, (unsigned long long)ctl->calls, o.calls, o.ok,
 	       o.calls - o.ok);
 	outcomes_log(&o);
-	ASSERT_EQ(kill(sc.d.pid, 0), 0); /* alive */
+	ASSERT_EQ(kill(sc->d.pid, 0), 0); /* alive */
 	ASSERT_GT(ctl->failed, 0);
 
 	/* After the window: the others are served, every call works, nothing is left behind. */
-	bys_start(&sc.bys, &sc.d);
-	verified += alloc_round(&after, &sc.d, ROUNDS);
+	bys_start(&sc->bys, &sc->d);
+	verified += alloc_round(&after, &gs, ROUNDS);
 	ASSERT_EQ(after.ok, after.calls);
-	verified += scene_end(&sc, 0);
-	figure("alloc_fail", ROUNDS, verified, 0, sc.before, sc.after);
+	verified += scene_end(sc, 0);
+	figure("alloc_fail", ROUNDS, verified, 0, sc->before, sc->after);
 	th_log("figure: {\"scenario\":\"alloc_fail_calls\",\"allocations\":%llu,\"failed\":%llu,"
 	       "\"calls\":%u,\"done\":%u,\"enomem\":%u,\"other_errors\":%u}",
 	       (unsigned long long)ctl->calls, (unsigned long long)ctl->failed, o.calls, o.ok,
 	       o.enomem, o.other);
-	scene_free(&sc);
+	gscene_free(&gs);
 	unlink(ctlpath);
 	rmdir(dir);
 }
