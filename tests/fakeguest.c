@@ -15,12 +15,14 @@
  * that fits it, and the header's len must match the bytes written.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/fdpass.h"
@@ -34,6 +36,7 @@
 #define FG_TABLE_OFF   (FG_SLOT - 256u)
 #define FG_BUF_GPA     0x100000ull
 #define FG_PUMP_ROUNDS 1000
+#define FG_REMOTE_MS   5000 /* the longest a device in another process may take to answer */
 #define HDR	       ((uint32_t)sizeof(struct vsock_hdr))
 
 _Static_assert(FG_BUF_GPA + (uint64_t)VSOCK_QUEUES * FG_QUEUE_MAX * FG_SLOT <= FG_MEM_SIZE,
@@ -632,6 +635,8 @@ fg_pump(struct fg *g, int wait_ms)
 {
 	int busy = 0, n;
 
+	if (!g->loop)
+		return 0; /* the device runs in another process */
 	for (int round = 0;; round++) {
 		for (int i = 0;; i++) {
 			n = loop_once(g->loop, 0);
@@ -674,6 +679,12 @@ fg_request(struct fg *g, uint32_t req, bool ack, const void *p, uint32_t size, c
 	fg_pump(g, 0);
 	if (natural != 1 && !ack)
 		return 0;
+	if (!g->loop) { /* a device in another process: its answer takes a while */
+		struct pollfd pf = { .fd = g->fe, .events = POLLIN };
+
+		if (poll(&pf, 1, FG_REMOTE_MS) != 1)
+			return -ETIMEDOUT;
+	}
 	n = recv(g->fe, &h, sizeof(h), MSG_DONTWAIT);
 	if (n == 0 || (n < 0 && errno == ECONNRESET))
 		return -ECONNRESET; /* the device dropped the frontend */
@@ -835,6 +846,8 @@ negotiate(struct fg *g, const struct fg_opts *o)
 			  1, NULL, 0);
 }
 
+static int setup(struct fg *g, const struct fg_opts *o);
+
 int
 fg_try_attach(struct fg *g, const struct fg_opts *o)
 {
@@ -851,6 +864,38 @@ fg_try_attach(struct fg *g, const struct fg_opts *o)
 		return err;
 	}
 	g->fe = sp[1];
+	return setup(g, o);
+}
+
+int
+fg_connect(struct fg *g, const char *path, const struct fg_opts *o)
+{
+	static const struct fg_opts dflt;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd;
+
+	FG_CHECK(!g->loop && strlen(path) < sizeof(a.sun_path));
+	if (g->fe >= 0)
+		fg_close_frontend(g);
+	memcpy(a.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	FG_CHECK(fd >= 0);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	g->fe = fd;
+	return setup(g, o ? o : &dflt);
+}
+
+/* The frontend's end is connected: negotiate, give the rings, enable them. */
+static int
+setup(struct fg *g, const struct fg_opts *o)
+{
+	int err;
+
 	if ((err = negotiate(g, o)))
 		return err;
 	for (unsigned q = 0; q < fg_queues(g); q++) {
@@ -931,6 +976,14 @@ fg_new_dev(struct fg *g, struct loop *loop, unsigned nq, fg_attach_fn *attach, v
 	g->nq = nq;
 	g->attach = attach;
 	g->attach_ctx = ctx;
+}
+
+void
+fg_new_remote(struct fg *g, unsigned nq)
+{
+	FG_CHECK(nq >= 1 && nq <= VSOCK_QUEUES);
+	guest_new(g, NULL);
+	g->nq = nq;
 }
 
 void

@@ -159,6 +159,14 @@ void fg_new(struct fg *g, struct loop *loop, uint32_t cid, const struct vsock_fa
  * caller frees its device before fg_free().
  */
 void fg_new_dev(struct fg *g, struct loop *loop, unsigned nq, fg_attach_fn *attach, void *ctx);
+/*
+ * The guest of a device in another process (a running vmfabricd's
+ * vhost-user socket) with @nq rings: no loop (fg_pump does nothing;
+ * requests wait for the device's answers), attached by fg_connect().
+ */
+void fg_new_remote(struct fg *g, unsigned nq);
+/* Connect to the vhost-user socket at @path and attach as QEMU does: 0 or -errno. */
+int fg_connect(struct fg *g, const char *path, const struct fg_opts *o);
 /* Close the frontend's end, free the device (a vsock one) and the memory. */
 void fg_free(struct fg *g);
 /* Attach as QEMU does; every step must succeed. @o may be NULL (defaults). */

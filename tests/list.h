@@ -232,4 +232,12 @@
 	X(rdmablk_malformed, 60)        \
 	X(rdmablk_programs, 60)         \
 	X(rdmablk_roce, 120)            \
-	X(vmnet_daemon_restart, 180)
+	X(vmnet_daemon_restart, 180)    \
+	X(fault_stream_client_kill, 60) \
+	X(fault_dgram_client_kill, 60)  \
+	X(fault_rdma_client_kill, 60)   \
+	X(fault_guest_kill, 60)         \
+	X(fault_guest_garbage, 60)      \
+	X(fault_frontend_stall, 60)     \
+	X(fault_qp_scribble, 60)        \
+	X(fault_alloc, 90)

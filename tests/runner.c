@@ -3,7 +3,8 @@
  * Test runner: runs every test of tests/list.h (or those whose names start
  * with one of the prefixes given) in a forked child, in its own process
  * group, several at a time, each with its timeout. A child's output goes to
- * a private file and is shown only if the test fails or skips. The last line
+ * a private file and is shown only if the test fails or skips (a passing
+ * test's "figure: " lines, its measurements, are shown). The last line
  * is "N passed, N failed, N skipped"; the exit status is 1 if any failed.
  *
  *   vmf-test [-j JOBS] [-l] [--timeout-scale F] [PREFIX...]
@@ -181,6 +182,22 @@ th_dump(int fd)
 		putchar('\n');
 }
 
+/* The "figure: " lines of a test's output (measurements worth keeping when it passes). */
+static void
+th_figures(int fd)
+{
+	char line[1024];
+	FILE *f = fdopen(dup(fd), "r");
+
+	if (!f)
+		return;
+	rewind(f);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "figure: ", 8) == 0)
+			printf("    %s", line);
+	fclose(f);
+}
+
 static int
 th_match(const char *name, int npre, char **pre)
 {
@@ -267,6 +284,7 @@ main(int argc, char **argv)
 				r = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 				if (r == 0) {
 					printf("ok   %s (%.2f s)\n", s->t->name, th_now() - s->start);
+					th_figures(s->out);
 					passed++;
 				} else if (r == TH_EXIT_SKIP) {
 					printf("skip %s: ", s->t->name);

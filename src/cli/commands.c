@@ -363,6 +363,9 @@ port_stats_print(json_t *p)
 				printf(" %s %s", k, json_is_true(x) ? "yes" : "no");
 		printf("\n");
 	}
+	if (json_get_int(p, "ring_errors", &n[0]) && n[0])
+		printf("  rings the guest broke: %lld (last: %s)\n", n[0],
+		       json_string_value(json_object_get(p, "ring_error")) ?: "?");
 }
 
 /* network port stats [--port P]: every port's counters, or one port's. */
@@ -671,7 +674,8 @@ const struct cli_cmd cli_cmds[] = {
 	  "(tx), copies of flooded frames, drops by reason (runt, mtu, bad_source, vlan,\n"
 	  "spoofed, queue_full, port_down) and, for a VM's virtio-net port, its receive\n"
 	  "and transmit queues (buffers used, interrupts sent and suppressed), buffers\n"
-	  "missing (rx_no_buffers) and 64 KiB segments cut (tso_segments).",
+	  "missing (rx_no_buffers), 64 KiB segments cut (tso_segments) and rings the\n"
+	  "guest broke (ring_errors; ring_error says what was wrong with the last).",
 	  "network port stats --port=vm1.eth0", NULL, 1u << OPT_PORT },
 	{ "rdma", "stats", "rdma.stats", cmd_system_status,
 	  "show the verbs objects and the RoCE v2 engine's counters",

@@ -30,23 +30,20 @@ cmdq_init(struct cmdq *q)
 void
 cmdq_fini(struct cmdq *q)
 {
-	while (q->head) {
+	while (q->head) { /* posted ones only: nobody waits once the thread is gone */
 		struct cmdq_item *c = q->head;
 		q->head = c->next;
-		free(c);
+		if (!c->done)
+			free(c);
 	}
 	close(q->ev);
 	pthread_mutex_destroy(&q->lock);
 }
 
-static int
-post(struct cmdq *q, cmdq_fn *fn, void *arg, sem_t *done, int *result)
+/* Queue @c (malloc'd when nobody waits for it, else the waiter's) and wake the thread. */
+static void
+post(struct cmdq *q, struct cmdq_item *c)
 {
-	struct cmdq_item *c = malloc(sizeof(*c));
-
-	if (!c)
-		return -ENOMEM;
-	*c = (struct cmdq_item){ NULL, fn, arg, done, result };
 	pthread_mutex_lock(&q->lock);
 	if (q->tail)
 		q->tail->next = c;
@@ -56,31 +53,42 @@ post(struct cmdq *q, cmdq_fn *fn, void *arg, sem_t *done, int *result)
 	atomic_fetch_add_explicit(&q->posted, 1, memory_order_release);
 	pthread_mutex_unlock(&q->lock);
 	(void)eventfd_write(q->ev, 1);
-	return 0;
 }
 
 int
 cmdq_post(struct cmdq *q, cmdq_fn *fn, void *arg)
 {
-	return post(q, fn, arg, NULL, NULL);
+	struct cmdq_item *c = malloc(sizeof(*c));
+
+	/*
+	 * Without memory for the item, wait for the thread instead (the
+	 * item on this stack): what is posted is often a removal, which
+	 * must not be lost.
+	 */
+	if (!c) {
+		int r = cmdq_call(q, fn, arg);
+
+		return r > 0 ? 0 : r;
+	}
+	*c = (struct cmdq_item){ NULL, fn, arg, NULL, NULL };
+	post(q, c);
+	return 0;
 }
 
 int
 cmdq_call(struct cmdq *q, cmdq_fn *fn, void *arg)
 {
 	sem_t done;
-	int err, result = -EIO;
+	int result = -EIO;
+	struct cmdq_item c = { NULL, fn, arg, &done, &result };
 
 	if (sem_init(&done, 0, 0) < 0)
 		return -errno;
-	err = post(q, fn, arg, &done, &result);
-	if (!err) {
-		while (sem_wait(&done) < 0 && errno == EINTR)
-			;
-		err = result;
-	}
+	post(q, &c);
+	while (sem_wait(&done) < 0 && errno == EINTR)
+		;
 	sem_destroy(&done);
-	return err;
+	return result;
 }
 
 void
@@ -102,10 +110,11 @@ cmdq_run(struct cmdq *q, void *ctx)
 
 		next = c->next;
 		r = c->fn(ctx, c->arg);
-		if (c->done) {
+		if (c->done) { /* the waiter's item: gone once it is woken */
 			*c->result = r;
 			sem_post(c->done);
+		} else {
+			free(c);
 		}
-		free(c);
 	}
 }

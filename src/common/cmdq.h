@@ -25,9 +25,12 @@ struct cmdq {
 
 int cmdq_init(struct cmdq *q);
 void cmdq_fini(struct cmdq *q);
-/* Run @fn(ctx, @arg) on the thread and return its result (-ENOMEM if it cannot be posted). */
+/* Run @fn(ctx, @arg) on the thread and return its result (allocates nothing). */
 int cmdq_call(struct cmdq *q, cmdq_fn *fn, void *arg);
-/* The same without waiting. 0 or -ENOMEM. */
+/*
+ * The same without waiting; when there is no memory for that, waiting
+ * (so that a command is never lost). 0, or what @fn returned then if < 0.
+ */
 int cmdq_post(struct cmdq *q, cmdq_fn *fn, void *arg);
 /* The thread: run everything posted so far (a load and nothing more when nothing was). */
 void cmdq_run(struct cmdq *q, void *ctx);

@@ -41,10 +41,19 @@ proc_fd_count(void)
 	return n - 1; /* the directory's own descriptor */
 }
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/* The sanitizers' allocator stands in for malloc, whose mallinfo2 says 0: ask it. */
+size_t __sanitizer_get_current_allocated_bytes(void);
+#endif
+
 long long
 proc_heap_bytes(void)
 {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	return (long long)__sanitizer_get_current_allocated_bytes();
+#else
 	struct mallinfo2 mi = mallinfo2();
 
 	return (long long)(mi.uordblks + mi.hblkhd);
+#endif
 }

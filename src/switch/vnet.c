@@ -55,11 +55,28 @@ copy_in(const struct virtq_elem *e, size_t off, const struct iovec *iov, int iov
 	return done;
 }
 
+/*
+ * The guest broke ring @index (virtq_pop() said so): counted once, the
+ * port down until the frontend starts the ring again (a reconnection, or
+ * QEMU's stop and start of the ring at a reset).
+ */
+static void
+ring_broken(struct vnet_port *v, unsigned index)
+{
+	if (v->broken[index])
+		return;
+	v->broken[index] = true;
+	v->st.ring_errors++;
+	v->st.ring_error = virtq_why(&v->q[index]);
+	v->dp.p.up = false;
+	log_rl(LOG_LVL_WARN, "vswitch: %s: %s queue: %s (port down until the ring is reset)",
+	       v->dp.p.name, index == VNET_TXQ ? "transmit" : "receive", v->st.ring_error);
+}
+
 /* A frame into the guest's receive buffers: 0, or -ENOBUFS (the buffers are not there). */
 static int
 rx_put(struct vnet_port *v, const struct iovec *iov, int iovcnt, size_t len)
 {
-	struct vsw_port *p = &v->dp.p;
 	struct virtq *q = &v->q[VNET_RXQ];
 	uint16_t n = 0, most = v->mrg ? VNET_MAX_BUFS : 1;
 	uint8_t hdr[VNET_HDR_LEN];
@@ -84,8 +101,7 @@ rx_put(struct vnet_port *v, const struct iovec *iov, int iovcnt, size_t len)
 			goto no_room;
 		if ((r = virtq_pop(q, e)) != 1) {
 			if (r < 0)
-				log_rl(LOG_LVL_WARN, "vswitch: %s: receive queue: %s", p->name,
-				       virtq_why(q));
+				ring_broken(v, VNET_RXQ);
 			goto no_room;
 		}
 		n++;
@@ -233,9 +249,7 @@ vnet_drain(struct dp_port *p, struct vsw *sw, int max, int64_t now)
 		int k = 0, r = virtq_pop(q, e);
 
 		if (r < 0) {
-			log_rl(LOG_LVL_WARN, "vswitch: %s: transmit queue: %s", p->p.name,
-			       virtq_why(q));
-			p->p.up = false;
+			ring_broken(v, VNET_TXQ);
 			break;
 		}
 		if (r == 0)
@@ -342,6 +356,9 @@ vnet_json(const struct dp_port *p, json_t *o)
 	json_object_set_new(o, "rx_held", json_integer((json_int_t)v->st.rx_held));
 	json_object_set_new(o, "tx_bad", json_integer((json_int_t)v->st.tx_bad));
 	json_object_set_new(o, "tso_segments", json_integer((json_int_t)v->st.tso_segments));
+	json_object_set_new(o, "ring_errors", json_integer((json_int_t)v->st.ring_errors));
+	json_object_set_new(o, "ring_error",
+			    v->st.ring_error ? json_string(v->st.ring_error) : json_null());
 	json_object_set_new(o, "frontend_connected", json_boolean(v->conn != NULL));
 	json_object_set_new(o, "socket", json_string(v->path));
 }
@@ -413,6 +430,7 @@ do_ring_start(void *ctx, void *arg)
 			log_warn("vswitch: %s: kick descriptor: %s", v->dp.p.name, strerror(-err));
 	}
 	v->on[c->index] = true;
+	v->broken[c->index] = false;
 	v->dp.p.up = v->on[0] && v->on[1];
 	return 0;
 }

@@ -49,6 +49,8 @@ struct vnet_stats {
 	uint64_t tx_bad;	/* transmit chains dropped: shorter than the header, writable parts */
 	uint64_t connects;	/* frontends that connected */
 	uint64_t tso_segments;	/* 64 KiB segments cut into frames */
+	uint64_t ring_errors;	/* rings the guest broke (bad descriptors, indices): port down */
+	const char *ring_error; /* what was wrong with the last one (NULL: never) */
 };
 
 struct vnet_port {
@@ -65,6 +67,7 @@ struct vnet_port {
 	/* The dataplane's, from ring start to stop. */
 	struct virtq q[2];
 	bool on[2];
+	bool broken[2]; /* counted in st.ring_errors; until the ring starts again */
 	int kick, rx_kick, call[2]; /* copies of the frontend's descriptors: -1 when absent */
 	bool mrg, offloads;
 	uint32_t hdr_len;
