@@ -52,6 +52,7 @@ struct vsock_bridge {
 	uint8_t *out; /* queue pair -> UNIX socket, not yet written */
 	size_t out_len, out_off;
 	bool unix_eof, qp_eof;
+	bool uwatched; /* usrc is in the loop's epoll set */
 };
 
 static void
@@ -62,7 +63,8 @@ br_free(struct vsock_bridge *b)
 		if (b->next)
 			b->next->pprev = b->pprev;
 	}
-	loop_del(b->d->loop, &b->usrc);
+	if (b->uwatched)
+		loop_del(b->d->loop, &b->usrc);
 	close(b->usrc.fd);
 	if (b->qsrc.fd >= 0)
 		loop_del(b->d->loop, &b->qsrc);
@@ -73,6 +75,26 @@ br_free(struct vsock_bridge *b)
 
 static void br_in(struct vsock_bridge *b);
 static void br_out(struct vsock_bridge *b);
+
+/*
+ * Watch the UNIX socket for @ev. Nothing to watch takes it out of the epoll
+ * set: EPOLLHUP and EPOLLERR are reported whatever the mask, so a program
+ * that hung up while the guest still holds its end would wake the loop
+ * again and again.
+ */
+static void
+br_watch(struct vsock_bridge *b, uint32_t ev)
+{
+	if (!ev) {
+		if (b->uwatched)
+			loop_del(b->d->loop, &b->usrc);
+		b->uwatched = false;
+	} else if (b->uwatched) {
+		loop_mod(b->d->loop, &b->usrc, ev);
+	} else {
+		b->uwatched = loop_add(b->d->loop, &b->usrc, ev) == 0;
+	}
+}
 
 /*
  * Watch what the bridge waits for now; frees it when both ends are done.
@@ -101,11 +123,11 @@ br_update(struct vsock_bridge *b)
 				qev |= QP_EV_WRITE; /* the guest must read first */
 		}
 		if (!qev || !qp_arm(b->qp, qev)) {
-			loop_mod(b->d->loop, &b->usrc, uev);
+			br_watch(b, uev);
 			return;
 		}
 		if (round == 8) { /* still moving: come back after other sources */
-			loop_mod(b->d->loop, &b->usrc, uev | EPOLLOUT | EPOLLIN);
+			br_watch(b, uev | EPOLLOUT | EPOLLIN);
 			return;
 		}
 		br_out(b);
@@ -220,27 +242,47 @@ br_offer_done(void *arg, int err)
 	br_free(b); /* the host program sees its socket close without "OK" */
 }
 
+/*
+ * "CONNECT <port>" of @len bytes (without its '\n'; a '\r' before it is
+ * allowed): the port in decimal digits only, no sign, space or NUL (what
+ * strtoul() would skip or stop at), at most UINT32_MAX.
+ */
+static int
+br_parse(const char *line, size_t len, uint32_t *port)
+{
+	uint64_t v = 0;
+
+	if (len && line[len - 1] == '\r')
+		len--;
+	if (len <= 8 || memcmp(line, "CONNECT ", 8))
+		return -EPROTO;
+	for (size_t i = 8; i < len; i++) {
+		if (line[i] < '0' || line[i] > '9')
+			return -EPROTO;
+		v = v * 10 + (uint64_t)(line[i] - '0');
+		if (v > UINT32_MAX)
+			return -EPROTO;
+	}
+	*port = (uint32_t)v;
+	return 0;
+}
+
 /* "CONNECT <port>\n": offer the connection to the guest. */
 static int
 br_connect(struct vsock_bridge *b)
 {
-	char *end;
-	unsigned long port;
+	uint32_t port;
 	struct qp *peer;
 	int err;
 
-	b->line[b->line_len - 1] = 0;
-	if (strncmp(b->line, "CONNECT ", 8))
-		return -EPROTO;
-	port = strtoul(b->line + 8, &end, 10);
-	if (end == b->line + 8 || (*end && *end != '\r') || port > UINT32_MAX)
-		return -EPROTO;
+	if ((err = br_parse(b->line, b->line_len - 1, &port)))
+		return err;
 	if ((err = qp_create_pair(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &b->qp, &peer)))
 		return err;
 	b->port = HYBRID_PORT_BASE + (b->d->hyb_next++ & 0x3fffffffu);
 	b->state = BR_OFFERED;
-	loop_mod(b->d->loop, &b->usrc, 0);
-	err = vsock_offer(b->d, VSOCK_CID_HOST, b->port, (uint32_t)port, SOCK_STREAM, peer,
+	br_watch(b, 0); /* until the guest answers; a hang-up is seen then */
+	err = vsock_offer(b->d, VSOCK_CID_HOST, b->port, port, SOCK_STREAM, peer,
 			  br_offer_done, b);
 	if (err)
 		qp_close(peer);
@@ -274,6 +316,9 @@ br_unix_event(struct loop_src *s, uint32_t events)
 
 			if (!err)
 				return;
+			for (size_t i = 0; i + 1 < b->line_len; i++) /* the log gets text only */
+				if (b->line[i] < ' ' || b->line[i] > '~')
+					b->line[i] = '?';
 			log_debug("vm %s: hybrid: refused \"%.*s\": %s", b->d->name,
 				  (int)b->line_len - 1, b->line, strerror(-err));
 			break;
@@ -304,6 +349,7 @@ hybrid_accept(struct loop_src *s, uint32_t events)
 			free(b);
 			continue;
 		}
+		b->uwatched = true;
 		b->next = d->bridges;
 		if (b->next)
 			b->next->pprev = &b->next;
@@ -368,8 +414,8 @@ vsock__hybrid_out(struct vsock_dev *d, uint32_t port, struct qp **qp)
 		free(b);
 		return err;
 	}
-	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0 || loop_add(d->loop, &b->usrc, EPOLLIN) < 0 ||
-	    br_start(b)) {
+	b->uwatched = fcntl(fd, F_SETFL, O_NONBLOCK) == 0 && loop_add(d->loop, &b->usrc, EPOLLIN) == 0;
+	if (!b->uwatched || br_start(b)) {
 		err = -errno;
 		qp_close(*qp);
 		br_free(b);
