@@ -577,6 +577,14 @@ TEST(switch_cli_changes)
 	    cli(&d, out, sizeof(out),
 		"network vswitch standard portgroup add --portgroup-name=Bad --vswitch-name=nope"),
 	    1);
+	/* A name that is not printable ASCII: refused (listings are JSON, tables lines). */
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard add --vswitch-name=\"$(printf 'sw\\001')\""),
+		  1);
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard portgroup add --portgroup-name=\"$(printf '\\377')\" "
+		      "--vswitch-name=vSwitch9"),
+		  1);
 	ASSERT_EQ(cli(&d, out, sizeof(out), "network vswitch standard list"), 0);
 	ASSERT(strstr(out, "vSwitch9  9000  off"));
 	/* A vNIC on the new port group; its VLAN follows the port group's. */

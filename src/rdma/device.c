@@ -450,14 +450,14 @@ rdma_dev_load_group(struct rdma_devs *d, struct conf *c, long g, size_t first,
 				 dev->uplink, d->dev[i].name);
 			return rdma_dev_fail(err, c, g, "uplink", first, -EEXIST, msg);
 		}
-	if (vmknic && strlen(vmknic) >= IFNAMSIZ)
+	if (vmknic && (strlen(vmknic) >= IFNAMSIZ || !conf_text(vmknic)))
 		return rdma_dev_fail(err, c, g, "vmknic", first, -EINVAL,
-				     "rdmaN.vmknic is a VMkernel adapter's name (15 characters at "
-				     "most), or \"\"");
+				     "rdmaN.vmknic is a VMkernel adapter's name (15 printable ASCII "
+				     "characters at most), or \"\"");
 	snprintf(dev->vmknic, sizeof(dev->vmknic), "%s", vmknic ? vmknic : "");
-	if (desc && strlen(desc) >= sizeof(dev->description))
+	if (desc && (strlen(desc) >= sizeof(dev->description) || !conf_text(desc)))
 		return rdma_dev_fail(err, c, g, "description", first, -EINVAL,
-				     "rdmaN.description is 95 bytes at most");
+				     "rdmaN.description is 95 printable ASCII characters at most");
 	snprintf(dev->description, sizeof(dev->description), "%s",
 		 desc ? desc : RDMA_DEV_DEFAULT_DESCRIPTION);
 	for (size_t i = 0; dev->vmknic[0] && i < d->n; i++)

@@ -141,8 +141,8 @@ load_switch(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_
 #undef SKEY
 	if (e)
 		return e;
-	if (!*name || (v && strlen(v) >= VSW_NAME)) {
-		conf_fail_at(err, c, first, "a switch name is 1 to 31 characters");
+	if (!*name || (v && strlen(v) >= VSW_NAME) || !conf_text(name)) {
+		conf_fail_at(err, c, first, "a switch name is 1 to 31 printable ASCII characters");
 		return -EINVAL;
 	}
 	e = vsw_dp_add_switch(d, name, (uint32_t)mtu, vmq);
@@ -167,8 +167,9 @@ load_portgroup(struct vsw_dp *d, struct conf *c, long g, size_t first, struct co
 #undef PKEY
 	if (e)
 		return e;
-	if (!name || !*name || strlen(name) >= VSW_NAME) {
-		conf_fail_at(err, c, first, "a port group needs a name of 1 to 31 characters");
+	if (!name || !*name || strlen(name) >= VSW_NAME || !conf_text(name)) {
+		conf_fail_at(err, c, first,
+			     "a port group needs a name of 1 to 31 printable ASCII characters");
 		return -EINVAL;
 	}
 	e = vsw_dp_add_portgroup(d, name, sw ? sw : d->sw[0].name, (uint16_t)vlan);
@@ -199,8 +200,12 @@ load_uplink(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_
 #undef UKEY
 	if (e)
 		return e;
-	if (!dev || !*dev || strlen(dev) >= IFNAMSIZ) {
+	if (!dev || !*dev || strlen(dev) >= IFNAMSIZ || !conf_text(dev)) {
 		conf_fail_at(err, c, first, "an uplink needs a device (uplinkN.device, a host interface)");
+		return -EINVAL;
+	}
+	if (name && (!*name || strlen(name) >= sizeof(u->p.name) || !conf_text(name))) {
+		conf_fail_at(err, c, first, "uplinkN.name is 1 to 31 printable ASCII characters");
 		return -EINVAL;
 	}
 	if ((s = find_switch(d, sw ? sw : d->sw[0].name)) < 0) {
@@ -219,6 +224,13 @@ load_uplink(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_
 		snprintf(u->p.name, sizeof(u->p.name), "%s", name);
 	else
 		snprintf(u->p.name, sizeof(u->p.name), "vmnic%ld", g);
+	/* RDMA devices name their uplink: one name, one uplink. */
+	for (unsigned i = 0; i < d->nuplink; i++)
+		if (!strcmp(d->uplink[i]->p.name, u->p.name)) {
+			free(u);
+			conf_fail_at(err, c, first, "an uplink of that name exists already");
+			return -EEXIST;
+		}
 	d->uplink[d->nuplink++] = u;
 	return 0;
 }
@@ -240,8 +252,10 @@ load_vmk(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_err
 		conf_fail_at(err, c, first, "a VMkernel adapter needs a port group that exists (vmkN.portgroup)");
 		return -EINVAL;
 	}
-	if ((name && (!*name || strlen(name) >= IFNAMSIZ)) || (ip && strlen(ip) >= 24)) {
-		conf_fail_at(err, c, first, "vmkN.name is an interface name (15 characters at most)");
+	if ((name && (!*name || strlen(name) >= IFNAMSIZ || !conf_text(name))) ||
+	    (ip && (strlen(ip) >= 24 || !conf_text(ip)))) {
+		conf_fail_at(err, c, first, "vmkN.name is an interface name (15 printable ASCII "
+					    "characters at most), vmkN.ip a.b.c.d/len");
 		return -EINVAL;
 	}
 	if (d->nvmk == VSW_MAX_VMKS || !(v = calloc(1, sizeof(*v)))) {
@@ -257,6 +271,12 @@ load_vmk(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_err
 		snprintf(v->p.name, sizeof(v->p.name), "%s", name);
 	else
 		snprintf(v->p.name, sizeof(v->p.name), "vmk%ld", g);
+	for (unsigned i = 0; i < d->nvmk; i++) /* one TAP interface each */
+		if (!strcmp(d->vmk[i]->p.name, v->p.name)) {
+			free(v);
+			conf_fail_at(err, c, first, "a VMkernel adapter of that name exists already");
+			return -EEXIST;
+		}
 	d->vmk[d->nvmk++] = v;
 	return 0;
 }
@@ -274,9 +294,9 @@ load_vhostuser(struct vsw_dp *d, struct conf *c, long g, size_t first, struct co
 	path = conf_get(c, HKEY("path"));
 	mac = conf_get(c, HKEY("address"));
 #undef HKEY
-	if (!path || !*path || strlen(path) >= sizeof(h->path)) {
+	if (!path || !*path || strlen(path) >= sizeof(h->path) || !conf_text(path)) {
 		conf_fail_at(err, c, first, "a vhost-user port needs a socket path (vhostuserN.path, "
-					    "up to 107 characters)");
+					    "up to 107 printable ASCII characters)");
 		return -EINVAL;
 	}
 	if (!pg || !find_pg(d, pg)) {
@@ -284,8 +304,8 @@ load_vhostuser(struct vsw_dp *d, struct conf *c, long g, size_t first, struct co
 					    "(vhostuserN.portgroup)");
 		return -EINVAL;
 	}
-	if (name && (!*name || strlen(name) >= VSW_NAME)) {
-		conf_fail_at(err, c, first, "vhostuserN.name is 1 to 31 characters");
+	if (name && (!*name || strlen(name) >= VSW_NAME || !conf_text(name))) {
+		conf_fail_at(err, c, first, "vhostuserN.name is 1 to 31 printable ASCII characters");
 		return -EINVAL;
 	}
 	if (d->nvhu == VSW_MAX_VHOSTUSER) {
