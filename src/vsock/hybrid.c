@@ -52,7 +52,7 @@ struct vsock_bridge {
 	uint8_t *out; /* queue pair -> UNIX socket, not yet written */
 	size_t out_len, out_off;
 	bool unix_eof, qp_eof;
-	bool uwatched; /* usrc is in the loop's epoll set */
+	bool uwatched, qwatched; /* usrc, qsrc are in the loop's epoll set */
 };
 
 static void
@@ -66,7 +66,7 @@ br_free(struct vsock_bridge *b)
 	if (b->uwatched)
 		loop_del(b->d->loop, &b->usrc);
 	close(b->usrc.fd);
-	if (b->qsrc.fd >= 0)
+	if (b->qwatched)
 		loop_del(b->d->loop, &b->qsrc);
 	qp_close(b->qp);
 	free(b->out);
@@ -77,22 +77,23 @@ static void br_in(struct vsock_bridge *b);
 static void br_out(struct vsock_bridge *b);
 
 /*
- * Watch the UNIX socket for @ev. Nothing to watch takes it out of the epoll
- * set: EPOLLHUP and EPOLLERR are reported whatever the mask, so a program
- * that hung up while the guest still holds its end would wake the loop
- * again and again.
+ * Watch source @s (the UNIX socket or the queue pair's poll descriptor)
+ * for @ev. Nothing to watch takes it out of the epoll set: EPOLLHUP and
+ * EPOLLERR are reported whatever the mask, and a queue pair whose peer is
+ * gone stays readable, so a bridge waiting on the other side would wake
+ * the loop again and again.
  */
 static void
-br_watch(struct vsock_bridge *b, uint32_t ev)
+br_watch(struct vsock_bridge *b, struct loop_src *s, bool *watched, uint32_t ev)
 {
 	if (!ev) {
-		if (b->uwatched)
-			loop_del(b->d->loop, &b->usrc);
-		b->uwatched = false;
-	} else if (b->uwatched) {
-		loop_mod(b->d->loop, &b->usrc, ev);
+		if (*watched)
+			loop_del(b->d->loop, s);
+		*watched = false;
+	} else if (*watched) {
+		loop_mod(b->d->loop, s, ev);
 	} else {
-		b->uwatched = loop_add(b->d->loop, &b->usrc, ev) == 0;
+		*watched = loop_add(b->d->loop, s, ev) == 0;
 	}
 }
 
@@ -106,7 +107,7 @@ br_update(struct vsock_bridge *b)
 {
 	for (int round = 0;; round++) {
 		uint32_t uev = 0;
-		unsigned qev = 0;
+		unsigned qev = 0, ready;
 
 		if (b->unix_eof && b->qp_eof && !b->out_len) {
 			br_free(b);
@@ -122,12 +123,23 @@ br_update(struct vsock_bridge *b)
 			else
 				qev |= QP_EV_WRITE; /* the guest must read first */
 		}
-		if (!qev || !qp_arm(b->qp, qev)) {
-			br_watch(b, uev);
+		if (!qev || !(ready = qp_arm(b->qp, qev))) {
+			br_watch(b, &b->usrc, &b->uwatched, uev);
+			br_watch(b, &b->qsrc, &b->qwatched, qev ? EPOLLIN : 0);
 			return;
 		}
+		if (ready & (QP_EV_HUP | QP_EV_ERR) && !b->unix_eof) {
+			/*
+			 * The guest's end is gone (or shut both ways): it will never
+			 * make room for the program's bytes. What it sent still goes
+			 * to the program, then the bridge ends.
+			 */
+			b->unix_eof = true;
+			continue;
+		}
 		if (round == 8) { /* still moving: come back after other sources */
-			br_watch(b, uev | EPOLLOUT | EPOLLIN);
+			br_watch(b, &b->usrc, &b->uwatched, uev | EPOLLOUT | EPOLLIN);
+			br_watch(b, &b->qsrc, &b->qwatched, EPOLLIN);
 			return;
 		}
 		br_out(b);
@@ -216,10 +228,9 @@ br_start(struct vsock_bridge *b)
 	if (fd < 0 || !b->out)
 		return fd < 0 ? fd : -ENOMEM;
 	b->qsrc = (struct loop_src){ .fd = fd, .fn = br_qp_event };
-	if (loop_add(b->d->loop, &b->qsrc, EPOLLIN) < 0) {
-		b->qsrc.fd = -1;
+	br_watch(b, &b->qsrc, &b->qwatched, EPOLLIN);
+	if (!b->qwatched)
 		return -errno;
-	}
 	b->state = BR_RUN;
 	return 0;
 }
@@ -281,7 +292,7 @@ br_connect(struct vsock_bridge *b)
 		return err;
 	b->port = HYBRID_PORT_BASE + (b->d->hyb_next++ & 0x3fffffffu);
 	b->state = BR_OFFERED;
-	br_watch(b, 0); /* until the guest answers; a hang-up is seen then */
+	br_watch(b, &b->usrc, &b->uwatched, 0); /* until the guest answers; a hang-up is seen then */
 	err = vsock_offer(b->d, VSOCK_CID_HOST, b->port, port, SOCK_STREAM, peer,
 			  br_offer_done, b);
 	if (err)
@@ -343,7 +354,6 @@ hybrid_accept(struct loop_src *s, uint32_t events)
 		}
 		b->d = d;
 		b->usrc = (struct loop_src){ .fd = fd, .fn = br_unix_event };
-		b->qsrc.fd = -1;
 		if (loop_add(d->loop, &b->usrc, EPOLLIN) < 0) {
 			close(fd);
 			free(b);
@@ -407,7 +417,6 @@ vsock__hybrid_out(struct vsock_dev *d, uint32_t port, struct qp **qp)
 	}
 	b->d = d;
 	b->usrc = (struct loop_src){ .fd = fd, .fn = br_unix_event };
-	b->qsrc.fd = -1;
 	err = qp_create_pair(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &b->qp, qp);
 	if (err) {
 		close(fd);
