@@ -201,7 +201,7 @@ vmx_cid(const struct vmx *x, struct vm_config *out)
 		return vmx_fail(x, "vmci0.id",
 				"\"%.20s\" is negative (an id VMware generated?): a CID is %u to "
 				"%u; remove the key to have one assigned",
-				v, VM_CID_MIN, VM_CID_MAX);
+				conf_text(v) ? v : "?", VM_CID_MIN, VM_CID_MAX);
 	if (conf_get_u64(x->c, "vmci0.id", 0, VM_CID_MIN - 1, 0, &u, NULL) == 0) {
 		if (u == 0)
 			return vmx_fail(x, "vmci0.id",
