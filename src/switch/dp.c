@@ -1160,6 +1160,16 @@ pg_ports(const struct vsw_dp *d, const char *pg)
 	return n;
 }
 
+/* A vhost-user socket's port joins its group when a frontend connects: the group must stay. */
+static bool
+pg_has_socket(const struct vsw_dp *d, const char *pg)
+{
+	for (unsigned k = 0; k < d->nvhu; k++)
+		if (!strcmp(d->vhu[k].portgroup, pg))
+			return true;
+	return false;
+}
+
 /* Start a VMkernel adapter's port (made by load_vmk() or network.vmk.add). */
 static int
 vmk_start(struct vsw_dp *d, struct vmk_port *v)
@@ -1336,6 +1346,8 @@ change(struct vsw_dp *d, struct change *c)
 	if (!strcmp(c->cmd, "network.portgroup.remove")) {
 		if (pg_ports(d, pg->name))
 			return fail(c, -EBUSY, "the port group has ports");
+		if (pg_has_socket(d, pg->name))
+			return fail(c, -EBUSY, "the port group has a vhost-user socket (vhostuserN)");
 		*pg = d->pg[--d->npg];
 		return 0;
 	}
