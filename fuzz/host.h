@@ -73,8 +73,12 @@ check_dp(const struct vsw_dp *d)
 			FZ_CHECK(strcmp(d->uplink[i]->p.name, d->uplink[k]->p.name));
 	}
 	for (unsigned i = 0; i < d->nvmk; i++) {
+		struct in_addr a;
+		unsigned len;
+
 		FZ_CHECK(has_switch(d, d->vmk[i]->sw) && d->vmk[i]->fd < 0 &&
 			 conf_text(d->vmk[i]->p.name));
+		FZ_CHECK(!d->vmk[i]->ip[0] || vmk_cidr_parse(d->vmk[i]->ip, &a, &len) == 0);
 		for (unsigned k = 0; k < i; k++)
 			FZ_CHECK(strcmp(d->vmk[i]->p.name, d->vmk[k]->p.name));
 	}

@@ -859,6 +859,8 @@ TEST(vmci_config_errors)
 		{ "portgroup0.name = \"p\"\nvmk0.portgroup = \"p\"\nvmk1.portgroup = \"p\"\n"
 		  "vmk1.name = \"vmk0\"\n",
 		  ":3: vmk1.portgroup: a VMkernel adapter of that name exists already" },
+		{ "portgroup0.name = \"p\"\nvmk0.portgroup = \"p\"\nvmk0.ip = \"10.0.0.1/\"\n",
+		  ":2: vmk0.portgroup: vmkN.ip is an IPv4 address and prefix length" },
 	};
 	char dir[] = "/tmp/vmf-cfg-XXXXXX", path[64], cmd[256], out[2048];
 

@@ -242,6 +242,8 @@ load_vmk(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_err
 	const char *name, *pg, *ip;
 	const struct vsw_portgroup *p;
 	struct vmk_port *v;
+	struct in_addr a;
+	unsigned len;
 
 #define VKEY(k) (snprintf(key, sizeof(key), "vmk%ld." k, g), conf_mark_used(c, key), key)
 	name = conf_get(c, VKEY("name"));
@@ -252,10 +254,14 @@ load_vmk(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_err
 		conf_fail_at(err, c, first, "a VMkernel adapter needs a port group that exists (vmkN.portgroup)");
 		return -EINVAL;
 	}
-	if ((name && (!*name || strlen(name) >= IFNAMSIZ || !conf_text(name))) ||
-	    (ip && (strlen(ip) >= 24 || !conf_text(ip)))) {
+	if (name && (!*name || strlen(name) >= IFNAMSIZ || !conf_text(name))) {
 		conf_fail_at(err, c, first, "vmkN.name is an interface name (15 printable ASCII "
-					    "characters at most), vmkN.ip a.b.c.d/len");
+					    "characters at most)");
+		return -EINVAL;
+	}
+	if (ip && *ip && (strlen(ip) >= sizeof(v->ip) || vmk_cidr_parse(ip, &a, &len))) {
+		conf_fail_at(err, c, first, "vmkN.ip is an IPv4 address and prefix length "
+					    "(a.b.c.d/len, len 0 to 32)");
 		return -EINVAL;
 	}
 	if (d->nvmk == VSW_MAX_VMKS || !(v = calloc(1, sizeof(*v)))) {
@@ -1203,7 +1209,8 @@ static int
 vmk_change(struct vsw_dp *d, struct change *c)
 {
 	struct vmk_port *v = NULL;
-	unsigned i;
+	struct in_addr a;
+	unsigned i, len;
 	int err;
 
 	if (!c->interface || !*c->interface || strlen(c->interface) >= IFNAMSIZ)
@@ -1218,6 +1225,8 @@ vmk_change(struct vsw_dp *d, struct change *c)
 			return fail(c, -EEXIST, "a VMkernel adapter of that name exists");
 		if (!pg)
 			return fail(c, -ENOENT, "--portgroup-name: no port group of that name");
+		if (c->ipv4 && (strlen(c->ipv4) >= sizeof(v->ip) || vmk_cidr_parse(c->ipv4, &a, &len)))
+			return fail(c, -EINVAL, "--ipv4 is a.b.c.d/len");
 		if (d->nvmk == VSW_MAX_VMKS || !(v = calloc(1, sizeof(*v))))
 			return fail(c, -ENOSPC, "too many VMkernel adapters (8 at most)");
 		v->fd = -1;
