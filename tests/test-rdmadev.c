@@ -190,7 +190,11 @@ TEST(rdmadev_config_errors)
 		{ "rdma0.uplink = \"vmnic1\"\nrdma0.vmknic = \"vmkt1\"\n"
 		  "rdma1.uplink = \"vmnic2\"\nrdma1.vmknic = \"vmkt1\"\n",
 		  "rdma1.vmknic", "vmkt1 is bound to vmrdma0 already" },
-		{ long_desc, "rdma0.description", "rdmaN.description is 95 bytes at most" },
+		{ long_desc, "rdma0.description", "rdmaN.description is 95 printable ASCII" },
+		{ "rdma0.uplink = \"vmnic1\"\nrdma0.description = \"caf|E9\"\n", "rdma0.description",
+		  "rdmaN.description is 95 printable ASCII" },
+		{ "rdma0.uplink = \"vmnic1\"\nrdma0.vmknic = \"v|0A\"\n", "rdma0.vmknic",
+		  "rdmaN.vmknic is a VMkernel adapter's name" },
 	};
 	char text[4096], buf[700], want[256];
 	struct conf_error e;

@@ -578,6 +578,14 @@ TEST(switch_cli_changes)
 	    cli(&d, out, sizeof(out),
 		"network vswitch standard portgroup add --portgroup-name=Bad --vswitch-name=nope"),
 	    1);
+	/* A name that is not printable ASCII: refused (listings are JSON, tables lines). */
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard add --vswitch-name=\"$(printf 'sw\\001')\""),
+		  1);
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard portgroup add --portgroup-name=\"$(printf '\\377')\" "
+		      "--vswitch-name=vSwitch9"),
+		  1);
 	ASSERT_EQ(cli(&d, out, sizeof(out), "network vswitch standard list"), 0);
 	ASSERT(strstr(out, "vSwitch9  9000  off"));
 	/* A vNIC on the new port group; its VLAN follows the port group's. */
@@ -863,6 +871,17 @@ TEST(switch_vmk)
 			      "network ip interface ipv4 set --interface-name=vmft-vmk2 "
 			      "--ipv4=10.215.0.300/24"),
 			  1);
+		ASSERT_EQ(cli(&d, out, sizeof(out),
+			      "network ip interface ipv4 set --interface-name=vmft-vmk2 "
+			      "--ipv4=10.215.0.8/24x"),
+			  1);
+		/* A bad address refused before any TAP interface is made. */
+		ASSERT_EQ(cli(&d, out, sizeof(out),
+			      "network ip interface add --interface-name=vmft-vmk3 "
+			      "--portgroup-name='VLAN 10' --ipv4=10.215.0.9/33"),
+			  1);
+		ASSERT(strstr(out, "--ipv4 is a.b.c.d/len"));
+		ASSERT_NE(td_sh("ip link show dev vmft-vmk3 2>/dev/null"), 0);
 		ASSERT_EQ(cli(&d, out, sizeof(out), "network ip interface list"), 0);
 		ASSERT(strstr(out, "vmft-vmk2"));
 		ASSERT(strstr(out, "10.215.0.7/24"));

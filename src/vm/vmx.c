@@ -61,15 +61,6 @@ vmx_fail(const struct vmx *x, const char *key, const char *fmt, ...)
 	return -EINVAL;
 }
 
-static bool
-vmx_printable(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < ' ' || (unsigned char)*s > '~')
-			return false;
-	return true;
-}
-
 /*
  * The value of @key copied into @dst, or "" when absent. Refused when it
  * does not fit or holds a byte that is not printable ASCII.
@@ -85,7 +76,7 @@ vmx_str(const struct vmx *x, const char *key, char *dst, size_t size)
 		return 0;
 	if (strlen(v) >= size)
 		return vmx_fail(x, key, "longer than %zu bytes", size - 1);
-	if (!vmx_printable(v))
+	if (!conf_text(v))
 		return vmx_fail(x, key, "holds a byte that is not printable ASCII");
 	memcpy(dst, v, strlen(v) + 1);
 	return 0;
@@ -210,7 +201,7 @@ vmx_cid(const struct vmx *x, struct vm_config *out)
 		return vmx_fail(x, "vmci0.id",
 				"\"%.20s\" is negative (an id VMware generated?): a CID is %u to "
 				"%u; remove the key to have one assigned",
-				v, VM_CID_MIN, VM_CID_MAX);
+				conf_text(v) ? v : "?", VM_CID_MIN, VM_CID_MAX);
 	if (conf_get_u64(x->c, "vmci0.id", 0, VM_CID_MIN - 1, 0, &u, NULL) == 0) {
 		if (u == 0)
 			return vmx_fail(x, "vmci0.id",
@@ -266,7 +257,7 @@ vmx_mac(const struct vmx *x, const char *key, uint8_t mac[6])
 	return 0;
 bad:
 	return vmx_fail(x, key, "\"%.40s\" is not a MAC address (like 00:50:56:01:02:03)",
-			vmx_printable(v) ? v : "?");
+			conf_text(v) ? v : "?");
 }
 
 #define NKEY(k) (snprintf(key, sizeof(key), "ethernet%u." k, n), conf_mark_used(x->c, key), key)

@@ -176,13 +176,19 @@ static int
 load_group(struct vmci_reg *r, struct conf *c, long g, size_t first, struct conf_error *err)
 {
 	struct vmci_ctx x = { .kind = VMCI_KIND_PROCESS, .line = conf_line(c, first) };
-	char key[96], why[160];
+	char key[96], why[160] = "";
 	const char *v;
 	uint64_t u;
 	int e = 0;
 
 #define GKEY(k) (snprintf(key, sizeof(key), "context%ld." k, g), conf_mark_used(c, key), key)
 	v = conf_get(c, GKEY("name"));
+	if (v && (!*v || strlen(v) >= sizeof(x.name) || !conf_text(v))) {
+		snprintf(why, sizeof(why), "a context name is 1 to %zu printable ASCII characters",
+			 sizeof(x.name) - 1);
+		conf_fail_at(err, c, first, why);
+		return -EINVAL;
+	}
 	snprintf(x.name, sizeof(x.name), "%s", v ? v : "");
 	if (!v)
 		snprintf(x.name, sizeof(x.name), "context%ld", g);
@@ -214,7 +220,7 @@ load_group(struct vmci_reg *r, struct conf *c, long g, size_t first, struct conf
 	}
 	e = vmci_reg_add(r, &x, NULL, why, sizeof(why));
 	if (e)
-		conf_fail_at(err, c, first, why);
+		conf_fail_at(err, c, first, why[0] ? why : strerror(-e));
 	return e;
 }
 
