@@ -649,6 +649,54 @@ on_check(struct vmci_conn *c, struct wire_msg *m)
 	return reply(c, &m->hdr, 0, &m->body.check, NULL, 0);
 }
 
+/* Is one of the peer's supplementary groups (as at its connect()) @gid? */
+static bool
+peer_in_group(int fd, gid_t gid)
+{
+	gid_t small[64], *g = small;
+	socklen_t len = sizeof(small);
+	bool in = false;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+		if (errno != ERANGE || !(g = malloc(len)))
+			return false;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0)
+			len = 0;
+	}
+	for (size_t i = 0; i < len / sizeof(*g) && !in; i++)
+		in = g[i] == gid;
+	if (g != small)
+		free(g);
+	return in;
+}
+
+/*
+ * Management is for root and the members of vmfabricd.mgmt_group (primary
+ * group from SO_PEERCRED, supplementary ones from SO_PEERGROUPS). Anyone
+ * else gets -EACCES, with the reason in the reply's arg for the CLI to show.
+ */
+static int
+may_manage(struct vmci_conn *c, struct wire_mgmt *w)
+{
+	const struct vmci_reg *r = &c->b->reg;
+
+	if (c->uid == 0)
+		return 0;
+	if (r->has_mgmt_gid &&
+	    (c->gid == r->mgmt_gid || (c->src.fd >= 0 && peer_in_group(c->src.fd, r->mgmt_gid))))
+		return 0;
+	log_rl(LOG_LVL_WARN, "pid %d (uid %u): management refused: %s", (int)c->pid,
+	       (unsigned)c->uid, r->has_mgmt_gid ? "not root nor in vmfabricd.mgmt_group" : "not root");
+	if (r->has_mgmt_gid)
+		snprintf(w->arg, sizeof(w->arg), "management is for root and the group %s",
+			 r->mgmt_group);
+	else
+		snprintf(w->arg, sizeof(w->arg),
+			 "management is for root only (vmfabricd.mgmt_group names a group that "
+			 "may use it too)");
+	return -EACCES;
+}
+
 static int
 on_mgmt(struct vmci_conn *c, struct wire_msg *m)
 {
@@ -662,9 +710,13 @@ on_mgmt(struct vmci_conn *c, struct wire_msg *m)
 
 	w->cmd[sizeof(w->cmd) - 1] = 0;
 	w->arg[sizeof(w->arg) - 1] = 0;
-	err = broker_mgmt(c->b, &r, &json);
-	if (err)
+	if ((err = may_manage(c, w)))
 		return err;
+	err = broker_mgmt(c->b, &r, &json);
+	if (err) {
+		w->arg[0] = 0; /* the reply's arg carries only may_manage()'s reasons */
+		return err;
+	}
 	len = strlen(json);
 	fd = memfd_create("vmfabric-mgmt", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0 || write(fd, json, len) != (ssize_t)len ||

@@ -11,6 +11,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,34 @@ load_limits(struct vmci_reg *r, struct conf *c, struct conf_error *err)
 	return 0;
 }
 
+/* vmfabricd.mgmt_group: a group name or a number. */
+static int
+load_mgmt_group(struct vmci_reg *r, struct conf *c, struct conf_error *err)
+{
+	const char *key = "vmfabricd.mgmt_group", *v;
+	struct group *gr;
+	char *end;
+	unsigned long n;
+
+	if (!conf_mark_used(c, key) || !(v = conf_get(c, key)) || !*v)
+		return 0;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (!*end && !errno && n < 0xffffffffu && isdigit((unsigned char)*v)) {
+		r->mgmt_gid = (gid_t)n;
+	} else if ((gr = getgrnam(v))) {
+		r->mgmt_gid = gr->gr_gid;
+	} else {
+		for (size_t i = 0; i < conf_count(c); i++)
+			if (!strcasecmp(conf_key(c, i), key))
+				conf_fail_at(err, c, i, "no such group (a group name or a number)");
+		return -EINVAL;
+	}
+	r->has_mgmt_gid = true;
+	snprintf(r->mgmt_group, sizeof(r->mgmt_group), "%s", v);
+	return 0;
+}
+
 int
 vmci_reg_load(struct vmci_reg *r, struct conf *c, struct conf_error *err)
 {
@@ -322,6 +351,7 @@ vmci_reg_load(struct vmci_reg *r, struct conf *c, struct conf_error *err)
 	memcpy(tmp.ctx, r->ctx, r->n * sizeof(*r->ctx));
 	memcpy(tmp.limit, r->limit, sizeof(tmp.limit));
 	e = load_limits(&tmp, c, err);
+	e = e ?: load_mgmt_group(&tmp, c, err);
 
 	/* Explicit CIDs first, so that assigned ones never take them. */
 	for (int pass = 0; pass < 2 && !e; pass++) {

@@ -78,6 +78,10 @@ struct vmci_reg {
 	struct vmci_ctx *ctx; /* sorted by cid */
 	size_t n, cap;
 	uint64_t limit[VMCI_LIM_N]; /* vmfabricd.limit.*: contexts' defaults */
+	/* vmfabricd.mgmt_group: who besides root may use the management API. */
+	bool has_mgmt_gid;
+	gid_t mgmt_gid;
+	char mgmt_group[64]; /* as configured (a name or a number) */
 };
 
 /* A registry holding the host context only. */
