@@ -178,16 +178,33 @@ forward(struct dgram_router *d, struct dgram_ep *src, const struct wire_dgram *t
 	return 0;
 }
 
+/* The socket a datagram of @e to @to goes to, if any. */
+static struct dgram_ep *
+dest(const struct dgram_router *d, const struct dgram_ep *e, const struct wire_dgram *to)
+{
+	return lookup(d, to->cid == VMCI_CID_LOCAL ? e->cid : to->cid, to->port);
+}
+
+/* @e no longer holds a datagram (delivered or dropped). */
+static void
+unhold(struct dgram_router *d, struct dgram_ep *e)
+{
+	struct dgram_ep *dst = dest(d, e, &e->held_to);
+
+	if (dst && dst->waiters)
+		dst->waiters--;
+	e->holding = false;
+}
+
 static void
 drop_held(struct dgram_router *d, struct dgram_ep *e)
 {
-	struct dgram_ep *dst = lookup(d, e->held_to.cid == VMCI_CID_LOCAL ? e->cid : e->held_to.cid,
-				      e->held_to.port);
+	struct dgram_ep *dst = dest(d, e, &e->held_to);
 
 	if (dst)
 		atomic_fetch_add_explicit(&dst->rx_drops, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&d->drops, 1, memory_order_relaxed);
-	e->holding = false;
+	unhold(d, e);
 }
 
 /* Retry a held datagram. Returns true when the socket may be drained again. */
@@ -197,7 +214,7 @@ retry_held(struct dgram_router *d, struct dgram_ep *e, int64_t now)
 	if (!e->holding)
 		return true;
 	if (forward(d, e, &e->held_to, e->held, e->held_len) == 0) {
-		e->holding = false;
+		unhold(d, e);
 		return true;
 	}
 	if (now - e->held_since >= DGRAM_HOLD_NS) {
@@ -208,17 +225,30 @@ retry_held(struct dgram_router *d, struct dgram_ep *e, int64_t now)
 }
 
 static void
-hold(struct dgram_ep *e, const struct wire_dgram *to, const uint8_t *buf, size_t len)
+hold(struct dgram_router *d, struct dgram_ep *e, const struct wire_dgram *to, const uint8_t *buf,
+     size_t len)
 {
+	struct dgram_ep *dst = dest(d, e, to);
+
 	if (!e->held)
 		e->held = malloc(WIRE_DGRAM_MAX);
-	if (!e->held)
-		return; /* no memory: dropped */
+	if (!e->held || !dst)
+		return; /* no memory (or nowhere to go, which forward() said first): dropped */
 	memcpy(e->held, buf, len);
 	e->held_len = len;
 	e->held_to = *to;
 	e->held_since = clock_ns();
 	e->holding = true;
+	dst->waiters++;
+}
+
+/* Others wait for room at @to's socket: a new datagram for it waits behind them. */
+static bool
+contended(const struct dgram_router *d, const struct dgram_ep *e, const struct wire_dgram *to)
+{
+	const struct dgram_ep *dst = dest(d, e, to);
+
+	return dst && dst->waiters;
 }
 
 /* Drain up to DGRAM_BATCH records of one socket. Returns how many. */
@@ -250,8 +280,8 @@ drain(struct dgram_router *d, struct dgram_ep *e, int64_t now)
 		}
 		atomic_fetch_add_explicit(&e->tx_msgs, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&e->tx_bytes, ml - sizeof(to), memory_order_relaxed);
-		if (forward(d, e, &to, buf, ml - sizeof(to)) == -EAGAIN) {
-			hold(e, &to, buf, ml - sizeof(to));
+		if (contended(d, e, &to) || forward(d, e, &to, buf, ml - sizeof(to)) == -EAGAIN) {
+			hold(d, e, &to, buf, ml - sizeof(to));
 			n++;
 			break;
 		}
@@ -273,10 +303,8 @@ sleep_until_work(struct dgram_router *d)
 			continue;
 		if (e->holding) {
 			/* Woken when the receiver makes room; retried every ms anyway. */
-			struct dgram_ep *dst = lookup(d, e->held_to.cid == VMCI_CID_LOCAL
-								 ? e->cid
-								 : e->held_to.cid,
-						      e->held_to.port);
+			struct dgram_ep *dst = dest(d, e, &e->held_to);
+
 			if (!dst || qp_arm(dst->qp, QP_EV_WRITE))
 				return; /* room already, or nowhere to go: retry now */
 			holding = true;
