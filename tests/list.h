@@ -64,6 +64,7 @@
 	X(limits_vm, 180)               \
 	X(limits_mgmt_access, 30)       \
 	X(limits_dgram_fairness, 60)    \
+	X(limits_vm_fairness, 30)       \
 	X(guest_boot, 120)              \
 	X(vhost_vsock_sequence, 10)     \
 	X(vhost_translate, 10)          \

@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <grp.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@
 #include "common/clock.h"
 #include "common/wire_io.h"
 #include "daemon.h"
+#include "fakeguest.h"
 #include "guests.h"
 #include "harness.h"
 #include "vmfabric/vrdma.h"
@@ -613,4 +616,133 @@ TEST(limits_dgram_fairness)
 	vmci_close(rx);
 	td_stop(&d);
 	td_cleanup(&d);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Fairness between VMs on the main loop */
+
+struct vm_flood {
+	struct fg *g;
+	atomic_bool stop;
+	uint64_t sent;
+};
+
+/*
+ * A hostile guest's vCPU: RSTs for no connection on its transmit queue, as
+ * fast as the device takes them back (the device answers none).
+ */
+static void *
+vm_flood_main(void *arg)
+{
+	struct vm_flood *f = arg;
+	struct vsock_hdr h = { .src_cid = f->g->cid, .dst_cid = 2, .src_port = 1, .dst_port = 1,
+			       .type = VSOCK_TYPE_STREAM, .op = VSOCK_OP_RST };
+
+	while (!atomic_load(&f->stop)) {
+		uint64_t one = 1;
+		bool full = fg_tx(f->g, &h, NULL, FG_TWO) != 0;
+
+		/*
+		 * Kick on a full ring and every 32 packets besides fg_tx()'s own:
+		 * this thread's view of the device's flags may be stale.
+		 */
+		if ((full || ++f->sent % 32 == 0) &&
+		    write(f->g->ring[VSOCK_Q_TX].kick, &one, sizeof(one)) < 0)
+			break;
+	}
+	return NULL;
+}
+
+enum { VM_ROUNDS = 1000, VM_GAP_NS = 200000 };
+
+/*
+ * Two VMs' devices on one loop: guest A floods its transmit queue from
+ * another thread while guest B asks for refused connections one at a
+ * time, every 200 us (REQUEST, then the device's RST). Every one of B's
+ * must be answered with bounded latency while A's flood is being served:
+ * the device yields the loop after a round of packets (checked exactly
+ * first, with A's ring full when B asks; a flooding thread on a 2-CPU host
+ * rarely outpaces the device, so the flood bounds B's latency beside it).
+ */
+TEST(limits_vm_fairness)
+{
+	static int64_t lat[VM_ROUNDS];
+	struct fg_fabric fab;
+	struct fg a, b;
+	struct loop loop;
+	struct vm_flood f = { .g = &a };
+	struct vsock_stats st;
+	struct fg_pkt p;
+	pthread_t th;
+	int64_t t0, t1;
+
+	ASSERT_OK(loop_init(&loop));
+	fg_fabric_init(&fab, FG_REFUSE);
+	fab.err = -ECONNREFUSED;
+	fg_new(&a, &loop, 3, &fab.fab);
+	fg_new(&b, &loop, 4, &fab.fab);
+	fg_attach(&a, NULL);
+	fg_attach(&b, NULL);
+	fg_pump(&b, 0);
+	ASSERT_GT(fg_rx_post(&b, 16, 4096, FG_TWO), 0);
+	/*
+	 * A's whole ring (128 packets) is waiting when B's request comes: one
+	 * turn of the loop serves a round of A's (64) and then B; the rest of
+	 * A's comes on the next turn.
+	 */
+	for (unsigned i = 0; i < 128; i++)
+		ASSERT_OK(fg_tx(&a, &(struct vsock_hdr){ .src_cid = 3, .dst_cid = 2, .src_port = 1,
+							 .dst_port = 1, .type = VSOCK_TYPE_STREAM,
+							 .op = VSOCK_OP_RST },
+				NULL, FG_TWO));
+	ASSERT_OK(fg_tx(&b, &(struct vsock_hdr){ .src_cid = 4, .dst_cid = 2, .src_port = 999,
+						 .dst_port = 99, .type = VSOCK_TYPE_STREAM,
+						 .op = VSOCK_OP_REQUEST, .buf_alloc = 65536 },
+			NULL, FG_TWO));
+	ASSERT_GT(loop_once(&loop, 100), 0);
+	vsock_dev_stats(a.dev, &st);
+	ASSERT_EQ(st.from_guest_pkts, 64);
+	ASSERT_EQ(fg_rx_get(&b, &p), 1);
+	ASSERT_EQ(p.h.op, VSOCK_OP_RST);
+	fg_rx_post(&b, 1, 4096, FG_TWO);
+	fg_pump(&a, 0);
+	vsock_dev_stats(a.dev, &st);
+	ASSERT_EQ(st.from_guest_pkts, 128);
+	ASSERT_OK(pthread_create(&th, NULL, vm_flood_main, &f));
+	t0 = clock_ns();
+	for (unsigned i = 0; i < VM_ROUNDS; i++) {
+		struct vsock_hdr h = { .src_cid = 4, .dst_cid = 2, .src_port = 1000 + i,
+				       .dst_port = 99, .type = VSOCK_TYPE_STREAM,
+				       .op = VSOCK_OP_REQUEST, .buf_alloc = 65536 };
+		int64_t s0 = clock_ns();
+
+		while (clock_ns() - s0 < VM_GAP_NS) /* B waits; the loop serves A's flood */
+			loop_once(&loop, 0);
+		s0 = clock_ns();
+		ASSERT_OK(fg_tx(&b, &h, NULL, FG_TWO));
+		while (fg_rx_get(&b, &p) == 0) {
+			ASSERT_LT(clock_ns() - s0, 5000000000LL); /* starved */
+			loop_once(&loop, 1);
+		}
+		ASSERT_EQ(p.h.op, VSOCK_OP_RST);
+		ASSERT_EQ(p.h.dst_port, 1000 + i);
+		lat[i] = (clock_ns() - s0) / 1000;
+		fg_rx_post(&b, 1, 4096, FG_TWO);
+	}
+	t1 = clock_ns();
+	atomic_store(&f.stop, true);
+	pthread_join(th, NULL);
+	vsock_dev_stats(a.dev, &st);
+	qsort(lat, VM_ROUNDS, sizeof(lat[0]), cmp_i64);
+	th_log("figure: {\"test\": \"limits_vm_fairness\", \"flood_pkts_per_s\": %.0f, "
+	       "\"other_vm_requests\": %d, \"p50_us\": %lld, \"p99_us\": %lld, \"max_us\": %lld}",
+	       (double)st.from_guest_pkts * 1e9 / (double)(t1 - t0), VM_ROUNDS,
+	       (long long)lat[VM_ROUNDS / 2], (long long)lat[VM_ROUNDS * 99 / 100],
+	       (long long)lat[VM_ROUNDS - 1]);
+	ASSERT_GT(st.from_guest_pkts, 1000); /* the flood was served too */
+	ASSERT_LT(lat[VM_ROUNDS * 99 / 100], 100000);
+	fg_free(&a);
+	fg_free(&b);
+	fg_fabric_free(&fab);
+	loop_free(&loop);
 }
