@@ -62,6 +62,7 @@
 	X(limits_memory, 30)            \
 	X(limits_rdma, 30)              \
 	X(limits_vm, 180)               \
+	X(limits_vmx_keys, 10)          \
 	X(limits_mgmt_access, 30)       \
 	X(limits_dgram_fairness, 60)    \
 	X(limits_vm_fairness, 30)       \

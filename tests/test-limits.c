@@ -26,6 +26,7 @@
 #include "fakeguest.h"
 #include "guests.h"
 #include "harness.h"
+#include "vm/vmx.h"
 #include "vmfabric/vrdma.h"
 
 /* A quota's field ("used", "limit", "refused") of context @cid, from the listing. */
@@ -285,9 +286,10 @@ TEST(limits_rdma)
 }
 
 /*
- * A VM's context takes the daemon's defaults: with no datagram backlog
- * allowed, the guest's relay connection is refused (an RST: its socket
- * fails), logged with the VM's context and the key.
+ * A VM's context takes the daemon's defaults and its .vmx's
+ * vmfabric.limit.* keys: with no datagram backlog allowed by default, the
+ * guest's relay connection is refused (an RST: its socket fails), logged
+ * with the VM's context and the key.
  */
 TEST(limits_vm)
 {
@@ -296,13 +298,16 @@ TEST(limits_vm)
 	int cid;
 
 	vt_start(&t, "vmfabricd.limit.dgram_bytes = \"0\"\n");
-	cid = vt_vm_start(&t, "lim", "vmci0.present = \"TRUE\"\n", "vmf-dgram send 2 7000 5 100",
-			  NULL, 0);
+	cid = vt_vm_start(&t, "lim", "vmci0.present = \"TRUE\"\nvmfabric.limit.ports = \"5\"\n",
+			  "vmf-dgram send 2 7000 5 100; sleep 3", NULL, 0);
 	ASSERT_GE(cid, 3);
 	vt_wait_console(&t, "lim", "op=dgram-send", line, sizeof(line));
 	th_log("guest: %s", line);
 	ASSERT(strstr(line, " ok=0"));
 	ASSERT(strstr(line, "opening the relay"));
+	ASSERT_EQ(quota(&t.d, (unsigned)cid, "ports", "limit"), 5);	 /* its .vmx */
+	ASSERT_EQ(quota(&t.d, (unsigned)cid, "dgram_bytes", "limit"), 0); /* the default */
+	ASSERT_EQ(quota(&t.d, (unsigned)cid, "dgram_bytes", "refused"), 1);
 	vt_wait_exit(&t, "lim");
 	ASSERT_EQ(td_sh("grep -q 'context %d \"lim\": refused: dgram_bytes limit reached.*"
 			"vmfabricd.limit.dgram_bytes' %s",
@@ -310,6 +315,25 @@ TEST(limits_vm)
 		  0);
 	td_stop(&t.d);
 	td_cleanup(&t.d);
+}
+
+/* The .vmx keys: parsed as numbers, each one marked, a bad one named. */
+TEST(limits_vmx_keys)
+{
+	static const char ok[] = "vmfabric.kernel = \"k\"\nvmfabric.limit.sockets = \"2\"\n"
+				 "vmfabric.limit.rdma_mr_bytes = \"1048576\"\n";
+	static const char bad[] = "vmfabric.kernel = \"k\"\nvmfabric.limit.ports = \"many\"\n";
+	struct conf_error e = { 0 };
+	struct vm_config c;
+
+	ASSERT_OK(vm_config_parse("a.vmx", ok, sizeof(ok) - 1, NULL, &c, &e, NULL, NULL));
+	ASSERT_EQ(c.n_unknown, 0);
+	ASSERT_EQ(c.limit_set, 1u << VMCI_LIM_SOCKETS | 1u << VMCI_LIM_RDMA_MR_BYTES);
+	ASSERT_EQ(c.limit[VMCI_LIM_SOCKETS], 2);
+	ASSERT_EQ(c.limit[VMCI_LIM_RDMA_MR_BYTES], 1048576);
+	ASSERT_EQ(vm_config_parse("b.vmx", bad, sizeof(bad) - 1, NULL, &c, &e, NULL, NULL), -EINVAL);
+	ASSERT(strstr(e.key, "vmfabric.limit.ports"));
+	ASSERT_EQ(e.line, 2);
 }
 
 /* ---------------------------------------------------------------------- */

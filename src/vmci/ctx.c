@@ -181,7 +181,9 @@ vmci_quota_take(struct vmci_reg *r, uint32_t cid, enum vmci_limit l, uint64_t n)
 		return 0;
 	}
 	q->refused[l]++;
-	if (q->set & 1u << l)
+	if ((q->set & 1u << l) && x->kind == VMCI_KIND_VM)
+		snprintf(key, sizeof(key), "vmfabric.limit.%s in its .vmx", limits[l].key);
+	else if (q->set & 1u << l)
 		snprintf(key, sizeof(key), "context%ld.limit.%s", x->group, limits[l].key);
 	else
 		snprintf(key, sizeof(key), "vmfabricd.limit.%s", limits[l].key);
