@@ -305,10 +305,12 @@ vm_connect_done(void *arg, int err)
 
 	if (c) {
 		c->pend = NULL;
-		if (!err)
+		if (!err) {
 			connected(c, &p->w, p->peer_cid, &p->watch);
-		else
+		} else {
 			qp_watch_close(&p->watch);
+			broker__uncharge(c, VMCI_LIM_QP_BYTES, 2 * p->w.size); /* it may try again */
+		}
 		if (reply(c, &p->hdr, err, &p->w, NULL, 0) < 0)
 			conn_close(c, "client not reading");
 	} else {
