@@ -228,6 +228,49 @@ TEST(limits_memory)
 	td_cleanup(&d);
 }
 
+/* A child of context a with two MRs and two QPs, killed: the daemon gets them all back. */
+static void
+rdma_holder_killed(struct tdaemon *d)
+{
+	int p[2];
+	char c;
+	pid_t pid;
+
+	ASSERT_OK(pipe(p));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		static char buf[2][4096] __attribute__((aligned(4096)));
+		struct vrdma_qp_init_attr ia = { .qp_type = VRDMA_QPT_RC, .cap.max_send_sge = 1 };
+		struct vrdma_context *ctx;
+		struct vrdma_pd *pd;
+		struct vrdma_mr *mr;
+		struct vrdma_qp *qp;
+
+		if (vrdma_open_device(NULL, &ctx) || vrdma_alloc_pd(ctx, &pd) ||
+		    vrdma_reg_mr(pd, buf[0], 4096, VRDMA_ACCESS_LOCAL_WRITE, &mr) ||
+		    vrdma_reg_mr(pd, buf[1], 4096, VRDMA_ACCESS_LOCAL_WRITE, &mr) ||
+		    vrdma_create_cq(ctx, 16, NULL, NULL, &ia.send_cq))
+			_exit(1);
+		ia.recv_cq = ia.send_cq;
+		if (vrdma_create_qp(pd, &ia, &qp) || vrdma_create_qp(pd, &ia, &qp) ||
+		    write(p[1], "x", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	ASSERT_EQ(read(p[0], &c, 1), 1);
+	ASSERT_EQ(quota(d, 3, "rdma_mrs", "used"), 2);
+	ASSERT_EQ(quota(d, 3, "rdma_qps", "used"), 2);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	wait_used(d, 3, "rdma_mrs", 0);
+	wait_used(d, 3, "rdma_mr_bytes", 0);
+	wait_used(d, 3, "rdma_qps", 0);
+	close(p[0]);
+	close(p[1]);
+}
+
 #define RDMA_CONF                                                                        \
 	TD_CONTEXTS "vmfabricd.limit.rdma_qps = \"2\"\n"                                  \
 		    "context0.limit.rdma_mrs = \"2\"\ncontext0.limit.rdma_mr_bytes = \"65536\"\n"
@@ -270,7 +313,7 @@ TEST(limits_rdma)
 	ASSERT_EQ(quota(&d, 3, "rdma_qps", "used"), 2);
 	log_has(&d, "vmfabricd.limit.rdma_qps");
 	log_has(&d, "context0.limit.rdma_mr_bytes");
-	/* Closing the device gives everything back. */
+	/* Destroying and deregistering gives back. */
 	ASSERT_OK(vrdma_destroy_qp(qp[0]));
 	ASSERT_OK(vrdma_destroy_qp(qp[2]));
 	ASSERT_OK(vrdma_dereg_mr(mr[1]));
@@ -281,6 +324,8 @@ TEST(limits_rdma)
 	wait_used(&d, 3, "rdma_mrs", 0);
 	wait_used(&d, 3, "rdma_mr_bytes", 0);
 	wait_used(&d, 3, "rdma_qps", 0);
+	/* So does a process killed with its MRs and QPs. */
+	rdma_holder_killed(&d);
 	td_stop(&d);
 	td_cleanup(&d);
 }
