@@ -63,6 +63,31 @@ wait_used(struct tdaemon *d, unsigned cid, const char *key, long long want)
 	ASSERT_EQ(v, want);
 }
 
+/* The daemon's open descriptors (system.status "fds"). */
+static long long
+daemon_fds(struct tdaemon *d)
+{
+	char *text = td_mgmt(d, "system.status");
+	json_t *doc = json_loads(text, 0, NULL);
+	long long v = json_integer_value(json_object_get(doc, "fds"));
+
+	json_decref(doc);
+	free(text);
+	return v;
+}
+
+/* Back to @want descriptors (closes are noticed on the daemon's loop). */
+static void
+wait_fds(struct tdaemon *d, long long want)
+{
+	int64_t deadline = clock_ns() + 3000000000LL;
+	long long v;
+
+	while ((v = daemon_fds(d)) != want && clock_ns() < deadline)
+		usleep(10000);
+	ASSERT_EQ(v, want);
+}
+
 static int
 bound_socket(const char *ctx, int type, unsigned port, int *err)
 {
@@ -117,11 +142,13 @@ holder(int nports, int ready)
 TEST(limits_sockets_ports)
 {
 	struct tdaemon d;
+	long long fds0;
 	int s[6], err, p[2];
 	char c;
 	pid_t pid;
 
 	td_start(&d, LIMITS_CONF);
+	fds0 = daemon_fds(&d);
 	ASSERT_EQ(quota(&d, 3, "ports", "limit"), 3);
 	ASSERT_EQ(quota(&d, 4, "ports", "limit"), 65536); /* the default */
 	for (int i = 0; i < 3; i++) {
@@ -167,6 +194,7 @@ TEST(limits_sockets_ports)
 	vmci_close(s[0]);
 	close(p[0]);
 	close(p[1]);
+	wait_fds(&d, fds0); /* the refusals left nothing open in the daemon */
 	td_stop(&d);
 	td_cleanup(&d);
 }
@@ -178,10 +206,12 @@ TEST(limits_sockets_ports)
 TEST(limits_memory)
 {
 	struct tdaemon d;
+	long long fds0;
 	int a[3], b[4], err, l, c;
 	struct sockaddr_vm to = td_addr(3, 7300);
 
 	td_start(&d, MEM_CONF);
+	fds0 = daemon_fds(&d);
 	/* Datagram backlog: two default rings (128 KiB each) fit in 256 KiB. */
 	for (int i = 0; i < 2; i++) {
 		a[i] = bound_socket("a", SOCK_DGRAM, 7200 + (unsigned)i, &err);
@@ -224,6 +254,7 @@ TEST(limits_memory)
 	wait_used(&d, 3, "dgram_bytes", 0);
 	wait_used(&d, 3, "qp_bytes", 0);
 	wait_used(&d, 4, "qp_bytes", 0);
+	wait_fds(&d, fds0);
 	td_stop(&d);
 	td_cleanup(&d);
 }
