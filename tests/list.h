@@ -59,6 +59,14 @@
 	X(vmci_config_errors, 30)       \
 	X(vmci_many, 120)               \
 	X(vmci_dgram_restart, 30)       \
+	X(limits_sockets_ports, 30)     \
+	X(limits_memory, 30)            \
+	X(limits_rdma, 30)              \
+	X(limits_vm, 180)               \
+	X(limits_vmx_keys, 10)          \
+	X(limits_mgmt_access, 30)       \
+	X(limits_dgram_fairness, 60)    \
+	X(limits_vm_fairness, 30)       \
 	X(guest_boot, 120)              \
 	X(vhost_vsock_sequence, 10)     \
 	X(vhost_translate, 10)          \

@@ -277,6 +277,8 @@ claim_cid(struct vm *v, char *why, size_t whylen)
 	int err;
 
 	snprintf(x.name, sizeof(x.name), "%s", v->cfg.name);
+	memcpy(x.quota.max, v->cfg.limit, sizeof(x.quota.max));
+	x.quota.set = v->cfg.limit_set;
 	err = vmci_reg_add(&v->m->b->reg, &x, &out, why, whylen);
 	if (err)
 		return err;

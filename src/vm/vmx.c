@@ -235,6 +235,23 @@ vmx_vmci(const struct vmx *x, struct vm_config *out)
 	return vmx_cid(x, out);
 }
 
+/* vmfabric.limit.<name>, as contextN.limit.<name> in the host configuration. */
+static int
+vmx_limits(const struct vmx *x, struct vm_config *out)
+{
+	char key[64];
+
+	for (int l = 0; l < VMCI_LIM_N; l++) {
+		snprintf(key, sizeof(key), "vmfabric.limit.%s", vmci_limit_key(l));
+		if (!conf_mark_used(x->c, key))
+			continue;
+		if (conf_get_u64(x->c, key, 0, UINT64_MAX, 0, &out->limit[l], x->err) < 0)
+			return -EINVAL;
+		out->limit_set |= 1u << l;
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------------------- */
 /* ethernetN */
 
@@ -402,6 +419,7 @@ vmx_read(const struct vmx *x, const char *dir, struct vm_config *out)
 	r = vmx_name(x, out);
 	r = r ?: vmx_sizes(x, out);
 	r = r ?: vmx_vmci(x, out);
+	r = r ?: vmx_limits(x, out);
 	r = r ?: vmx_nic_range(x);
 	for (unsigned n = 0; n < VM_MAX_NICS && r == 0; n++)
 		r = vmx_nic(x, n, &out->nic[n]);

@@ -83,6 +83,8 @@ struct vmci_conn {
 	struct vsw_capture *capture;
 	/* A verbs context: its MRs and QPs, as long as this connection. */
 	struct rdma_client *rdma;
+	/* What it holds of its context's quotas (broker__charge): given back at close. */
+	uint64_t charged[VMCI_LIM_N];
 };
 
 /* The RDMA device's objects across connections (broker_rdma.c). */
@@ -144,6 +146,12 @@ struct vmci_conn *broker__adopt(struct vmci_broker *b, int fd, pid_t pid, uid_t 
 #define WIRE_FATAL (-10000)
 int broker__reply(struct vmci_conn *c, const struct wire_hdr *req, int status, const void *body,
 		  const int *fds, int nfds);
+/*
+ * Take @n of limit @l from @c's context for @c (0, or the quota's -errno,
+ * logged and counted); broker__uncharge() gives some back before close.
+ */
+int broker__charge(struct vmci_conn *c, enum vmci_limit l, uint64_t n);
+void broker__uncharge(struct vmci_conn *c, enum vmci_limit l, uint64_t n);
 int broker__rdma_msg(struct vmci_conn *c, struct wire_msg *m);
 void broker__rdma_close(struct vmci_conn *c);
 void broker__rdma_fini(struct vmci_broker *b);

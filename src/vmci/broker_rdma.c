@@ -202,6 +202,7 @@ static void
 rqp_free(struct broker_rdma *r, struct rdma_qp_rec *q)
 {
 	engine_remove(q->owner->c->b, q);
+	broker__uncharge(q->owner->c, VMCI_LIM_RDMA_QPS, 1);
 	r->qps[q->qpn - QPN_BASE] = NULL;
 	close_fds(q->ring, 4);
 	r->qps_live--;
@@ -246,6 +247,7 @@ mr_reg(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 	struct rdma_mr_rec *mr;
 	uint64_t at;
 	uint32_t idx;
+	int err;
 
 	if (w->nseg != (uint32_t)m->nfds || !w->len || w->len > SEG_MAX ||
 	    w->va + w->len < w->va)
@@ -269,8 +271,17 @@ mr_reg(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 		;
 	if (idx == WIRE_RDMA_KEYS)
 		return -ENOSPC;
-	if (!(mr = calloc(1, sizeof(*mr))))
+	if ((err = broker__charge(cl->c, VMCI_LIM_RDMA_MRS, 1)))
+		return err;
+	if ((err = broker__charge(cl->c, VMCI_LIM_RDMA_MR_BYTES, w->len))) {
+		broker__uncharge(cl->c, VMCI_LIM_RDMA_MRS, 1);
+		return err;
+	}
+	if (!(mr = calloc(1, sizeof(*mr)))) {
+		broker__uncharge(cl->c, VMCI_LIM_RDMA_MRS, 1);
+		broker__uncharge(cl->c, VMCI_LIM_RDMA_MR_BYTES, w->len);
 		return -ENOMEM;
+	}
 	if (!++cl->key_gen)
 		cl->key_gen = 1;
 	mr->rkey = idx << 8 | cl->key_gen;
@@ -308,6 +319,7 @@ static void
 mr_free(struct rdma_client *cl, struct broker_rdma *r, uint32_t idx)
 {
 	struct rdma_mr_rec *mr = cl->mrs[idx];
+	uint64_t len = mr->len;
 
 	/* The engine holds the lock while it touches the memory: after this, it cannot. */
 	pthread_mutex_lock(&cl->mem_lock);
@@ -317,6 +329,8 @@ mr_free(struct rdma_client *cl, struct broker_rdma *r, uint32_t idx)
 	else
 		mr_release(mr);
 	pthread_mutex_unlock(&cl->mem_lock);
+	broker__uncharge(cl->c, VMCI_LIM_RDMA_MRS, 1);
+	broker__uncharge(cl->c, VMCI_LIM_RDMA_MR_BYTES, len);
 	cl->nmrs--;
 	r->mrs--;
 }
@@ -465,14 +479,19 @@ rqp_create(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 	for (q = cl->qps; q; q = q->next)
 		if (q->slot == w->slot)
 			return -EBUSY;
-	if (!(q = calloc(1, sizeof(*q))))
+	if ((err = broker__charge(cl->c, VMCI_LIM_RDMA_QPS, 1)))
+		return err;
+	if (!(q = calloc(1, sizeof(*q)))) {
+		broker__uncharge(cl->c, VMCI_LIM_RDMA_QPS, 1);
 		return -ENOMEM;
+	}
 	q->pd = w->pd;
 	q->slot = w->slot;
 	q->owner = cl;
 	for (int i = 0; i < 4; i++)
 		q->ring[i] = -1;
 	if ((err = qp_number(r, q))) {
+		broker__uncharge(cl->c, VMCI_LIM_RDMA_QPS, 1);
 		free(q);
 		return err;
 	}
@@ -808,6 +827,8 @@ cm_listen(struct vmci_conn *c, struct wire_msg *m)
 		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
 	if (w->port != VMCI_PORT_ANY && w->port < VMCI_PORT_PRIVILEGED && !c->privileged)
 		return -EACCES;
+	if ((err = broker__charge(c, VMCI_LIM_PORTS, 1)))
+		return err; /* given back when the connection closes */
 	if (w->port != VMCI_PORT_ANY) {
 		err = vmci_port_bind(&c->b->ports, VMCI_SPACE_RDMA, c->cid, w->port, c, &c->port);
 	} else {
@@ -828,8 +849,10 @@ cm_listen(struct vmci_conn *c, struct wire_msg *m)
 				break;
 		}
 	}
-	if (err)
+	if (err) {
+		broker__uncharge(c, VMCI_LIM_PORTS, 1);
 		return err;
+	}
 	c->state = CONN_RDMA_LISTEN;
 	w->out_port = c->port;
 	return broker__reply(c, &m->hdr, 0, w, NULL, 0);
