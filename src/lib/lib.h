@@ -65,6 +65,7 @@ struct vsk {
 	/* Datagrams: CIDs the daemon said we may send to. */
 	uint32_t allowed[8];
 	unsigned nallowed;
+	int64_t alive_ns; /* when the daemon's end of the rings was last seen alive */
 };
 
 /* A listener's end of a channel (see wire.h). */
