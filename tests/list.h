@@ -224,4 +224,8 @@
 	X(rdmablk_malformed, 60)        \
 	X(rdmablk_programs, 60)         \
 	X(rdmablk_roce, 120)            \
-	X(vmnet_daemon_restart, 180)
+	X(vmnet_daemon_restart, 180)    \
+	X(crash_keeper_protocol, 30)    \
+	X(crash_vmci_streams, 90)       \
+	X(crash_keeper_replaced, 30)    \
+	X(crash_vm, 240)

@@ -160,6 +160,22 @@ th_start(struct th_slot *s, const struct th_test *t, double scale)
 		setpgid(s->pid, s->pid);
 }
 
+/* A passing test's "figure: {...}" lines (measurements for the docs' tables). */
+static void
+th_figures(int fd)
+{
+	char line[1024];
+	FILE *f = fdopen(dup(fd), "r");
+
+	if (!f)
+		return;
+	rewind(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "figure: ", 8))
+			printf("    %s", line);
+	fclose(f);
+}
+
 static void
 th_dump(int fd)
 {
@@ -267,6 +283,7 @@ main(int argc, char **argv)
 				r = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 				if (r == 0) {
 					printf("ok   %s (%.2f s)\n", s->t->name, th_now() - s->start);
+					th_figures(s->out);
 					passed++;
 				} else if (r == TH_EXIT_SKIP) {
 					printf("skip %s: ", s->t->name);
