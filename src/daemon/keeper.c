@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <stddef.h>
@@ -55,6 +56,7 @@ struct keep_msg {
 	uint32_t nfds;	/* SNAP: descriptors in the whole snapshot (the memfd first) */
 	uint32_t first; /* SNAP: index of this message's first descriptor */
 	uint32_t flags;
+	uint32_t pid;	/* WELCOME: the keeper's */
 	char path[108]; /* HELLO, WELCOME: the control socket */
 };
 
@@ -108,7 +110,9 @@ set_timeouts(int fd)
 static int
 send_msg(int fd, uint32_t type, uint32_t flags, const char *path)
 {
-	struct keep_msg m = { .magic = KEEP_MAGIC, .type = type, .flags = flags };
+	struct keep_msg m = {
+		.magic = KEEP_MAGIC, .type = type, .flags = flags, .pid = (uint32_t)getpid()
+	};
 	struct iovec iov = { &m, sizeof(m) };
 	ssize_t n;
 
@@ -254,28 +258,76 @@ kp_serve(struct kp *p)
 	return -EPROTO;
 }
 
-static void
+/* The daemon's connection is readable: 1 on BYE, else 0 (the connection may be gone). */
+static int
+kp_conn(struct kp *p)
+{
+	int r = kp_serve(p);
+
+	if (r == 0 || r == 1)
+		return r;
+	if (r == -ENOTCONN && p->cur.n)
+		log_warn(KEEPER_NAME ": vmfabricd gone without stopping: keeping %u descriptors for "
+			 "the next one on %s",
+			 p->cur.n - 1, p->path);
+	else if (r != -ENOTCONN)
+		log_err(KEEPER_NAME ": vmfabricd's connection: %s", strerror(-r));
+	close(p->conn);
+	p->conn = -1;
+	snap_free(&p->next);
+	return 0;
+}
+
+/* A daemon connects: 1 if the one before said BYE meanwhile, else 0. */
+static int
 kp_accept(struct kp *p)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 	int fd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+	struct pollfd q;
 
 	if (fd < 0)
-		return;
+		return 0;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || cr.uid != geteuid()) {
 		log_warn(KEEPER_NAME ": refused a connection from uid %d", (int)cr.uid);
 		close(fd);
-		return;
+		return 0;
+	}
+	/* What a daemon that just died still had queued (its last state, its hangup) first. */
+	while (p->conn >= 0 && (q = (struct pollfd){ .fd = p->conn, .events = POLLIN },
+				poll(&q, 1, 0) == 1)) {
+		if (kp_conn(p) == 1) {
+			close(fd);
+			return 1;
+		}
 	}
 	if (p->conn >= 0) { /* a daemon is connected: it keeps the socket */
 		send_msg(fd, KEEP_BUSY, 0, p->path);
 		close(fd);
-		return;
+		return 0;
 	}
 	set_timeouts(fd);
 	p->conn = fd;
 	p->greeted = false;
+	return 0;
+}
+
+/*
+ * Whatever the daemon left open across exec by mistake (what it inherited
+ * itself, say) would be kept alive here for as long as the keeper lives: a
+ * TAP interface, a client's socket. Only ours and the standard ones stay.
+ */
+static void
+close_others(int a, int b)
+{
+	int lo = a < b ? a : b, hi = a < b ? b : a;
+
+	if (lo > 3)
+		close_range(3, (unsigned)lo - 1, 0);
+	if (hi > lo + 1)
+		close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+	close_range((unsigned)hi + 1, ~0u, 0);
 }
 
 void
@@ -296,10 +348,8 @@ keeper_main(int conn, int lfd, const char *path)
 	}
 	fcntl(conn, F_SETFD, FD_CLOEXEC);
 	fcntl(lfd, F_SETFD, FD_CLOEXEC);
+	close_others(conn, lfd);
 	set_timeouts(conn);
-	if (listen(lfd, 4) < 0)
-		log_err(KEEPER_NAME ": %s: a daemon started after a crash will not find it",
-			strerror(errno));
 	for (;;) {
 		struct pollfd pf[2] = { { .fd = lfd, .events = POLLIN },
 					{ .fd = p.conn, .events = POLLIN } };
@@ -310,21 +360,10 @@ keeper_main(int conn, int lfd, const char *path)
 			break;
 		}
 		/* The daemon's connection first: a crashed one's hangup before its successor. */
-		if (p.conn >= 0 && pf[1].revents && (r = kp_serve(&p))) {
-			if (r == 1)
-				break;
-			if (r == -ENOTCONN && p.cur.n)
-				log_warn(KEEPER_NAME ": vmfabricd gone without stopping: keeping %u "
-					 "descriptors for the next one on %s",
-					 p.cur.n - 1, path);
-			else if (r != -ENOTCONN)
-				log_err(KEEPER_NAME ": vmfabricd's connection: %s", strerror(-r));
-			close(p.conn);
-			p.conn = -1;
-			snap_free(&p.next);
-		}
-		if (pf[0].revents & POLLIN)
-			kp_accept(&p);
+		if (p.conn >= 0 && pf[1].revents && (r = kp_conn(&p)) == 1)
+			break;
+		if ((pf[0].revents & POLLIN) && (r = kp_accept(&p)) == 1)
+			break;
 	}
 	snap_free(&p.cur);
 	snap_free(&p.next);
@@ -538,11 +577,12 @@ spawn(struct keeper *k)
 
 	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	/*
-	 * Bound here (the name is ours before the daemon goes on), listened on
-	 * by the keeper: SO_PEERCRED gives a connector the credentials of
-	 * whoever called listen(), and a daemon checks that it is the keeper.
+	 * Bound and listening before the keeper runs: a daemon started after a
+	 * crash right now finds the name taken and its connection waits in the
+	 * backlog until the keeper takes it. (SO_PEERCRED then names whoever
+	 * called listen() last: the keeper says its pid in WELCOME.)
 	 */
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, alen) < 0 ||
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, alen) < 0 || listen(lfd, 4) < 0 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		err = -errno;
 		goto fail;
@@ -710,14 +750,14 @@ find(struct keeper *k, json_t **saved)
 			log_err("fd keeper: the keeper found keeps %s, not %s: not used", m.path,
 				k->path);
 		else
-			log_err("fd keeper (pid %d): no answer: not used", (int)cr.pid);
+			log_err("fd keeper of %s: no answer: not used", k->path);
 		close(fd);
 		k->conn.fd = -1;
 		return -EBUSY;
 	}
-	k->pid = cr.pid;
+	k->pid = (pid_t)m.pid;
 	k->child = false;
-	if ((k->proc.fd = pidfd_open(cr.pid, 0)) < 0 || watch(k)) {
+	if ((k->proc.fd = pidfd_open(k->pid, 0)) < 0 || watch(k)) {
 		drop(k, false);
 		return -ESRCH;
 	}
@@ -844,7 +884,12 @@ keeper_close(struct keeper *k, bool bye)
 	if (k->conn.fd < 0)
 		return;
 	if (bye && send_msg(k->conn.fd, KEEP_BYE, 0, NULL) == 0) {
-		drop(k, false); /* waits for the child's exit (it closes everything first) */
+		/* Gone before we are: a daemon started next must not find it. */
+		struct pollfd p = { .fd = k->proc.fd, .events = POLLIN };
+
+		if (!k->child && k->proc.fd >= 0)
+			poll(&p, 1, KEEP_TIMEOUT_MS);
+		drop(k, false); /* waits for a child's exit (it closes everything first) */
 		return;
 	}
 	if (!bye)
