@@ -228,4 +228,5 @@
 	X(crash_keeper_protocol, 30)    \
 	X(crash_vmci_streams, 90)       \
 	X(crash_keeper_replaced, 30)    \
-	X(crash_vm, 240)
+	X(crash_vm, 240)                \
+	X(crash_host_net, 60)

@@ -9,8 +9,11 @@
  * "figure: {...}" line for the table in docs/SECURITY.md.
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -387,7 +390,8 @@ TEST(crash_vmci_streams)
 
 /*
  * The keeper killed: the daemon starts another and gives it the state; a
- * crash after that is survived as before.
+ * crash after that is survived as before, and so is one after a SIGHUP
+ * restart, which keeps the keeper.
  */
 TEST(crash_keeper_replaced)
 {
@@ -408,6 +412,16 @@ TEST(crash_keeper_replaced)
 	}
 	ASSERT_NE(k2, k1);
 	ASSERT_EQ(status_int(&d, "keeper", "started"), 2);
+	td_crash(&d);
+	ASSERT_EQ(status_int(&d, "keeper", "pid"), k2);
+	listener_works(l, 5600);
+	/* A restart by exec (SIGHUP) keeps the keeper: its connection goes across. */
+	ASSERT_OK(kill(d.pid, SIGHUP));
+	for (int i = 0; i < 250 && td_sh("grep -q 'kept across the restart' %s", d.log); i++)
+		usleep(20000);
+	ASSERT_EQ(td_sh("grep -q 'kept across the restart' %s", d.log), 0);
+	ASSERT_EQ(status_int(&d, "keeper", "pid"), k2);
+	ASSERT_EQ(status_int(&d, "keeper", "started"), 0); /* found after the crash, not started */
 	td_crash(&d);
 	ASSERT_EQ(status_int(&d, "keeper", "pid"), k2);
 	listener_works(l, 5600);
@@ -553,4 +567,133 @@ TEST(crash_vm)
 	       kills, (unsigned long long)bytes, kills, dfds0, dfds1, kfds0, kfds1);
 	td_stop(&t.d);
 	td_cleanup(&t.d);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The host's side of the switch across a kill */
+
+#define HN_HOST "vmfk-host"
+#define HN_PEER "vmfk-peer"
+
+/* Run @fn in a child process in network namespace @ns; its exit status. */
+static int
+in_netns(const char *ns, int (*fn)(void))
+{
+	char path[128];
+	pid_t pid;
+	int st, fd;
+
+	snprintf(path, sizeof(path), "/run/netns/%s", ns);
+	if ((pid = fork()) == 0) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		_exit(fd >= 0 && setns(fd, CLONE_NEWNET) == 0 ? fn() : 99);
+	}
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* In the host namespace: a TCP listener on the VMkernel adapter's port 7777, for ever. */
+static int
+serve_tcp(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(7777) };
+	int one = 1, s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s, 16) < 0)
+		return 1;
+	for (;;) {
+		int c = accept(s, NULL, NULL);
+
+		if (c >= 0)
+			close(c);
+	}
+}
+
+/* In the peer namespace: 0 if a TCP connection to 10.215.0.1:7777 is made within 1 s. */
+static int
+connect_tcp(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(7777) };
+	struct timeval tv = { 1, 0 };
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	inet_pton(AF_INET, "10.215.0.1", &a.sin_addr);
+	setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* bounds connect() */
+	return s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0 ? 0 : 1;
+}
+
+/*
+ * Whole checksums on the frames the switch carries between the two stacks
+ * (the uplink and the TAP take them as they are), once the switch is set up.
+ */
+static void
+whole_checksums(struct tdaemon *d)
+{
+	free(td_mgmt(d, "network.port.list")); /* answered once the switches are up */
+	ASSERT_EQ(td_sh("ip netns exec " HN_HOST " ethtool -K vk-up tx off >/dev/null && "
+			"ip netns exec " HN_HOST " ethtool -K vk-vmk tx off >/dev/null"),
+		  0);
+}
+
+/* The peer namespace reaches the VMkernel adapter's address through the uplink, within 10 s. */
+static void
+reach_vmk(void)
+{
+	int64_t deadline = clock_ns() + 10 * 1000000000ll;
+
+	while (in_netns(HN_PEER, connect_tcp)) {
+		ASSERT(clock_ns() < deadline);
+		usleep(100000);
+	}
+}
+
+/*
+ * An uplink (a veth into another namespace) and a VMkernel adapter (TAP):
+ * neither is kept by the keeper; the restarted daemon makes them again
+ * from the configuration (the old TAP went with the killed process, and so
+ * did the XDP link on the uplink), and a TCP connection from the other
+ * namespace through the uplink, the switch and the TAP is made again.
+ */
+TEST(crash_host_net)
+{
+	struct tdaemon d;
+	pid_t server;
+
+	if (geteuid() != 0)
+		SKIP("needs root (network namespaces, a veth pair, a TAP interface)");
+	if (td_sh("command -v ip >/dev/null 2>&1") || access("/dev/net/tun", R_OK | W_OK))
+		SKIP("no ip command (iproute2) or no /dev/net/tun");
+	if (td_sh("command -v ethtool >/dev/null 2>&1"))
+		SKIP("no ethtool (tools/setup-deps check)");
+	(void)td_sh("ip netns del " HN_HOST " 2>/dev/null; ip netns del " HN_PEER " 2>/dev/null");
+	if (td_sh("ip netns add " HN_HOST))
+		SKIP("ip netns does not work here (no network namespaces)");
+	ASSERT_EQ(td_sh("ip netns add " HN_PEER " && "
+			"ip -n " HN_HOST " link add vk-up type veth peer name vk-peer netns " HN_PEER
+			" && ip -n " HN_HOST " link set dev vk-up up && "
+			"ip -n " HN_PEER " addr add 10.215.0.2/24 dev vk-peer && "
+			"ip -n " HN_PEER " link set dev vk-peer up"),
+		  0);
+	td_start_ns(&d,
+		    TD_CONTEXTS "uplink0.device = \"vk-up\"\nvmk0.name = \"vk-vmk\"\n"
+				"vmk0.portgroup = \"VM Network\"\nvmk0.ip = \"10.215.0.1/24\"\n",
+		    HN_HOST);
+	ASSERT_EQ(td_sh("ip netns exec " HN_PEER " ethtool -K vk-peer tx off >/dev/null"), 0);
+	whole_checksums(&d);
+	if ((server = fork()) == 0)
+		_exit(in_netns(HN_HOST, serve_tcp));
+	reach_vmk();
+	for (int k = 0; k < 2; k++) {
+		td_crash(&d);
+		whole_checksums(&d);
+		reach_vmk();
+	}
+	kill(server, SIGKILL);
+	waitpid(server, NULL, 0);
+	ASSERT_EQ(td_sh("ip -n " HN_HOST " -br link show vk-vmk | grep -q UP"), 0);
+	th_log("figure: {\"scenario\": \"crash_host_net\", \"kills\": 2, \"uplink_and_vmk_recoveries\": 2}");
+	td_stop(&d);
+	td_cleanup(&d);
+	(void)td_sh("ip netns del " HN_HOST "; ip netns del " HN_PEER);
 }
