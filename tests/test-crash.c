@@ -31,6 +31,7 @@
 #include "daemon/keeper.h"
 #include "guests.h"
 #include "harness.h"
+#include "vmfabric/vnic.h"
 
 /* ---------------------------------------------------------------------- */
 /* The keeper's protocol, without a daemon */
@@ -390,13 +391,17 @@ TEST(crash_vmci_streams)
 
 /*
  * The keeper killed: the daemon starts another and gives it the state; a
- * crash after that is survived as before, and so is one after a SIGHUP
- * restart, which keeps the keeper.
+ * crash after that is survived as before (a vNIC that only sends is told
+ * -EPIPE and opens again), and so is one after a SIGHUP restart, which
+ * keeps the keeper.
  */
 TEST(crash_keeper_replaced)
 {
 	struct tdaemon d;
+	struct vmf_vnic *n;
+	uint8_t frame[60] = { 0 };
 	long long k1, k2;
+	ssize_t r = 0;
 	int l;
 
 	td_start(&d, NULL);
@@ -412,9 +417,19 @@ TEST(crash_keeper_replaced)
 	}
 	ASSERT_NE(k2, k1);
 	ASSERT_EQ(status_int(&d, "keeper", "started"), 2);
+	ASSERT_OK(vmf_vnic_open("VM Network", NULL, &n));
 	td_crash(&d);
 	ASSERT_EQ(status_int(&d, "keeper", "pid"), k2);
 	listener_works(l, 5600);
+	/* A vNIC that only sends learns that its port went with the daemon, and opens again. */
+	memset(frame, 0xff, 6);
+	for (int i = 0; i < 100 && (r = vmf_vnic_send(n, frame, sizeof(frame), 0)) > 0; i++)
+		usleep(10000);
+	ASSERT_EQ(r, -EPIPE);
+	vmf_vnic_close(n);
+	ASSERT_OK(vmf_vnic_open("VM Network", NULL, &n));
+	ASSERT_EQ(vmf_vnic_send(n, frame, sizeof(frame), 0), (ssize_t)sizeof(frame));
+	vmf_vnic_close(n);
 	/* A restart by exec (SIGHUP) keeps the keeper: its connection goes across. */
 	ASSERT_OK(kill(d.pid, SIGHUP));
 	for (int i = 0; i < 250 && td_sh("grep -q 'kept across the restart' %s", d.log); i++)

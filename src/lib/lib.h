@@ -95,6 +95,16 @@ int lib_table_put(struct vsk *v);
 struct vsk *lib_table_get(int fd);
 void lib_table_del(int fd);
 
+/*
+ * A daemon killed without closing its end of a queue pair (SIGKILL) leaves
+ * a sender writing into a ring nobody reads until it fills: senders to the
+ * daemon (datagrams, vNICs) look at its liveness every LIB_ALIVE_NS (one
+ * poll(); a clock read otherwise). True when it is gone; *@alive_ns is
+ * when it was last looked at.
+ */
+#define LIB_ALIVE_NS 20000000ll
+bool lib_daemon_gone(struct qp *qp, int64_t *alive_ns);
+
 /* Control connection (ctl.c) */
 int ctl_open(struct vsk *v);
 void ctl_drop(struct vsk *v);

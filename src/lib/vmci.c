@@ -890,22 +890,15 @@ dgram_ready(struct vsk *v)
 	return err;
 }
 
-/*
- * A daemon killed without closing the rings (SIGKILL) leaves a sender
- * writing into a ring nobody reads until it fills: look at the daemon's
- * liveness every DGRAM_ALIVE_NS (one poll(); a clock read otherwise).
- */
-#define DGRAM_ALIVE_NS 20000000ll
-
-static bool
-dgram_daemon_gone(struct vsk *v)
+bool
+lib_daemon_gone(struct qp *qp, int64_t *alive_ns)
 {
 	int64_t now = clock_ns();
 
-	if (now - __atomic_load_n(&v->alive_ns, __ATOMIC_RELAXED) < DGRAM_ALIVE_NS)
+	if (now - __atomic_load_n(alive_ns, __ATOMIC_RELAXED) < LIB_ALIVE_NS)
 		return false;
-	__atomic_store_n(&v->alive_ns, now, __ATOMIC_RELAXED);
-	return !qp_peer_alive(v->qp);
+	__atomic_store_n(alive_ns, now, __ATOMIC_RELAXED);
+	return !qp_peer_alive(qp);
 }
 
 static ssize_t
@@ -925,7 +918,8 @@ dgram_send(struct vsk *v, const void *buf, size_t len, int flags, const struct s
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if ((err = dgram_ready(v)) || (err = dgram_allowed(v, h.cid)))
 			return err;
-		r = dgram_daemon_gone(v) ? -EPIPE : qp_msg_sendv(v->qp, iov, 2, qflags(v, flags));
+		r = lib_daemon_gone(v->qp, &v->alive_ns) ? -EPIPE
+							  : qp_msg_sendv(v->qp, iov, 2, qflags(v, flags));
 		if (r != -EPIPE)
 			return r < 0 ? stream_err(v, r) : (ssize_t)len;
 		ctl_drop(v); /* the daemon's end is gone: reopen once */
