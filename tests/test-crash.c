@@ -451,6 +451,9 @@ TEST(crash_keeper_replaced)
 #define NIC_VIRTIO                                                                      \
 	"ethernet0.present = \"TRUE\"\nethernet0.virtualDev = \"virtio\"\n"             \
 	"ethernet0.networkName = \"VM Network\"\n"
+#define NIC_VMXNET3                                                                     \
+	"ethernet0.present = \"TRUE\"\nethernet0.virtualDev = \"vmxnet3\"\n"             \
+	"ethernet0.networkName = \"VM Network\"\n"
 #define UP(ip) "ip addr add " ip "/24 dev eth0; ip link set eth0 up; "
 #define VSOCK_BYTES (8ull << 20)
 
@@ -508,12 +511,14 @@ ping_after(struct vt *t, const char *name, int after)
 }
 
 /*
- * Two guests: "cv" with its vsock device and a virtio-net NIC, "cp" with a
- * virtio-net NIC pinging cv across the switch. The daemon is killed twice;
- * each time, the same QEMU processes go on, a new host-to-guest stream
- * reaches cv's device (checked by the guest's checksum), and cp's pings
- * are answered again (QEMU reconnects its netdevs by itself). The keeper's
- * and the daemon's descriptors come back to their counts.
+ * Two guests: "cv" with its vsock device and a virtio-net NIC, "cp" with an
+ * emulated NIC (vmxnet3) pinging cv across the switch. The daemon is
+ * killed twice; each time, the same QEMU processes go on, a new
+ * host-to-guest stream reaches cv's device (checked by the guest's
+ * checksum), and cp's pings are answered again (QEMU reconnects cv's
+ * virtio-net netdev by itself; cp's stream netdev was kept by the fd
+ * keeper). The keeper's and the daemon's descriptors come back to their
+ * counts.
  */
 TEST(crash_vm)
 {
@@ -532,7 +537,7 @@ TEST(crash_vm)
 					 "vmf-vsock recv 6002; sleep 600",
 			  NULL, 0);
 	ASSERT_GE(cid, 3);
-	ASSERT_GE(vt_vm_start(&t, "cp", NIC_VIRTIO,
+	ASSERT_GE(vt_vm_start(&t, "cp", NIC_VMXNET3,
 			      UP("10.0.0.2") "for i in $(seq 1 3000); do if ping -c 1 -W 1 10.0.0.1 "
 					     ">/dev/null; then echo PING-OK $i; else echo "
 					     "PING-NO $i; fi; sleep 0.2; done",
