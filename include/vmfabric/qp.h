@@ -372,6 +372,14 @@ int qp_follow(struct qp *qp, const struct qp_renewal *r);
  */
 bool qp_peer_reset(const struct qp *qp);
 
+/*
+ * Whether the peer's process is still there: one poll() of the liveness
+ * socket. A writer whose ring has room never looks otherwise, so a sender
+ * that must notice a peer killed without closing (a daemon's SIGKILL) asks
+ * now and then.
+ */
+bool qp_peer_alive(struct qp *qp);
+
 /* Why the queue pair is broken (-EPROTO), or NULL. Static storage in @qp. */
 const char *qp_broken_reason(const struct qp *qp);
 

@@ -250,6 +250,12 @@ qp_check_alive(struct qp *qp)
 	return !qp->peer_gone;
 }
 
+bool
+qp_peer_alive(struct qp *qp)
+{
+	return qp_check_alive(qp);
+}
+
 /*
  * Peer's CLOSED flag on the line it owns. Acquire pairs with the release
  * store in qp_shutdown()/qp_close(), so once we see the flag we also see

@@ -71,6 +71,32 @@ set_ipv4(int s, struct ifreq *ifr, const char *cidr)
 	return 0;
 }
 
+/*
+ * Announce the adapter when it comes up (gratuitous ARP, unsolicited
+ * neighbour advertisement): a daemon restarted after a crash makes the TAP
+ * anew, with another MAC address, and the neighbours' caches would point
+ * at the old one until they expire. Best effort.
+ */
+static void
+announce_on_up(const char *ifname)
+{
+	static const char *const knobs[][2] = { { "ipv4", "arp_notify" }, { "ipv6", "ndisc_notify" } };
+	char path[128];
+
+	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/sys/net/%s/conf/%s/%s", knobs[i][0], ifname,
+			 knobs[i][1]);
+		if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+			continue;
+		if (write(fd, "1", 1) < 0) {
+			/* an older kernel, or no IPv6: the caches expire instead */
+		}
+		close(fd);
+	}
+}
+
 int
 vmk_open(struct vmk_port *v)
 {
@@ -85,6 +111,7 @@ vmk_open(struct vmk_port *v)
 	memcpy(ifr.ifr_name, v->p.name, strlen(v->p.name) + 1);
 	if (ioctl(v->fd, TUNSETIFF, &ifr) < 0)
 		goto fail_errno;
+	announce_on_up(v->p.name);
 	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0 || ioctl(s, SIOCGIFHWADDR, &ifr) < 0)
 		goto fail_errno;

@@ -279,6 +279,15 @@ struct vhu_saved {
 	int sock;
 	uint64_t features, protocol;
 	bool owner;
+	/*
+	 * The process that saved this died afterwards (a crash, the state from
+	 * the fd keeper): rings[i].last_avail may be stale. Each ring resumes
+	 * from its used ring's index in guest memory instead, which is right
+	 * for a device that uses every chain it takes, in order, before going
+	 * back to its loop, and the guest is signalled once in case the dead
+	 * process published entries without telling it.
+	 */
+	bool resync;
 	uint32_t nregions;
 	struct vhu_mem_region regions[VHU_MAX_REGIONS];
 	int region_fds[VHU_MAX_REGIONS];

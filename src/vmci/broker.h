@@ -118,6 +118,8 @@ struct vmci_broker {
 	/* The daemon's other management commands (vm.*): -EOPNOTSUPP if unknown. */
 	int (*mgmt_ext)(void *ctx, const struct broker_mgmt_req *r, json_t **out);
 	void *mgmt_ctx;
+	/* The daemon's own fields of system.status (the fd keeper's). Optional. */
+	void (*status_ext)(struct vmci_broker *b, json_t *status);
 };
 
 /*

@@ -185,11 +185,12 @@ static json_t *
 status(struct vmci_broker *b)
 {
 	struct timespec ts;
+	json_t *doc;
 	double up;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	up = (double)((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - b->started_ns) / 1e9;
-	return json_pack("{s:s, s:I, s:f, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}", "version",
+	doc = json_pack("{s:s, s:I, s:f, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}", "version",
 			 VMFABRIC_VERSION, "pid", (json_int_t)getpid(), "uptime_s", up, "socket",
 			 b->path, "config", b->config_name ? b->config_name : "(built-in)",
 			 "contexts", (json_int_t)b->reg.n, "connections", (json_int_t)b->nconns,
@@ -198,6 +199,9 @@ status(struct vmci_broker *b)
 			 (json_int_t)atomic_load(&b->router.endpoints), "forwarded",
 			 (json_int_t)atomic_load(&b->router.forwarded), "drops",
 			 (json_int_t)atomic_load(&b->router.drops));
+	if (doc && b->status_ext)
+		b->status_ext(b, doc);
+	return doc;
 }
 
 int

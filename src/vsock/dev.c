@@ -112,6 +112,7 @@ dev_detach(struct vsock_dev *d, const char *why)
 	d->vhu = NULL;
 	d->usrc.fd = -1;
 	d->drop_pending = false;
+	loop_mark_dirty(d->loop); /* the fd keeper's copy names what was just closed */
 }
 
 /* The frontend is attached and not being dropped. */
@@ -439,6 +440,8 @@ frontend_readable(struct loop_src *s, uint32_t events)
 	d->in_vhu = true;
 	err = vhu_conn_process(d->vhu);
 	d->in_vhu = false;
+	/* Rare messages (setup), each of which may change what a restart needs. */
+	loop_mark_dirty(d->loop);
 	if (d->drop_pending)
 		dev_detach(d, NULL); /* a ring broke while the server ran */
 	else if (err == -ENOTCONN)
@@ -556,6 +559,7 @@ vsock_dev_attach(struct vsock_dev *d, int sock)
 	d->why[0] = 0;
 	/* Connections from before (a daemon restart) are gone: tell the guest. */
 	d->reset_event = true;
+	loop_mark_dirty(d->loop);
 	return 0;
 }
 
@@ -592,6 +596,7 @@ vsock_dev_restore(struct vsock_dev *d, const struct vhu_saved *s)
 	}
 	if (d->drop_pending)
 		dev_detach(d, NULL);
+	loop_mark_dirty(d->loop);
 	return 0;
 }
 
