@@ -96,6 +96,8 @@ struct broker_rdma {
 	struct cmnet *net;	/* the connection manager between hosts (rdma_cm_net.c) */
 	uint32_t next_port;	/* the RDMA port space's ephemeral cursor */
 	uint64_t mrs, qps_live; /* for listings */
+	struct rdma_rts_wait *rts_wait; /* RTS waiting for a neighbour's MAC (broker_rdma.c) */
+	struct loop_src rts_timer;	/* retries them (made when first needed: fn set) */
 };
 
 struct vmci_broker {
