@@ -1139,6 +1139,25 @@ TEST(verbs_roce_hosts)
 	ASSERT_LT(cpu_ms(da.pid, 1000), 200);
 	ASSERT_LT(cpu_ms(db.pid, 1000), 200);
 	/*
+	 * Access flags changed RTS -> RTS reach the engine: b no longer
+	 * allows remote writes, and a's WRITE fails with REM_ACCESS_ERR.
+	 */
+	{
+		struct vrdma_qp_attr ro = { .qp_access_flags = VRDMA_ACCESS_REMOTE_READ };
+		struct vrdma_qp_attr reset = { .qp_state = VRDMA_QPS_RESET };
+
+		ASSERT_OK(vrdma_modify_qp(a.qp, &reset, VRDMA_QP_STATE));
+		ASSERT_OK(vrdma_modify_qp(b.qp, &reset, VRDMA_QP_STATE));
+		connect_global(&a, ipa, &b, ipb, VRDMA_MTU_1024);
+		ASSERT_OK(post(a.qp, VRDMA_WR_RDMA_WRITE, 1, a.buf, 64, a.mr->lkey,
+			       (uintptr_t)b.buf, b.mr->rkey));
+		ASSERT_EQ(wait_wc(a.cq).status, VRDMA_WC_SUCCESS);
+		ASSERT_OK(vrdma_modify_qp(b.qp, &ro, VRDMA_QP_ACCESS_FLAGS));
+		ASSERT_OK(post(a.qp, VRDMA_WR_RDMA_WRITE, 2, a.buf, 64, a.mr->lkey,
+			       (uintptr_t)b.buf, b.mr->rkey));
+		ASSERT_EQ(wait_wc(a.cq).status, VRDMA_WC_REM_ACCESS_ERR);
+	}
+	/*
 	 * The adapter the QPs leave from is removed under them: they go to
 	 * ERR (work flushes), and the daemon goes on.
 	 */

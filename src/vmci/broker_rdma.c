@@ -75,6 +75,7 @@ struct rdma_client {
 	struct vmci_conn *c;
 	pthread_mutex_t mem_lock; /* the MR table against the RoCE engine (dataplane thread) */
 	int page_fd;
+	const struct wire_rdma_page *page; /* its key page, mapped read-only */
 	char dev[32];
 	struct rdma_mr_rec **mrs; /* by rkey >> 8 */
 	uint32_t nmrs;		  /* live */
@@ -860,7 +861,9 @@ rqp_rts(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m, enum 
 				    */
 				   .window = 128 };
 	a.p.pd = q->pd;
-	a.p.qp_access = w->access; /* as of RTS (RTS -> RTS changes do not reach it yet) */
+	a.p.qp_access = w->access;
+	if (q->slot < WIRE_RDMA_QP_SLOTS) /* and as the application changes it later */
+		a.p.access_live = &cl->page->slots[q->slot].qp_access;
 	a.p.mem = &client_mem;
 	a.p.owner = cl;
 	f = (struct qp_fds){ q->ring[0], q->ring[1], q->ring[2], q->ring[3] };
@@ -1087,6 +1090,13 @@ rdma_open(struct vmci_conn *c, struct wire_msg *m)
 		free(cl);
 		return -ENOMEM;
 	}
+	cl->page = mmap(NULL, sizeof(*cl->page), PROT_READ, MAP_SHARED, m->fds[0], 0);
+	if (cl->page == MAP_FAILED) {
+		err = -errno;
+		free(cl->mrs);
+		free(cl);
+		return err;
+	}
 	cl->c = c;
 	pthread_mutex_init(&cl->mem_lock, NULL);
 	cl->page_fd = m->fds[0];
@@ -1177,6 +1187,7 @@ broker__rdma_close(struct vmci_conn *c)
 		if (cl->mrs[i])
 			mr_free(cl, r, i);
 	free(cl->mrs);
+	munmap((void *)(uintptr_t)cl->page, sizeof(*cl->page));
 	close(cl->page_fd);
 	pthread_mutex_destroy(&cl->mem_lock);
 	free(cl);
