@@ -162,6 +162,7 @@
 	X(vsockdev_no_spin, 10)         \
 	X(vsockdev_stale_event, 20)     \
 	X(vsockdev_ring_restart, 10)    \
+	X(vsockdev_crash_restore, 10)   \
 	X(switch_unicast_and_flood, 10) \
 	X(switch_vlan_rules, 10)        \
 	X(switch_malformed, 10)         \

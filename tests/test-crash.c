@@ -494,6 +494,54 @@ to_guest(unsigned cid, unsigned port)
 	return VSOCK_BYTES;
 }
 
+/*
+ * A child process streaming the pattern to the guest's @port until the
+ * stream fails; returns once it has sent 4 MiB, so that the rings are busy.
+ */
+static pid_t
+streaming(unsigned cid, unsigned port)
+{
+	static uint8_t buf[1 << 16];
+	int p[2];
+	pid_t pid;
+	char c;
+
+	vmf_pattern_fill(0, 0, buf, sizeof(buf));
+	ASSERT_OK(pipe(p));
+	if ((pid = fork()) == 0) {
+		int s = vt_connect_guest(cid, port, SOCK_STREAM);
+		uint64_t n = 0;
+		ssize_t w;
+
+		close(p[0]);
+		while ((w = vmci_send(s, buf, sizeof(buf), 0)) > 0)
+			if ((n += (uint64_t)w) >= (4u << 20) && p[1] >= 0) {
+				write_all(p[1], "s", 1);
+				close(p[1]);
+				p[1] = -1;
+			}
+		_exit(w < 0 ? 0 : 1); /* ended by an error, as it must */
+	}
+	close(p[1]);
+	ASSERT_EQ(read(p[0], &c, 1), 1);
+	close(p[0]);
+	return pid;
+}
+
+/* The stream in flight when the daemon was killed ends with an error (reset), soon. */
+static void
+stream_reset(pid_t pid)
+{
+	int64_t deadline = clock_ns() + 20 * 1000000000ll;
+	int st;
+
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		ASSERT(clock_ns() < deadline);
+		usleep(20000);
+	}
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* Wait until VM @name's ping loop had a reply to a ping sent after number @after. */
 static void
 ping_after(struct vt *t, const char *name, int after)
@@ -513,9 +561,10 @@ ping_after(struct vt *t, const char *name, int after)
 /*
  * Two guests: "cv" with its vsock device and a virtio-net NIC, "cp" with an
  * emulated NIC (vmxnet3) pinging cv across the switch. The daemon is
- * killed twice; each time, the same QEMU processes go on, a new
- * host-to-guest stream reaches cv's device (checked by the guest's
- * checksum), and cp's pings are answered again (QEMU reconnects cv's
+ * killed twice, the first time while a stream to cv is in flight (its
+ * rings busy: that stream is reset, as after SIGHUP); each time, the same
+ * QEMU processes go on, a new host-to-guest stream reaches cv's device
+ * (checked by the guest's checksum), and cp's pings are answered again (QEMU reconnects cv's
  * virtio-net netdev by itself; cp's stream netdev was kept by the fd
  * keeper). The keeper's and the daemon's descriptors come back to their
  * counts.
@@ -533,8 +582,8 @@ TEST(crash_vm)
 	kfds0 = fds_settled(&t.d, true, -1);
 	dfds0 = fds_settled(&t.d, false, -1);
 	cid = vt_vm_start(&t, "cv", "vmci0.present = \"TRUE\"\n" NIC_VIRTIO,
-			  UP("10.0.0.1") "vmf-vsock recv 6000; vmf-vsock recv 6001; "
-					 "vmf-vsock recv 6002; sleep 600",
+			  UP("10.0.0.1") "vmf-vsock recv 6000; vmf-vsock recv 6100 & "
+					 "vmf-vsock recv 6001; vmf-vsock recv 6002; sleep 600",
 			  NULL, 0);
 	ASSERT_GE(cid, 3);
 	ASSERT_GE(vt_vm_start(&t, "cp", NIC_VMXNET3,
@@ -556,9 +605,12 @@ TEST(crash_vm)
 	       kfds0, kfds1);
 
 	for (unsigned port = 6001; port <= 6002; port++) {
+		pid_t w = port == 6001 ? streaming((unsigned)cid, 6100) : 0;
 		int sent;
 
-		td_crash(&t.d);
+		td_crash(&t.d); /* the first time, a stream to the guest is in flight */
+		if (w)
+			stream_reset(w);
 		kills++;
 		sent = console_last(&t, "cp", "PING-"); /* pings from here on find the new daemon */
 		ASSERT_EQ(vt_vm_pid(&t, "cv"), qv);
@@ -582,7 +634,8 @@ TEST(crash_vm)
 		td_sh("ls -l /proc/%d/fd >&2; ss -xap | grep pid=%d, >&2", (int)t.d.pid, (int)t.d.pid);
 	ASSERT_EQ(fds_settled(&t.d, false, dfds0), dfds0);
 	th_log("figure: {\"scenario\": \"crash_vm\", \"kills\": %d, \"qemu_restarts\": 0, "
-	       "\"vsock_bytes_verified\": %llu, \"bytes_lost\": 0, \"ping_recoveries\": %d, "
+	       "\"vsock_bytes_verified\": %llu, \"bytes_lost\": 0, \"streams_in_flight_reset\": 1, "
+	       "\"ping_recoveries\": %d, "
 	       "\"daemon_fds\": [%lld, %lld], \"keeper_fds\": [%lld, %lld]}",
 	       kills, (unsigned long long)bytes, kills, dfds0, dfds1, kfds0, kfds1);
 	td_stop(&t.d);

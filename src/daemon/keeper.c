@@ -28,6 +28,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -82,17 +83,32 @@ close_all(const int *fds, int n)
 		close(fds[i]);
 }
 
-/* The abstract socket name of @path's keeper: a hash, the path is checked in HELLO. */
+/*
+ * The keeper's socket for control socket @path: "@path.keep" next to it, in
+ * the control socket's directory, where only its owner (root) makes files,
+ * with mode 0600. A path too long for that gets an abstract name instead,
+ * a hash of the path (which anyone in the network namespace could take
+ * first: a crash then loses the VMs, and the daemon says why). Either way
+ * the keeper checks the full path in HELLO. Returns the address length;
+ * *@file: a socket file (to replace when stale, to remove after).
+ */
 static socklen_t
-keep_addr(const char *path, struct sockaddr_un *a)
+keep_addr(const char *path, struct sockaddr_un *a, bool *file)
 {
+	size_t len = strlen(path);
 	uint64_t h = 1469598103934665603ull; /* FNV-1a */
 	int n;
 
-	for (const char *p = path; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
 	memset(a, 0, sizeof(*a));
 	a->sun_family = AF_UNIX;
+	*file = len + sizeof(".keep") <= sizeof(a->sun_path);
+	if (*file) {
+		memcpy(a->sun_path, path, len);
+		memcpy(a->sun_path + len, ".keep", sizeof(".keep"));
+		return (socklen_t)sizeof(*a);
+	}
+	for (const char *p = path; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
 	n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, KEEPER_NAME "-%016llx",
 		     (unsigned long long)h);
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
@@ -370,6 +386,14 @@ keeper_main(int conn, int lfd, const char *path)
 	if (p.conn >= 0)
 		close(p.conn);
 	close(lfd);
+	if (r == 1) { /* a clean stop: nothing for a next daemon to find */
+		struct sockaddr_un a;
+		bool file;
+
+		keep_addr(path, &a, &file);
+		if (file)
+			unlink(a.sun_path);
+	}
 	exit(r == 1 ? 0 : 1);
 }
 
@@ -569,12 +593,15 @@ static int
 spawn(struct keeper *k)
 {
 	struct sockaddr_un a;
-	socklen_t alen = keep_addr(k->path, &a);
+	bool file;
+	socklen_t alen = keep_addr(k->path, &a, &file);
 	char name[] = KEEPER_NAME, opt_s[] = "-s", arg[48];
 	char *argv[] = { name, arg, opt_s, k->path, NULL };
 	int lfd, sv[2] = { -1, -1 }, err;
 	pid_t pid;
 
+	if (file)
+		unlink(a.sun_path); /* a dead keeper's: find() could not connect to it */
 	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	/*
 	 * Bound and listening before the keeper runs: a daemon started after a
@@ -582,7 +609,8 @@ spawn(struct keeper *k)
 	 * backlog until the keeper takes it. (SO_PEERCRED then names whoever
 	 * called listen() last: the keeper says its pid in WELCOME.)
 	 */
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, alen) < 0 || listen(lfd, 4) < 0 ||
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, alen) < 0 ||
+	    (file && chmod(a.sun_path, 0600) < 0) || listen(lfd, 4) < 0 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		err = -errno;
 		goto fail;
@@ -715,7 +743,8 @@ static int
 find(struct keeper *k, json_t **saved)
 {
 	struct sockaddr_un a;
-	socklen_t alen = keep_addr(k->path, &a), len;
+	bool file;
+	socklen_t alen = keep_addr(k->path, &a, &file), len;
 	struct keep_msg m;
 	struct ucred cr;
 	int fd, nfds, fds[FDPASS_SCM_MAX];

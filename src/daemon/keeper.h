@@ -9,12 +9,14 @@
  * after a reconnect -- and the emulated NICs' sockets. The daemon sends it
  * the same JSON a restart by exec carries (vms_save()) with its descriptors
  * whenever that state changes, once per loop round. A daemon started on the
- * same control socket finds the keeper on an abstract socket named after
- * the socket's path, takes the copy and restores from it, as --restore does.
+ * same control socket finds the keeper on the socket next to it
+ * ("<control socket>.keep", mode 0600; an abstract name, a hash of the path,
+ * when that would not fit), takes the copy and restores from it, as
+ * --restore does.
  *
  * Trust: the keeper and the daemon authenticate each other by SO_PEERCRED
  * (the same user) and by the control socket's path, which the keeper checks
- * in full (the abstract name is a hash of it). Nothing else may talk to it.
+ * in full. Nothing else may talk to it.
  *
  * Lifetime: a clean stop (SIGTERM, SIGINT) ends the keeper too (BYE). A
  * SIGHUP restart keeps it: its connection and pidfd go across exec. A
