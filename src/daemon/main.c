@@ -75,6 +75,7 @@ struct daemon {
 	struct conf *conf;
 	const char *config_path;
 	char socket_path[108];
+	bool log_level_given; /* -l: wins over vmfabricd.log_level, as -s and --accel do */
 };
 
 static void
@@ -82,12 +83,15 @@ usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vmfabricd [options]\n"
-		"The vmfabric daemon: VMCI contexts and sockets for processes (and, later,\n"
-		"VMs), brokered over a control socket.\n\n"
+		"The vmfabric daemon: the vhost-user backend of the QEMU VMs it starts\n"
+		"(virtio-vsock into VMCI, virtio-net on its virtual switches) and the broker\n"
+		"of VMCI sockets, process vNICs and RDMA verbs for host processes, over one\n"
+		"control socket.\n\n"
 		"  -c, --config FILE        host configuration (default: the built-in one)\n"
 		"  -s, --socket PATH        control socket (default: %s,\n"
 		"                           or vmfabricd.socket in the configuration)\n"
-		"  -l, --log-level LEVEL    error, warn, info or debug (default: info)\n"
+		"  -l, --log-level LEVEL    error, warn, info or debug (default: info, or\n"
+		"                           vmfabricd.log_level in the configuration)\n"
 		"      --accel auto|kvm|tcg how VMs run (default: vmfabricd.accel, else auto:\n"
 		"                           KVM if a probe boot shows it can run Linux)\n"
 		"      --print-default-config  print the built-in configuration and exit\n"
@@ -164,11 +168,17 @@ load_config(struct daemon *d)
 				"warn, info, debug", name, v);
 			return -EINVAL;
 		}
-		log_set_level(lvl);
+		if (!d->log_level_given)
+			log_set_level(lvl);
 	}
 	/* -s overrides the key: used either way, never "unknown". */
 	if (conf_mark_used(d->conf, "vmfabricd.socket") && !d->socket_path[0]) {
 		v = conf_get(d->conf, "vmfabricd.socket");
+		if (strlen(v) >= sizeof(d->socket_path)) {
+			log_err("configuration: %s: vmfabricd.socket: longer than %zu bytes (a UNIX "
+				"socket's path)", name, sizeof(d->socket_path) - 1);
+			return -ENAMETOOLONG;
+		}
 		snprintf(d->socket_path, sizeof(d->socket_path), "%s", v);
 	} else if (!d->socket_path[0]) {
 		v = DEFAULT_SOCKET;
@@ -474,6 +484,11 @@ main(int argc, char **argv)
 			d.config_path = optarg;
 			break;
 		case 's':
+			if (strlen(optarg) >= sizeof(d.socket_path)) {
+				fprintf(stderr, "vmfabricd: -s: longer than %zu bytes (a UNIX socket's "
+						"path)\n", sizeof(d.socket_path) - 1);
+				return 2;
+			}
 			snprintf(d.socket_path, sizeof(d.socket_path), "%s", optarg);
 			break;
 		case 'l':
@@ -482,6 +497,7 @@ main(int argc, char **argv)
 				return 2;
 			}
 			log_set_level(lvl);
+			d.log_level_given = true;
 			break;
 		case 'A':
 			if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") && strcmp(optarg, "tcg")) {
