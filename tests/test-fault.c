@@ -427,11 +427,14 @@ spawn(client_fn *fn, struct acked *ak, uint32_t r, uint64_t seed)
 	return pid;
 }
 
-/* When round @r kills its client: a third within 3 ms (setting up, the handshake), else 3-43 ms. */
+/*
+ * When round @r kills its client: a third within 1.5 ms (starting, setting
+ * up, the handshake), the rest 3-43 ms in (data flowing).
+ */
 static int64_t
 kill_delay(uint64_t *seed, uint32_t r)
 {
-	return r % 3 == 0 ? rnd(seed, 3000) * 1000LL : (3 + rnd(seed, 40)) * 1000000LL;
+	return r % 3 == 0 ? rnd(seed, 1500) * 1000LL : (3 + rnd(seed, 40)) * 1000000LL;
 }
 
 static void
