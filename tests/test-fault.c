@@ -43,12 +43,14 @@
 #include "daemon.h"
 #include "failalloc.h"
 #include "fakeguest.h"
+#include "guests.h"
 #include "harness.h"
 #include "vhost/vhost.h"
 #include "vmfabric/vmci.h"
 #include "vmfabric/qp.h"
 #include "vmfabric/vnic.h"
 #include "vmfabric/vrdma.h"
+#include "../guest/tools/vmf-pattern.h"
 
 #define FAULT_CONFIG                                                   \
 	TD_CONTEXTS                                                    \
@@ -1924,4 +1926,107 @@ TEST(fault_alloc)
 	gscene_free(&gs);
 	unlink(ctlpath);
 	rmdir(dir);
+}
+
+/* ---------------------------------------------------------------------- */
+/*
+ * A real guest killed: QEMU (TCG) with a virtio-vsock device and a
+ * virtio-net NIC, both served by the daemon, streams the pattern to a
+ * host process over vsock and is killed (SIGKILL) mid-stream. What arrived
+ * is the pattern's prefix; the daemon resets the connection, notices the
+ * exit, and its descriptors and heap come back.
+ */
+#define QEMU_PORT 7300
+
+/* QEMU's pid for VM @name (vm.list). */
+static pid_t
+qemu_pid(struct tdaemon *d, const char *name)
+{
+	char key[64], *json = td_mgmt(d, "vm.list"), *p;
+	pid_t pid;
+
+	snprintf(key, sizeof(key), "\"name\":\"%s\"", name);
+	p = strstr(json, key);
+	ASSERT(p);
+	pid = (pid_t)json_num(p, "pid");
+	free(json);
+	return pid;
+}
+
+/*
+ * VM @name streams to the host listener @l; killed once @kill_after bytes
+ * arrived (0: it sends 4 MiB and powers off). The bytes checked.
+ */
+static uint64_t
+qemu_round(struct vt *t, int l, const char *name, uint64_t kill_after)
+{
+	static uint8_t buf[65536], want[65536];
+	char cmd[128];
+	uint64_t got = 0;
+	int s;
+
+	snprintf(cmd, sizeof(cmd), "vmf-vsock send 2 %u %s", QEMU_PORT, kill_after ? "4G" : "4M");
+	ASSERT_GE(vt_vm_start(t, name,
+			      "vmci0.present = \"TRUE\"\nethernet0.present = \"TRUE\"\n"
+			      "ethernet0.virtualDev = \"virtio\"\n",
+			      cmd, NULL, 0),
+		  3);
+	set_timeout(l, SO_RCVTIMEO, 60000); /* a boot under TCG */
+	s = vmci_accept(l, NULL, 0);
+	ASSERT_GE(s, 0);
+	set_timeout(s, SO_RCVTIMEO, 5000);
+	for (bool killed = false;;) {
+		ssize_t n = vmci_recv(s, buf, sizeof(buf), 0);
+
+		if (n == 0 || n == -ECONNRESET)
+			break;
+		ASSERT_GT(n, 0);
+		vmf_pattern_fill(0, got, want, (size_t)n);
+		ASSERT_MEM_EQ(buf, want, (size_t)n);
+		got += (uint64_t)n;
+		if (kill_after && !killed && got >= kill_after) {
+			ASSERT_OK(kill(qemu_pid(&t->d, name), SIGKILL));
+			killed = true;
+		}
+	}
+	if (!kill_after)
+		ASSERT_EQ(got, 4u << 20);
+	vmci_close(s);
+	vt_wait_exit(t, name);
+	th_log("%s: %llu bytes checked%s", name, (unsigned long long)got,
+	       kill_after ? ", then QEMU killed" : "");
+	return got;
+}
+
+TEST(fault_qemu_kill)
+{
+	enum { ROUNDS = 2 };
+	struct vt t;
+	struct bystander bys;
+	struct res before, after;
+	unsigned long long verified = 0;
+	uint64_t seed = fault_seed("fault_qemu_kill");
+	int l;
+
+	ASSERT_OK(setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0", 1));
+	vt_start(&t, NULL);
+	bys_start(&bys, &t.d);
+	bys_stop(&bys);
+	l = td_listener(NULL, SOCK_STREAM, QEMU_PORT);
+	/* One VM to the end first: what the daemon keeps after its first VM is in the baseline. */
+	verified += qemu_round(&t, l, "warm", 0);
+	before = res_settle(&t.d);
+	bys_start(&bys, &t.d);
+	for (uint32_t r = 0; r < ROUNDS; r++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "k%u", r);
+		verified += qemu_round(&t, l, name, (1 + rnd(&seed, 16)) << 20);
+	}
+	verified += bys_stop(&bys);
+	after = res_back(&t.d, before, 0);
+	figure("qemu_kill", ROUNDS, verified, 0, before, after);
+	vmci_close(l);
+	td_stop(&t.d);
+	td_cleanup(&t.d);
 }
