@@ -233,4 +233,5 @@
 	X(fault_frontend_stall, 60)     \
 	X(fault_qp_scribble, 60)        \
 	X(fault_alloc, 90)              \
-	X(fault_qemu_kill, 180)
+	X(fault_qemu_kill, 180)         \
+	X(fault_eventfd_block, 30)

@@ -1028,6 +1028,25 @@ guest_flood(struct fg *g, struct vmf_vnic *n)
 }
 
 /*
+ * A guest once cleanly, so that what the port makes on first use and
+ * keeps is in a scenario's baseline: with more frames than receive
+ * buffers, its queue of frames waiting for buffers (VNET_HOLD frames,
+ * bounded, kept while the port exists). The bytes checked.
+ */
+static uint64_t
+guest_warm(struct gscene *gs)
+{
+	struct fg g;
+	uint64_t n;
+
+	guest_open(&g, gs->path);
+	n = guest_exchange(&g, gs->peer, 99, 8);
+	guest_flood(&g, gs->peer);
+	fg_free(&g);
+	return n + (GUEST_BUFS + 16) * GFRAME;
+}
+
+/*
  * The guest of round @r in a process of its own, killed: frames to the
  * vNIC as fast as the device takes them (at most 64 ahead of what the
  * test took: the vNIC's ring never overflows), each one the device gave
@@ -1073,20 +1092,11 @@ TEST(fault_guest_kill)
 	struct gscene gs;
 	unsigned long long verified = 0;
 	long long lost = 0;
-	struct fg g;
 
 	gscene_start(&gs, "fault_guest_kill");
 	guest_arg.path = gs.path;
 	vmf_vnic_mac(gs.peer, guest_arg.peer);
-	/*
-	 * Once cleanly first, so that what the port makes on first use and
-	 * keeps is in the baseline: with more frames than receive buffers,
-	 * its queue of frames waiting for buffers (VNET_HOLD frames, bounded).
-	 */
-	guest_open(&g, gs.path);
-	verified += guest_exchange(&g, gs.peer, 99, 8);
-	guest_flood(&g, gs.peer);
-	fg_free(&g);
+	verified += guest_warm(&gs);
 	struct acked *ak = shared(sizeof(*ak));
 	scene_fault(&gs.sc);
 	for (uint32_t r = 0; r < ROUNDS; r++) {
@@ -1187,10 +1197,7 @@ TEST(fault_guest_garbage)
 
 	gscene_start(&gs, "fault_guest_garbage");
 	vmf_vnic_mac(gs.peer, mac);
-	guest_open(&g, gs.path);
-	verified += guest_exchange(&g, gs.peer, 99, 8);
-	guest_flood(&g, gs.peer);
-	fg_free(&g);
+	verified += guest_warm(&gs);
 	scene_fault(&gs.sc);
 	e0 = guest_port_num(&gs.sc.d, "ring_errors");
 	for (uint32_t r = 0; r < ROUNDS; r++) {
@@ -1282,13 +1289,9 @@ TEST(fault_frontend_stall)
 	unsigned long long verified = 0;
 	int fe, ctl, l, c[40];
 	unsigned n, refused = 0;
-	struct fg g;
 
 	gscene_start(&gs, "fault_frontend_stall");
-	guest_open(&g, gs.path);
-	verified += guest_exchange(&g, gs.peer, 99, 8);
-	guest_flood(&g, gs.peer);
-	fg_free(&g);
+	verified += guest_warm(&gs);
 	scene_fault(&gs.sc);
 
 	/* A vhost-user frontend that sends half a header, then nothing. */
@@ -2029,4 +2032,163 @@ TEST(fault_qemu_kill)
 	vmci_close(l);
 	td_stop(&t.d);
 	td_cleanup(&t.d);
+}
+
+/* ---------------------------------------------------------------------- */
+/*
+ * A queue-pair peer that turns its wakeup eventfds against the daemon:
+ * the file descriptions are shared, so it makes them blocking (over and
+ * over, against the daemon making them non-blocking again), fills their
+ * counters, and keeps saying it sleeps, so that the router wakes it on
+ * every datagram. The router must never block in that write: the
+ * bystander's datagrams keep flowing within the bound.
+ */
+static int
+eventfds(int *fds, int max)
+{
+	int n = 0;
+
+	for (int fd = 3; fd < 1024 && n < max; fd++) {
+		char path[64], link[64];
+		ssize_t k;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		k = readlink(path, link, sizeof(link) - 1);
+		if (k > 0 && (link[k] = 0, strstr(link, "eventfd")))
+			fds[n++] = fd;
+	}
+	return n;
+}
+
+/* Both lines of both queues of the queue pair at @base say "asleep" (an odd @w). */
+static void
+qp_say_asleep(uint8_t *base, uint32_t w)
+{
+	struct qp_meta *m = (struct qp_meta *)base;
+
+	for (int q = 0; q < 2; q++) {
+		struct qp_queue *h =
+			(struct qp_queue *)(base + QP_PAGE + (q ? QP_PAGE + m->size[0] : 0));
+
+		atomic_store(&h->cons.wait, w);
+		atomic_store(&h->prod.wait, w);
+	}
+}
+
+static void
+efd_client(struct acked *ak, uint32_t r, uint64_t seed)
+{
+	struct sockaddr_vm any = td_addr(VMADDR_CID_ANY, 6200);
+	unsigned long old[16], hi[16], lo[16];
+	int before[64], after[64], mine[64], nb, na, nmine = 0, s, nq;
+	uint64_t full = 0xfffffffffffffffeull, v;
+	uint8_t *base = NULL;
+
+	(void)r, (void)seed;
+	nq = qp_mapped(old, hi, 16);
+	nb = eventfds(before, 64);
+	s = td_socket("b", SOCK_DGRAM);
+	ASSERT_OK(vmci_bind(s, &any));
+	na = eventfds(after, 64);
+	/* This socket's queue pair: the mapping that is new; its eventfds: the new ones. */
+	ASSERT_EQ(qp_mapped(lo, hi, 16), nq + 1);
+	for (int i = 0; i < nq + 1; i++) {
+		bool known = false;
+
+		for (int j = 0; j < nq; j++)
+			known |= lo[i] == old[j];
+		if (!known)
+			base = (uint8_t *)lo[i];
+	}
+	ASSERT(base);
+	for (int i = 0; i < na; i++) {
+		bool known = false;
+
+		for (int j = 0; j < nb; j++)
+			known |= after[i] == before[j];
+		if (known)
+			continue;
+		/* Counter full: the next write waits, if the description is blocking. */
+		if (read(after[i], &v, 8) < 0 && errno != EAGAIN)
+			continue;
+		if (write(after[i], &full, 8) == 8)
+			mine[nmine++] = after[i];
+	}
+	ASSERT_GT(nmine, 0);
+	atomic_store(&ak->phase, 2);
+	for (uint32_t w = 1;; w += 2) {
+		for (int i = 0; i < nmine; i++)
+			fcntl(mine[i], F_SETFL, 0); /* blocking, again and again */
+		qp_say_asleep(base, w);	    /* so that every datagram wakes it */
+	}
+}
+
+/* A frontend that does the same with the call descriptor of its guest's receive ring. */
+static void
+guest_blocks_interrupts(struct gscene *gs)
+{
+	uint64_t full = 0xfffffffffffffffeull, v;
+	uint8_t f[GFRAME], mac[6];
+	struct fg g;
+	int call;
+
+	guest_open(&g, gs->path);
+	call = g.ring[VNET_RXQ_FG].call;
+	if (read(call, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		ASSERT(!"read");
+	ASSERT_EQ(write(call, &full, sizeof(full)), (ssize_t)sizeof(full));
+	ASSERT_OK(fcntl(call, F_SETFL, 0));
+	/* Frames for it: the device fills its buffers and interrupts it. */
+	vmf_vnic_mac(gs->peer, mac);
+	for (uint64_t i = 0; i < 2 * GUEST_BUFS; i++) {
+		gframe(f, guest_mac, mac, 7, i);
+		ASSERT_EQ(vmf_vnic_send(gs->peer, f, GFRAME, 0), (ssize_t)GFRAME);
+		usleep(500);
+	}
+	served_now(&gs->sc.d, "a frontend whose call descriptor blocks");
+	th_log("the port: ring_errors %lld", guest_port_num(&gs->sc.d, "ring_errors"));
+	ASSERT_GE(guest_port_num(&gs->sc.d, "ring_errors"), 1);
+	fg_free(&g);
+}
+
+TEST(fault_eventfd_block)
+{
+	struct gscene gs;
+	struct sockaddr_vm to = td_addr(4, 6200);
+	uint8_t f[256] = { 0 };
+	unsigned long long sent = 0;
+	char cmd[256], out[64];
+	unsigned long long verified_guest;
+	int tx;
+
+	gscene_start(&gs, "fault_eventfd_block");
+	verified_guest = guest_warm(&gs);
+	struct acked *ak = shared(sizeof(*ak));
+	scene_fault(&gs.sc);
+	tx = td_socket("a", SOCK_DGRAM);
+	pid_t pid = spawn(efd_client, ak, 0, gs.sc.seed);
+	int64_t end = clock_ns() + 3000 * 1000000LL;
+
+	while (atomic_load(&ak->phase) < 2) {
+		ASSERT_LT(clock_ns(), end);
+		usleep(1000);
+	}
+	end = clock_ns() + 1000 * 1000000LL;
+	while (clock_ns() < end) { /* datagrams toward it: the router wakes it each time */
+		if (vmci_sendto(tx, f, sizeof(f), MSG_DONTWAIT, &to) > 0)
+			sent++;
+		usleep(20);
+	}
+	th_log("%llu datagrams sent toward the hostile socket", sent);
+	kill_reap(pid);
+	vmci_close(tx);
+	snprintf(cmd, sizeof(cmd), "grep -c 'made its wakeup block' %s", gs.sc.d.log);
+	td_run(cmd, out, sizeof(out));
+	th_log("the router cut off %d socket(s) for it", atoi(out));
+	ASSERT_GE(atoi(out), 1);
+	guest_blocks_interrupts(&gs);
+	verified_guest += guest_session(&gs, 8, 16); /* the port works again for a guest that behaves */
+	scene_end(&gs.sc, 0);
+	figure("eventfd_block", 2, verified_guest, 0, gs.sc.before, gs.sc.after);
+	gscene_free(&gs);
 }

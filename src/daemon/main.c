@@ -20,6 +20,7 @@
 
 #include "common/conf.h"
 #include "common/log.h"
+#include "common/wake.h"
 #include "common/loop.h"
 #include "vm/qemu.h"
 #include "vm/vms.h"
@@ -213,6 +214,9 @@ setup_signals(struct daemon *d)
 	sigset_t set;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Peers share the eventfds the daemon writes to wake them: no write may wait. */
+	if (wake_guard() < 0)
+		return -errno;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);

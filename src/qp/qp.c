@@ -38,6 +38,7 @@
 
 #include "qp_internal.h"
 #include "common/clock.h"
+#include "common/wake.h"
 
 /* Spinning longer than this without progress starts yielding the CPU. */
 #define QP_SPIN_YIELD_NS 50000
@@ -104,22 +105,21 @@ qp_tx_refresh(struct qp *qp)
 /*
  * Wake the peer. Its eventfd's file description is shared with the peer,
  * which could have made it blocking and filled its counter to make this
- * write wait for ever: it is made non-blocking again first when it is not
- * (one fcntl per wakeup). A peer that clears the flag again between the
- * fcntl and the write still can: a known gap (docs/RDMA.md, hardening).
+ * write wait for ever (common/wake.h): in the daemon such a write is
+ * interrupted, and the peer that did it has broken the queue pair.
  */
 static void
 qp_signal(struct qp *qp)
 {
-	int fl;
+	int err;
 
 	if (qp->peer_wake < 0)
 		return;
-	fl = fcntl(qp->peer_wake, F_GETFL);
-	if (fl >= 0 && !(fl & O_NONBLOCK))
-		fcntl(qp->peer_wake, F_SETFL, fl | O_NONBLOCK);
-	if (eventfd_write(qp->peer_wake, 1) == 0)
+	err = wake_fd(qp->peer_wake);
+	if (!err)
 		qp->st.signals++;
+	else if (err == -EINTR)
+		qp_break(qp, "peer made its wakeup block", 0, 0);
 }
 
 /* After publishing on line @mine, wake the peer if it sleeps on @theirs. */
