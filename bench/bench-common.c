@@ -70,15 +70,20 @@ bench_parse(int argc, char **argv, struct bench_opts *o, const char *usage)
 			exit(strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0);
 		}
 	}
-	if (o->out) {
-		out = fopen(o->out, "a");
-		if (!out) {
-			fprintf(stderr, "%s: %s\n", o->out, strerror(errno));
-			exit(1);
-		}
-	}
+	if (o->out)
+		bench_open_out(o->out);
 	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
 		o->pin = false;
+}
+
+FILE *
+bench_open_out(const char *path)
+{
+	if (!(out = fopen(path, "a"))) {
+		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	return out;
 }
 
 double

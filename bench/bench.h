@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 struct bench_opts {
@@ -25,6 +26,9 @@ struct bench_opts {
 
 /* Parses --quick, --no-pin, --out FILE, --only NAME, --help. Exits on --help. */
 void bench_parse(int argc, char **argv, struct bench_opts *o, const char *usage);
+
+/* JSON lines appended to @path too (what --out does); exits if it cannot be opened. */
+FILE *bench_open_out(const char *path);
 
 double bench_now(void); /* seconds, monotonic */
 

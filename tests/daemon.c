@@ -2,6 +2,7 @@
 /* Test helpers around a private vmfabricd; see daemon.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -43,6 +44,8 @@ td_restart(struct tdaemon *d)
 			dup2(fd, STDERR_FILENO);
 			close(fd);
 		}
+		/* Nothing of the test's: a daemon started later has the same descriptors. */
+		close_range(3, ~0u, CLOSE_RANGE_CLOEXEC);
 		if (d->netns[0])
 			execlp("ip", "ip", "netns", "exec", d->netns, VMFABRICD_PATH, "-c", d->conf,
 			       "-s", d->sock, "-l", "info", (char *)NULL);
@@ -116,6 +119,26 @@ td_kill(struct tdaemon *d, int sig)
 		return;
 	waitpid(d->pid, &status, 0);
 	d->pid = 0;
+}
+
+void
+td_crash(struct tdaemon *d)
+{
+	char pid[32];
+
+	td_kill(d, SIGKILL);
+	td_restart(d);
+	snprintf(pid, sizeof(pid), "\"pid\":%d,", (int)d->pid);
+	for (int i = 0; i < 500; i++) {
+		char *s = td_mgmt(d, "system.status");
+		bool up = strstr(s, pid) != NULL;
+
+		free(s);
+		if (up)
+			return;
+		usleep(10000);
+	}
+	th_fail(__FILE__, __LINE__, "the restarted vmfabricd did not answer within 5 s");
 }
 
 void

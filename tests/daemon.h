@@ -41,6 +41,12 @@ void td_start_ns(struct tdaemon *d, const char *config, const char *ns);
 void td_restart(struct tdaemon *d);
 void td_stop(struct tdaemon *d);		/* SIGTERM, wait, check it exited 0 */
 void td_kill(struct tdaemon *d, int sig);	/* any signal; waits if it ends */
+/*
+ * kill -9 and start again on the same socket; returns once the new process
+ * answers system.status (the fd keeper holds the listening socket
+ * meanwhile, so that connecting alone does not tell).
+ */
+void td_crash(struct tdaemon *d);
 void td_cleanup(struct tdaemon *d);
 
 /* A socket acting as context @ctx ("a", "b", … or NULL for the host). */

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../guest/tools/vmf-pattern.h"
 #include "common/clock.h"
 #include "guests.h"
 #include "harness.h"
@@ -169,3 +170,59 @@ vt_result_u64(const char *line, const char *key)
 	return strtoull(p + strlen(k), NULL, 0);
 }
 
+
+int
+vt_connect_guest(unsigned cid, unsigned port, int type)
+{
+	struct sockaddr_vm a = td_addr(cid, port);
+	int64_t deadline = clock_ns() + 10 * 1000000000LL;
+
+	for (;;) {
+		int s = td_socket(NULL, type);
+		int err = vmci_connect(s, &a);
+
+		if (!err)
+			return s;
+		vmci_close(s);
+		if (clock_ns() > deadline) {
+			th_log("connect to %u:%u: %s", cid, port, strerror(-err));
+			ASSERT(!"cannot connect to the guest");
+		}
+		usleep(50000);
+	}
+}
+
+uint64_t
+vt_write_pattern(int s, uint64_t bytes)
+{
+	static uint8_t buf[1 << 16];
+	struct vmf_sum sum;
+	uint64_t off = 0;
+
+	vmf_sum_init(&sum);
+	while (off < bytes) {
+		size_t n = bytes - off < sizeof(buf) ? (size_t)(bytes - off) : sizeof(buf);
+		ssize_t w;
+
+		vmf_pattern_fill(0, off, buf, n);
+		w = vmci_send(s, buf, n, 0);
+		ASSERT_GT(w, 0);
+		vmf_sum_update(&sum, buf, (size_t)w);
+		off += (uint64_t)w;
+	}
+	return vmf_sum_final(&sum);
+}
+
+long
+vt_vm_pid(struct vt *t, const char *name)
+{
+	char *j = td_mgmt(&t->d, "vm.list"), pat[128], *p;
+	long pid = -1;
+
+	snprintf(pat, sizeof(pat), "\"name\":\"%s\"", name);
+	p = strstr(j, pat);
+	if (p && (p = strstr(p, "\"pid\":")))
+		pid = strtol(p + 6, NULL, 10);
+	free(j);
+	return pid;
+}

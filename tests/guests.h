@@ -4,6 +4,7 @@
 #define VMFABRIC_TESTS_GUESTS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "daemon.h"
 
@@ -32,5 +33,11 @@ void vt_wait_console(struct vt *t, const char *name, const char *needle, char *l
 void vt_wait_exit(struct vt *t, const char *name);
 /* key=value of a VMF-RESULT line. */
 unsigned long long vt_result_u64(const char *line, const char *key);
+/* Connect to a guest's port (host context), retrying while the guest is still booting. */
+int vt_connect_guest(unsigned cid, unsigned port, int type);
+/* Send @bytes of the pattern (vmf-pattern.h, seed 0); returns the checksum. */
+uint64_t vt_write_pattern(int s, uint64_t bytes);
+/* QEMU's pid for VM @name, from vm.list (-1: not listed). */
+long vt_vm_pid(struct vt *t, const char *name);
 
 #endif

@@ -23,6 +23,7 @@
 	X(qp_peer_death, 20)            \
 	X(qp_corrupt_indices, 10)       \
 	X(qp_corrupt_records, 10)       \
+	X(qp_guard_blocked_wakeup, 20)  \
 	X(qp_arm_events, 10)            \
 	X(qp_threads_stream, 120)       \
 	X(qp_threads_msgs, 120)         \
@@ -58,6 +59,14 @@
 	X(vmci_config_errors, 30)       \
 	X(vmci_many, 120)               \
 	X(vmci_dgram_restart, 30)       \
+	X(limits_sockets_ports, 30)     \
+	X(limits_memory, 30)            \
+	X(limits_rdma, 30)              \
+	X(limits_vm, 180)               \
+	X(limits_vmx_keys, 10)          \
+	X(limits_mgmt_access, 30)       \
+	X(limits_dgram_fairness, 60)    \
+	X(limits_vm_fairness, 30)       \
 	X(guest_boot, 120)              \
 	X(vhost_vsock_sequence, 10)     \
 	X(vhost_translate, 10)          \
@@ -117,6 +126,8 @@
 	X(vsock_guest_killed, 180)      \
 	X(vsock_dgram_relay, 180)       \
 	X(vsock_hybrid, 180)            \
+	X(preload_socat_hosts, 60)      \
+	X(preload_socat_guest, 180)     \
 	X(vsockdev_setup, 10)           \
 	X(vsockdev_reset_event, 10)     \
 	X(vsockdev_refused, 10)         \
@@ -145,11 +156,13 @@
 	X(vsockdev_vm_loopback, 10)     \
 	X(vsockdev_broken_ring, 10)     \
 	X(vsockdev_broken_at_start, 10) \
+	X(vsockdev_memory_truncated, 10) \
 	X(vsockdev_bad_rx_buffer, 10)   \
 	X(vsockdev_frontend_close, 10)  \
 	X(vsockdev_no_spin, 10)         \
 	X(vsockdev_stale_event, 20)     \
 	X(vsockdev_ring_restart, 10)    \
+	X(vsockdev_crash_restore, 10)   \
 	X(switch_unicast_and_flood, 10) \
 	X(switch_vlan_rules, 10)        \
 	X(switch_malformed, 10)         \
@@ -160,6 +173,10 @@
 	X(switch_cli_changes, 30)       \
 	X(switch_uplink_remote_host, 30) \
 	X(switch_vmk, 30)               \
+	X(switch_metrics, 30)           \
+	X(install_tree, 60)             \
+	X(cli_reference_current, 10)    \
+	X(bench_report_last_run, 30)    \
 	X(switch_capture, 30)           \
 	X(switch_offload_tso, 10)       \
 	X(switch_offload_csum, 10)      \
@@ -234,4 +251,9 @@
 	X(fault_qp_scribble, 60)        \
 	X(fault_alloc, 90)              \
 	X(fault_qemu_kill, 180)         \
-	X(fault_eventfd_block, 30)
+	X(fault_eventfd_block, 30)      \
+	X(crash_keeper_protocol, 30)    \
+	X(crash_vmci_streams, 90)       \
+	X(crash_keeper_replaced, 30)    \
+	X(crash_vm, 240)                \
+	X(crash_host_net, 60)

@@ -161,6 +161,22 @@ th_start(struct th_slot *s, const struct th_test *t, double scale)
 		setpgid(s->pid, s->pid);
 }
 
+/* A passing test's "figure: {...}" lines (measurements for the docs' tables). */
+static void
+th_figures(int fd)
+{
+	char line[1024];
+	FILE *f = fdopen(dup(fd), "r");
+
+	if (!f)
+		return;
+	rewind(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "figure: ", 8))
+			printf("    %s", line);
+	fclose(f);
+}
+
 static void
 th_dump(int fd)
 {
@@ -180,22 +196,6 @@ th_dump(int fd)
 	}
 	if (!bol)
 		putchar('\n');
-}
-
-/* The "figure: " lines of a test's output (measurements worth keeping when it passes). */
-static void
-th_figures(int fd)
-{
-	char line[1024];
-	FILE *f = fdopen(dup(fd), "r");
-
-	if (!f)
-		return;
-	rewind(f);
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "figure: ", 8) == 0)
-			printf("    %s", line);
-	fclose(f);
 }
 
 static int

@@ -11,6 +11,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -1024,4 +1026,51 @@ TEST(qp_process_stream_1gib)
 	ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	th_log("1 GiB checksum %016llx", (unsigned long long)fnv);
 	qp_close(a);
+}
+
+struct blocker {
+	int fd;
+	atomic_bool stop;
+};
+
+/* The hostile peer: keeps clearing O_NONBLOCK on the wakeup descriptor it shares. */
+static void *
+make_blocking(void *arg)
+{
+	struct blocker *k = arg;
+
+	while (!atomic_load(&k->stop))
+		fcntl(k->fd, F_SETFL, 0);
+	return NULL;
+}
+
+/*
+ * A peer fills its wakeup counter and races qp_signal()'s fcntl to make the
+ * write block. Under the guard (the daemon's) the write is interrupted and
+ * that queue pair breaks with the reason; the caller never hangs. Without
+ * the guard this test would hang at the first write that lost the race.
+ */
+TEST(qp_guard_blocked_wakeup)
+{
+	struct blocker k = { .fd = -1 };
+	struct qp *a, *b;
+	pthread_t t;
+	int64_t t0 = clock_ns();
+	int i;
+
+	pair(4096, 4096, &a, &b);
+	qp_guard_wakeups();
+	k.fd = a->peer_wake;
+	ASSERT_OK(eventfd_write(k.fd, 0xfffffffffffffffeull)); /* full: the next write would wait */
+	ASSERT_OK(pthread_create(&t, NULL, make_blocking, &k));
+	for (i = 0; i < 1000000 && !a->err; i++)
+		qp__shut(a, false, true);
+	atomic_store(&k.stop, true);
+	pthread_join(t, NULL);
+	th_log("broken after %d wakeups, %.1f ms: %s", i, (double)(clock_ns() - t0) / 1e6, a->why);
+	ASSERT_EQ(a->err, -EPROTO);
+	ASSERT(strstr(a->why, "wakeup descriptor block") != NULL);
+	ASSERT_EQ(qp_read(a, &k, 1, QP_DONTWAIT), -EPROTO);
+	qp_close(a);
+	qp_close(b);
 }

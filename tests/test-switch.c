@@ -9,6 +9,7 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <pcap/pcap.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -577,6 +578,14 @@ TEST(switch_cli_changes)
 	    cli(&d, out, sizeof(out),
 		"network vswitch standard portgroup add --portgroup-name=Bad --vswitch-name=nope"),
 	    1);
+	/* A name that is not printable ASCII: refused (listings are JSON, tables lines). */
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard add --vswitch-name=\"$(printf 'sw\\001')\""),
+		  1);
+	ASSERT_EQ(cli(&d, out, sizeof(out),
+		      "network vswitch standard portgroup add --portgroup-name=\"$(printf '\\377')\" "
+		      "--vswitch-name=vSwitch9"),
+		  1);
 	ASSERT_EQ(cli(&d, out, sizeof(out), "network vswitch standard list"), 0);
 	ASSERT(strstr(out, "vSwitch9  9000  off"));
 	/* A vNIC on the new port group; its VLAN follows the port group's. */
@@ -862,6 +871,17 @@ TEST(switch_vmk)
 			      "network ip interface ipv4 set --interface-name=vmft-vmk2 "
 			      "--ipv4=10.215.0.300/24"),
 			  1);
+		ASSERT_EQ(cli(&d, out, sizeof(out),
+			      "network ip interface ipv4 set --interface-name=vmft-vmk2 "
+			      "--ipv4=10.215.0.8/24x"),
+			  1);
+		/* A bad address refused before any TAP interface is made. */
+		ASSERT_EQ(cli(&d, out, sizeof(out),
+			      "network ip interface add --interface-name=vmft-vmk3 "
+			      "--portgroup-name='VLAN 10' --ipv4=10.215.0.9/33"),
+			  1);
+		ASSERT(strstr(out, "--ipv4 is a.b.c.d/len"));
+		ASSERT_NE(td_sh("ip link show dev vmft-vmk3 2>/dev/null"), 0);
 		ASSERT_EQ(cli(&d, out, sizeof(out), "network ip interface list"), 0);
 		ASSERT(strstr(out, "vmft-vmk2"));
 		ASSERT(strstr(out, "10.215.0.7/24"));
@@ -1107,4 +1127,131 @@ TEST(switch_testpmd)
 	td_stop(&d);
 	td_cleanup(&d);
 	rmdir(dir);
+}
+
+/* A line of Prometheus' text format: a comment, or name{labels} value. */
+static bool
+exposition_line(const char *l)
+{
+	const char *p = l;
+
+	if (*p == '#')
+		return !strncmp(p, "# HELP ", 7) || !strncmp(p, "# TYPE ", 7) || p[1] == ' ';
+	if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_'))
+		return false;
+	while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+	       *p == '_')
+		p++;
+	if (*p == '{') {
+		while (*++p != '}') {
+			while (*p && *p != '=')
+				p++;
+			if (p[0] != '=' || p[1] != '"')
+				return false;
+			for (p += 2; *p != '"'; p++)
+				if (!*p || (*p == '\\' && !*++p))
+					return false;
+			if (p[1] != ',' && p[1] != '}')
+				return false;
+			p++;
+			if (*p == '}')
+				break;
+		}
+		p++;
+	}
+	char *end;
+
+	if (*p++ != ' ')
+		return false;
+	strtod(p, &end);
+	return end != p && (*end == '\n' || *end == 0);
+}
+
+/* A GET of @path from 127.0.0.1:@port; the whole answer in @buf. */
+static void
+http_get(unsigned port, const char *path, char *buf, size_t len)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	size_t got = 0;
+	ssize_t n;
+	int s = -1;
+
+	for (int i = 0; i < 300; i++) {
+		s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ASSERT_GE(s, 0);
+		if (!connect(s, (struct sockaddr *)&a, sizeof(a)))
+			break;
+		close(s);
+		s = -1;
+		usleep(10000);
+	}
+	ASSERT_GE(s, 0);
+	dprintf(s, "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+	while (got < len - 1 && (n = read(s, buf + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = 0;
+	close(s);
+}
+
+/* vmfabric system metrics: every line well-formed, the ports' counters as listed; over HTTP too. */
+TEST(switch_metrics)
+{
+	static char out[1 << 17], http[1 << 17];
+	struct tdaemon d;
+	uint8_t f[64], g[2048];
+	char want[256], *line;
+	unsigned port = 20000 + (unsigned)getpid() % 20000;
+
+	td_start(&d, SWITCH_CONFIG);
+	struct vmf_vnic *a = vnic("VM Network"), *b = vnic("VM Network");
+
+	ASSERT_EQ(vmf_vnic_send(b, f, vframe(f, b, NULL, -1, 0), 0), 60); /* learn b */
+	ASSERT_EQ(vrecv(a, g, sizeof(g)), 60);
+	for (int i = 0; i < 100; i++)
+		ASSERT_EQ(vmf_vnic_send(a, f, vframe(f, a, b, -1, (uint8_t)i), 0), 60);
+	for (int i = 0; i < 100; i++)
+		ASSERT_EQ(vrecv(b, g, sizeof(g)), 60);
+	ASSERT_OK(td_run("VMFABRIC_SOCKET=$VMFABRIC_SOCKET " VMFABRIC_CLI_PATH " system metrics", out,
+			 sizeof(out)));
+	for (char *l = out, *nl; *l; l = nl + 1) {
+		nl = strchr(l, '\n');
+		ASSERT(nl != NULL);
+		*nl = 0;
+		if (!exposition_line(l))
+			th_log("not the exposition format: %s", l);
+		ASSERT(exposition_line(l));
+		*nl = '\n';
+	}
+	snprintf(want, sizeof(want), "vmfabric_port_rx_packets_total{name=\"%s\",kind=\"vnic\",",
+		 vmf_vnic_name(a));
+	line = strstr(out, want);
+	ASSERT(line != NULL);
+	line = strchr(line, '}');
+	ASSERT_EQ(strtol(line + 2, NULL, 10), 100);
+	ASSERT(strstr(out, "vmfabric_vswitch_forwarded_frames_total{name=\"vSwitch0\",vmq=\"on\"} "));
+	ASSERT(strstr(out, "vmfabric_daemon_open_fds "));
+	ASSERT(strstr(out, "vmfabric_up 1\n"));
+	/* The same over HTTP, asked anew; other paths are 404. */
+	ASSERT_OK(td_sh("VMFABRIC_SOCKET=$VMFABRIC_SOCKET %s system metrics --listen 127.0.0.1:%u "
+			"2>/dev/null & echo $! >%s/metrics.pid",
+			VMFABRIC_CLI_PATH, port, d.dir));
+	http_get(port, "/metrics", http, sizeof(http));
+	ASSERT(!strncmp(http, "HTTP/1.0 200 OK\r\n", 17));
+	ASSERT(strstr(http, "Content-Type: text/plain; version=0.0.4"));
+	ASSERT(strstr(http, want));
+	http_get(port, "/other", http, sizeof(http));
+	ASSERT(!strncmp(http, "HTTP/1.0 404", 12));
+	/* The daemon gone: 503 and vmfabric_up 0. */
+	td_stop(&d);
+	http_get(port, "/metrics", http, sizeof(http));
+	ASSERT(!strncmp(http, "HTTP/1.0 503", 12));
+	ASSERT(strstr(http, "vmfabric_up 0"));
+	ASSERT_OK(td_sh("kill $(cat %s/metrics.pid)", d.dir));
+	ASSERT(td_run("VMFABRIC_SOCKET=$VMFABRIC_SOCKET " VMFABRIC_CLI_PATH
+		      " system metrics --listen nonsense 2>&1", out, sizeof(out)) != 0);
+	ASSERT(strstr(out, "ADDRESS:PORT"));
+	vmf_vnic_close(a);
+	vmf_vnic_close(b);
+	td_cleanup(&d);
 }

@@ -8,6 +8,7 @@
  * connection manager's refusals, completion channels.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "common/clock.h"
 #include "harness.h"
 #include "lib/verbs.h"
 #include "vmfabric/vrdma.h"
@@ -951,6 +953,44 @@ end_on(struct end *e, struct tdaemon *d, size_t len)
 	end_open(e, "2", len, all_access, 64);
 }
 
+/* An RTS toward @ip, where no host answers ARP, in a thread: its result and when it came. */
+struct rts_nowhere {
+	struct end *e;
+	const uint8_t *ip;
+	int err;
+	int64_t done_ns;
+};
+
+static void *
+rts_nowhere(void *arg)
+{
+	struct rts_nowhere *n = arg;
+	struct vrdma_qp_attr init = { .qp_state = VRDMA_QPS_INIT, .port_num = 1 };
+	struct vrdma_qp_attr rtr = { .qp_state = VRDMA_QPS_RTR, .path_mtu = VRDMA_MTU_1024,
+				     .dest_qp_num = 0x123, .rq_psn = 1, .max_dest_rd_atomic = 1 };
+	struct vrdma_qp_attr rts = { .qp_state = VRDMA_QPS_RTS, .timeout = 14, .retry_cnt = 7,
+				     .rnr_retry = 7, .max_rd_atomic = 1, .sq_psn = 1 };
+
+	rtr.ah_attr.is_global = 1;
+	rtr.ah_attr.dgid[10] = rtr.ah_attr.dgid[11] = 0xff;
+	memcpy(rtr.ah_attr.dgid + 12, n->ip, 4);
+	n->err = vrdma_modify_qp(n->e->qp, &init,
+				 VRDMA_QP_STATE | VRDMA_QP_PKEY_INDEX | VRDMA_QP_PORT |
+					 VRDMA_QP_ACCESS_FLAGS);
+	if (!n->err)
+		n->err = vrdma_modify_qp(n->e->qp, &rtr,
+					 VRDMA_QP_STATE | VRDMA_QP_AV | VRDMA_QP_PATH_MTU |
+						 VRDMA_QP_DEST_QPN | VRDMA_QP_RQ_PSN |
+						 VRDMA_QP_MAX_DEST_RD_ATOMIC | VRDMA_QP_MIN_RNR_TIMER);
+	if (!n->err)
+		n->err = vrdma_modify_qp(n->e->qp, &rts,
+					 VRDMA_QP_STATE | VRDMA_QP_SQ_PSN | VRDMA_QP_TIMEOUT |
+						 VRDMA_QP_RETRY_CNT | VRDMA_QP_RNR_RETRY |
+						 VRDMA_QP_MAX_QP_RD_ATOMIC);
+	n->done_ns = clock_ns();
+	return NULL;
+}
+
 static void
 connect_global(struct end *x, const uint8_t xip[4], struct end *y, const uint8_t yip[4],
 	       enum vrdma_mtu mtu)
@@ -1067,10 +1107,56 @@ TEST(verbs_roce_hosts)
 	end_on(&b, &db, 1u << 20);
 	connect_global(&a, ipa, &b, ipb, VRDMA_MTU_1024);
 	roce_exercise(&a, &b);
+	/*
+	 * An RTS toward an address nobody answers waits for ARP without
+	 * holding the daemon's control loop: a management request made
+	 * meanwhile is answered before the RTS fails (EHOSTUNREACH).
+	 */
+	{
+		static const uint8_t nowhere[4] = { 10, 77, 9, 3 };
+		struct rts_nowhere n = { .ip = nowhere };
+		struct end c;
+		pthread_t t;
+		int64_t mgmt_ns;
+		char *json;
+
+		end_on(&c, &da, 4096);
+		n.e = &c;
+		ASSERT_OK(pthread_create(&t, NULL, rts_nowhere, &n));
+		usleep(30000);
+		json = td_mgmt(&da, "system.status");
+		mgmt_ns = clock_ns();
+		free(json);
+		pthread_join(t, NULL);
+		th_log("RTS to nowhere: %d, %.0f ms after the management answer", n.err,
+		       (double)(n.done_ns - mgmt_ns) / 1e6);
+		ASSERT_EQ(n.err, -EHOSTUNREACH);
+		ASSERT_LT(mgmt_ns, n.done_ns);
+		end_close(&c);
+	}
 	/* Idle again, the daemons sleep: the rings' wakeups were taken. */
 	usleep(200000);
 	ASSERT_LT(cpu_ms(da.pid, 1000), 200);
 	ASSERT_LT(cpu_ms(db.pid, 1000), 200);
+	/*
+	 * Access flags changed RTS -> RTS reach the engine: b no longer
+	 * allows remote writes, and a's WRITE fails with REM_ACCESS_ERR.
+	 */
+	{
+		struct vrdma_qp_attr ro = { .qp_access_flags = VRDMA_ACCESS_REMOTE_READ };
+		struct vrdma_qp_attr reset = { .qp_state = VRDMA_QPS_RESET };
+
+		ASSERT_OK(vrdma_modify_qp(a.qp, &reset, VRDMA_QP_STATE));
+		ASSERT_OK(vrdma_modify_qp(b.qp, &reset, VRDMA_QP_STATE));
+		connect_global(&a, ipa, &b, ipb, VRDMA_MTU_1024);
+		ASSERT_OK(post(a.qp, VRDMA_WR_RDMA_WRITE, 1, a.buf, 64, a.mr->lkey,
+			       (uintptr_t)b.buf, b.mr->rkey));
+		ASSERT_EQ(wait_wc(a.cq).status, VRDMA_WC_SUCCESS);
+		ASSERT_OK(vrdma_modify_qp(b.qp, &ro, VRDMA_QP_ACCESS_FLAGS));
+		ASSERT_OK(post(a.qp, VRDMA_WR_RDMA_WRITE, 2, a.buf, 64, a.mr->lkey,
+			       (uintptr_t)b.buf, b.mr->rkey));
+		ASSERT_EQ(wait_wc(a.cq).status, VRDMA_WC_REM_ACCESS_ERR);
+	}
 	/*
 	 * The adapter the QPs leave from is removed under them: they go to
 	 * ERR (work flushes), and the daemon goes on.

@@ -848,6 +848,19 @@ TEST(vmci_config_errors)
 		{ "vmfabricd.log_level = \"loud\"\n", "vmfabricd.log_level" },
 		{ "context0.vmci0.id = \"abc\"\n", ":1: context0.vmci0.id:" },
 		{ "# ok\ncontext0.name = \"a\nb\"\n", ":2:" },
+		/* Names are printable ASCII: they go into logs, JSON answers and tables. */
+		{ "context0.name = \"a|0Ab\"\n", ":1: context0.name: a context name is 1 to 63 printable" },
+		{ "context0.uid = \"0\"\ncontext0.name = \"\"\n", ":1: context0.uid: a context name" },
+		{ "vswitch0.name = \"sw|FF\"\n", ":1: vswitch0.name: a switch name is 1 to 31 printable" },
+		{ "portgroup0.name = \"p|1B\"\n", "a port group needs a name of 1 to 31 printable" },
+		{ "uplink0.device = \"e0\"\nuplink1.device = \"e1\"\nuplink1.name = \"vmnic0\"\n",
+		  ":2: uplink1.device: an uplink of that name exists already" },
+		{ "uplink0.device = \"e0\"\nuplink0.name = \"u|0A\"\n", "uplinkN.name is 1 to 31" },
+		{ "portgroup0.name = \"p\"\nvmk0.portgroup = \"p\"\nvmk1.portgroup = \"p\"\n"
+		  "vmk1.name = \"vmk0\"\n",
+		  ":3: vmk1.portgroup: a VMkernel adapter of that name exists already" },
+		{ "portgroup0.name = \"p\"\nvmk0.portgroup = \"p\"\nvmk0.ip = \"10.0.0.1/\"\n",
+		  ":2: vmk0.portgroup: vmkN.ip is an IPv4 address and prefix length" },
 	};
 	char dir[] = "/tmp/vmf-cfg-XXXXXX", path[64], cmd[256], out[2048];
 

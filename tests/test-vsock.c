@@ -49,6 +49,9 @@ vm_start(struct vt *t, const char *name, bool vmci, unsigned cid, const char *cm
 #define wait_console vt_wait_console
 #define wait_exit vt_wait_exit
 #define result_u64 vt_result_u64
+#define connect_guest vt_connect_guest
+#define write_pattern vt_write_pattern
+#define vm_pid vt_vm_pid
 
 /* Accept, waiting at most as long as a guest may take to boot and connect. */
 static int
@@ -118,50 +121,6 @@ TEST(vsock_guest_to_host)
 	wait_exit(&t, "g2h");
 	td_stop(&t.d);
 	td_cleanup(&t.d);
-}
-
-/* Connect to a guest's port, retrying while the guest is still booting. */
-static int
-connect_guest(unsigned cid, unsigned port, int type)
-{
-	struct sockaddr_vm a = td_addr(cid, port);
-	int64_t deadline = clock_ns() + 10 * 1000000000LL;
-
-	for (;;) {
-		int s = td_socket(NULL, type);
-		int err = vmci_connect(s, &a);
-
-		if (!err)
-			return s;
-		vmci_close(s);
-		if (clock_ns() > deadline) {
-			th_log("connect to %u:%u: %s", cid, port, strerror(-err));
-			ASSERT(!"cannot connect to the guest");
-		}
-		usleep(50000);
-	}
-}
-
-/* Send @bytes of the pattern; returns the checksum. */
-static uint64_t
-write_pattern(int s, uint64_t bytes)
-{
-	static uint8_t buf[1 << 16];
-	struct vmf_sum sum;
-	uint64_t off = 0;
-
-	vmf_sum_init(&sum);
-	while (off < bytes) {
-		size_t n = bytes - off < sizeof(buf) ? (size_t)(bytes - off) : sizeof(buf);
-		ssize_t w;
-
-		vmf_pattern_fill(0, off, buf, n);
-		w = vmci_send(s, buf, n, 0);
-		ASSERT_GT(w, 0);
-		vmf_sum_update(&sum, buf, (size_t)w);
-		off += (uint64_t)w;
-	}
-	return vmf_sum_final(&sum);
 }
 
 TEST(vsock_host_to_guest)
@@ -281,21 +240,6 @@ TEST(vsock_seqpacket)
 	wait_exit(&t, "seq");
 	td_stop(&t.d);
 	td_cleanup(&t.d);
-}
-
-/* QEMU's pid for VM @name, from vm.list. */
-static long
-vm_pid(struct vt *t, const char *name)
-{
-	char *j = td_mgmt(&t->d, "vm.list"), pat[128], *p;
-	long pid = -1;
-
-	snprintf(pat, sizeof(pat), "\"name\":\"%s\"", name);
-	p = strstr(j, pat);
-	if (p && (p = strstr(p, "\"pid\":")))
-		pid = strtol(p + 6, NULL, 10);
-	free(j);
-	return pid;
 }
 
 /*

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -1098,6 +1099,35 @@ TEST(vsockdev_broken_ring)
 	tw_close(t);
 }
 
+/*
+ * The frontend truncates guest memory under the device (an outside
+ * frontend's memory need not be sealed): the device's next access faults,
+ * reads zeros instead of dying of SIGBUS, and the frontend is dropped with
+ * the reason; its connections are reset; memory given again works.
+ */
+TEST(vsockdev_memory_truncated)
+{
+	struct tw *t = tw_open(FG_ACCEPT, NULL);
+	struct gc c;
+	struct qp *q = gc_connect(t, &c, 1000, 5000, ST, 65536);
+	uint64_t one = 1;
+	struct stat st;
+
+	ASSERT_OK(fstat(t->g.memfd, &st));
+	ASSERT_OK(ftruncate(t->g.memfd, 0));
+	ASSERT_EQ(write(t->g.ring[VSOCK_Q_TX].kick, &one, sizeof(one)), (ssize_t)sizeof(one));
+	fg_pump(&t->g, 0);
+	ASSERT(!vsock_dev_attached(t->g.dev));
+	th_log("why: %s", vsock_dev_why(t->g.dev));
+	ASSERT(strstr(vsock_dev_why(t->g.dev), "truncated") != NULL);
+	vd_peer_eof(q, true);
+	ASSERT_OK(ftruncate(t->g.memfd, st.st_size));
+	fg_attach(&t->g, NULL);
+	ASSERT(vsock_dev_attached(t->g.dev));
+	gc_connect(t, &c, 1000, 5000, ST, 65536);
+	tw_close(t);
+}
+
 /* The ring is broken before it starts: the device drops the frontend while it serves it. */
 TEST(vsockdev_broken_at_start)
 {
@@ -1267,4 +1297,60 @@ TEST(vsockdev_ring_restart)
 		ASSERT_EQ(vd_stats(&t->g).conns, 1);
 		tw_close(t);
 	}
+}
+
+/* The keeper's copies: duplicates of every descriptor the saved state names. */
+static void
+dup_saved(struct vhu_saved *s)
+{
+	ASSERT_GE(s->sock = dup(s->sock), 0);
+	for (uint32_t i = 0; i < s->nregions; i++)
+		ASSERT_GE(s->region_fds[i] = dup(s->region_fds[i]), 0);
+	for (uint32_t i = 0; i < s->nrings; i++) {
+		int *f[] = { &s->rings[i].kick, &s->rings[i].call, &s->rings[i].err };
+
+		for (unsigned k = 0; k < 3; k++)
+			if (*f[k] >= 0)
+				ASSERT_GE(*f[k] = dup(*f[k]), 0);
+	}
+}
+
+/*
+ * A daemon killed after the fd keeper took its last copy: the guest sent
+ * packets since, which the dead device handled. A new device restored from
+ * the copy with resync resumes each ring at its used index, so none of
+ * them is handled twice (with the copy's stale index, each would be
+ * replayed and answered with a reset); the old connection is unknown (RST
+ * at its next packet) and a new one works.
+ */
+TEST(vsockdev_crash_restore)
+{
+	int base = th_count_fds();
+	struct tw *t = tw_open(FG_ACCEPT, NULL);
+	struct vsock_dev *d2;
+	struct vhu_saved s;
+	struct gc c, c2;
+
+	gc_connect(t, &c, 1000, 5000, ST, 65536);
+	ASSERT(vsock_dev_save(t->g.dev, &s));
+	dup_saved(&s);
+	for (int i = 0; i < 5; i++)
+		gc_send(&c, VSOCK_OP_RW, "x", 1, 0, FG_ONE);
+	fg_pump(&t->g, 0);
+	ASSERT_GE(vd_stats(&t->g).from_guest_pkts, 6);
+	/* The daemon goes; the keeper's copies keep the guest's side open. */
+	vsock_dev_free(t->g.dev);
+	ASSERT_OK(vsock_dev_new(&t->loop, CID, "guest-3", &t->fab.fab, &d2));
+	t->g.dev = d2;
+	s.resync = true;
+	ASSERT_OK(vsock_dev_restore(d2, &s));
+	ASSERT(vsock_dev_attached(d2));
+	vd_none(&t->g);
+	ASSERT_EQ(vd_stats(&t->g).from_guest_pkts, 0);
+	gc_send(&c, VSOCK_OP_RW, "y", 1, 0, FG_ONE);
+	vd_expect_addr(vd_next(&t->g, &t->p), VSOCK_OP_RST, HOST, 5000, CID, 1000, ST);
+	gc_connect(t, &c2, 1001, 5000, ST, 65536);
+	ASSERT_EQ(vd_stats(&t->g).conns, 1);
+	tw_close(t);
+	ASSERT_EQ(th_count_fds(), base);
 }

@@ -206,6 +206,14 @@ void qp_detach(struct qp *qp);
 
 /* SHUT_RD, SHUT_WR or SHUT_RDWR: the peer sees EOF (SHUT_WR) or EPIPE (SHUT_RD). */
 int qp_shutdown(struct qp *qp, int how);
+/*
+ * For a process that must never wait on a peer (vmfabricd): from now on a
+ * wakeup that the peer made block (its eventfd made blocking, its counter
+ * filled) is interrupted after 20 ms by a per-thread timer's signal
+ * (SIGRTMIN + 7, a handler that does nothing), and that queue pair breaks
+ * with -EPROTO. Idempotent.
+ */
+void qp_guard_wakeups(void);
 
 void qp_set_mode(struct qp *qp, enum qp_mode mode);
 /* Deadline for a blocking or busy-polling call; negative: wait forever. */
@@ -363,6 +371,14 @@ int qp_follow(struct qp *qp, const struct qp_renewal *r);
  * ECONNRESET then, rather than EOF).
  */
 bool qp_peer_reset(const struct qp *qp);
+
+/*
+ * Whether the peer's process is still there: one poll() of the liveness
+ * socket. A writer whose ring has room never looks otherwise, so a sender
+ * that must notice a peer killed without closing (a daemon's SIGKILL) asks
+ * now and then.
+ */
+bool qp_peer_alive(struct qp *qp);
 
 /* Why the queue pair is broken (-EPROTO), or NULL. Static storage in @qp. */
 const char *qp_broken_reason(const struct qp *qp);

@@ -28,7 +28,8 @@ enum cli_format { CLI_FMT_TABLE, CLI_FMT_JSON };
 /* What one invocation is about. */
 /* Options some commands take (esxcli's style: --vswitch-name=vSwitch1). */
 enum cli_opt { OPT_VSWITCH, OPT_PORTGROUP, OPT_VLAN, OPT_MTU, OPT_VMQ, OPT_PORT, OPT_OUTPUT,
-	       OPT_COUNT, OPT_SECONDS, OPT_INTERFACE, OPT_IPV4, OPT_DEVICE, OPT_NIC, OPT_N };
+	       OPT_COUNT, OPT_SECONDS, OPT_INTERFACE, OPT_IPV4, OPT_DEVICE, OPT_NIC, OPT_LISTEN,
+	       OPT_N };
 extern const char *const cli_opt_name[OPT_N]; /* "--vswitch-name", ... */
 
 struct cli_ctx {
@@ -63,6 +64,8 @@ extern const struct cli_ns cli_nss[];
 extern const size_t cli_nnss;
 
 /* client.c: send @cmd with @arg, return the reply's JSON object in @out. */
+/* system metrics (metrics.c): Prometheus' text format, or an HTTP endpoint */
+int cmd_metrics(const struct cli_ctx *cx, const struct cli_cmd *cmd);
 /* network capture (capture.c) */
 int cmd_capture(const struct cli_ctx *cx, const struct cli_cmd *cmd);
 int cli_call(const struct cli_ctx *cx, const char *cmd, const char *arg, json_t **out);

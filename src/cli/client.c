@@ -156,6 +156,23 @@ cli_wait(const struct cli_ctx *cx, int s, struct wire_msg *msg)
 	}
 }
 
+/*
+ * A refusal's reason, which the daemon writes into the reply's arg: shown
+ * only if it is one line of printable text (the reply is untrusted).
+ */
+static bool
+cli_reason(const struct wire_mgmt *m)
+{
+	size_t n = strnlen(m->arg, sizeof(m->arg));
+
+	if (!n || n == sizeof(m->arg))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (m->arg[i] < 0x20 || m->arg[i] > 0x7e)
+			return false;
+	return true;
+}
+
 /* Is @msg the answer to our request? On success it holds one descriptor. */
 static int
 cli_check_reply(const struct cli_ctx *cx, const struct wire_msg *msg)
@@ -172,6 +189,10 @@ cli_check_reply(const struct cli_ctx *cx, const struct wire_msg *msg)
 	    h->status < -4095 || (h->status == 0 && msg->nfds != 1)) {
 		cli_error(cx, "malformed reply from vmfabricd");
 		return -EPROTO;
+	}
+	if (h->status == -EACCES && cli_reason(&msg->body.mgmt)) {
+		cli_error(cx, "%s (%s)", msg->body.mgmt.arg, strerror(EACCES));
+		return h->status;
 	}
 	if (h->status) {
 		cli_error(cx, "%s", strerror(-h->status));

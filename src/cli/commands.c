@@ -97,6 +97,31 @@ ctx_owner(json_t *row, char *buf, size_t size)
 		snprintf(buf, size, "-");
 }
 
+/* One quota as used/limit ("limits" in the JSON). */
+static void
+ctx_quota(json_t *row, const char *key, char *buf, size_t size)
+{
+	json_t *q = json_object_get(json_object_get(row, "limits"), key);
+	long long used, limit;
+
+	if (json_get_int(q, "used", &used) && json_get_int(q, "limit", &limit))
+		snprintf(buf, size, "%lld/%lld", used, limit);
+	else
+		snprintf(buf, size, "-");
+}
+
+static void
+ctx_sockets(json_t *row, char *buf, size_t size)
+{
+	ctx_quota(row, "sockets", buf, size);
+}
+
+static void
+ctx_ports(json_t *row, char *buf, size_t size)
+{
+	ctx_quota(row, "ports", buf, size);
+}
+
 static int
 cmd_context_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 {
@@ -108,6 +133,9 @@ cmd_context_list(const struct cli_ctx *cx, const struct cli_cmd *cmd)
 		{ "ASSIGNED", "assigned", COL_YESNO, NULL },
 		{ "OWNER", NULL, COL_FN, ctx_owner },
 		{ "CONNECTIONS", "connections", COL_INT, NULL },
+		{ "SOCKETS", NULL, COL_FN, ctx_sockets },
+		{ "PORTS", NULL, COL_FN, ctx_ports },
+		{ "REFUSED", "refused", COL_INT, NULL },
 	};
 
 	return cli_list(cx, cmd, "contexts", cols, ARRAY_SIZE(cols));
@@ -496,11 +524,11 @@ const char *const cli_opt_name[OPT_N] = { "--vswitch-name", "--portgroup-name", 
 					   "--mtu",	     "--vmq",		 "--port",
 					   "--output",	     "--count",		 "--seconds",
 					   "--interface-name", "--ipv4",	 "--device",
-					   "--nic" };
+					   "--nic",	     "--listen" };
 static const char *const opt_key[OPT_N] = { "vswitch", "portgroup", "vlan",	 "mtu",
 					    "vmq",     "port",	    "output",	 "count",
 					    "seconds", "interface", "ipv4",	 "device",
-					    "nic" };
+					    "nic",     "listen" };
 
 /*
  * A change to the switches or to an RDMA device's binding: the options go
@@ -559,11 +587,21 @@ const struct cli_cmd cli_cmds[] = {
 	  "and counters, one \"key: value\" line each; nested values are joined with '.'\n"
 	  "(dgram.endpoints).",
 	  "system status" },
+	{ "system", "metrics", "system.status", cmd_metrics,
+	  "every counter in Prometheus' text format, or served over HTTP",
+	  "Print the counters of the daemon, its VMCI contexts and sockets, switches,\n"
+	  "ports (by drop reason), VMs' vsock devices and RDMA in Prometheus' text\n"
+	  "exposition format (--format=json: the listings they come from). With\n"
+	  "--listen ADDRESS:PORT, serve them over HTTP at /metrics instead, asking\n"
+	  "the daemon anew at each scrape, until interrupted.",
+	  "system metrics --listen 127.0.0.1:9464", NULL, 1u << OPT_LISTEN },
 	{ "vmci context", "list", "vmci.context.list", cmd_context_list,
-	  "list the VMCI contexts: CID, name, kind, owner, connections",
+	  "list the VMCI contexts: CID, name, kind, owner, connections, quotas",
 	  "List the VMCI contexts the daemon knows: the host, host processes and VMs.\n"
 	  "VMCI is on, off, or host-only (the context may talk to the host only);\n"
-	  "OWNER is the uid and gid a context is restricted to, or -.",
+	  "OWNER is the uid and gid a context is restricted to, or -. SOCKETS and\n"
+	  "PORTS are in use/limit; REFUSED counts requests refused by any quota\n"
+	  "(--format=json has every quota under \"limits\").",
 	  "vmci context list" },
 	{ "network vswitch standard", "list", "network.vswitch.list", cmd_vswitch_list,
 	  "list the standard switches: MTU, VMQ, ports, filter table, traffic",

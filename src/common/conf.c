@@ -703,6 +703,15 @@ conf_group(const char *key, const char *prefix)
 	return *end == '.' && g >= 0 && g < 1000000 ? g : -1;
 }
 
+bool
+conf_text(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < ' ' || (unsigned char)*s > '~')
+			return false;
+	return true;
+}
+
 void
 conf_fail_at(struct conf_error *err, const struct conf *c, size_t i, const char *msg)
 {
@@ -726,6 +735,8 @@ conf_kv_lines(char *buf, const char *const *keys, const char **vals, size_t n)
 		if (!eq)
 			return -EINVAL;
 		*eq++ = 0;
+		if (!conf_text(eq)) /* names end up in answers, logs and tables */
+			return -EINVAL;
 		for (k = 0; k < n && strcmp(line, keys[k]); k++)
 			;
 		if (k == n)

@@ -100,6 +100,12 @@ size_t conf_prefixed(const struct conf *c, const char *prefix, size_t start);
 bool conf_mark_used(struct conf *c, const char *key);
 /* "context12.vmci0.present" with prefix "context" -> 12; -1 if not in such a group. */
 long conf_group(const char *key, const char *prefix);
+/*
+ * Whether @s is printable ASCII only: a name or text that logs, JSON
+ * answers and the CLI's tables can show as it is (JSON needs UTF-8; a
+ * control character would break a table's line).
+ */
+bool conf_text(const char *s);
 /* Fill @err (if any) with @msg about entry @i. */
 void conf_fail_at(struct conf_error *err, const struct conf *c, size_t i, const char *msg);
 size_t conf_first_unused(const struct conf *c, size_t start, struct conf_error *err);
@@ -108,7 +114,7 @@ size_t conf_first_unused(const struct conf *c, size_t start, struct conf_error *
  * The arguments of a management request: "key=value" lines in @buf,
  * split in place. Each key must be one of the @n @keys; its value goes to
  * @vals[i] (left as it was when the key is not given). -EINVAL for a line
- * without '=' or a key not in @keys.
+ * without '=', a key not in @keys or a value that is not printable ASCII.
  */
 int conf_kv_lines(char *buf, const char *const *keys, const char **vals, size_t n);
 

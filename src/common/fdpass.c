@@ -11,13 +11,13 @@ ssize_t
 fdpass_send(int sock, const struct iovec *iov, int iovcnt, const int *fds, int nfds, int flags)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * FDPASS_MAX)];
+		char buf[CMSG_SPACE(sizeof(int) * FDPASS_SCM_MAX)];
 		struct cmsghdr align;
 	} u;
 	struct msghdr m = { .msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)iovcnt };
 	ssize_t n;
 
-	if (nfds < 0 || nfds > FDPASS_MAX)
+	if (nfds < 0 || nfds > FDPASS_SCM_MAX)
 		return -EINVAL;
 	if (nfds) {
 		struct cmsghdr *c;
@@ -64,4 +64,34 @@ fdpass_collect(struct msghdr *mh, int *fds, int *nfds, int max)
 		}
 	}
 	return err;
+}
+
+ssize_t
+fdpass_recv(int sock, struct iovec *iov, int iovcnt, int *fds, int *nfds, int max, int flags,
+	    int *mflags)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * FDPASS_SCM_MAX)];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = { .msg_iov = iov,
+			    .msg_iovlen = (size_t)iovcnt,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf) };
+	ssize_t n;
+
+	*nfds = 0;
+	do
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC | flags);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	*mflags = m.msg_flags;
+	if (fdpass_collect(&m, fds, nfds, max)) {
+		for (int i = 0; i < *nfds; i++)
+			close(fds[i]);
+		*nfds = 0;
+		return -EPROTO;
+	}
+	return n;
 }

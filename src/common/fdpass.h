@@ -11,9 +11,11 @@
 #include <sys/uio.h>
 
 #define FDPASS_MAX 16
+/* The kernel's limit of descriptors in one message (SCM_MAX_FD). */
+#define FDPASS_SCM_MAX 253
 
 /*
- * sendmsg() of @iov with @nfds descriptors (at most FDPASS_MAX), with
+ * sendmsg() of @iov with @nfds descriptors (at most FDPASS_SCM_MAX), with
  * @flags | MSG_NOSIGNAL, retried on EINTR. Returns bytes sent or -errno.
  */
 ssize_t fdpass_send(int sock, const struct iovec *iov, int iovcnt, const int *fds, int nfds,
@@ -26,5 +28,15 @@ ssize_t fdpass_send(int sock, const struct iovec *iov, int iovcnt, const int *fd
  * that did not fit is closed; the ones kept stay the caller's to close.
  */
 int fdpass_collect(struct msghdr *mh, int *fds, int *nfds, int max);
+
+/*
+ * recvmsg() into @iov with MSG_CMSG_CLOEXEC | @flags, retried on EINTR,
+ * room for FDPASS_SCM_MAX descriptors, collected into @fds as
+ * fdpass_collect() does (*@nfds set). Returns the bytes received, or
+ * -errno, or -EPROTO for bad control data (the descriptors then closed);
+ * *@mflags gets the message's flags (MSG_TRUNC).
+ */
+ssize_t fdpass_recv(int sock, struct iovec *iov, int iovcnt, int *fds, int *nfds, int max,
+		    int flags, int *mflags);
 
 #endif

@@ -15,6 +15,8 @@ loop_init(struct loop *l)
 	l->stop = false;
 	l->spin_ns = LOOP_SPIN_NS;
 	l->nev = l->next = 0;
+	l->dirty = false;
+	l->on_dirty = NULL;
 	return l->ep < 0 ? -errno : 0;
 }
 
@@ -72,6 +74,10 @@ loop_once(struct loop *l, int timeout_ms)
 			s->fn(s, e->events);
 	}
 	l->nev = l->next = 0;
+	if (l->dirty && l->on_dirty && !l->stop) {
+		l->dirty = false;
+		l->on_dirty(l);
+	}
 	return n;
 }
 

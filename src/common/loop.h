@@ -32,7 +32,20 @@ struct loop {
 	/* The batch being dispatched: loop_del() drops a source's pending event. */
 	struct epoll_event ev[LOOP_BATCH];
 	int nev, next;
+	/*
+	 * State worth keeping across a daemon crash changed (a VM, its vsock
+	 * device's vhost-user setup): on_dirty, when set, runs once after the
+	 * round in which callbacks marked it, however many did.
+	 */
+	bool dirty;
+	void (*on_dirty)(struct loop *l);
 };
+
+static inline void
+loop_mark_dirty(struct loop *l)
+{
+	l->dirty = true;
+}
 
 int loop_init(struct loop *l);
 void loop_free(struct loop *l);

@@ -27,18 +27,29 @@ proc_rss_kib(pid_t pid)
 }
 
 long
-proc_fd_count(void)
+proc_fd_count_of(pid_t pid)
 {
-	DIR *d = opendir("/proc/self/fd");
+	char path[64];
 	struct dirent *e;
 	long n = 0;
+	DIR *d;
 
-	if (!d)
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/fd");
+	if (!(d = opendir(path)))
 		return -1;
 	while ((e = readdir(d)))
 		n += e->d_name[0] != '.';
 	closedir(d);
-	return n - 1; /* the directory's own descriptor */
+	return pid ? n : n - 1; /* our own count includes the directory's descriptor */
+}
+
+long
+proc_fd_count(void)
+{
+	return proc_fd_count_of(0);
 }
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

@@ -10,6 +10,8 @@ long proc_rss_kib(pid_t pid);
 
 /* This process's open descriptors, or -1 if /proc cannot say. */
 long proc_fd_count(void);
+/* Another process's (0: this one), or -1. */
+long proc_fd_count_of(pid_t pid);
 
 /* Bytes this process has allocated and not freed (malloc's own count). */
 long long proc_heap_bytes(void);

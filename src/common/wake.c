@@ -2,8 +2,8 @@
 /* Wakeups that another process cannot make wait for ever (see wake.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -11,69 +11,86 @@
 
 #include "wake.h"
 
-static atomic_int guard_on;
+/*
+ * The guard: a one-shot timer per thread whose signal interrupts a wakeup
+ * write that blocks. The signal's handler does nothing; it is installed
+ * without SA_RESTART, so the write returns EINTR.
+ */
+#define WAKE_GUARD_SIG (SIGRTMIN + 7)
 
-/* Each thread's timer, made at its first guarded wakeup (1 made, -1 none to be had). */
-static _Thread_local timer_t guard_timer;
-static _Thread_local int guard_state;
+static bool guard_on;
+static pthread_key_t guard_key;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+static __thread struct {
+	bool made;
+	timer_t t;
+} guard;
 
-static int
-guard_signal(void)
+static void
+guard_nothing(int sig)
 {
-	return SIGRTMIN + 4;
+	(void)sig;
 }
 
 static void
-on_guard(int sig)
+guard_thread_gone(void *t)
 {
-	(void)sig; /* its only work: interrupting the write (no SA_RESTART) */
+	timer_delete((timer_t)t);
 }
 
-int
-wake_guard(void)
+static void
+guard_init(void)
 {
-	struct sigaction sa = { .sa_handler = on_guard };
+	struct sigaction sa = { .sa_handler = guard_nothing }; /* no SA_RESTART */
 
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(guard_signal(), &sa, NULL) < 0)
-		return -errno;
-	atomic_store(&guard_on, 1);
-	return 0;
+	guard_on = sigaction(WAKE_GUARD_SIG, &sa, NULL) == 0 &&
+		   pthread_key_create(&guard_key, guard_thread_gone) == 0;
 }
 
-static bool
-thread_timer(void)
+void
+wake_guard(void)
 {
-	if (!guard_state) {
-		struct sigevent ev = { .sigev_notify = SIGEV_THREAD_ID,
-				       .sigev_signo = guard_signal() };
+	pthread_once(&guard_once, guard_init);
+}
 
-		ev._sigev_un._tid = gettid(); /* sigev_notify_thread_id */
-		guard_state = timer_create(CLOCK_MONOTONIC, &ev, &guard_timer) == 0 ? 1 : -1;
-	}
-	return guard_state > 0;
+/* This thread's timer, made on first use; false if it cannot be. */
+static bool
+guard_timer(void)
+{
+	struct sigevent ev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = WAKE_GUARD_SIG };
+	sigset_t set;
+
+	if (guard.made)
+		return true;
+	ev._sigev_un._tid = gettid(); /* sigev_notify_thread_id */
+	sigemptyset(&set);
+	sigaddset(&set, WAKE_GUARD_SIG);
+	if (pthread_sigmask(SIG_UNBLOCK, &set, NULL) || timer_create(CLOCK_MONOTONIC, &ev, &guard.t))
+		return false;
+	pthread_setspecific(guard_key, guard.t);
+	return guard.made = true;
 }
 
 int
 wake_fd(int fd)
 {
+	static const struct itimerspec arm = { .it_value = { 0, WAKE_GUARD_MS * 1000000L } }, off;
 	uint64_t one = 1;
+	bool guarded;
 	ssize_t n;
 	int fl, err;
 
-	if (atomic_load_explicit(&guard_on, memory_order_relaxed) && thread_timer()) {
-		struct itimerspec arm = { .it_value = { 0, WAKE_GUARD_MS * 1000000L } }, off = { 0 };
-
-		if (timer_settime(guard_timer, 0, &arm, NULL) == 0) {
-			n = write(fd, &one, sizeof(one));
-			err = errno;
-			timer_settime(guard_timer, 0, &off, NULL);
-			return n == sizeof(one) ? 0 : -err;
-		}
-	}
+	/* Non-blocking again first (one fcntl): the guard is for a peer racing it. */
 	fl = fcntl(fd, F_GETFL);
 	if (fl >= 0 && !(fl & O_NONBLOCK))
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	guarded = guard_on && guard_timer() && timer_settime(guard.t, 0, &arm, NULL) == 0;
 	n = write(fd, &one, sizeof(one));
-	return n == sizeof(one) ? 0 : -errno;
+	err = errno;
+	if (guarded)
+		timer_settime(guard.t, 0, &off, NULL);
+	if (n == sizeof(one))
+		return 0;
+	return err == EINTR && !guarded ? -EAGAIN : -err;
 }

@@ -20,11 +20,12 @@
 
 #include "common/conf.h"
 #include "common/log.h"
-#include "common/wake.h"
 #include "common/loop.h"
+#include "keeper.h"
 #include "vm/qemu.h"
 #include "vm/vms.h"
 #include "vmci/broker.h"
+#include "vmfabric/qp.h"
 
 #ifndef VMFABRIC_VERSION
 #define VMFABRIC_VERSION "0.1.0"
@@ -69,9 +70,12 @@ struct daemon {
 	int restore_fd;	 /* --restore: the state the previous process saved */
 	bool restart;	 /* SIGHUP: exec after the loop */
 	struct loop_src sig;
+	struct keeper keeper; /* holds what a restart after a crash needs */
+	bool ran;	      /* the loop ran: a stop now is a clean one */
 	struct conf *conf;
 	const char *config_path;
 	char socket_path[108];
+	bool log_level_given; /* -l: wins over vmfabricd.log_level, as -s and --accel do */
 };
 
 static void
@@ -79,12 +83,15 @@ usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vmfabricd [options]\n"
-		"The vmfabric daemon: VMCI contexts and sockets for processes (and, later,\n"
-		"VMs), brokered over a control socket.\n\n"
+		"The vmfabric daemon: the vhost-user backend of the QEMU VMs it starts\n"
+		"(virtio-vsock into VMCI, virtio-net on its virtual switches) and the broker\n"
+		"of VMCI sockets, process vNICs and RDMA verbs for host processes, over one\n"
+		"control socket.\n\n"
 		"  -c, --config FILE        host configuration (default: the built-in one)\n"
 		"  -s, --socket PATH        control socket (default: %s,\n"
 		"                           or vmfabricd.socket in the configuration)\n"
-		"  -l, --log-level LEVEL    error, warn, info or debug (default: info)\n"
+		"  -l, --log-level LEVEL    error, warn, info or debug (default: info, or\n"
+		"                           vmfabricd.log_level in the configuration)\n"
 		"      --accel auto|kvm|tcg how VMs run (default: vmfabricd.accel, else auto:\n"
 		"                           KVM if a probe boot shows it can run Linux)\n"
 		"      --print-default-config  print the built-in configuration and exit\n"
@@ -95,7 +102,13 @@ usage(FILE *f)
 		"  -V, --version            the version\n\n"
 		"Signals: SIGTERM or SIGINT stop the daemon cleanly (and its VMs); SIGHUP\n"
 		"restarts it in place (exec of the same path: an upgrade or a new\n"
-		"configuration), keeping the control socket and the running VMs.\n",
+		"configuration), keeping the control socket and the running VMs.\n\n"
+		"Crashes: vmfabricd starts a companion process, " KEEPER_NAME ", that holds\n"
+		"the control socket and the VMs' devices (the vsock device's vhost-user\n"
+		"connection, memory and rings; QEMU's pidfd; emulated NICs' sockets). If\n"
+		"the daemon is killed (kill -9, a crash), running it again on the same\n"
+		"control socket takes them from the keeper: the VMs keep running and keep\n"
+		"their devices. A clean stop ends the keeper too.\n",
 		DEFAULT_SOCKET);
 }
 
@@ -155,11 +168,17 @@ load_config(struct daemon *d)
 				"warn, info, debug", name, v);
 			return -EINVAL;
 		}
-		log_set_level(lvl);
+		if (!d->log_level_given)
+			log_set_level(lvl);
 	}
 	/* -s overrides the key: used either way, never "unknown". */
 	if (conf_mark_used(d->conf, "vmfabricd.socket") && !d->socket_path[0]) {
 		v = conf_get(d->conf, "vmfabricd.socket");
+		if (strlen(v) >= sizeof(d->socket_path)) {
+			log_err("configuration: %s: vmfabricd.socket: longer than %zu bytes (a UNIX "
+				"socket's path)", name, sizeof(d->socket_path) - 1);
+			return -ENAMETOOLONG;
+		}
 		snprintf(d->socket_path, sizeof(d->socket_path), "%s", v);
 	} else if (!d->socket_path[0]) {
 		v = DEFAULT_SOCKET;
@@ -214,9 +233,6 @@ setup_signals(struct daemon *d)
 	sigset_t set;
 
 	signal(SIGPIPE, SIG_IGN);
-	/* Peers share the eventfds the daemon writes to wake them: no write may wait. */
-	if (wake_guard() < 0)
-		return -errno;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -244,7 +260,7 @@ raise_fd_limit(void)
 
 /* VMs get their directories next to the control socket. */
 static int
-start_vms(struct daemon *d, json_t *saved)
+start_vms(struct daemon *d, json_t *saved, bool crashed)
 {
 	char dir[sizeof(d->socket_path) + 4];
 	char *slash;
@@ -267,7 +283,7 @@ start_vms(struct daemon *d, json_t *saved)
 	d->broker.mgmt_ext = vms_mgmt;
 	d->broker.mgmt_ctx = &d->vms;
 	if (saved)
-		vms_restore(&d->vms, json_object_get(saved, "vms")); /* each failure logged */
+		vms_restore(&d->vms, json_object_get(saved, "vms"), crashed); /* failures logged */
 	return 0;
 }
 
@@ -278,10 +294,71 @@ start_broker(struct daemon *d, json_t *saved)
 	json_int_t fd;
 
 	if (saved && !json_unpack(saved, "{s:I}", "listen", &fd) && fd >= 0) {
-		log_info("restarted: taking over %s", d->socket_path);
+		log_info("restarted: taking over %s%s", d->socket_path,
+			 d->keeper.inherited ? " from the fd keeper" : "");
 		return broker_start_fd(&d->broker, &d->loop, d->socket_path, (int)fd);
 	}
 	return broker_start(&d->broker, &d->loop, d->socket_path);
+}
+
+/*
+ * What a restart needs (by exec, or from the fd keeper after a crash): the
+ * listening socket and every VM's descriptors, named in JSON; vms_save()
+ * clears their close-on-exec flags.
+ */
+static json_t *
+state_doc(struct daemon *d)
+{
+	return json_pack("{s:i, s:i, s:o}", "version", 1, "listen", d->broker.listen.fd, "vms",
+			 vms_save(&d->vms));
+}
+
+static json_t *
+keeper_snapshot(struct keeper *k)
+{
+	return state_doc((struct daemon *)((char *)k - offsetof(struct daemon, keeper)));
+}
+
+/* The keeper has its copies: our descriptors close on exec again. */
+static void
+keeper_snapshot_done(struct keeper *k)
+{
+	vms_save_undo(&((struct daemon *)((char *)k - offsetof(struct daemon, keeper)))->vms);
+}
+
+static void
+on_dirty(struct loop *l)
+{
+	keeper_update(&((struct daemon *)((char *)l - offsetof(struct daemon, loop)))->keeper);
+}
+
+static void
+status_ext(struct vmci_broker *b, json_t *status)
+{
+	struct daemon *d = (struct daemon *)((char *)b - offsetof(struct daemon, broker));
+
+	json_object_set_new(status, "keeper", keeper_status(&d->keeper));
+}
+
+/*
+ * The fd keeper: the one the previous process had (SIGHUP), else the one
+ * of this control socket (it holds a crashed daemon's state: *@saved), else
+ * a new one. Without one the daemon still runs (logged).
+ */
+static void
+start_keeper(struct daemon *d, json_t **saved, bool *crashed)
+{
+	d->keeper.snapshot = keeper_snapshot;
+	d->keeper.snapshot_done = keeper_snapshot_done;
+	if (*saved) {
+		keeper_adopt(&d->keeper, &d->loop, d->self, d->socket_path,
+			     json_object_get(*saved, "keeper"));
+	} else {
+		keeper_open(&d->keeper, &d->loop, d->self, d->socket_path, saved);
+		*crashed = *saved != NULL;
+	}
+	d->loop.on_dirty = on_dirty;
+	d->broker.status_ext = status_ext;
 }
 
 /*
@@ -292,13 +369,16 @@ start_broker(struct daemon *d, json_t *saved)
 static void
 reexec(struct daemon *d)
 {
-	json_t *doc = json_pack("{s:i, s:i, s:o}", "version", 1, "listen", d->broker.listen.fd,
-				"vms", vms_save(&d->vms));
-	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_t *doc = state_doc(d);
+	char *text;
 	int fd = memfd_create("vmfabricd-restart", 0), argc = 0;
 	char fdarg[24], **argv;
-	size_t len = text ? strlen(text) : 0;
+	size_t len;
 
+	if (doc) /* the keeper stays: its connection goes across exec too */
+		json_object_set_new(doc, "keeper", keeper_save(&d->keeper));
+	text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	len = text ? strlen(text) : 0;
 	json_decref(doc);
 	while (d->argv[argc])
 		argc++;
@@ -318,6 +398,7 @@ reexec(struct daemon *d)
 	log_err("restart failed (%s): going on as before", strerror(errno));
 	fcntl(d->broker.listen.fd, F_SETFD, FD_CLOEXEC);
 	vms_save_undo(&d->vms);
+	keeper_save_undo(&d->keeper);
 	if (fd >= 0)
 		close(fd);
 	free(text);
@@ -347,6 +428,8 @@ run(struct daemon *d)
 	log_info("vmfabricd %s listening on %s (configuration: %s)", VMFABRIC_VERSION,
 		 d->socket_path, d->broker.config_name);
 	log_contexts(&d->broker.reg);
+	keeper_update(&d->keeper); /* what we run with now, restored or new */
+	d->ran = true;
 	for (;;) {
 		err = loop_run(&d->loop);
 		if (err || !d->restart)
@@ -384,6 +467,7 @@ main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "probe-accel", required_argument, NULL, 'K' },
 		{ "restore", required_argument, NULL, 'R' },
+		{ "keeper", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -391,8 +475,8 @@ main(int argc, char **argv)
 	struct daemon d = { .restore_fd = -1 };
 	json_t *saved = NULL;
 	enum log_level lvl;
-	bool check = false;
-	int o, err;
+	bool check = false, crashed = false;
+	int o, err, keep[2] = { -1, -1 };
 
 	while ((o = getopt_long(argc, argv, "c:s:l:hV", opts, NULL)) != -1) {
 		switch (o) {
@@ -400,6 +484,11 @@ main(int argc, char **argv)
 			d.config_path = optarg;
 			break;
 		case 's':
+			if (strlen(optarg) >= sizeof(d.socket_path)) {
+				fprintf(stderr, "vmfabricd: -s: longer than %zu bytes (a UNIX socket's "
+						"path)\n", sizeof(d.socket_path) - 1);
+				return 2;
+			}
 			snprintf(d.socket_path, sizeof(d.socket_path), "%s", optarg);
 			break;
 		case 'l':
@@ -408,6 +497,7 @@ main(int argc, char **argv)
 				return 2;
 			}
 			log_set_level(lvl);
+			d.log_level_given = true;
 			break;
 		case 'A':
 			if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") && strcmp(optarg, "tcg")) {
@@ -428,6 +518,10 @@ main(int argc, char **argv)
 		case 'R':
 			d.restore_fd = atoi(optarg);
 			break;
+		case 'k': /* the daemon starts its fd keeper so: not for users */
+			if (sscanf(optarg, "%d,%d", &keep[0], &keep[1]) != 2)
+				return 2;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -443,11 +537,13 @@ main(int argc, char **argv)
 		fprintf(stderr, "vmfabricd: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	if (keep[0] >= 0)
+		keeper_main(keep[0], keep[1], d.socket_path);
 	saved = d.restore_fd >= 0 ? read_saved(d.restore_fd) : NULL;
 	d.argv = argv;
 	if (!realpath("/proc/self/exe", d.self))
 		snprintf(d.self, sizeof(d.self), "%s", argv[0]);
-	d.loop.ep = d.sig.fd = -1;
+	d.loop.ep = d.sig.fd = d.keeper.conn.fd = d.keeper.proc.fd = -1;
 	if (load_config(&d) < 0) {
 		err = -EINVAL;
 	} else if (check) {
@@ -456,10 +552,16 @@ main(int argc, char **argv)
 		err = 0;
 	} else {
 		raise_fd_limit();
-		if ((err = loop_init(&d.loop)) || (err = setup_signals(&d)))
+		qp_guard_wakeups(); /* no client can make a wakeup block the daemon */
+		if ((err = loop_init(&d.loop)) || (err = setup_signals(&d))) {
 			log_err("startup: %s", strerror(-err));
-		else if (!(err = start_broker(&d, saved)) && !(err = start_vms(&d, saved)))
-			err = run(&d);
+		} else {
+			start_keeper(&d, &saved, &crashed);
+			if (!(err = start_broker(&d, saved)) && !(err = start_vms(&d, saved, crashed)))
+				err = run(&d);
+		}
+		/* A start that failed leaves a crashed daemon's state to the next try. */
+		keeper_close(&d.keeper, d.ran || !d.keeper.inherited);
 	}
 	json_decref(saved);
 	vsw_dp_stop(&d.broker.dp); /* stopped with the broker, or never started */

@@ -65,6 +65,7 @@ struct vsk {
 	/* Datagrams: CIDs the daemon said we may send to. */
 	uint32_t allowed[8];
 	unsigned nallowed;
+	int64_t alive_ns; /* when the daemon's end of the rings was last seen alive */
 };
 
 /* A listener's end of a channel (see wire.h). */
@@ -93,6 +94,16 @@ uint64_t lib_pool_reuses(void); /* connections made on a parked queue pair (test
 int lib_table_put(struct vsk *v);
 struct vsk *lib_table_get(int fd);
 void lib_table_del(int fd);
+
+/*
+ * A daemon killed without closing its end of a queue pair (SIGKILL) leaves
+ * a sender writing into a ring nobody reads until it fills: senders to the
+ * daemon (datagrams, vNICs) look at its liveness every LIB_ALIVE_NS (one
+ * poll(); a clock read otherwise). True when it is gone; *@alive_ns is
+ * when it was last looked at.
+ */
+#define LIB_ALIVE_NS 20000000ll
+bool lib_daemon_gone(struct qp *qp, int64_t *alive_ns);
 
 /* Control connection (ctl.c) */
 int ctl_open(struct vsk *v);

@@ -890,6 +890,17 @@ dgram_ready(struct vsk *v)
 	return err;
 }
 
+bool
+lib_daemon_gone(struct qp *qp, int64_t *alive_ns)
+{
+	int64_t now = clock_ns();
+
+	if (now - __atomic_load_n(alive_ns, __ATOMIC_RELAXED) < LIB_ALIVE_NS)
+		return false;
+	__atomic_store_n(alive_ns, now, __ATOMIC_RELAXED);
+	return !qp_peer_alive(qp);
+}
+
 static ssize_t
 dgram_send(struct vsk *v, const void *buf, size_t len, int flags, const struct sockaddr_vm *to)
 {
@@ -907,7 +918,8 @@ dgram_send(struct vsk *v, const void *buf, size_t len, int flags, const struct s
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if ((err = dgram_ready(v)) || (err = dgram_allowed(v, h.cid)))
 			return err;
-		r = qp_msg_sendv(v->qp, iov, 2, qflags(v, flags));
+		r = lib_daemon_gone(v->qp, &v->alive_ns) ? -EPIPE
+							  : qp_msg_sendv(v->qp, iov, 2, qflags(v, flags));
 		if (r != -EPIPE)
 			return r < 0 ? stream_err(v, r) : (ssize_t)len;
 		ctl_drop(v); /* the daemon's end is gone: reopen once */

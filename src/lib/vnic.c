@@ -13,6 +13,7 @@ struct vmf_vnic {
 	struct qp *qp;
 	uint8_t mac[6];
 	char name[32];
+	int64_t alive_ns; /* the daemon's end last seen alive (lib_daemon_gone) */
 };
 
 int
@@ -57,6 +58,8 @@ fail:
 ssize_t
 vmf_vnic_send(struct vmf_vnic *n, const void *frame, size_t len, int flags)
 {
+	if (lib_daemon_gone(n->qp, &n->alive_ns))
+		return -EPIPE; /* the port went with the daemon: open the vNIC again */
 	return qp_msg_send(n->qp, frame, len, (flags & MSG_DONTWAIT) ? QP_DONTWAIT : 0);
 }
 
@@ -74,6 +77,8 @@ vmf_vnic_send_batch(struct vmf_vnic *n, const struct iovec *frames, int count)
 {
 	int i;
 
+	if (count > 0 && lib_daemon_gone(n->qp, &n->alive_ns))
+		return -EPIPE;
 	for (i = 0; i < count; i++) {
 		ssize_t r = qp_msg_sendv(n->qp, &frames[i], 1, QP_DONTWAIT | QP_MORE);
 

@@ -28,7 +28,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -102,11 +104,17 @@ qp_tx_refresh(struct qp *qp)
 	return (int64_t)(d->size - (d->pos - head));
 }
 
+void
+qp_guard_wakeups(void)
+{
+	wake_guard();
+}
+
 /*
  * Wake the peer. Its eventfd's file description is shared with the peer,
  * which could have made it blocking and filled its counter to make this
- * write wait for ever (common/wake.h): in the daemon such a write is
- * interrupted, and the peer that did it has broken the queue pair.
+ * write wait for ever (common/wake.h): under the guard (the daemon) such a
+ * write is interrupted and the queue pair broken.
  */
 static void
 qp_signal(struct qp *qp)
@@ -118,8 +126,10 @@ qp_signal(struct qp *qp)
 	err = wake_fd(qp->peer_wake);
 	if (!err)
 		qp->st.signals++;
-	else if (err == -EINTR)
-		qp_break(qp, "peer made its wakeup block", 0, 0);
+	else if (err == -EINTR && !qp->err) {
+		qp->err = -EPROTO;
+		snprintf(qp->why, sizeof(qp->why), "peer made its wakeup descriptor block");
+	}
 }
 
 /* After publishing on line @mine, wake the peer if it sleeps on @theirs. */
@@ -176,6 +186,12 @@ qp_check_alive(struct qp *qp)
 	if (qp->alive >= 0 && poll(&p, 1, 0) == 1)
 		qp->peer_gone = true;
 	return !qp->peer_gone;
+}
+
+bool
+qp_peer_alive(struct qp *qp)
+{
+	return qp_check_alive(qp);
 }
 
 /*

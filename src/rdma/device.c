@@ -39,6 +39,7 @@
 #include "common/log.h"
 #include "device.h"
 #include "switch/dp.h"
+#include "switch/vmk.h"
 
 #define RDMA_DEV_DEFAULT_DESCRIPTION "vmfabric RoCE v2 adapter (software)"
 #define RDMA_DEV_MAX_GROUPS	     64
@@ -193,21 +194,12 @@ rdma_dev_if_query(const char *ifname, bool addrs, struct rdma_dev_if *st)
 static void
 rdma_dev_conf_ipv4(const char *cidr, struct rdma_dev_if *st)
 {
-	char buf[24], *slash;
-	long len = 32;
+	unsigned len;
 
-	if (st->has_ipv4 || !cidr[0])
-		return;
-	snprintf(buf, sizeof(buf), "%s", cidr);
-	slash = strchr(buf, '/');
-	if (slash) {
-		*slash = 0;
-		len = strtol(slash + 1, NULL, 10);
-	}
-	if (len < 0 || len > 32 || inet_pton(AF_INET, buf, &st->ipv4) != 1)
+	if (st->has_ipv4 || !cidr[0] || vmk_cidr_parse(cidr, &st->ipv4, &len))
 		return;
 	st->has_ipv4 = true;
-	st->ipv4_prefix = (unsigned)len;
+	st->ipv4_prefix = len;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -450,14 +442,14 @@ rdma_dev_load_group(struct rdma_devs *d, struct conf *c, long g, size_t first,
 				 dev->uplink, d->dev[i].name);
 			return rdma_dev_fail(err, c, g, "uplink", first, -EEXIST, msg);
 		}
-	if (vmknic && strlen(vmknic) >= IFNAMSIZ)
+	if (vmknic && (strlen(vmknic) >= IFNAMSIZ || !conf_text(vmknic)))
 		return rdma_dev_fail(err, c, g, "vmknic", first, -EINVAL,
-				     "rdmaN.vmknic is a VMkernel adapter's name (15 characters at "
-				     "most), or \"\"");
+				     "rdmaN.vmknic is a VMkernel adapter's name (15 printable ASCII "
+				     "characters at most), or \"\"");
 	snprintf(dev->vmknic, sizeof(dev->vmknic), "%s", vmknic ? vmknic : "");
-	if (desc && strlen(desc) >= sizeof(dev->description))
+	if (desc && (strlen(desc) >= sizeof(dev->description) || !conf_text(desc)))
 		return rdma_dev_fail(err, c, g, "description", first, -EINVAL,
-				     "rdmaN.description is 95 bytes at most");
+				     "rdmaN.description is 95 printable ASCII characters at most");
 	snprintf(dev->description, sizeof(dev->description), "%s",
 		 desc ? desc : RDMA_DEV_DEFAULT_DESCRIPTION);
 	for (size_t i = 0; dev->vmknic[0] && i < d->n; i++)

@@ -40,6 +40,7 @@ struct reng_qp {
 	struct reng_path path;
 	uint32_t pd;
 	unsigned qp_access;
+	const _Atomic uint32_t *access_live; /* the key page's, when given */
 	struct qp *ring;
 	int ring_fd; /* in the dataplane's epoll set */
 	const struct reng_mem_ops *mem;
@@ -171,7 +172,10 @@ q_remote_mem(void *ctx, uint32_t rkey, uint64_t va, uint32_t len, unsigned acces
 	void *ref;
 	int err;
 
-	if ((q->qp_access & access) != access)
+	unsigned allowed = q->access_live ? atomic_load_explicit(q->access_live, memory_order_relaxed)
+					  : q->qp_access;
+
+	if ((allowed & access) != access)
 		return -EACCES;
 	err = q->mem->get(q->owner, rkey, q->pd, va, len, access, &p, &ref);
 	if (err)
@@ -260,6 +264,7 @@ reng_qp_add(struct reng *e, const struct reng_qp_params *p, uint32_t qpn)
 	q->path = p->path;
 	q->pd = p->pd;
 	q->qp_access = p->qp_access;
+	q->access_live = p->access_live;
 	q->mtu = p->rc.mtu;
 	q->mem = p->mem;
 	q->owner = p->owner;

@@ -66,6 +66,11 @@ struct reng_qp_params {
 	struct reng_path path;
 	uint32_t pd;
 	unsigned qp_access; /* VRDMA_ACCESS_REMOTE_*: what peers may do through it */
+	/*
+	 * The same, as the application keeps it in its key page (read-only
+	 * here; changed RTS -> RTS), read at each request; NULL: qp_access.
+	 */
+	const _Atomic uint32_t *access_live;
 	struct qp *ring;    /* the daemon's end of the application's queue pair (taken) */
 	const struct reng_mem_ops *mem;
 	void *owner;

@@ -141,8 +141,8 @@ load_switch(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_
 #undef SKEY
 	if (e)
 		return e;
-	if (!*name || (v && strlen(v) >= VSW_NAME)) {
-		conf_fail_at(err, c, first, "a switch name is 1 to 31 characters");
+	if (!*name || (v && strlen(v) >= VSW_NAME) || !conf_text(name)) {
+		conf_fail_at(err, c, first, "a switch name is 1 to 31 printable ASCII characters");
 		return -EINVAL;
 	}
 	e = vsw_dp_add_switch(d, name, (uint32_t)mtu, vmq);
@@ -167,8 +167,9 @@ load_portgroup(struct vsw_dp *d, struct conf *c, long g, size_t first, struct co
 #undef PKEY
 	if (e)
 		return e;
-	if (!name || !*name || strlen(name) >= VSW_NAME) {
-		conf_fail_at(err, c, first, "a port group needs a name of 1 to 31 characters");
+	if (!name || !*name || strlen(name) >= VSW_NAME || !conf_text(name)) {
+		conf_fail_at(err, c, first,
+			     "a port group needs a name of 1 to 31 printable ASCII characters");
 		return -EINVAL;
 	}
 	e = vsw_dp_add_portgroup(d, name, sw ? sw : d->sw[0].name, (uint16_t)vlan);
@@ -199,8 +200,12 @@ load_uplink(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_
 #undef UKEY
 	if (e)
 		return e;
-	if (!dev || !*dev || strlen(dev) >= IFNAMSIZ) {
+	if (!dev || !*dev || strlen(dev) >= IFNAMSIZ || !conf_text(dev)) {
 		conf_fail_at(err, c, first, "an uplink needs a device (uplinkN.device, a host interface)");
+		return -EINVAL;
+	}
+	if (name && (!*name || strlen(name) >= sizeof(u->p.name) || !conf_text(name))) {
+		conf_fail_at(err, c, first, "uplinkN.name is 1 to 31 printable ASCII characters");
 		return -EINVAL;
 	}
 	if ((s = find_switch(d, sw ? sw : d->sw[0].name)) < 0) {
@@ -219,6 +224,13 @@ load_uplink(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_
 		snprintf(u->p.name, sizeof(u->p.name), "%s", name);
 	else
 		snprintf(u->p.name, sizeof(u->p.name), "vmnic%ld", g);
+	/* RDMA devices name their uplink: one name, one uplink. */
+	for (unsigned i = 0; i < d->nuplink; i++)
+		if (!strcmp(d->uplink[i]->p.name, u->p.name)) {
+			free(u);
+			conf_fail_at(err, c, first, "an uplink of that name exists already");
+			return -EEXIST;
+		}
 	d->uplink[d->nuplink++] = u;
 	return 0;
 }
@@ -230,6 +242,8 @@ load_vmk(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_err
 	const char *name, *pg, *ip;
 	const struct vsw_portgroup *p;
 	struct vmk_port *v;
+	struct in_addr a;
+	unsigned len;
 
 #define VKEY(k) (snprintf(key, sizeof(key), "vmk%ld." k, g), conf_mark_used(c, key), key)
 	name = conf_get(c, VKEY("name"));
@@ -240,8 +254,14 @@ load_vmk(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_err
 		conf_fail_at(err, c, first, "a VMkernel adapter needs a port group that exists (vmkN.portgroup)");
 		return -EINVAL;
 	}
-	if ((name && (!*name || strlen(name) >= IFNAMSIZ)) || (ip && strlen(ip) >= 24)) {
-		conf_fail_at(err, c, first, "vmkN.name is an interface name (15 characters at most)");
+	if (name && (!*name || strlen(name) >= IFNAMSIZ || !conf_text(name))) {
+		conf_fail_at(err, c, first, "vmkN.name is an interface name (15 printable ASCII "
+					    "characters at most)");
+		return -EINVAL;
+	}
+	if (ip && *ip && (strlen(ip) >= sizeof(v->ip) || vmk_cidr_parse(ip, &a, &len))) {
+		conf_fail_at(err, c, first, "vmkN.ip is an IPv4 address and prefix length "
+					    "(a.b.c.d/len, len 0 to 32)");
 		return -EINVAL;
 	}
 	if (d->nvmk == VSW_MAX_VMKS || !(v = calloc(1, sizeof(*v)))) {
@@ -257,6 +277,12 @@ load_vmk(struct vsw_dp *d, struct conf *c, long g, size_t first, struct conf_err
 		snprintf(v->p.name, sizeof(v->p.name), "%s", name);
 	else
 		snprintf(v->p.name, sizeof(v->p.name), "vmk%ld", g);
+	for (unsigned i = 0; i < d->nvmk; i++) /* one TAP interface each */
+		if (!strcmp(d->vmk[i]->p.name, v->p.name)) {
+			free(v);
+			conf_fail_at(err, c, first, "a VMkernel adapter of that name exists already");
+			return -EEXIST;
+		}
 	d->vmk[d->nvmk++] = v;
 	return 0;
 }
@@ -274,9 +300,9 @@ load_vhostuser(struct vsw_dp *d, struct conf *c, long g, size_t first, struct co
 	path = conf_get(c, HKEY("path"));
 	mac = conf_get(c, HKEY("address"));
 #undef HKEY
-	if (!path || !*path || strlen(path) >= sizeof(h->path)) {
+	if (!path || !*path || strlen(path) >= sizeof(h->path) || !conf_text(path)) {
 		conf_fail_at(err, c, first, "a vhost-user port needs a socket path (vhostuserN.path, "
-					    "up to 107 characters)");
+					    "up to 107 printable ASCII characters)");
 		return -EINVAL;
 	}
 	if (!pg || !find_pg(d, pg)) {
@@ -284,8 +310,8 @@ load_vhostuser(struct vsw_dp *d, struct conf *c, long g, size_t first, struct co
 					    "(vhostuserN.portgroup)");
 		return -EINVAL;
 	}
-	if (name && (!*name || strlen(name) >= VSW_NAME)) {
-		conf_fail_at(err, c, first, "vhostuserN.name is 1 to 31 characters");
+	if (name && (!*name || strlen(name) >= VSW_NAME || !conf_text(name))) {
+		conf_fail_at(err, c, first, "vhostuserN.name is 1 to 31 printable ASCII characters");
 		return -EINVAL;
 	}
 	if (d->nvhu == VSW_MAX_VHOSTUSER) {
@@ -1140,6 +1166,16 @@ pg_ports(const struct vsw_dp *d, const char *pg)
 	return n;
 }
 
+/* A vhost-user socket's port joins its group when a frontend connects: the group must stay. */
+static bool
+pg_has_socket(const struct vsw_dp *d, const char *pg)
+{
+	for (unsigned k = 0; k < d->nvhu; k++)
+		if (!strcmp(d->vhu[k].portgroup, pg))
+			return true;
+	return false;
+}
+
 /* Start a VMkernel adapter's port (made by load_vmk() or network.vmk.add). */
 static int
 vmk_start(struct vsw_dp *d, struct vmk_port *v)
@@ -1173,7 +1209,8 @@ static int
 vmk_change(struct vsw_dp *d, struct change *c)
 {
 	struct vmk_port *v = NULL;
-	unsigned i;
+	struct in_addr a;
+	unsigned i, len;
 	int err;
 
 	if (!c->interface || !*c->interface || strlen(c->interface) >= IFNAMSIZ)
@@ -1188,6 +1225,8 @@ vmk_change(struct vsw_dp *d, struct change *c)
 			return fail(c, -EEXIST, "a VMkernel adapter of that name exists");
 		if (!pg)
 			return fail(c, -ENOENT, "--portgroup-name: no port group of that name");
+		if (c->ipv4 && (strlen(c->ipv4) >= sizeof(v->ip) || vmk_cidr_parse(c->ipv4, &a, &len)))
+			return fail(c, -EINVAL, "--ipv4 is a.b.c.d/len");
 		if (d->nvmk == VSW_MAX_VMKS || !(v = calloc(1, sizeof(*v))))
 			return fail(c, -ENOSPC, "too many VMkernel adapters (8 at most)");
 		v->fd = -1;
@@ -1316,6 +1355,8 @@ change(struct vsw_dp *d, struct change *c)
 	if (!strcmp(c->cmd, "network.portgroup.remove")) {
 		if (pg_ports(d, pg->name))
 			return fail(c, -EBUSY, "the port group has ports");
+		if (pg_has_socket(d, pg->name))
+			return fail(c, -EBUSY, "the port group has a vhost-user socket (vhostuserN)");
 		*pg = d->pg[--d->npg];
 		return 0;
 	}

@@ -29,24 +29,39 @@ vmk_enqueue(struct vsw_port *p, const struct iovec *iov, int iovcnt, size_t len)
 
 static const struct vsw_port_ops vmk_ops = { .enqueue = vmk_enqueue };
 
+int
+vmk_cidr_parse(const char *s, struct in_addr *a, unsigned *len)
+{
+	const char *slash = strchr(s, '/');
+	char addr[INET_ADDRSTRLEN];
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+
+	*len = 32;
+	if (n >= sizeof(addr))
+		return -EINVAL;
+	memcpy(addr, s, n);
+	addr[n] = 0;
+	if (inet_pton(AF_INET, addr, a) != 1)
+		return -EINVAL;
+	if (!slash)
+		return 0;
+	/* "/", "/24x", "/-1", "/ 8": refused, not read as some prefix. */
+	if (!slash[1] || strlen(slash + 1) > 2 || strspn(slash + 1, "0123456789") != strlen(slash + 1))
+		return -EINVAL;
+	*len = (unsigned)atoi(slash + 1);
+	return *len <= 32 ? 0 : -EINVAL;
+}
+
 /* "a.b.c.d/len" on @ifr's interface through @s. */
 static int
 set_ipv4(int s, struct ifreq *ifr, const char *cidr)
 {
 	struct sockaddr_in *a = (struct sockaddr_in *)&ifr->ifr_addr;
-	char buf[24], *slash;
-	long len;
+	unsigned len;
 
-	snprintf(buf, sizeof(buf), "%s", cidr);
-	slash = strchr(buf, '/');
-	len = slash ? strtol(slash + 1, NULL, 10) : 32;
-	if (slash)
-		*slash = 0;
-	if (len < 0 || len > 32)
-		return -EINVAL;
 	memset(&ifr->ifr_addr, 0, sizeof(ifr->ifr_addr));
 	a->sin_family = AF_INET;
-	if (inet_pton(AF_INET, buf, &a->sin_addr) != 1)
+	if (vmk_cidr_parse(cidr, &a->sin_addr, &len))
 		return -EINVAL;
 	if (ioctl(s, SIOCSIFADDR, ifr) < 0)
 		return -errno;
@@ -54,6 +69,32 @@ set_ipv4(int s, struct ifreq *ifr, const char *cidr)
 	if (ioctl(s, SIOCSIFNETMASK, ifr) < 0)
 		return -errno;
 	return 0;
+}
+
+/*
+ * Announce the adapter when it comes up (gratuitous ARP, unsolicited
+ * neighbour advertisement): a daemon restarted after a crash makes the TAP
+ * anew, with another MAC address, and the neighbours' caches would point
+ * at the old one until they expire. Best effort.
+ */
+static void
+announce_on_up(const char *ifname)
+{
+	static const char *const knobs[][2] = { { "ipv4", "arp_notify" }, { "ipv6", "ndisc_notify" } };
+	char path[128];
+
+	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/sys/net/%s/conf/%s/%s", knobs[i][0], ifname,
+			 knobs[i][1]);
+		if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+			continue;
+		if (write(fd, "1", 1) < 0) {
+			/* an older kernel, or no IPv6: the caches expire instead */
+		}
+		close(fd);
+	}
 }
 
 int
@@ -70,6 +111,7 @@ vmk_open(struct vmk_port *v)
 	memcpy(ifr.ifr_name, v->p.name, strlen(v->p.name) + 1);
 	if (ioctl(v->fd, TUNSETIFF, &ifr) < 0)
 		goto fail_errno;
+	announce_on_up(v->p.name);
 	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0 || ioctl(s, SIOCGIFHWADDR, &ifr) < 0)
 		goto fail_errno;

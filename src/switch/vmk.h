@@ -10,6 +10,7 @@
 #define VMFABRIC_SWITCH_VMK_H
 
 #include <net/if.h>
+#include <netinet/in.h>
 
 #include "vswitch.h"
 
@@ -28,6 +29,11 @@ struct vmk_port {
 /* Make the TAP interface p.name, set its address, bring it up. 0 or -errno. */
 int vmk_open(struct vmk_port *v);
 void vmk_close(struct vmk_port *v);
+/*
+ * "a.b.c.d" or "a.b.c.d/len" into @a and @len: the prefix length in
+ * decimal digits only, 0 to 32 (32 when absent). 0 or -EINVAL.
+ */
+int vmk_cidr_parse(const char *s, struct in_addr *a, unsigned *len);
 /* Set "a.b.c.d/len" on the interface (and remember it). 0 or -errno. */
 int vmk_set_ipv4(struct vmk_port *v, const char *cidr);
 /* Hand up to @max frames the host sent to @sw. Returns how many. */

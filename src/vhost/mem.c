@@ -12,11 +12,24 @@
  * either address space, or a regular file too short for the range (a
  * mapping past the end of a file faults on access). Translation accepts a
  * range only when all of [addr, addr + len) lies inside a single region,
- * computed without overflow. The frontend can still truncate a file after
- * it was mapped; see vhost.h.
+ * computed without overflow.
+ *
+ * The frontend can still truncate a file after it was mapped (QEMU's memfd
+ * memory is sealed against that; an outside frontend's need not be), and
+ * an access past the new end raises SIGBUS in whichever daemon thread made
+ * it. Every mapping is therefore registered with a SIGBUS handler: a fault
+ * inside one replaces the whole mapping with private zero pages (the access
+ * completes, reading zeros, its writes going nowhere), marks the mapping
+ * lost and counts it. The virtqueues look at that count (vhu_mem_faults())
+ * and break with a reason when their memory was lost, so the device drops
+ * that frontend as for any broken ring. A fault anywhere else goes to the
+ * handler that was there before, or kills the process as SIGBUS would.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -25,18 +38,111 @@
 
 #include "vhost.h"
 
+/* ---------------------------------------------------------------------- */
+/* SIGBUS guard */
+
+#define GUARD_SLOTS 4096 /* mappings of guest memory at once (8 per connection at most) */
+
+static struct guard {
+	_Atomic uintptr_t start; /* 0: free */
+	_Atomic size_t len;
+	atomic_bool lost;
+} guard[GUARD_SLOTS];
+static atomic_uint guard_faults;
+static struct sigaction guard_prev;
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool guard_installed;
+
+static void
+on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+
+	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+		uintptr_t s = atomic_load_explicit(&guard[i].start, memory_order_acquire);
+		size_t len = atomic_load_explicit(&guard[i].len, memory_order_relaxed);
+
+		if (!s || a - s >= len)
+			continue;
+		/* mmap is a plain system call: safe in a handler in practice. */
+		if (mmap((void *)s, len, PROT_READ | PROT_WRITE,
+			 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED)
+			break;
+		atomic_store(&guard[i].lost, true);
+		atomic_fetch_add(&guard_faults, 1);
+		return; /* the access is made again, on zero pages */
+	}
+	if ((guard_prev.sa_flags & SA_SIGINFO) && guard_prev.sa_sigaction) {
+		guard_prev.sa_sigaction(sig, si, uc);
+	} else if (guard_prev.sa_handler != SIG_DFL && guard_prev.sa_handler != SIG_IGN) {
+		guard_prev.sa_handler(sig);
+	} else {
+		signal(SIGBUS, SIG_DFL); /* the access faults again and the process ends */
+	}
+}
+
+/* A slot for [p, p + len), the handler installed on first use; -1 when full. */
+static int
+guard_add(void *p, size_t len)
+{
+	int slot = -1;
+
+	pthread_mutex_lock(&guard_lock);
+	if (!guard_installed) {
+		struct sigaction sa = { .sa_sigaction = on_sigbus,
+					.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK };
+
+		sigemptyset(&sa.sa_mask);
+		guard_installed = sigaction(SIGBUS, &sa, &guard_prev) == 0;
+	}
+	for (int i = 0; guard_installed && i < GUARD_SLOTS && slot < 0; i++)
+		if (!atomic_load(&guard[i].start)) {
+			atomic_store(&guard[i].lost, false);
+			atomic_store(&guard[i].len, len);
+			atomic_store_explicit(&guard[i].start, (uintptr_t)p, memory_order_release);
+			slot = i;
+		}
+	pthread_mutex_unlock(&guard_lock);
+	return slot;
+}
+
+static void
+guard_del(int slot)
+{
+	if (slot >= 0)
+		atomic_store(&guard[slot].start, 0);
+}
+
+unsigned
+vhu_mem_faults(void)
+{
+	return atomic_load_explicit(&guard_faults, memory_order_relaxed);
+}
+
+bool
+vhu_mem_lost(const struct vhu_mem *m)
+{
+	for (uint32_t i = 0; i < m->n; i++)
+		if (m->r[i].guard >= 0 && atomic_load(&guard[m->r[i].guard].lost))
+			return true;
+	return false;
+}
+
+/* ---------------------------------------------------------------------- */
+
 void
 vhu_mem_init(struct vhu_mem *m)
 {
 	memset(m, 0, sizeof(*m));
 	for (uint32_t i = 0; i < VHU_MAX_REGIONS; i++)
-		m->r[i].fd = -1;
+		m->r[i].fd = m->r[i].guard = -1;
 }
 
 void
 vhu_mem_clear(struct vhu_mem *m)
 {
 	for (uint32_t i = 0; i < m->n; i++) {
+		guard_del(m->r[i].guard);
 		if (m->r[i].map)
 			munmap(m->r[i].map, m->r[i].map_len);
 		if (m->r[i].fd >= 0)
@@ -108,9 +214,14 @@ map_region(struct vhu_region *r, const struct vhu_mem_region *w, int fd, uint64_
 	if (p == MAP_FAILED)
 		return -errno;
 	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (r->fd < 0) {
+	if (r->fd < 0 || (r->guard = guard_add(p, r->map_len)) < 0) {
+		int err = r->fd < 0 ? -errno : -ENOSPC;
+
+		if (r->fd >= 0)
+			close(r->fd);
+		r->fd = -1;
 		munmap(p, r->map_len);
-		return -errno;
+		return err;
 	}
 	r->map = p;
 	r->host = (uint8_t *)p + (w->mmap_offset - off);

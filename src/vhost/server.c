@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "vhost.h"
@@ -539,6 +540,23 @@ vhu_conn_save(const struct vhu_conn *c, struct vhu_saved *s)
 	}
 }
 
+/*
+ * The next available index of ring @i from its used ring's index (struct
+ * vring_used: le16 flags, le16 idx), read once from guest memory. A value
+ * the guest wrote there is only as bad as any it could put in its avail
+ * ring: the virtqueue layer bounds what it takes from there.
+ */
+static void
+ring_resync(struct vhu_conn *c, uint32_t i)
+{
+	struct vhu_ring *r = &c->rings[i];
+
+	if (!r->num || !r->have_addr || ring_translate(c, r) < 0)
+		return;
+	r->last_avail = __atomic_load_n((uint16_t *)r->used + 1, __ATOMIC_ACQUIRE);
+	r->desc = r->avail = r->used = NULL;
+}
+
 int
 vhu_conn_restore(const struct vhu_saved *s, const struct vhu_device_ops *ops, void *dev,
 		 struct vhu_conn **out)
@@ -574,9 +592,14 @@ vhu_conn_restore(const struct vhu_saved *s, const struct vhu_device_ops *ops, vo
 		r->err = w->err;
 	}
 	*out = c; /* before the rings start: the device may look at it then */
-	for (uint32_t i = 0; i < s->nrings; i++)
+	for (uint32_t i = 0; i < s->nrings; i++) {
+		if (s->resync)
+			ring_resync(c, i);
 		if (ring_update(c, i) < 0)
 			ring_stop(c, i); /* the frontend will set it up again, or not */
+		else if (s->resync && c->rings[i].started && c->rings[i].call >= 0)
+			eventfd_write(c->rings[i].call, 1); /* a spurious interrupt is harmless */
+	}
 	return 0;
 }
 

@@ -189,6 +189,7 @@ struct vhu_region {
 	size_t map_len;
 	uint8_t *host; /* host address of gpa / uaddr */
 	int fd;	       /* a duplicate of the region's descriptor (for a restart) */
+	int guard;     /* its slot in the SIGBUS guard (mem.c), or -1 */
 };
 
 struct vhu_mem {
@@ -213,6 +214,13 @@ void *vhu_mem_uva(const struct vhu_mem *m, uint64_t uva, uint64_t len);
  * holds @gpa. For buffers that may span regions: translate piece by piece.
  */
 void *vhu_mem_gpa_span(const struct vhu_mem *m, uint64_t gpa, uint64_t *len);
+/*
+ * Guest memory the frontend truncated under us: how many mappings were lost
+ * so far in this process (a cheap check: compare with the last value seen),
+ * and whether one of @m's was. A lost mapping reads as zeros (see mem.c).
+ */
+unsigned vhu_mem_faults(void);
+bool vhu_mem_lost(const struct vhu_mem *m);
 
 /* ---- server.c: connections ---- */
 
@@ -271,6 +279,15 @@ struct vhu_saved {
 	int sock;
 	uint64_t features, protocol;
 	bool owner;
+	/*
+	 * The process that saved this died afterwards (a crash, the state from
+	 * the fd keeper): rings[i].last_avail may be stale. Each ring resumes
+	 * from its used ring's index in guest memory instead, which is right
+	 * for a device that uses every chain it takes, in order, before going
+	 * back to its loop, and the guest is signalled once in case the dead
+	 * process published entries without telling it.
+	 */
+	bool resync;
 	uint32_t nregions;
 	struct vhu_mem_region regions[VHU_MAX_REGIONS];
 	int region_fds[VHU_MAX_REGIONS];

@@ -68,6 +68,18 @@ virtq_break(struct virtq *q, const char *why)
 	return -EPROTO;
 }
 
+/* The frontend truncated the memory (read as zeros since): nothing read is true. */
+static bool
+mem_lost(struct virtq *q)
+{
+	unsigned n = vhu_mem_faults();
+
+	if (__builtin_expect(n == q->faults_seen, 1))
+		return false;
+	q->faults_seen = n;
+	return q->mem && vhu_mem_lost(q->mem);
+}
+
 static uint16_t *
 used_event(const struct virtq *q)
 {
@@ -104,6 +116,8 @@ avail_refresh(struct virtq *q)
 	uint16_t idx = __atomic_load_n(&q->avail[AVAIL_IDX], AROUND_FENCE(__ATOMIC_ACQUIRE));
 	uint16_t ahead = (uint16_t)(idx - q->last_avail);
 
+	if (mem_lost(q))
+		return virtq_break(q, "guest memory was truncated under the device");
 	if (ahead > q->num)
 		return virtq_break(q, "available index more than the queue size ahead");
 	if (ahead < (uint16_t)(q->avail_seen - q->last_avail))
@@ -341,6 +355,10 @@ virtq_flush(struct virtq *q)
 
 	if (q->why || new == old)
 		return false;
+	if (mem_lost(q)) {
+		virtq_break(q, "guest memory was truncated under the device");
+		return false;
+	}
 	/*
 	 * Release: the entries virtq_push() wrote are visible before the
 	 * index. Pairs with the driver's read barrier (virtio_rmb) between

@@ -91,6 +91,7 @@ struct virtq {
 	bool signalled_valid; /* false until then: the first flush interrupts */
 	bool kicks_off;	      /* virtq_disable_kicks() in force */
 	const char *why;      /* non-NULL once broken */
+	unsigned faults_seen; /* vhu_mem_faults() when last looked at */
 	struct virtq_stats st;
 };
 

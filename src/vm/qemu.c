@@ -493,7 +493,7 @@ vm_qemu_stop(pid_t pid, int pidfd, int timeout_ms)
 	if (r < 0)
 		return r;
 	r = vm_qemu_reap(pidfd, NULL);
-	if (r < 0)
+	if (r < 0 && r != -ECHILD) /* ECHILD: not ours (a crashed daemon's): init reaps it */
 		return r;
 	return killed ? 1 : 0;
 }

@@ -76,15 +76,17 @@ int vm_qemu_spawn_fds(char **argv, const char *qemu_log, const int *keep, unsign
 /*
  * vm_qemu_reap() - collect the exit of the process behind @pidfd without
  * waiting. 0 with *@wstatus (may be NULL) in waitpid()'s form (WIFEXITED...),
- * -EAGAIN while it runs, -ECHILD if it was reaped already.
+ * -EAGAIN while it runs, -ECHILD if it was reaped already or is not this
+ * process's child (QEMU of a daemon that crashed: the pidfd still says when
+ * it exits and takes signals, init reaps it).
  */
 int vm_qemu_reap(int pidfd, int *wstatus);
 
 /*
  * vm_qemu_stop() - SIGTERM, wait up to @timeout_ms for the exit, then
  * SIGKILL; reaps the process. Returns 0 when it ended within the timeout
- * (or had ended already), 1 when it had to be killed, -ECHILD / -ESRCH when
- * it was reaped already, -ETIMEDOUT if it survives SIGKILL for 5 s. @pid is
+ * (or had ended already, or is not our child: reaped by init), 1 when it
+ * had to be killed, -ESRCH when it was reaped already, -ETIMEDOUT if it survives SIGKILL for 5 s. @pid is
  * only checked to be positive: signals go through @pidfd, never to a
  * recycled pid. @pidfd stays open.
  */

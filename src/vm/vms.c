@@ -146,6 +146,7 @@ vm_free(struct vm *v)
 	if ((x = vmci_reg_find(&m->b->reg, v->cid)) && x->kind == VMCI_KIND_VM)
 		vmci_reg_remove(&m->b->reg, v->cid);
 	rm_dir(v);
+	loop_mark_dirty(m->loop);
 	free(v);
 }
 
@@ -153,12 +154,15 @@ static void
 proc_exited(struct loop_src *s, uint32_t events)
 {
 	struct vm *v = (struct vm *)((char *)s - offsetof(struct vm, proc));
-	int st = 0;
+	int st = 0, err;
 
 	(void)events;
-	if (vm_qemu_reap(v->proc.fd, &st) < 0)
+	err = vm_qemu_reap(v->proc.fd, &st);
+	if (err == -ECHILD) /* started by a daemon that crashed: init reaps it */
+		log_info("vm %s (cid %u): QEMU exited", v->cfg.name, v->cid);
+	else if (err < 0)
 		return;
-	if (WIFEXITED(st))
+	else if (WIFEXITED(st))
 		log_info("vm %s (cid %u): QEMU exited with status %d", v->cfg.name, v->cid,
 			 WEXITSTATUS(st));
 	else
@@ -262,6 +266,7 @@ probe_finished(struct loop_src *s, uint32_t events)
 		} else {
 			log_info("vm %s: started (cid %u, %s, pid %d)", v->cfg.name, v->cid,
 				 v->accel, (int)v->pid);
+			loop_mark_dirty(m->loop);
 		}
 	}
 }
@@ -277,6 +282,8 @@ claim_cid(struct vm *v, char *why, size_t whylen)
 	int err;
 
 	snprintf(x.name, sizeof(x.name), "%s", v->cfg.name);
+	memcpy(x.quota.max, v->cfg.limit, sizeof(x.quota.max));
+	x.quota.set = v->cfg.limit_set;
 	err = vmci_reg_add(&v->m->b->reg, &x, &out, why, whylen);
 	if (err)
 		return err;
@@ -477,6 +484,7 @@ vms_start(struct vms *m, const char *text, size_t len, const char *path, char *w
 		return err;
 	}
 	v->started_ns = clock_ns();
+	loop_mark_dirty(m->loop);
 	if (accel)
 		log_info("vm %s: started (cid %u, %s, vmci %s, pid %d)", v->cfg.name, v->cid,
 			 v->accel, v->cfg.vmci ? "on" : "off", (int)v->pid);
@@ -873,7 +881,7 @@ load_ring(json_t *o, struct vhu_saved_ring *r)
 }
 
 static int
-load_vhu(json_t *o, struct vhu_saved *s)
+load_vhu(json_t *o, bool crashed, struct vhu_saved *s)
 {
 	json_t *regions, *rings, *x;
 	json_int_t features, protocol;
@@ -889,6 +897,7 @@ load_vhu(json_t *o, struct vhu_saved *s)
 	s->features = (uint64_t)features;
 	s->protocol = (uint64_t)protocol;
 	s->owner = owner;
+	s->resync = crashed;
 	json_array_foreach(regions, i, x) {
 		json_int_t gpa, size, uaddr, off;
 
@@ -908,7 +917,7 @@ load_vhu(json_t *o, struct vhu_saved *s)
 
 /* One VM from its saved state; its QEMU keeps running. */
 static int
-restore_vm(struct vms *m, json_t *o)
+restore_vm(struct vms *m, json_t *o, bool crashed)
 {
 	struct vm *v = calloc(1, sizeof(*v));
 	const char *name, *vmx, *accel;
@@ -958,7 +967,7 @@ restore_vm(struct vms *m, json_t *o)
 	if (!err && vh && v->vsock) {
 		struct vhu_saved s;
 
-		err = load_vhu(vh, &s);
+		err = load_vhu(vh, crashed, &s);
 		if (!err)
 			err = vsock_dev_restore(v->vsock, &s);
 	}
@@ -968,14 +977,16 @@ restore_vm(struct vms *m, json_t *o)
 		vm_free(v);
 		return err;
 	}
-	log_info("vm %s (cid %u, pid %d): taken over%s%s", v->cfg.name, v->cid, (int)v->pid,
+	log_info("vm %s (cid %u, pid %d): taken over%s%s%s", v->cfg.name, v->cid, (int)v->pid,
 		 vh ? " with its vsock device" : "",
-		 json_array_size(json_object_get(o, "nics")) ? " and its NICs" : "");
+		 json_array_size(json_object_get(o, "nics")) ? " and its NICs" : "",
+		 crashed ? " from the fd keeper" : "");
+	loop_mark_dirty(m->loop);
 	return 0;
 }
 
 int
-vms_restore(struct vms *m, json_t *saved)
+vms_restore(struct vms *m, json_t *saved, bool crashed)
 {
 	size_t i;
 	json_t *o;
@@ -984,7 +995,7 @@ vms_restore(struct vms *m, json_t *saved)
 	if (!json_is_array(saved))
 		return -EINVAL;
 	json_array_foreach(saved, i, o) {
-		int e = restore_vm(m, o);
+		int e = restore_vm(m, o, crashed);
 
 		if (!err)
 			err = e;

@@ -66,11 +66,14 @@ int vms_stop(struct vms *m, const char *name);
  * on each descriptor it names; vms_restore() rebuilds the VMs from that in
  * the new process. QEMU keeps running throughout; the guests' vsock
  * connections are reset (TRANSPORT_RESET), their devices keep working.
- * vms_save_undo() puts close-on-exec back if the exec failed.
+ * vms_save_undo() puts close-on-exec back (the exec failed, or the state
+ * went to the fd keeper instead). @crashed: the state is the fd keeper's
+ * copy from a daemon that died, whose rings' indices may be stale (see
+ * struct vhu_saved's resync).
  */
 json_t *vms_save(struct vms *m);
 void vms_save_undo(struct vms *m);
-int vms_restore(struct vms *m, json_t *saved);
+int vms_restore(struct vms *m, json_t *saved, bool crashed);
 
 /*
  * Management (the broker's mgmt_ext): "vm.start" (MGMT_FD: the .vmx file,

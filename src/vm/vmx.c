@@ -61,15 +61,6 @@ vmx_fail(const struct vmx *x, const char *key, const char *fmt, ...)
 	return -EINVAL;
 }
 
-static bool
-vmx_printable(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < ' ' || (unsigned char)*s > '~')
-			return false;
-	return true;
-}
-
 /*
  * The value of @key copied into @dst, or "" when absent. Refused when it
  * does not fit or holds a byte that is not printable ASCII.
@@ -85,7 +76,7 @@ vmx_str(const struct vmx *x, const char *key, char *dst, size_t size)
 		return 0;
 	if (strlen(v) >= size)
 		return vmx_fail(x, key, "longer than %zu bytes", size - 1);
-	if (!vmx_printable(v))
+	if (!conf_text(v))
 		return vmx_fail(x, key, "holds a byte that is not printable ASCII");
 	memcpy(dst, v, strlen(v) + 1);
 	return 0;
@@ -210,7 +201,7 @@ vmx_cid(const struct vmx *x, struct vm_config *out)
 		return vmx_fail(x, "vmci0.id",
 				"\"%.20s\" is negative (an id VMware generated?): a CID is %u to "
 				"%u; remove the key to have one assigned",
-				v, VM_CID_MIN, VM_CID_MAX);
+				conf_text(v) ? v : "?", VM_CID_MIN, VM_CID_MAX);
 	if (conf_get_u64(x->c, "vmci0.id", 0, VM_CID_MIN - 1, 0, &u, NULL) == 0) {
 		if (u == 0)
 			return vmx_fail(x, "vmci0.id",
@@ -244,6 +235,23 @@ vmx_vmci(const struct vmx *x, struct vm_config *out)
 	return vmx_cid(x, out);
 }
 
+/* vmfabric.limit.<name>, as contextN.limit.<name> in the host configuration. */
+static int
+vmx_limits(const struct vmx *x, struct vm_config *out)
+{
+	char key[64];
+
+	for (int l = 0; l < VMCI_LIM_N; l++) {
+		snprintf(key, sizeof(key), "vmfabric.limit.%s", vmci_limit_key(l));
+		if (!conf_mark_used(x->c, key))
+			continue;
+		if (conf_get_u64(x->c, key, 0, UINT64_MAX, 0, &out->limit[l], x->err) < 0)
+			return -EINVAL;
+		out->limit_set |= 1u << l;
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------------------- */
 /* ethernetN */
 
@@ -266,7 +274,7 @@ vmx_mac(const struct vmx *x, const char *key, uint8_t mac[6])
 	return 0;
 bad:
 	return vmx_fail(x, key, "\"%.40s\" is not a MAC address (like 00:50:56:01:02:03)",
-			vmx_printable(v) ? v : "?");
+			conf_text(v) ? v : "?");
 }
 
 #define NKEY(k) (snprintf(key, sizeof(key), "ethernet%u." k, n), conf_mark_used(x->c, key), key)
@@ -411,6 +419,7 @@ vmx_read(const struct vmx *x, const char *dir, struct vm_config *out)
 	r = vmx_name(x, out);
 	r = r ?: vmx_sizes(x, out);
 	r = r ?: vmx_vmci(x, out);
+	r = r ?: vmx_limits(x, out);
 	r = r ?: vmx_nic_range(x);
 	for (unsigned n = 0; n < VM_MAX_NICS && r == 0; n++)
 		r = vmx_nic(x, n, &out->nic[n]);

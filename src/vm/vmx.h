@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "common/conf.h"
+#include "vmci/ctx.h"
 
 #define VM_MAX_NICS   10 /* ethernet0 .. ethernet9 */
 #define VM_MEM_MIN    32u
@@ -48,6 +49,9 @@ struct vm_config {
 	bool vmci;	      /* vmci0.present (default FALSE: no vsock device at all) */
 	bool vmci_restricted; /* vmci0.restricted: talk to the host only */
 	uint32_t cid;	      /* vmci0.id: 3..VM_CID_MAX; 0 = the daemon assigns one */
+	/* vmfabric.limit.<name>: the VM context's quotas; the daemon's defaults otherwise. */
+	uint64_t limit[VMCI_LIM_N];
+	uint32_t limit_set; /* bit per limit given */
 	struct vm_nic nic[VM_MAX_NICS];
 	/* vmfabric.kernel (required), .initrd, .append; paths made absolute
 	 * against the directory of the .vmx file when it is known. */

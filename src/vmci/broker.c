@@ -77,6 +77,24 @@ conn_ctx(const struct vmci_conn *c)
 	return vmci_reg_find(&c->b->reg, c->cid);
 }
 
+int
+broker__charge(struct vmci_conn *c, enum vmci_limit l, uint64_t n)
+{
+	int err = vmci_quota_take(&c->b->reg, c->cid, l, n);
+
+	if (!err)
+		c->charged[l] += n;
+	return err;
+}
+
+void
+broker__uncharge(struct vmci_conn *c, enum vmci_limit l, uint64_t n)
+{
+	n = n < c->charged[l] ? n : c->charged[l];
+	c->charged[l] -= n;
+	vmci_quota_give(&c->b->reg, c->cid, l, n);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Handlers. Each returns 0 when it has replied, -errno to reply that error,
  * or WIRE_FATAL to end the connection. */
@@ -86,6 +104,7 @@ on_hello(struct vmci_conn *c, struct wire_msg *m)
 {
 	struct wire_hello *h = &m->body.hello;
 	struct vmci_ctx *x;
+	int err;
 
 	if (c->state != CONN_NEW || h->version != WIRE_VERSION)
 		return WIRE_FATAL;
@@ -112,6 +131,10 @@ on_hello(struct vmci_conn *c, struct wire_msg *m)
 		return -EACCES;
 	}
 	c->cid = x->cid;
+	if ((err = broker__charge(c, VMCI_LIM_SOCKETS, 1))) {
+		c->cid = VMCI_CID_ANY;
+		return err;
+	}
 	c->type = h->sock_type;
 	c->privileged = x->privileged || c->uid == 0;
 	c->state = CONN_READY;
@@ -133,9 +156,13 @@ do_bind(struct vmci_conn *c, uint32_t port)
 		       (int)c->pid, port);
 		return -EACCES;
 	}
-	err = vmci_port_bind(&c->b->ports, space_of(c->type), c->cid, port, c, &c->port);
-	if (err)
+	if ((err = broker__charge(c, VMCI_LIM_PORTS, 1)))
 		return err;
+	err = vmci_port_bind(&c->b->ports, space_of(c->type), c->cid, port, c, &c->port);
+	if (err) {
+		broker__uncharge(c, VMCI_LIM_PORTS, 1);
+		return err;
+	}
 	c->bound = true;
 	if (c->state == CONN_READY)
 		c->state = CONN_BOUND;
@@ -278,10 +305,12 @@ vm_connect_done(void *arg, int err)
 
 	if (c) {
 		c->pend = NULL;
-		if (!err)
+		if (!err) {
 			connected(c, &p->w, p->peer_cid, &p->watch);
-		else
+		} else {
 			qp_watch_close(&p->watch);
+			broker__uncharge(c, VMCI_LIM_QP_BYTES, 2 * p->w.size); /* it may try again */
+		}
 		if (reply(c, &p->hdr, err, &p->w, NULL, 0) < 0)
 			conn_close(c, "client not reading");
 	} else {
@@ -309,8 +338,13 @@ vm_connect(struct vmci_conn *c, struct wire_msg *m, struct vmci_ctx *dst)
 		free(p);
 		return -EINVAL;
 	}
-	if ((!c->bound && (err = do_bind(c, VMCI_PORT_ANY))) || (err = qp_attach(&f, &q)))
+	if ((!c->bound && (err = do_bind(c, VMCI_PORT_ANY))) ||
+	    (err = broker__charge(c, VMCI_LIM_QP_BYTES, 2 * m->body.connect.size)))
 		goto fail;
+	if ((err = qp_attach(&f, &q))) {
+		broker__uncharge(c, VMCI_LIM_QP_BYTES, 2 * m->body.connect.size);
+		goto fail;
+	}
 	m->nfds = 0; /* the queue pair owns them now */
 	p->c = c;
 	p->hdr = m->hdr;
@@ -320,6 +354,7 @@ vm_connect(struct vmci_conn *c, struct wire_msg *m, struct vmci_ctx *dst)
 			  vm_connect_done, p);
 	if (err) {
 		qp_close(q);
+		broker__uncharge(c, VMCI_LIM_QP_BYTES, 2 * p->w.size);
 		goto fail;
 	}
 	c->pend = p;
@@ -357,7 +392,11 @@ relay_route(struct vmci_broker *b, struct vmci_ctx *src, uint32_t port, struct v
 	*c = (struct vmci_conn){ .src.fd = -1, .b = b, .id = ++b->next_id, .cid = src->cid,
 				 .type = SOCK_DGRAM, .state = CONN_READY,
 				 .privileged = true /* the guest kernel guards its ports */ };
-	if ((err = do_bind(c, port)))
+	/* A guest's relay socket counts against its context as a process's would. */
+	if ((err = broker__charge(c, VMCI_LIM_SOCKETS, 1)) ||
+	    (err = broker__charge(c, VMCI_LIM_QP_BYTES, 2 * QP_SIZE_DEFAULT)) ||
+	    (err = broker__charge(c, VMCI_LIM_DGRAM_BYTES, QP_SIZE_DEFAULT)) ||
+	    (err = do_bind(c, port)))
 		goto fail;
 	if ((err = qp_create_pair(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &e->qp, &r->qp)))
 		goto fail_unbind;
@@ -385,9 +424,51 @@ relay_route(struct vmci_broker *b, struct vmci_ctx *src, uint32_t port, struct v
 fail_unbind:
 	vmci_port_unbind(&b->ports, VMCI_SPACE_DGRAM, c->cid, c->port);
 fail:
+	if (c && c->b) /* set up: give back what it took */
+		for (int l = 0; l < VMCI_LIM_N; l++)
+			broker__uncharge(c, l, c->charged[l]);
 	free(e);
 	free(c);
 	return err;
+}
+
+/* What a guest's connection to a listener holds of its context's quotas. */
+struct route_charge {
+	struct vmci_broker *b;
+	uint32_t cid;
+	uint64_t bytes;
+};
+
+static void
+route_closed(void *arg)
+{
+	struct route_charge *rc = arg;
+
+	vmci_quota_give(&rc->b->reg, rc->cid, VMCI_LIM_SOCKETS, 1);
+	vmci_quota_give(&rc->b->reg, rc->cid, VMCI_LIM_QP_BYTES, rc->bytes);
+	free(rc);
+}
+
+static struct route_charge *
+route_charge(struct vmci_broker *b, uint32_t cid, uint64_t bytes, int *err)
+{
+	struct route_charge *rc = malloc(sizeof(*rc));
+
+	if (!rc) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	*rc = (struct route_charge){ b, cid, bytes };
+	if ((*err = vmci_quota_take(&b->reg, cid, VMCI_LIM_SOCKETS, 1)))
+		goto fail;
+	if ((*err = vmci_quota_take(&b->reg, cid, VMCI_LIM_QP_BYTES, bytes))) {
+		vmci_quota_give(&b->reg, cid, VMCI_LIM_SOCKETS, 1);
+		goto fail;
+	}
+	return rc;
+fail:
+	free(rc);
+	return NULL;
 }
 
 /* A guest's REQUEST: to a listener (a queue pair for it) or to another VM. */
@@ -398,6 +479,7 @@ vm_route(void *ctx, struct vsock_dev *from, uint32_t src_port, uint32_t dst_cid,
 	struct vmci_broker *b = ctx;
 	uint32_t src_cid = vsock_dev_cid(from);
 	struct vmci_ctx *src = vmci_reg_find(&b->reg, src_cid), *dst;
+	struct route_charge *rc;
 	struct vmci_conn *l;
 	struct qp_fds f;
 	uint64_t size;
@@ -426,16 +508,24 @@ vm_route(void *ctx, struct vsock_dev *from, uint32_t src_port, uint32_t dst_cid,
 	if (!l)
 		return -ECONNREFUSED;
 	size = qp_size_round(l->buf_size);
-	if ((err = qp_create(size, size, &r->qp, &f)))
+	if (!(rc = route_charge(b, src_cid, 2 * size, &err)))
 		return err;
+	if ((err = qp_create(size, size, &r->qp, &f))) {
+		route_closed(rc);
+		return err;
+	}
 	err = send_incoming(l, 0, src_cid, src_port, (int[]){ f.mem, f.wake, f.peer_wake, f.alive },
 			    size);
 	close(f.mem), close(f.wake), close(f.peer_wake), close(f.alive);
 	if (err) {
 		qp_close(r->qp);
 		r->qp = NULL;
+		route_closed(rc);
+		return err;
 	}
-	return err;
+	r->closed = route_closed; /* the quota goes back with the guest's connection */
+	r->closed_arg = rc;
+	return 0;
 }
 
 static int
@@ -476,12 +566,24 @@ on_connect(struct vmci_conn *c, struct wire_msg *m)
 	if (qp_watch_open(m->fds[0], &watch))
 		return -EINVAL;
 	if ((!c->bound && (err = do_bind(c, VMCI_PORT_ANY))) ||
-	    (err = send_incoming(l, c->id, c->cid, c->port, m->fds, w->size))) {
+	    (err = broker__charge(c, VMCI_LIM_QP_BYTES, 2 * w->size))) {
+		qp_watch_close(&watch);
+		return err;
+	}
+	if ((err = send_incoming(l, c->id, c->cid, c->port, m->fds, w->size))) {
+		broker__uncharge(c, VMCI_LIM_QP_BYTES, 2 * w->size);
 		qp_watch_close(&watch);
 		return err;
 	}
 	connected(c, w, dst->cid, &watch);
 	return reply(c, &m->hdr, 0, w, NULL, 0);
+}
+
+static void
+dgram_uncharge(struct vmci_conn *c, uint64_t ring)
+{
+	broker__uncharge(c, VMCI_LIM_DGRAM_BYTES, ring);
+	broker__uncharge(c, VMCI_LIM_QP_BYTES, 2 * ring);
 }
 
 static int
@@ -498,9 +600,14 @@ on_dgram_open(struct vmci_conn *c, struct wire_msg *m)
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	err = do_bind(c, w->port);
-	if (!err)
-		err = qp_create(w->ring, w->ring, &e->qp, &peer);
+	/* Its inbound ring is the backlog of datagrams queued for the context. */
+	err = broker__charge(c, VMCI_LIM_DGRAM_BYTES, w->ring);
+	if (!err && (err = broker__charge(c, VMCI_LIM_QP_BYTES, 2 * w->ring)))
+		broker__uncharge(c, VMCI_LIM_DGRAM_BYTES, w->ring);
+	if (!err && (err = do_bind(c, w->port)))
+		dgram_uncharge(c, w->ring);
+	if (!err && (err = qp_create(w->ring, w->ring, &e->qp, &peer)))
+		dgram_uncharge(c, w->ring); /* the port goes with the connection */
 	if (err) {
 		free(e);
 		return err;
@@ -514,6 +621,7 @@ on_dgram_open(struct vmci_conn *c, struct wire_msg *m)
 	if (err) {
 		qp_close(e->qp);
 		free(e);
+		dgram_uncharge(c, w->ring);
 	} else {
 		c->ep = e;
 		c->state = CONN_DGRAM;
@@ -543,6 +651,54 @@ on_check(struct vmci_conn *c, struct wire_msg *m)
 	return reply(c, &m->hdr, 0, &m->body.check, NULL, 0);
 }
 
+/* Is one of the peer's supplementary groups (as at its connect()) @gid? */
+static bool
+peer_in_group(int fd, gid_t gid)
+{
+	gid_t small[64], *g = small;
+	socklen_t len = sizeof(small);
+	bool in = false;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+		if (errno != ERANGE || !(g = malloc(len)))
+			return false;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0)
+			len = 0;
+	}
+	for (size_t i = 0; i < len / sizeof(*g) && !in; i++)
+		in = g[i] == gid;
+	if (g != small)
+		free(g);
+	return in;
+}
+
+/*
+ * Management is for root and the members of vmfabricd.mgmt_group (primary
+ * group from SO_PEERCRED, supplementary ones from SO_PEERGROUPS). Anyone
+ * else gets -EACCES, with the reason in the reply's arg for the CLI to show.
+ */
+static int
+may_manage(struct vmci_conn *c, struct wire_mgmt *w)
+{
+	const struct vmci_reg *r = &c->b->reg;
+
+	if (c->uid == 0)
+		return 0;
+	if (r->has_mgmt_gid &&
+	    (c->gid == r->mgmt_gid || (c->src.fd >= 0 && peer_in_group(c->src.fd, r->mgmt_gid))))
+		return 0;
+	log_rl(LOG_LVL_WARN, "pid %d (uid %u): management refused: %s", (int)c->pid,
+	       (unsigned)c->uid, r->has_mgmt_gid ? "not root nor in vmfabricd.mgmt_group" : "not root");
+	if (r->has_mgmt_gid)
+		snprintf(w->arg, sizeof(w->arg), "management is for root and the group %s",
+			 r->mgmt_group);
+	else
+		snprintf(w->arg, sizeof(w->arg),
+			 "management is for root only (vmfabricd.mgmt_group names a group that "
+			 "may use it too)");
+	return -EACCES;
+}
+
 static int
 on_mgmt(struct vmci_conn *c, struct wire_msg *m)
 {
@@ -556,9 +712,13 @@ on_mgmt(struct vmci_conn *c, struct wire_msg *m)
 
 	w->cmd[sizeof(w->cmd) - 1] = 0;
 	w->arg[sizeof(w->arg) - 1] = 0;
-	err = broker_mgmt(c->b, &r, &json);
-	if (err)
+	if ((err = may_manage(c, w)))
 		return err;
+	err = broker_mgmt(c->b, &r, &json);
+	if (err) {
+		w->arg[0] = 0; /* the reply's arg carries only may_manage()'s reasons */
+		return err;
+	}
 	len = strlen(json);
 	fd = memfd_create("vmfabric-mgmt", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0 || write(fd, json, len) != (ssize_t)len ||
@@ -666,9 +826,13 @@ on_lease(struct vmci_conn *c, struct wire_msg *m)
 	for (w->out_count = 0; w->out_count < w->count; w->out_count++) {
 		uint32_t port;
 
-		err = vmci_port_bind(&c->b->ports, VMCI_SPACE_CONN, c->cid, VMCI_PORT_ANY, c, &port);
-		if (err)
+		if ((err = broker__charge(c, VMCI_LIM_PORTS, 1)))
 			break;
+		err = vmci_port_bind(&c->b->ports, VMCI_SPACE_CONN, c->cid, VMCI_PORT_ANY, c, &port);
+		if (err) {
+			broker__uncharge(c, VMCI_LIM_PORTS, 1);
+			break;
+		}
 		c->leased[c->nleased++] = port;
 		w->out_ports[w->out_count] = port;
 	}
@@ -716,12 +880,18 @@ on_vnic_open(struct vmci_conn *c, struct wire_msg *m)
 		return -ENOMEM;
 	memcpy(v->dp.mac, w->mac, sizeof(v->dp.mac));
 	v->pid = c->pid;
+	if ((err = broker__charge(c, VMCI_LIM_QP_BYTES, 2 * ring))) {
+		free(v);
+		return err;
+	}
 	if ((err = qp_create(ring, ring, &v->qp, &peer))) {
+		broker__uncharge(c, VMCI_LIM_QP_BYTES, 2 * ring);
 		free(v);
 		return err;
 	}
 	qp_set_mode(v->qp, QP_NONBLOCK);
 	if ((err = vsw_dp_add_vnic(&c->b->dp, v, w->portgroup))) {
+		broker__uncharge(c, VMCI_LIM_QP_BYTES, 2 * ring);
 		qp_close(v->qp);
 		free(v);
 		qp_fds_close(&peer);
@@ -905,6 +1075,8 @@ conn_close(struct vmci_conn *c, const char *why)
 	if (c->capture)
 		vsw_dp_capture_stop(&b->dp, c->capture);
 	broker__rdma_close(c);
+	for (int l = 0; l < VMCI_LIM_N; l++)
+		broker__uncharge(c, l, c->charged[l]);
 	if (x && c->state != CONN_NEW && x->refs)
 		x->refs--;
 	if (c->src.fd >= 0) { /* -1: a guest's datagram relay */

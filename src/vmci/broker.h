@@ -83,6 +83,8 @@ struct vmci_conn {
 	struct vsw_capture *capture;
 	/* A verbs context: its MRs and QPs, as long as this connection. */
 	struct rdma_client *rdma;
+	/* What it holds of its context's quotas (broker__charge): given back at close. */
+	uint64_t charged[VMCI_LIM_N];
 };
 
 /* The RDMA device's objects across connections (broker_rdma.c). */
@@ -94,6 +96,8 @@ struct broker_rdma {
 	struct cmnet *net;	/* the connection manager between hosts (rdma_cm_net.c) */
 	uint32_t next_port;	/* the RDMA port space's ephemeral cursor */
 	uint64_t mrs, qps_live; /* for listings */
+	struct rdma_rts_wait *rts_wait; /* RTS waiting for a neighbour's MAC (broker_rdma.c) */
+	struct loop_src rts_timer;	/* retries them (made when first needed: fn set) */
 };
 
 struct vmci_broker {
@@ -116,6 +120,8 @@ struct vmci_broker {
 	/* The daemon's other management commands (vm.*): -EOPNOTSUPP if unknown. */
 	int (*mgmt_ext)(void *ctx, const struct broker_mgmt_req *r, json_t **out);
 	void *mgmt_ctx;
+	/* The daemon's own fields of system.status (the fd keeper's). Optional. */
+	void (*status_ext)(struct vmci_broker *b, json_t *status);
 };
 
 /*
@@ -144,6 +150,12 @@ struct vmci_conn *broker__adopt(struct vmci_broker *b, int fd, pid_t pid, uid_t 
 #define WIRE_FATAL (-10000)
 int broker__reply(struct vmci_conn *c, const struct wire_hdr *req, int status, const void *body,
 		  const int *fds, int nfds);
+/*
+ * Take @n of limit @l from @c's context for @c (0, or the quota's -errno,
+ * logged and counted); broker__uncharge() gives some back before close.
+ */
+int broker__charge(struct vmci_conn *c, enum vmci_limit l, uint64_t n);
+void broker__uncharge(struct vmci_conn *c, enum vmci_limit l, uint64_t n);
 int broker__rdma_msg(struct vmci_conn *c, struct wire_msg *m);
 void broker__rdma_close(struct vmci_conn *c);
 void broker__rdma_fini(struct vmci_broker *b);

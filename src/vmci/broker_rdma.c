@@ -28,10 +28,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "broker.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/wire_io.h"
 #include "rdma/device.h"
@@ -72,6 +75,7 @@ struct rdma_client {
 	struct vmci_conn *c;
 	pthread_mutex_t mem_lock; /* the MR table against the RoCE engine (dataplane thread) */
 	int page_fd;
+	const struct wire_rdma_page *page; /* its key page, mapped read-only */
 	char dev[32];
 	struct rdma_mr_rec **mrs; /* by rkey >> 8 */
 	uint32_t nmrs;		  /* live */
@@ -202,6 +206,7 @@ static void
 rqp_free(struct broker_rdma *r, struct rdma_qp_rec *q)
 {
 	engine_remove(q->owner->c->b, q);
+	broker__uncharge(q->owner->c, VMCI_LIM_RDMA_QPS, 1);
 	r->qps[q->qpn - QPN_BASE] = NULL;
 	close_fds(q->ring, 4);
 	r->qps_live--;
@@ -246,6 +251,7 @@ mr_reg(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 	struct rdma_mr_rec *mr;
 	uint64_t at;
 	uint32_t idx;
+	int err;
 
 	if (w->nseg != (uint32_t)m->nfds || !w->len || w->len > SEG_MAX ||
 	    w->va + w->len < w->va)
@@ -269,8 +275,17 @@ mr_reg(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 		;
 	if (idx == WIRE_RDMA_KEYS)
 		return -ENOSPC;
-	if (!(mr = calloc(1, sizeof(*mr))))
+	if ((err = broker__charge(cl->c, VMCI_LIM_RDMA_MRS, 1)))
+		return err;
+	if ((err = broker__charge(cl->c, VMCI_LIM_RDMA_MR_BYTES, w->len))) {
+		broker__uncharge(cl->c, VMCI_LIM_RDMA_MRS, 1);
+		return err;
+	}
+	if (!(mr = calloc(1, sizeof(*mr)))) {
+		broker__uncharge(cl->c, VMCI_LIM_RDMA_MRS, 1);
+		broker__uncharge(cl->c, VMCI_LIM_RDMA_MR_BYTES, w->len);
 		return -ENOMEM;
+	}
 	if (!++cl->key_gen)
 		cl->key_gen = 1;
 	mr->rkey = idx << 8 | cl->key_gen;
@@ -308,6 +323,7 @@ static void
 mr_free(struct rdma_client *cl, struct broker_rdma *r, uint32_t idx)
 {
 	struct rdma_mr_rec *mr = cl->mrs[idx];
+	uint64_t len = mr->len;
 
 	/* The engine holds the lock while it touches the memory: after this, it cannot. */
 	pthread_mutex_lock(&cl->mem_lock);
@@ -317,6 +333,8 @@ mr_free(struct rdma_client *cl, struct broker_rdma *r, uint32_t idx)
 	else
 		mr_release(mr);
 	pthread_mutex_unlock(&cl->mem_lock);
+	broker__uncharge(cl->c, VMCI_LIM_RDMA_MRS, 1);
+	broker__uncharge(cl->c, VMCI_LIM_RDMA_MR_BYTES, len);
 	cl->nmrs--;
 	r->mrs--;
 }
@@ -465,14 +483,19 @@ rqp_create(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 	for (q = cl->qps; q; q = q->next)
 		if (q->slot == w->slot)
 			return -EBUSY;
-	if (!(q = calloc(1, sizeof(*q))))
+	if ((err = broker__charge(cl->c, VMCI_LIM_RDMA_QPS, 1)))
+		return err;
+	if (!(q = calloc(1, sizeof(*q)))) {
+		broker__uncharge(cl->c, VMCI_LIM_RDMA_QPS, 1);
 		return -ENOMEM;
+	}
 	q->pd = w->pd;
 	q->slot = w->slot;
 	q->owner = cl;
 	for (int i = 0; i < 4; i++)
 		q->ring[i] = -1;
 	if ((err = qp_number(r, q))) {
+		broker__uncharge(cl->c, VMCI_LIM_RDMA_QPS, 1);
 		free(q);
 		return err;
 	}
@@ -630,48 +653,159 @@ engine_remove(struct vmci_broker *b, struct rdma_qp_rec *q)
 }
 
 /*
- * The MAC of @ip on interface @ifname from the host's neighbour table; when
- * it is not there yet, a datagram to the discard port makes the host ask
- * (ARP), and the table is read again for up to 300 ms.
+ * The MAC of @ip on interface @ifname from the host's neighbour table:
+ * 0, or -EAGAIN when the table has no complete entry (yet).
  */
 static int
-neigh_mac(const char *ifname, const uint8_t ip[4], uint8_t mac[6])
+neigh_lookup(const char *ifname, const uint8_t ip[4], uint8_t mac[6])
 {
 	struct arpreq ar = { 0 };
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ar.arp_pa;
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), err = -EHOSTUNREACH;
+	int s, err = -EAGAIN;
 
-	if (s < 0)
-		return -errno;
-	if (strlen(ifname) >= sizeof(ar.arp_dev)) {
-		close(s);
+	if (strlen(ifname) >= sizeof(ar.arp_dev))
 		return -ENAMETOOLONG;
-	}
+	if ((s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
 	sin->sin_family = AF_INET;
 	memcpy(&sin->sin_addr, ip, 4);
 	memcpy(ar.arp_dev, ifname, strlen(ifname) + 1);
-	for (int i = 0; i < 60; i++) {
-		if (ioctl(s, SIOCGARP, &ar) == 0 && (ar.arp_flags & ATF_COM)) {
-			memcpy(mac, ar.arp_ha.sa_data, 6);
-			err = 0;
-			break;
-		}
-		if (i == 0) {
-			struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9) };
-
-			memcpy(&to.sin_addr, ip, 4);
-			setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname));
-			sendto(s, "", 0, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof(to));
-		}
-		usleep(5000);
+	if (ioctl(s, SIOCGARP, &ar) == 0 && (ar.arp_flags & ATF_COM)) {
+		memcpy(mac, ar.arp_ha.sa_data, 6);
+		err = 0;
 	}
 	close(s);
 	return err;
 }
 
-/* RTS of a QP to another host: its path, then the engine takes it. */
+/* Make the host resolve @ip on @ifname (ARP): a datagram to the discard port. */
+static void
+neigh_probe(const char *ifname, const uint8_t ip[4])
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9) };
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0)
+		return;
+	memcpy(&to.sin_addr, ip, 4);
+	setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname));
+	sendto(s, "", 0, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof(to));
+	close(s);
+}
+
+/*
+ * An RTS whose peer's MAC is not known yet: the request is kept and tried
+ * again every RTS_RETRY_NS on the control loop (never waiting there) until
+ * the neighbour table has it, or RTS_WAIT_NS have passed
+ * (-EHOSTUNREACH), or the client goes.
+ */
+#define RTS_RETRY_NS (5 * 1000000ll)
+#define RTS_WAIT_NS  (300 * 1000000ll)
+
+enum rts_try { RTS_FIRST, RTS_AGAIN, RTS_LAST };
+
+struct rdma_rts_wait {
+	struct rdma_rts_wait *next;
+	struct rdma_client *cl;
+	struct wire_msg m; /* the request (RTS carries no descriptors) */
+	int64_t deadline;
+};
+
+static int rqp_rts(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m,
+		   enum rts_try t);
+
+static void
+rts_timer_set(struct broker_rdma *r)
+{
+	struct itimerspec it = { 0 };
+
+	if (r->rts_wait)
+		it.it_value.tv_nsec = it.it_interval.tv_nsec = RTS_RETRY_NS;
+	timerfd_settime(r->rts_timer.fd, 0, &it, NULL);
+}
+
+static void
+rts_timer_fired(struct loop_src *src, uint32_t events)
+{
+	struct broker_rdma *r = (struct broker_rdma *)((char *)src -
+						      offsetof(struct broker_rdma, rts_timer));
+	struct rdma_rts_wait **pp = &r->rts_wait, *w;
+	int64_t now = clock_ns();
+	uint64_t ticks;
+
+	(void)events;
+	if (read(src->fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		log_rl(LOG_LVL_WARN, "rdma: RTS timer: %s", strerror(errno));
+	while ((w = *pp)) {
+		int err = rqp_rts(w->cl, r, &w->m, now >= w->deadline ? RTS_LAST : RTS_AGAIN);
+
+		if (err == 1) {
+			pp = &w->next; /* still not in the table */
+			continue;
+		}
+		if (err < 0)
+			broker__reply(w->cl->c, &w->m.hdr, err == WIRE_FATAL ? -EPROTO : err,
+				      &w->m.body, NULL, 0);
+		*pp = w->next;
+		free(w);
+	}
+	rts_timer_set(r);
+}
+
+/* Keep @m to try again; 0 (answered later) or -errno. */
 static int
-rqp_rts(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
+rts_wait(struct rdma_client *cl, struct broker_rdma *r, const struct wire_msg *m)
+{
+	struct rdma_rts_wait *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	if (!r->rts_timer.fn) {
+		r->rts_timer = (struct loop_src){ .fn = rts_timer_fired };
+		r->rts_timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (r->rts_timer.fd < 0 || loop_add(cl->c->b->loop, &r->rts_timer, EPOLLIN)) {
+			int err = -errno;
+
+			if (r->rts_timer.fd >= 0)
+				close(r->rts_timer.fd);
+			r->rts_timer = (struct loop_src){ 0 };
+			free(w);
+			return err;
+		}
+	}
+	w->cl = cl;
+	w->m = *m;
+	w->m.nfds = 0;
+	w->deadline = clock_ns() + RTS_WAIT_NS;
+	w->next = r->rts_wait;
+	r->rts_wait = w;
+	rts_timer_set(r);
+	return 0;
+}
+
+/* The client goes: its waiting RTS requests with it. */
+static void
+rts_forget(struct broker_rdma *r, const struct rdma_client *cl)
+{
+	struct rdma_rts_wait **pp = &r->rts_wait, *w;
+
+	while ((w = *pp)) {
+		if (w->cl == cl) {
+			*pp = w->next;
+			free(w);
+		} else {
+			pp = &w->next;
+		}
+	}
+}
+
+/* RTS of a QP to another host: its path, then the engine takes it. */
+/*
+ * The first try answers or defers (rts_wait); a later one answers, or
+ * returns 1 while the neighbour is still unknown and time remains.
+ */
+static int
+rqp_rts(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m, enum rts_try t)
 {
 	struct wire_rdma_qp *w = &m->body.rdma_qp;
 	struct rdma_qp_rec *q = own_qp(cl, r, w->qpn);
@@ -700,7 +834,14 @@ rqp_rts(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 	memcpy(a.p.path.dst_ip, q->g.dgid + 12, 4);
 	memcpy(a.p.path.src_mac, src.mac, 6);
 	snprintf(a.vmk, sizeof(a.vmk), "%s", src.vmknic);
-	if ((err = neigh_mac(src.vmknic, a.p.path.dst_ip, a.p.path.dst_mac)))
+	err = neigh_lookup(src.vmknic, a.p.path.dst_ip, a.p.path.dst_mac);
+	if (err == -EAGAIN && t == RTS_FIRST) {
+		neigh_probe(src.vmknic, a.p.path.dst_ip);
+		return rts_wait(cl, r, m);
+	}
+	if (err == -EAGAIN)
+		return t == RTS_LAST ? -EHOSTUNREACH : 1;
+	if (err)
 		return err;
 	a.p.path.src_port = (uint16_t)(0xc000 | (q->qpn & 0x3fff));
 	a.p.rc = (struct rc_attr){ .mtu = q->g.mtu < src.path_mtu ? q->g.mtu : src.path_mtu,
@@ -720,7 +861,9 @@ rqp_rts(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 				    */
 				   .window = 128 };
 	a.p.pd = q->pd;
-	a.p.qp_access = w->access; /* as of RTS (RTS -> RTS changes do not reach it yet) */
+	a.p.qp_access = w->access;
+	if (q->slot < WIRE_RDMA_QP_SLOTS) /* and as the application changes it later */
+		a.p.access_live = &cl->page->slots[q->slot].qp_access;
 	a.p.mem = &client_mem;
 	a.p.owner = cl;
 	f = (struct qp_fds){ q->ring[0], q->ring[1], q->ring[2], q->ring[3] };
@@ -761,7 +904,7 @@ qp_msg(struct rdma_client *cl, struct broker_rdma *r, struct wire_msg *m)
 	case WIRE_RDMA_QP_ATTACH:
 		return rqp_attach(cl, r, m);
 	case WIRE_RDMA_QP_RTS:
-		return rqp_rts(cl, r, m);
+		return rqp_rts(cl, r, m, RTS_FIRST);
 	}
 	if (!(q = own_qp(cl, r, w->qpn)))
 		return -EINVAL;
@@ -808,6 +951,8 @@ cm_listen(struct vmci_conn *c, struct wire_msg *m)
 		return c->state == CONN_NEW ? WIRE_FATAL : -EINVAL;
 	if (w->port != VMCI_PORT_ANY && w->port < VMCI_PORT_PRIVILEGED && !c->privileged)
 		return -EACCES;
+	if ((err = broker__charge(c, VMCI_LIM_PORTS, 1)))
+		return err; /* given back when the connection closes */
 	if (w->port != VMCI_PORT_ANY) {
 		err = vmci_port_bind(&c->b->ports, VMCI_SPACE_RDMA, c->cid, w->port, c, &c->port);
 	} else {
@@ -828,8 +973,10 @@ cm_listen(struct vmci_conn *c, struct wire_msg *m)
 				break;
 		}
 	}
-	if (err)
+	if (err) {
+		broker__uncharge(c, VMCI_LIM_PORTS, 1);
 		return err;
+	}
 	c->state = CONN_RDMA_LISTEN;
 	w->out_port = c->port;
 	return broker__reply(c, &m->hdr, 0, w, NULL, 0);
@@ -943,6 +1090,13 @@ rdma_open(struct vmci_conn *c, struct wire_msg *m)
 		free(cl);
 		return -ENOMEM;
 	}
+	cl->page = mmap(NULL, sizeof(*cl->page), PROT_READ, MAP_SHARED, m->fds[0], 0);
+	if (cl->page == MAP_FAILED) {
+		err = -errno;
+		free(cl->mrs);
+		free(cl);
+		return err;
+	}
 	cl->c = c;
 	pthread_mutex_init(&cl->mem_lock, NULL);
 	cl->page_fd = m->fds[0];
@@ -1022,6 +1176,7 @@ broker__rdma_close(struct vmci_conn *c)
 		vmci_port_unbind(&c->b->ports, VMCI_SPACE_RDMA, c->cid, c->port);
 	if (!cl)
 		return;
+	rts_forget(r, cl);
 	while (cl->qps) {
 		struct rdma_qp_rec *q = cl->qps;
 
@@ -1032,6 +1187,7 @@ broker__rdma_close(struct vmci_conn *c)
 		if (cl->mrs[i])
 			mr_free(cl, r, i);
 	free(cl->mrs);
+	munmap((void *)(uintptr_t)cl->page, sizeof(*cl->page));
 	close(cl->page_fd);
 	pthread_mutex_destroy(&cl->mem_lock);
 	free(cl);
@@ -1041,6 +1197,16 @@ broker__rdma_close(struct vmci_conn *c)
 void
 broker__rdma_fini(struct vmci_broker *b)
 {
+	while (b->rdma.rts_wait) {
+		struct rdma_rts_wait *w = b->rdma.rts_wait;
+
+		b->rdma.rts_wait = w->next;
+		free(w);
+	}
+	if (b->rdma.rts_timer.fn) {
+		loop_del(b->loop, &b->rdma.rts_timer);
+		close(b->rdma.rts_timer.fd);
+	}
 	free(b->rdma.qps);
 	b->rdma = (struct broker_rdma){ 0 };
 }

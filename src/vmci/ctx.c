@@ -11,11 +11,29 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "ctx.h"
+
+static const struct {
+	const char *key, *unit;
+	uint64_t def;
+	int err;
+} limits[VMCI_LIM_N] = {
+#define LIM_ROW(id, k, d, e, u) [VMCI_LIM_##id] = { #k, u, d, e },
+	VMCI_LIMITS(LIM_ROW)
+#undef LIM_ROW
+};
+
+const char *
+vmci_limit_key(enum vmci_limit l)
+{
+	return l < VMCI_LIM_N ? limits[l].key : "?";
+}
 
 int
 vmci_reg_init(struct vmci_reg *r)
@@ -24,6 +42,8 @@ vmci_reg_init(struct vmci_reg *r)
 				 .privileged = true };
 
 	memset(r, 0, sizeof(*r));
+	for (int i = 0; i < VMCI_LIM_N; i++)
+		r->limit[i] = limits[i].def;
 	snprintf(host.name, sizeof(host.name), "host");
 	return vmci_reg_add(r, &host, NULL, NULL, 0);
 }
@@ -122,6 +142,12 @@ vmci_reg_add(struct vmci_reg *r, const struct vmci_ctx *c, struct vmci_ctx **out
 	i = reg_index(r, n.cid);
 	memmove(&r->ctx[i + 1], &r->ctx[i], (r->n - i) * sizeof(*r->ctx));
 	n.refs = 0;
+	/* Limits not configured for the context are the daemon's defaults. */
+	for (int l = 0; l < VMCI_LIM_N; l++)
+		if (!(n.quota.set & 1u << l))
+			n.quota.max[l] = r->limit[l];
+	memset(n.quota.used, 0, sizeof(n.quota.used));
+	memset(n.quota.refused, 0, sizeof(n.quota.refused));
 	r->ctx[i] = n;
 	r->n++;
 	if (out)
@@ -139,6 +165,43 @@ vmci_reg_remove(struct vmci_reg *r, uint32_t cid)
 	memmove(&r->ctx[i], &r->ctx[i + 1], (r->n - i - 1) * sizeof(*r->ctx));
 	r->n--;
 	return 0;
+}
+
+int
+vmci_quota_take(struct vmci_reg *r, uint32_t cid, enum vmci_limit l, uint64_t n)
+{
+	struct vmci_ctx *x = vmci_reg_find(r, cid);
+	struct vmci_quota *q = x ? &x->quota : NULL;
+	char key[64];
+
+	if (!q || l >= VMCI_LIM_N)
+		return 0;
+	if (n <= q->max[l] && q->used[l] <= q->max[l] - n) {
+		q->used[l] += n;
+		return 0;
+	}
+	q->refused[l]++;
+	if ((q->set & 1u << l) && x->kind == VMCI_KIND_VM)
+		snprintf(key, sizeof(key), "vmfabric.limit.%s in its .vmx", limits[l].key);
+	else if (q->set & 1u << l)
+		snprintf(key, sizeof(key), "context%ld.limit.%s", x->group, limits[l].key);
+	else
+		snprintf(key, sizeof(key), "vmfabricd.limit.%s", limits[l].key);
+	log_rl(LOG_LVL_WARN,
+	       "context %u \"%s\": refused: %s limit reached (%llu%s in use, %llu more asked, "
+	       "limit %llu: %s)",
+	       x->cid, x->name, limits[l].key, (unsigned long long)q->used[l], limits[l].unit,
+	       (unsigned long long)n, (unsigned long long)q->max[l], key);
+	return -limits[l].err;
+}
+
+void
+vmci_quota_give(struct vmci_reg *r, uint32_t cid, enum vmci_limit l, uint64_t n)
+{
+	struct vmci_ctx *x = vmci_reg_find(r, cid);
+
+	if (x && l < VMCI_LIM_N)
+		x->quota.used[l] -= n < x->quota.used[l] ? n : x->quota.used[l];
 }
 
 int
@@ -175,14 +238,20 @@ vmci_may_act_as(const struct vmci_ctx *c, uid_t uid, gid_t gid)
 static int
 load_group(struct vmci_reg *r, struct conf *c, long g, size_t first, struct conf_error *err)
 {
-	struct vmci_ctx x = { .kind = VMCI_KIND_PROCESS, .line = conf_line(c, first) };
-	char key[96], why[160];
+	struct vmci_ctx x = { .kind = VMCI_KIND_PROCESS, .line = conf_line(c, first), .group = g };
+	char key[96], why[160] = "";
 	const char *v;
 	uint64_t u;
 	int e = 0;
 
 #define GKEY(k) (snprintf(key, sizeof(key), "context%ld." k, g), conf_mark_used(c, key), key)
 	v = conf_get(c, GKEY("name"));
+	if (v && (!*v || strlen(v) >= sizeof(x.name) || !conf_text(v))) {
+		snprintf(why, sizeof(why), "a context name is 1 to %zu printable ASCII characters",
+			 sizeof(x.name) - 1);
+		conf_fail_at(err, c, first, why);
+		return -EINVAL;
+	}
 	snprintf(x.name, sizeof(x.name), "%s", v ? v : "");
 	if (!v)
 		snprintf(x.name, sizeof(x.name), "context%ld", g);
@@ -201,6 +270,13 @@ load_group(struct vmci_reg *r, struct conf *c, long g, size_t first, struct conf
 		x.has_gid = true;
 		x.gid = (gid_t)u;
 	}
+	for (int l = 0; l < VMCI_LIM_N && !e; l++) {
+		snprintf(key, sizeof(key), "context%ld.limit.%s", g, limits[l].key);
+		if (!conf_mark_used(c, key))
+			continue;
+		e = conf_get_u64(c, key, 0, UINT64_MAX, 0, &x.quota.max[l], err);
+		x.quota.set |= 1u << l;
+	}
 #undef GKEY
 	if (e)
 		return e;
@@ -214,8 +290,56 @@ load_group(struct vmci_reg *r, struct conf *c, long g, size_t first, struct conf
 	}
 	e = vmci_reg_add(r, &x, NULL, why, sizeof(why));
 	if (e)
-		conf_fail_at(err, c, first, why);
+		conf_fail_at(err, c, first, why[0] ? why : strerror(-e));
 	return e;
+}
+
+/* vmfabricd.limit.*: every context's defaults, the host's and those loaded so far too. */
+static int
+load_limits(struct vmci_reg *r, struct conf *c, struct conf_error *err)
+{
+	char key[64];
+	int e;
+
+	for (int l = 0; l < VMCI_LIM_N; l++) {
+		snprintf(key, sizeof(key), "vmfabricd.limit.%s", limits[l].key);
+		if (!conf_mark_used(c, key))
+			continue;
+		if ((e = conf_get_u64(c, key, 0, UINT64_MAX, 0, &r->limit[l], err)))
+			return e;
+		for (size_t i = 0; i < r->n; i++)
+			if (!(r->ctx[i].quota.set & 1u << l))
+				r->ctx[i].quota.max[l] = r->limit[l];
+	}
+	return 0;
+}
+
+/* vmfabricd.mgmt_group: a group name or a number. */
+static int
+load_mgmt_group(struct vmci_reg *r, struct conf *c, struct conf_error *err)
+{
+	const char *key = "vmfabricd.mgmt_group", *v;
+	struct group *gr;
+	char *end;
+	unsigned long n;
+
+	if (!conf_mark_used(c, key) || !(v = conf_get(c, key)) || !*v)
+		return 0;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (!*end && !errno && n < 0xffffffffu && isdigit((unsigned char)*v)) {
+		r->mgmt_gid = (gid_t)n;
+	} else if ((gr = getgrnam(v))) {
+		r->mgmt_gid = gr->gr_gid;
+	} else {
+		for (size_t i = 0; i < conf_count(c); i++)
+			if (!strcasecmp(conf_key(c, i), key))
+				conf_fail_at(err, c, i, "no such group (a group name or a number)");
+		return -EINVAL;
+	}
+	r->has_mgmt_gid = true;
+	snprintf(r->mgmt_group, sizeof(r->mgmt_group), "%s", v);
+	return 0;
 }
 
 int
@@ -233,6 +357,9 @@ vmci_reg_load(struct vmci_reg *r, struct conf *c, struct conf_error *err)
 	if (!tmp.ctx)
 		return -ENOMEM;
 	memcpy(tmp.ctx, r->ctx, r->n * sizeof(*r->ctx));
+	memcpy(tmp.limit, r->limit, sizeof(tmp.limit));
+	e = load_limits(&tmp, c, err);
+	e = e ?: load_mgmt_group(&tmp, c, err);
 
 	/* Explicit CIDs first, so that assigned ones never take them. */
 	for (int pass = 0; pass < 2 && !e; pass++) {

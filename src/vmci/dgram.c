@@ -140,17 +140,23 @@ do_stop(void *ctx, void *arg)
 
 /* ---------------------------------------------------------------------- */
 
+/* The socket a datagram of @e to @to goes to, if any. */
+static struct dgram_ep *
+dest(const struct dgram_router *d, const struct dgram_ep *e, const struct wire_dgram *to)
+{
+	return lookup(d, to->cid == VMCI_CID_LOCAL ? e->cid : to->cid, to->port);
+}
+
 /*
- * Deliver one datagram. Returns 0 when it is done with (delivered, or
- * refused and counted) and -EAGAIN when the destination's ring is full.
+ * Deliver one datagram to @dst (NULL: nobody bound there). Returns 0 when
+ * it is done with (delivered, or refused and counted) and -EAGAIN when the
+ * destination's ring is full.
  */
 static int
-forward(struct dgram_router *d, struct dgram_ep *src, const struct wire_dgram *to,
-	const uint8_t *buf, size_t len)
+forward(struct dgram_router *d, struct dgram_ep *src, struct dgram_ep *dst, const uint8_t *buf,
+	size_t len)
 {
-	uint32_t cid = to->cid == VMCI_CID_LOCAL ? src->cid : to->cid;
 	struct wire_dgram from = { .cid = src->cid, .port = src->port };
-	struct dgram_ep *dst = lookup(d, cid, to->port);
 	struct iovec iov[2] = { { &from, sizeof(from) }, { (void *)(uintptr_t)buf, len } };
 	ssize_t r;
 
@@ -178,16 +184,26 @@ forward(struct dgram_router *d, struct dgram_ep *src, const struct wire_dgram *t
 	return 0;
 }
 
+/* @e no longer holds a datagram (delivered or dropped). */
+static void
+unhold(struct dgram_router *d, struct dgram_ep *e)
+{
+	struct dgram_ep *dst = dest(d, e, &e->held_to);
+
+	if (dst && dst->waiters)
+		dst->waiters--;
+	e->holding = false;
+}
+
 static void
 drop_held(struct dgram_router *d, struct dgram_ep *e)
 {
-	struct dgram_ep *dst = lookup(d, e->held_to.cid == VMCI_CID_LOCAL ? e->cid : e->held_to.cid,
-				      e->held_to.port);
+	struct dgram_ep *dst = dest(d, e, &e->held_to);
 
 	if (dst)
 		atomic_fetch_add_explicit(&dst->rx_drops, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&d->drops, 1, memory_order_relaxed);
-	e->holding = false;
+	unhold(d, e);
 }
 
 /* Retry a held datagram. Returns true when the socket may be drained again. */
@@ -196,8 +212,8 @@ retry_held(struct dgram_router *d, struct dgram_ep *e, int64_t now)
 {
 	if (!e->holding)
 		return true;
-	if (forward(d, e, &e->held_to, e->held, e->held_len) == 0) {
-		e->holding = false;
+	if (forward(d, e, dest(d, e, &e->held_to), e->held, e->held_len) == 0) {
+		unhold(d, e);
 		return true;
 	}
 	if (now - e->held_since >= DGRAM_HOLD_NS) {
@@ -207,8 +223,10 @@ retry_held(struct dgram_router *d, struct dgram_ep *e, int64_t now)
 	return false;
 }
 
+/* Keep a datagram for @dst (not NULL) to retry: see struct dgram_ep. */
 static void
-hold(struct dgram_ep *e, const struct wire_dgram *to, const uint8_t *buf, size_t len)
+hold(struct dgram_ep *e, struct dgram_ep *dst, const struct wire_dgram *to, const uint8_t *buf,
+     size_t len)
 {
 	if (!e->held)
 		e->held = malloc(WIRE_DGRAM_MAX);
@@ -219,6 +237,7 @@ hold(struct dgram_ep *e, const struct wire_dgram *to, const uint8_t *buf, size_t
 	e->held_to = *to;
 	e->held_since = clock_ns();
 	e->holding = true;
+	dst->waiters++;
 }
 
 /* Drain up to DGRAM_BATCH records of one socket. Returns how many. */
@@ -228,6 +247,7 @@ drain(struct dgram_router *d, struct dgram_ep *e, int64_t now)
 	static _Thread_local uint8_t buf[WIRE_DGRAM_MAX];
 	struct wire_dgram to;
 	struct iovec iov[2] = { { &to, sizeof(to) }, { buf, sizeof(buf) } };
+	struct dgram_ep *dst;
 	size_t ml;
 	int n;
 
@@ -250,8 +270,10 @@ drain(struct dgram_router *d, struct dgram_ep *e, int64_t now)
 		}
 		atomic_fetch_add_explicit(&e->tx_msgs, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&e->tx_bytes, ml - sizeof(to), memory_order_relaxed);
-		if (forward(d, e, &to, buf, ml - sizeof(to)) == -EAGAIN) {
-			hold(e, &to, buf, ml - sizeof(to));
+		dst = dest(d, e, &to);
+		/* Others wait for room there: this one waits behind them. */
+		if ((dst && dst->waiters) || forward(d, e, dst, buf, ml - sizeof(to)) == -EAGAIN) {
+			hold(e, dst, &to, buf, ml - sizeof(to));
 			n++;
 			break;
 		}
@@ -273,10 +295,8 @@ sleep_until_work(struct dgram_router *d)
 			continue;
 		if (e->holding) {
 			/* Woken when the receiver makes room; retried every ms anyway. */
-			struct dgram_ep *dst = lookup(d, e->held_to.cid == VMCI_CID_LOCAL
-								 ? e->cid
-								 : e->held_to.cid,
-						      e->held_to.port);
+			struct dgram_ep *dst = dest(d, e, &e->held_to);
+
 			if (!dst || qp_arm(dst->qp, QP_EV_WRITE))
 				return; /* room already, or nowhere to go: retry now */
 			holding = true;

@@ -47,6 +47,13 @@ struct dgram_ep {
 	struct wire_dgram held_to;
 	int64_t held_since;
 	bool holding;
+	/*
+	 * Sockets holding a datagram for this one. While there are, new
+	 * datagrams for it are held too, behind them: the room its reader
+	 * frees goes one datagram per sender per round, so that a flood cannot
+	 * take it all from a sender that sends a little.
+	 */
+	uint32_t waiters;
 };
 
 struct dgram_router {

@@ -28,6 +28,23 @@ kind_name(enum vmci_kind k)
 	return k == VMCI_KIND_HOST ? "host" : k == VMCI_KIND_VM ? "vm" : "process";
 }
 
+/* Each quota: in use, the limit, refusals (docs/MANAGEMENT.md). */
+static json_t *
+quotas(const struct vmci_quota *q, uint64_t *refused)
+{
+	json_t *o = json_object();
+
+	*refused = 0;
+	for (int l = 0; l < VMCI_LIM_N; l++) {
+		json_object_set_new(o, vmci_limit_key(l),
+				    json_pack("{s:I, s:I, s:I}", "used", (json_int_t)q->used[l],
+					      "limit", (json_int_t)q->max[l], "refused",
+					      (json_int_t)q->refused[l]));
+		*refused += q->refused[l];
+	}
+	return o;
+}
+
 static json_t *
 contexts(struct vmci_broker *b)
 {
@@ -35,6 +52,7 @@ contexts(struct vmci_broker *b)
 
 	for (size_t i = 0; i < b->reg.n; i++) {
 		const struct vmci_ctx *x = &b->reg.ctx[i];
+		uint64_t refused;
 		json_t *o = json_pack("{s:I, s:s, s:s, s:b, s:b, s:b, s:b, s:I}", "cid",
 				      (json_int_t)x->cid, "name", x->name, "kind",
 				      kind_name(x->kind), "present", x->present, "restricted",
@@ -43,6 +61,8 @@ contexts(struct vmci_broker *b)
 
 		json_object_set_new(o, "uid", x->has_uid ? json_integer(x->uid) : json_null());
 		json_object_set_new(o, "gid", x->has_gid ? json_integer(x->gid) : json_null());
+		json_object_set_new(o, "limits", quotas(&x->quota, &refused));
+		json_object_set_new(o, "refused", json_integer((json_int_t)refused));
 		json_array_append_new(arr, o);
 	}
 	return json_pack("{s:o}", "contexts", arr);
@@ -165,11 +185,12 @@ static json_t *
 status(struct vmci_broker *b)
 {
 	struct timespec ts;
+	json_t *doc;
 	double up;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	up = (double)((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - b->started_ns) / 1e9;
-	return json_pack("{s:s, s:I, s:f, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}", "version",
+	doc = json_pack("{s:s, s:I, s:f, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}", "version",
 			 VMFABRIC_VERSION, "pid", (json_int_t)getpid(), "uptime_s", up, "socket",
 			 b->path, "config", b->config_name ? b->config_name : "(built-in)",
 			 "contexts", (json_int_t)b->reg.n, "connections", (json_int_t)b->nconns,
@@ -178,6 +199,9 @@ status(struct vmci_broker *b)
 			 (json_int_t)atomic_load(&b->router.endpoints), "forwarded",
 			 (json_int_t)atomic_load(&b->router.forwarded), "drops",
 			 (json_int_t)atomic_load(&b->router.drops));
+	if (doc && b->status_ext)
+		b->status_ext(b, doc);
+	return doc;
 }
 
 int

@@ -30,6 +30,13 @@
 #define TX_BATCH 64u
 /* Packets one connection may write before the next connection's turn. */
 #define TURN_PKTS 8u
+/*
+ * Packets one device handles per kick, each way, before the loop's other
+ * sources (other VMs' devices, clients) get their turn: a guest that keeps
+ * its queue full would otherwise keep the main loop to itself. One batch:
+ * the yield costs an eventfd write and a turn of the loop per 64 packets.
+ */
+#define ROUND_PKTS TX_BATCH
 
 static const uint64_t dev_features = VIRTIO_F_VERSION_1 | VIRTIO_F_EVENT_IDX |
 				     VIRTIO_F_INDIRECT_DESC | VSOCK_F_STREAM | VSOCK_F_SEQPACKET;
@@ -105,6 +112,7 @@ dev_detach(struct vsock_dev *d, const char *why)
 	d->vhu = NULL;
 	d->usrc.fd = -1;
 	d->drop_pending = false;
+	loop_mark_dirty(d->loop); /* the fd keeper's copy names what was just closed */
 }
 
 /* The frontend is attached and not being dropped. */
@@ -192,6 +200,18 @@ orphan_packet(struct vsock_dev *d, const struct virtq_elem *e)
 	return (uint32_t)virtq_write(e, 0, &h, sizeof(h));
 }
 
+/*
+ * More work than one round: make the queue's kick readable again, so that
+ * the loop comes back to it after the sources that are ready now.
+ */
+static bool
+come_back(struct vsock_dev *d, unsigned q)
+{
+	uint64_t one = 1;
+
+	return d->kick[q].src.fd >= 0 && write(d->kick[q].src.fd, &one, sizeof(one)) == sizeof(one);
+}
+
 /* Fill the guest's receive buffers from what is owed, in turn. */
 void
 vsock__pump(struct vsock_dev *d)
@@ -199,7 +219,7 @@ vsock__pump(struct vsock_dev *d)
 	struct virtq *q = &d->vq[VSOCK_Q_RX];
 	struct vsock_conn *c = NULL;
 	struct virtq_elem e;
-	unsigned turn = 0;
+	unsigned turn = 0, sent = 0;
 	bool gone = false;
 	uint32_t n;
 	int r;
@@ -247,6 +267,11 @@ vsock__pump(struct vsock_dev *d)
 				vsock__ready(c); /* back of the line */
 			c = NULL;
 		}
+		if (++sent == ROUND_PKTS && come_back(d, VSOCK_Q_RX)) {
+			if (c)
+				vsock__ready(c);
+			break;
+		}
 	}
 	d->in_pump = false;
 	q->call = vhu_conn_ring(d->vhu, VSOCK_Q_RX)->call;
@@ -288,7 +313,7 @@ tx_drain(struct vsock_dev *d)
 	struct virtq_elem e;
 	struct vsock_hdr h;
 	const char *why;
-	unsigned n = 0;
+	unsigned n = 0, done = 0;
 	int r;
 
 	if (!dev_up(d))
@@ -318,7 +343,10 @@ tx_drain(struct vsock_dev *d)
 		virtq_flush(q);
 		if (n < TX_BATCH && !virtq_enable_kicks(q))
 			break;
+		done += n;
 		n = 0;
+		if (done >= ROUND_PKTS && come_back(d, VSOCK_Q_TX))
+			break;
 	}
 	vsock__pump(d);
 }
@@ -412,6 +440,8 @@ frontend_readable(struct loop_src *s, uint32_t events)
 	d->in_vhu = true;
 	err = vhu_conn_process(d->vhu);
 	d->in_vhu = false;
+	/* Rare messages (setup), each of which may change what a restart needs. */
+	loop_mark_dirty(d->loop);
 	if (d->drop_pending)
 		dev_detach(d, NULL); /* a ring broke while the server ran */
 	else if (err == -ENOTCONN)
@@ -529,6 +559,7 @@ vsock_dev_attach(struct vsock_dev *d, int sock)
 	d->why[0] = 0;
 	/* Connections from before (a daemon restart) are gone: tell the guest. */
 	d->reset_event = true;
+	loop_mark_dirty(d->loop);
 	return 0;
 }
 
@@ -565,6 +596,7 @@ vsock_dev_restore(struct vsock_dev *d, const struct vhu_saved *s)
 	}
 	if (d->drop_pending)
 		dev_detach(d, NULL);
+	loop_mark_dirty(d->loop);
 	return 0;
 }
 

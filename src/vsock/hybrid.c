@@ -52,6 +52,7 @@ struct vsock_bridge {
 	uint8_t *out; /* queue pair -> UNIX socket, not yet written */
 	size_t out_len, out_off;
 	bool unix_eof, qp_eof;
+	bool uwatched, qwatched; /* usrc, qsrc are in the loop's epoll set */
 };
 
 static void
@@ -62,9 +63,10 @@ br_free(struct vsock_bridge *b)
 		if (b->next)
 			b->next->pprev = b->pprev;
 	}
-	loop_del(b->d->loop, &b->usrc);
+	if (b->uwatched)
+		loop_del(b->d->loop, &b->usrc);
 	close(b->usrc.fd);
-	if (b->qsrc.fd >= 0)
+	if (b->qwatched)
 		loop_del(b->d->loop, &b->qsrc);
 	qp_close(b->qp);
 	free(b->out);
@@ -73,6 +75,27 @@ br_free(struct vsock_bridge *b)
 
 static void br_in(struct vsock_bridge *b);
 static void br_out(struct vsock_bridge *b);
+
+/*
+ * Watch source @s (the UNIX socket or the queue pair's poll descriptor)
+ * for @ev. Nothing to watch takes it out of the epoll set: EPOLLHUP and
+ * EPOLLERR are reported whatever the mask, and a queue pair whose peer is
+ * gone stays readable, so a bridge waiting on the other side would wake
+ * the loop again and again.
+ */
+static void
+br_watch(struct vsock_bridge *b, struct loop_src *s, bool *watched, uint32_t ev)
+{
+	if (!ev) {
+		if (*watched)
+			loop_del(b->d->loop, s);
+		*watched = false;
+	} else if (*watched) {
+		loop_mod(b->d->loop, s, ev);
+	} else {
+		*watched = loop_add(b->d->loop, s, ev) == 0;
+	}
+}
 
 /*
  * Watch what the bridge waits for now; frees it when both ends are done.
@@ -84,7 +107,7 @@ br_update(struct vsock_bridge *b)
 {
 	for (int round = 0;; round++) {
 		uint32_t uev = 0;
-		unsigned qev = 0;
+		unsigned qev = 0, ready;
 
 		if (b->unix_eof && b->qp_eof && !b->out_len) {
 			br_free(b);
@@ -100,12 +123,23 @@ br_update(struct vsock_bridge *b)
 			else
 				qev |= QP_EV_WRITE; /* the guest must read first */
 		}
-		if (!qev || !qp_arm(b->qp, qev)) {
-			loop_mod(b->d->loop, &b->usrc, uev);
+		if (!qev || !(ready = qp_arm(b->qp, qev))) {
+			br_watch(b, &b->usrc, &b->uwatched, uev);
+			br_watch(b, &b->qsrc, &b->qwatched, qev ? EPOLLIN : 0);
 			return;
 		}
+		if (ready & (QP_EV_HUP | QP_EV_ERR) && !b->unix_eof) {
+			/*
+			 * The guest's end is gone (or shut both ways): it will never
+			 * make room for the program's bytes. What it sent still goes
+			 * to the program, then the bridge ends.
+			 */
+			b->unix_eof = true;
+			continue;
+		}
 		if (round == 8) { /* still moving: come back after other sources */
-			loop_mod(b->d->loop, &b->usrc, uev | EPOLLOUT | EPOLLIN);
+			br_watch(b, &b->usrc, &b->uwatched, uev | EPOLLOUT | EPOLLIN);
+			br_watch(b, &b->qsrc, &b->qwatched, EPOLLIN);
 			return;
 		}
 		br_out(b);
@@ -194,10 +228,9 @@ br_start(struct vsock_bridge *b)
 	if (fd < 0 || !b->out)
 		return fd < 0 ? fd : -ENOMEM;
 	b->qsrc = (struct loop_src){ .fd = fd, .fn = br_qp_event };
-	if (loop_add(b->d->loop, &b->qsrc, EPOLLIN) < 0) {
-		b->qsrc.fd = -1;
+	br_watch(b, &b->qsrc, &b->qwatched, EPOLLIN);
+	if (!b->qwatched)
 		return -errno;
-	}
 	b->state = BR_RUN;
 	return 0;
 }
@@ -220,27 +253,47 @@ br_offer_done(void *arg, int err)
 	br_free(b); /* the host program sees its socket close without "OK" */
 }
 
+/*
+ * "CONNECT <port>" of @len bytes (without its '\n'; a '\r' before it is
+ * allowed): the port in decimal digits only, no sign, space or NUL (what
+ * strtoul() would skip or stop at), at most UINT32_MAX.
+ */
+static int
+br_parse(const char *line, size_t len, uint32_t *port)
+{
+	uint64_t v = 0;
+
+	if (len && line[len - 1] == '\r')
+		len--;
+	if (len <= 8 || memcmp(line, "CONNECT ", 8))
+		return -EPROTO;
+	for (size_t i = 8; i < len; i++) {
+		if (line[i] < '0' || line[i] > '9')
+			return -EPROTO;
+		v = v * 10 + (uint64_t)(line[i] - '0');
+		if (v > UINT32_MAX)
+			return -EPROTO;
+	}
+	*port = (uint32_t)v;
+	return 0;
+}
+
 /* "CONNECT <port>\n": offer the connection to the guest. */
 static int
 br_connect(struct vsock_bridge *b)
 {
-	char *end;
-	unsigned long port;
+	uint32_t port;
 	struct qp *peer;
 	int err;
 
-	b->line[b->line_len - 1] = 0;
-	if (strncmp(b->line, "CONNECT ", 8))
-		return -EPROTO;
-	port = strtoul(b->line + 8, &end, 10);
-	if (end == b->line + 8 || (*end && *end != '\r') || port > UINT32_MAX)
-		return -EPROTO;
+	if ((err = br_parse(b->line, b->line_len - 1, &port)))
+		return err;
 	if ((err = qp_create_pair(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &b->qp, &peer)))
 		return err;
 	b->port = HYBRID_PORT_BASE + (b->d->hyb_next++ & 0x3fffffffu);
 	b->state = BR_OFFERED;
-	loop_mod(b->d->loop, &b->usrc, 0);
-	err = vsock_offer(b->d, VSOCK_CID_HOST, b->port, (uint32_t)port, SOCK_STREAM, peer,
+	br_watch(b, &b->usrc, &b->uwatched, 0); /* until the guest answers; a hang-up is seen then */
+	err = vsock_offer(b->d, VSOCK_CID_HOST, b->port, port, SOCK_STREAM, peer,
 			  br_offer_done, b);
 	if (err)
 		qp_close(peer);
@@ -274,6 +327,9 @@ br_unix_event(struct loop_src *s, uint32_t events)
 
 			if (!err)
 				return;
+			for (size_t i = 0; i + 1 < b->line_len; i++) /* the log gets text only */
+				if (b->line[i] < ' ' || b->line[i] > '~')
+					b->line[i] = '?';
 			log_debug("vm %s: hybrid: refused \"%.*s\": %s", b->d->name,
 				  (int)b->line_len - 1, b->line, strerror(-err));
 			break;
@@ -298,12 +354,12 @@ hybrid_accept(struct loop_src *s, uint32_t events)
 		}
 		b->d = d;
 		b->usrc = (struct loop_src){ .fd = fd, .fn = br_unix_event };
-		b->qsrc.fd = -1;
 		if (loop_add(d->loop, &b->usrc, EPOLLIN) < 0) {
 			close(fd);
 			free(b);
 			continue;
 		}
+		b->uwatched = true;
 		b->next = d->bridges;
 		if (b->next)
 			b->next->pprev = &b->next;
@@ -361,15 +417,14 @@ vsock__hybrid_out(struct vsock_dev *d, uint32_t port, struct qp **qp)
 	}
 	b->d = d;
 	b->usrc = (struct loop_src){ .fd = fd, .fn = br_unix_event };
-	b->qsrc.fd = -1;
 	err = qp_create_pair(QP_SIZE_DEFAULT, QP_SIZE_DEFAULT, &b->qp, qp);
 	if (err) {
 		close(fd);
 		free(b);
 		return err;
 	}
-	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0 || loop_add(d->loop, &b->usrc, EPOLLIN) < 0 ||
-	    br_start(b)) {
+	b->uwatched = fcntl(fd, F_SETFL, O_NONBLOCK) == 0 && loop_add(d->loop, &b->usrc, EPOLLIN) == 0;
+	if (!b->uwatched || br_start(b)) {
 		err = -errno;
 		qp_close(*qp);
 		br_free(b);
