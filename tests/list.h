@@ -249,7 +249,9 @@
 	X(fault_guest_garbage, 60)      \
 	X(fault_frontend_stall, 60)     \
 	X(fault_qp_scribble, 60)        \
-	X(fault_alloc, 90)               \
+	X(fault_alloc, 90)              \
+	X(fault_qemu_kill, 180)         \
+	X(fault_eventfd_block, 30)      \
 	X(crash_keeper_protocol, 30)    \
 	X(crash_vmci_streams, 90)       \
 	X(crash_keeper_replaced, 30)    \

@@ -136,6 +136,8 @@ cli_wait(const struct cli_ctx *cx, int s, struct wire_msg *msg)
 			return -ETIMEDOUT;
 		}
 		n = wire_recv(s, msg, MSG_DONTWAIT);
+		if (n == -ECONNRESET) /* closed with our request unread: its answer may still wait */
+			n = wire_recv(s, msg, MSG_DONTWAIT);
 		if (n == -EAGAIN)
 			continue;
 		if (n == 0) {
@@ -177,6 +179,12 @@ cli_check_reply(const struct cli_ctx *cx, const struct wire_msg *msg)
 {
 	const struct wire_hdr *h = &msg->hdr;
 
+	/* A connection the daemon could not take (out of memory) is answered so. */
+	if (h->type == WIRE_HELLO && (h->flags & WIRE_F_REPLY) && h->status < 0 &&
+	    h->status >= -4095) {
+		cli_error(cx, "vmfabricd could not take the connection: %s", strerror(-h->status));
+		return h->status;
+	}
 	if ((h->type != WIRE_MGMT && h->type != WIRE_MGMT_FD) || !(h->flags & WIRE_F_REPLY) || h->seq != 1 || h->status > 0 ||
 	    h->status < -4095 || (h->status == 0 && msg->nfds != 1)) {
 		cli_error(cx, "malformed reply from vmfabricd");

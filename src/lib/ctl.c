@@ -24,6 +24,28 @@
 #define CTL_TIMEOUT_NS (5 * 1000000000LL)
 #define CTL_SPIN_NS 20000
 
+/*
+ * The daemon closed connection @fd before it answered the HELLO: it may
+ * have said why first (a connection it could not take, out of memory).
+ * That error, or 0.
+ */
+static int
+ctl_refusal(int fd)
+{
+	struct wire_msg m;
+	ssize_t n = wire_recv(fd, &m, MSG_DONTWAIT);
+	int err = 0;
+
+	if (n == -ECONNRESET) /* reported before what the daemon sent */
+		n = wire_recv(fd, &m, MSG_DONTWAIT);
+	if (n <= 0)
+		return 0;
+	if (m.hdr.type == WIRE_HELLO && (m.hdr.flags & WIRE_F_REPLY) && m.hdr.status < 0)
+		err = m.hdr.status;
+	wire_msg_close_fds(&m);
+	return err;
+}
+
 int
 ctl_open(struct vsk *v)
 {
@@ -50,8 +72,10 @@ ctl_open(struct vsk *v)
 	memcpy(h.name, v->want_name, sizeof(h.name));
 	hdr.seq = ++v->seq;
 	if (wire_send(fd, &hdr, &h, NULL, 0) < 0) {
+		int err = ctl_refusal(fd);
+
 		close(fd);
-		return -ENETDOWN;
+		return err ? err : -ENETDOWN;
 	}
 	v->ctrl = fd;
 	v->hello_pending = true;
@@ -77,6 +101,13 @@ ctl_wait_msg(struct vsk *v, struct wire_msg *m, int64_t deadline, bool nowait)
 
 	for (;;) {
 		n = wire_recv(v->ctrl, m, MSG_DONTWAIT);
+		/*
+		 * A daemon that closed with our request unread resets the
+		 * connection; the kernel reports that before what it had
+		 * sent (a refusal: out of memory), which the next read gets.
+		 */
+		if (n == -ECONNRESET && (n = wire_recv(v->ctrl, m, MSG_DONTWAIT)) <= 0)
+			n = -ECONNRESET;
 		if (n > 0)
 			return 0;
 		if (n == 0 || n == -ECONNRESET)
@@ -159,8 +190,9 @@ ctl_send(struct vsk *v, unsigned type, const void *body, const int *fds, int nfd
 	if (n == -EAGAIN)
 		return -ENOBUFS;
 	if (n < 0) {
+		err = v->hello_pending ? ctl_refusal(v->ctrl) : 0;
 		ctl_drop(v);
-		return -ENETDOWN;
+		return err ? err : -ENETDOWN;
 	}
 	return 0;
 }

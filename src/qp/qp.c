@@ -40,6 +40,7 @@
 
 #include "qp_internal.h"
 #include "common/clock.h"
+#include "common/wake.h"
 
 /* Spinning longer than this without progress starts yielding the CPU. */
 #define QP_SPIN_YIELD_NS 50000
@@ -103,92 +104,29 @@ qp_tx_refresh(struct qp *qp)
 	return (int64_t)(d->size - (d->pos - head));
 }
 
-/*
- * The wakeup guard (qp_guard_wakeups()): a one-shot timer per thread whose
- * signal interrupts a wakeup write that blocks. The signal's handler does
- * nothing; it is installed without SA_RESTART, so the write returns EINTR.
- */
-#define QP_GUARD_SIG (SIGRTMIN + 7)
-#define QP_GUARD_NS  (20 * 1000000) /* a wakeup write takes microseconds */
-
-static bool guard_on;
-static pthread_key_t guard_key;
-static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
-static __thread struct { bool made; timer_t t; } guard;
-
-static void
-guard_nothing(int sig)
-{
-	(void)sig;
-}
-
-static void
-guard_thread_gone(void *t)
-{
-	timer_delete((timer_t)t);
-}
-
-static void
-guard_init(void)
-{
-	struct sigaction sa = { .sa_handler = guard_nothing }; /* no SA_RESTART */
-
-	sigemptyset(&sa.sa_mask);
-	guard_on = sigaction(QP_GUARD_SIG, &sa, NULL) == 0 &&
-		   pthread_key_create(&guard_key, guard_thread_gone) == 0;
-}
-
 void
 qp_guard_wakeups(void)
 {
-	pthread_once(&guard_once, guard_init);
-}
-
-/* This thread's timer, made on first use; false if it cannot be. */
-static bool
-guard_timer(void)
-{
-	struct sigevent ev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = QP_GUARD_SIG };
-	sigset_t set;
-
-	if (guard.made)
-		return true;
-	ev._sigev_un._tid = gettid();
-	sigemptyset(&set);
-	sigaddset(&set, QP_GUARD_SIG);
-	if (pthread_sigmask(SIG_UNBLOCK, &set, NULL) || timer_create(CLOCK_MONOTONIC, &ev, &guard.t))
-		return false;
-	pthread_setspecific(guard_key, guard.t);
-	return guard.made = true;
+	wake_guard();
 }
 
 /*
  * Wake the peer. Its eventfd's file description is shared with the peer,
  * which could have made it blocking and filled its counter to make this
- * write wait for ever: it is made non-blocking again first when it is not
- * (one fcntl per wakeup). A peer that clears the flag again between the
- * fcntl and the write could still block it; under the guard (the daemon)
- * the write is interrupted after QP_GUARD_NS and the queue pair broken.
+ * write wait for ever (common/wake.h): under the guard (the daemon) such a
+ * write is interrupted and the queue pair broken.
  */
 static void
 qp_signal(struct qp *qp)
 {
-	static const struct itimerspec arm = { .it_value = { 0, QP_GUARD_NS } }, off;
-	bool guarded;
-	int fl, r;
+	int err;
 
 	if (qp->peer_wake < 0)
 		return;
-	fl = fcntl(qp->peer_wake, F_GETFL);
-	if (fl >= 0 && !(fl & O_NONBLOCK))
-		fcntl(qp->peer_wake, F_SETFL, fl | O_NONBLOCK);
-	guarded = guard_on && guard_timer() && timer_settime(guard.t, 0, &arm, NULL) == 0;
-	r = eventfd_write(qp->peer_wake, 1);
-	if (guarded)
-		timer_settime(guard.t, 0, &off, NULL);
-	if (r == 0)
+	err = wake_fd(qp->peer_wake);
+	if (!err)
 		qp->st.signals++;
-	else if (errno == EINTR && guarded && !qp->err) {
+	else if (err == -EINTR && !qp->err) {
 		qp->err = -EPROTO;
 		snprintf(qp->why, sizeof(qp->why), "peer made its wakeup descriptor block");
 	}

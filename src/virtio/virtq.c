@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/wake.h"
 #include "virtq.h"
 
 /* Offsets in 16-bit units. avail: used_event follows ring[num]. */
@@ -351,8 +352,6 @@ virtq_flush(struct virtq *q)
 {
 	uint16_t old = q->signalled, new = q->used_idx;
 	bool old_valid = q->signalled_valid;
-	uint64_t one = 1;
-	ssize_t r;
 
 	if (q->why || new == old)
 		return false;
@@ -380,11 +379,12 @@ virtq_flush(struct virtq *q)
 		return false;
 	}
 	q->st.notified++;
-	if (q->call >= 0) {
-		/* EAGAIN: the counter is full, an interrupt is pending anyway. */
-		r = write(q->call, &one, sizeof(one));
-		(void)r;
-	}
+	/*
+	 * -EAGAIN: the counter is full, an interrupt is pending anyway.
+	 * -EINTR: the frontend made its call descriptor hold the write.
+	 */
+	if (q->call >= 0 && wake_fd(q->call) == -EINTR)
+		virtq_break(q, "the frontend's call descriptor blocked an interrupt");
 	return true;
 }
 

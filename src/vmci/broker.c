@@ -1093,6 +1093,23 @@ conn_close(struct vmci_conn *c, const char *why)
 	free(c);
 }
 
+/*
+ * A connection the broker cannot take (no memory for it): its HELLO is
+ * answered with @err before it is closed, so that the client's call fails
+ * with that (-ENOMEM) rather than as if the daemon had gone. The answer
+ * needs no memory and waits for nothing.
+ */
+static void
+refuse_conn(int fd, int err)
+{
+	struct wire_hdr h = { .type = WIRE_HELLO, .flags = WIRE_F_REPLY,
+			      .len = sizeof(struct wire_hello), .status = -err };
+	struct wire_hello hello = { .version = WIRE_VERSION };
+
+	(void)wire_send(fd, &h, &hello, NULL, 0);
+	close(fd);
+}
+
 static void
 listen_readable(struct loop_src *s, uint32_t events)
 {
@@ -1111,8 +1128,10 @@ listen_readable(struct loop_src *s, uint32_t events)
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
 		    !conn_new(b, fd, cr.pid, cr.uid, cr.gid)) {
-			log_rl(LOG_LVL_WARN, "cannot take a connection: %s", strerror(errno));
-			close(fd);
+			int err = errno ? errno : ENOMEM;
+
+			log_rl(LOG_LVL_WARN, "cannot take a connection: %s", strerror(err));
+			refuse_conn(fd, err);
 		}
 	}
 }
