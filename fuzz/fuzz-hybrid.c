@@ -378,7 +378,7 @@ setup(struct fzh *w)
 
 		signal(SIGPIPE, SIG_IGN); /* as the daemon: a program that went is an EPIPE */
 
-		snprintf(tmpl, sizeof(tmpl), "%s/fuzz-hybrid.XXXXXX", t && *t ? t : "/tmp");
+		snprintf(tmpl, sizeof(tmpl), "%s/fuzz-hybrid.XXXXXX", t && *t ? t : P_tmpdir);
 		dir = mkdtemp(tmpl);
 		FZ_CHECK(dir != NULL && strlen(dir) < 60);
 		atexit(rm_dir);
