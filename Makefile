@@ -31,6 +31,7 @@ deps:
 	@tools/setup-deps build
 
 run: all guest
+	@tools/setup-deps run
 	@tools/run-demo
 
 check:

@@ -41,7 +41,9 @@ static const char default_config[] =
 	"vmfabricd.log_level = \"info\"\n"
 	"\n"
 	"# Two process contexts for the demo; only root may act as them.\n"
-	"# VMCI is off for a context unless vmci0.present is TRUE.\n"
+	"# VMCI is off for a context unless vmci0.present is TRUE. They get the\n"
+	"# lowest free CIDs (3, 4); the demo's guests bring their own contexts,\n"
+	"# VMCI on at CIDs 10 and 11, from examples/demo-a.vmx and demo-b.vmx.\n"
 	"context0.name = \"demo-a\"\n"
 	"context0.uid = \"0\"\n"
 	"context0.vmci0.present = \"TRUE\"\n"
@@ -57,8 +59,18 @@ static const char default_config[] =
 	"portgroup0.vswitch = \"vSwitch0\"\n"
 	"portgroup0.vlan = \"0\"\n"
 	"\n"
-	"# No RDMA device (rdmaN.*): an RDMA device is paired with an uplink\n"
-	"# (uplinkN.*, a host interface), and this configuration has none.\n";
+	"# The demo's uplink: the host end of a veth pair that make run creates\n"
+	"# (its other end is in a network namespace). Without that interface the\n"
+	"# daemon starts with a warning and leaves the uplink out.\n"
+	"uplink0.name = \"vmnic1\"\n"
+	"uplink0.device = \"vmfdemo0\"\n"
+	"uplink0.vswitch = \"vSwitch0\"\n"
+	"\n"
+	"# The RDMA device paired with vmnic1. Verbs between processes of this\n"
+	"# host need nothing more; RoCE to other hosts would need it bound to a\n"
+	"# VMkernel adapter with an IP (vmkN.*, rdma0.vmknic).\n"
+	"rdma0.name = \"vmrdma0\"\n"
+	"rdma0.uplink = \"vmnic1\"\n";
 
 struct daemon {
 	struct loop loop;

@@ -871,7 +871,19 @@ vsw_dp_start(struct vsw_dp *d)
 		struct uplink_port *u = d->uplink[i];
 		struct epoll_event uev = { .events = EPOLLIN, .data.ptr = NULL };
 
-		if ((err = uplink_open(u))) {
+		if ((err = uplink_open(u)) == -ENODEV) {
+			/* Not there (yet): the daemon runs without it, as if not configured. */
+			log_warn("uplink %s: device %s does not exist: %s is left out until vmfabricd "
+				 "restarts (its RDMA device, if any, is down)",
+				 u->p.name, u->device, u->p.name);
+			free(u);
+			memmove(&d->uplink[i], &d->uplink[i + 1],
+				(d->nuplink - i - 1) * sizeof(d->uplink[0]));
+			d->nuplink--;
+			i--;
+			continue;
+		}
+		if (err) {
 			log_err("uplink %s: device %s: %s", u->p.name, u->device, strerror(-err));
 			return err;
 		}

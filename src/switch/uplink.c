@@ -61,15 +61,14 @@ uplink_open(struct uplink_port *u)
 	size_t rx_len = (size_t)UL_RX_FRAMES * UL_FRAME, tx_len = (size_t)UL_TX_FRAMES * UL_FRAME;
 	uint8_t *map;
 
+	/* First whether it exists: -ENODEV says so, with or without privilege. */
+	a.sll_ifindex = (int)if_nametoindex(u->device);
+	promisc.mr_ifindex = a.sll_ifindex;
+	if (!a.sll_ifindex)
+		return -ENODEV;
 	u->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
 	if (u->fd < 0)
 		return -errno;
-	a.sll_ifindex = (int)if_nametoindex(u->device);
-	promisc.mr_ifindex = a.sll_ifindex;
-	if (!a.sll_ifindex) {
-		err = -ENODEV;
-		goto fail;
-	}
 	if (setsockopt(u->fd, SOL_PACKET, PACKET_VERSION, &ver, sizeof(ver)) < 0 ||
 	    setsockopt(u->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) < 0 ||
 	    setsockopt(u->fd, SOL_PACKET, PACKET_RX_RING, &rx, sizeof(rx)) < 0 ||
