@@ -700,7 +700,8 @@ neigh_probe(const char *ifname, const uint8_t ip[4])
  * (-EHOSTUNREACH), or the client goes.
  */
 #define RTS_RETRY_NS (5 * 1000000ll)
-#define RTS_WAIT_NS  (300 * 1000000ll)
+/* Past the kernel's ARP retransmission (1 s): a lost request or a loaded host. */
+#define RTS_WAIT_NS  (3000 * 1000000ll)
 
 enum rts_try { RTS_FIRST, RTS_AGAIN, RTS_LAST };
 
