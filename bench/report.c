@@ -297,7 +297,7 @@ report_group(FILE *md, const char *results, const char *group, const char *plotd
 int
 main(int argc, char **argv)
 {
-	static const char *const groups[] = { "qp", "vmci", "vm", "vswitch", "rdma", "soak" };
+	static const char *const groups[] = { "qp", "vmci", "vm", "vswitch", "rdma" };
 	const char *rel;
 	FILE *md;
 
