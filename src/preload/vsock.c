@@ -19,7 +19,8 @@
  * program that uses epoll must use non-blocking sockets and expect
  * EAGAIN). What is not there: descriptors passed to another process or
  * inherited across fork() or exec() (the socket's state lives in this
- * process), dup() of a VMCI socket, and sendfile/splice.
+ * process: in a child its descriptor is a plain one, which it may close),
+ * dup() of a VMCI socket, and sendfile/splice.
  *
  * libvmfabric itself calls poll(), read(), close() ... on its own
  * descriptors, some of which are the sockets' descriptors: inside the
@@ -29,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -47,6 +49,26 @@
 #define EXPORT __attribute__((visibility("default")))
 
 static __thread int depth; /* > 0: inside libvmfabric */
+/*
+ * In a child of fork() the sockets' state (queue pairs, control
+ * connections) is the parent's: there a socket's descriptor is a plain
+ * descriptor again, so that closing it (as a child about to exec does)
+ * cannot tear down the parent's connection.
+ */
+static bool forked;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void
+in_child(void)
+{
+	forked = true;
+}
+
+static void
+watch_fork(void)
+{
+	pthread_atfork(NULL, NULL, in_child);
+}
 
 /* The C library's function @name, found once. */
 #define REAL(ret, name, ...)                                        \
@@ -91,7 +113,7 @@ REAL(int, pselect, int, fd_set *, fd_set *, fd_set *, const struct timespec *, c
 static struct vsk *
 vsock(int fd)
 {
-	return depth || fd < 0 ? NULL : lib_table_get(fd);
+	return depth || forked || fd < 0 ? NULL : lib_table_get(fd);
 }
 
 /* A libvmfabric result (-errno) as the C library's (-1, errno). */
@@ -133,6 +155,7 @@ socket(int domain, int type, int protocol)
 		return get_socket()(domain, type, protocol);
 	if (protocol != 0)
 		return (int)ret(-EPROTONOSUPPORT);
+	pthread_once(&atfork_once, watch_fork);
 	return (int)ret(IN_LIB(vmci_socket(type)));
 }
 
@@ -427,6 +450,30 @@ close(int fd)
 	if (!vsock(fd))
 		return get_close()(fd);
 	return (int)ret(IN_LIB(vmci_close(fd)));
+}
+
+REAL(int, dup2, int, int)
+REAL(int, dup3, int, int, int)
+
+/* dup2()/dup3() onto a VMCI socket's number close that socket first, as the kernel would. */
+EXPORT int
+dup3(int old, int new, int flags)
+{
+	long _lib;
+
+	if (old != new && vsock(new))
+		(void)IN_LIB(vmci_close(new));
+	return get_dup3()(old, new, flags);
+}
+
+EXPORT int
+dup2(int old, int new)
+{
+	long _lib;
+
+	if (old != new && vsock(new))
+		(void)IN_LIB(vmci_close(new));
+	return get_dup2()(old, new);
 }
 
 EXPORT int
