@@ -3,7 +3,8 @@
  * AF_VSOCK for unmodified programs: Debian's socat, with
  * LD_PRELOAD=libvmfabric-vsock.so (src/preload/vsock.c), talks over
  * vmfabric with its own VSOCK-LISTEN and VSOCK-CONNECT addresses: between
- * two process contexts (one way, and both ways through an echo), and with
+ * two process contexts (one way, both ways through an echo, and from the
+ * children of a forking TCP listener), and with
  * a real guest running vmf-vsock over its kernel's AF_VSOCK (host to guest
  * through the guest's echo, guest to host into a socat listener). Every
  * byte is compared. Skips without socat, or in sanitizer builds (the
@@ -117,6 +118,24 @@ TEST(preload_socat_hosts)
 	ASSERT_OK(td_sh("VMFABRIC_CONTEXT=a " SOCAT " -t 5 - VSOCK-CONNECT:4:7001 <%s >%s", d.sock,
 			in, echo));
 	check_pattern_file(echo, len);
+	/*
+	 * A child of fork() makes its own socket (socat's TCP-LISTEN,fork opens
+	 * VSOCK-CONNECT in each connection's child): it is the child's, and works.
+	 */
+	{
+		unsigned tcp = 20000 + (unsigned)getpid() % 20000;
+
+		ASSERT_OK(td_sh("VMFABRIC_CONTEXT=b " SOCAT " VSOCK-LISTEN:7002 EXEC:cat &", d.sock));
+		wait_listener(&d, 7002);
+		ASSERT_OK(td_sh("VMFABRIC_CONTEXT=a " SOCAT " TCP-LISTEN:%u,bind=127.0.0.1,reuseaddr,fork "
+				"VSOCK-CONNECT:4:7002 & echo $! >%s/fork.pid",
+				d.sock, tcp, d.dir));
+		ASSERT_OK(td_sh("for i in $(seq 200); do r=$(echo forked | timeout 5 socat -t 2 - "
+				"TCP:127.0.0.1:%u 2>/dev/null) && [ \"$r\" = forked ] && exit 0; "
+				"sleep 0.05; done; exit 1",
+				tcp));
+		(void)td_sh("kill $(cat %s/fork.pid)", d.dir);
+	}
 	/* The kernel's refusals, as socat reports them: nobody on the port. */
 	ASSERT(td_sh("VMFABRIC_CONTEXT=a " SOCAT " -u %s VSOCK-CONNECT:4:7999 2>%s/err", d.sock, in,
 		     d.dir) != 0);

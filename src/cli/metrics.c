@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -309,11 +310,15 @@ serve_one(const struct cli_ctx *cx, int c)
 	char req[2048], *body = NULL;
 	size_t len = 0, got = 0;
 	const char *status = "200 OK", *type = "text/plain; version=0.0.4; charset=utf-8";
+	time_t deadline = time(NULL) + 5; /* the whole request, however it trickles in */
 	FILE *m;
 	ssize_t n;
 
+	/* One client at a time: none may hold the server for more than seconds. */
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	while (got < sizeof(req) - 1 && (n = read(c, req + got, sizeof(req) - 1 - got)) > 0) {
+	setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	while (got < sizeof(req) - 1 && time(NULL) < deadline &&
+	       (n = read(c, req + got, sizeof(req) - 1 - got)) > 0) {
 		got += (size_t)n;
 		req[got] = 0;
 		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
@@ -355,8 +360,13 @@ serve(const struct cli_ctx *cx, const char *spec)
 		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
 
 		if (c < 0) {
-			if (errno == EINTR)
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue; /* a client gone before we took it */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				usleep(100000); /* out of something for now: try again */
 				continue;
+			}
 			cli_error(cx, "accept: %s", strerror(errno));
 			close(fd);
 			return -errno;

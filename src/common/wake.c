@@ -76,7 +76,11 @@ guard_timer(void)
 int
 wake_fd(int fd)
 {
-	static const struct itimerspec arm = { .it_value = { 0, WAKE_GUARD_MS * 1000000L } }, off;
+	/* Repeating until disarmed: a signal spent before the write starts (the thread
+	 * preempted in between) must not leave the write unguarded. */
+	static const struct itimerspec arm = { .it_value = { 0, WAKE_GUARD_MS * 1000000L },
+					       .it_interval = { 0, WAKE_GUARD_MS * 1000000L } },
+				       off;
 	bool guarded;
 	int fl, r, err;
 

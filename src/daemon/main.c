@@ -572,8 +572,11 @@ main(int argc, char **argv)
 			if (!(err = start_broker(&d, saved)) && !(err = start_vms(&d, saved, crashed)))
 				err = run(&d);
 		}
-		/* A start that failed leaves a crashed daemon's state to the next try. */
-		keeper_close(&d.keeper, d.ran || !d.keeper.inherited);
+		/*
+		 * A start that failed leaves a crashed daemon's state, or what a
+		 * restart by exec brought (saved), to the next try.
+		 */
+		keeper_close(&d.keeper, d.ran || (!d.keeper.inherited && !saved));
 	}
 	json_decref(saved);
 	vsw_dp_stop(&d.broker.dp); /* stopped with the broker, or never started */

@@ -50,17 +50,29 @@
 
 static __thread int depth; /* > 0: inside libvmfabric */
 /*
- * In a child of fork() the sockets' state (queue pairs, control
- * connections) is the parent's: there a socket's descriptor is a plain
- * descriptor again, so that closing it (as a child about to exec does)
- * cannot tear down the parent's connection.
+ * In a child of fork() the sockets it inherited (their queue pairs and
+ * control connections) are the parent's: there their descriptors are
+ * plain descriptors again, so that closing one (as a child about to exec
+ * does) cannot tear down the parent's connection. Sockets the child makes
+ * itself are its own.
  */
-static bool forked;
+#define FD_BITS 65536
+static uint64_t inherited[FD_BITS / 64];
+static bool forked; /* inherited[] may have bits */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static bool
+was_inherited(int fd)
+{
+	return forked && fd < FD_BITS && (inherited[fd / 64] >> (fd % 64) & 1);
+}
 
 static void
 in_child(void)
 {
+	for (int fd = 0; fd < FD_BITS; fd++)
+		if (lib_table_get(fd))
+			inherited[fd / 64] |= 1ull << (fd % 64);
 	forked = true;
 }
 
@@ -113,7 +125,7 @@ REAL(int, pselect, int, fd_set *, fd_set *, fd_set *, const struct timespec *, c
 static struct vsk *
 vsock(int fd)
 {
-	return depth || forked || fd < 0 ? NULL : lib_table_get(fd);
+	return depth || fd < 0 || was_inherited(fd) ? NULL : lib_table_get(fd);
 }
 
 /* A libvmfabric result (-errno) as the C library's (-1, errno). */
@@ -447,6 +459,8 @@ close(int fd)
 {
 	long _lib;
 
+	if (was_inherited(fd))
+		inherited[fd / 64] &= ~(1ull << (fd % 64)); /* the number may be a socket of ours next */
 	if (!vsock(fd))
 		return get_close()(fd);
 	return (int)ret(IN_LIB(vmci_close(fd)));

@@ -77,7 +77,10 @@ on_sigbus(int sig, siginfo_t *si, void *uc)
 	} else if (guard_prev.sa_handler != SIG_DFL && guard_prev.sa_handler != SIG_IGN) {
 		guard_prev.sa_handler(sig);
 	} else {
-		signal(SIGBUS, SIG_DFL); /* the access faults again and the process ends */
+		/* As if never handled: a fault repeats, a signal sent by kill() is raised again. */
+		signal(SIGBUS, SIG_DFL);
+		if (si->si_code <= 0)
+			raise(SIGBUS);
 	}
 }
 

@@ -754,12 +754,23 @@ rts_timer_fired(struct loop_src *src, uint32_t events)
 }
 
 /* Keep @m to try again; 0 (answered later) or -errno. */
+#define RTS_WAITS_MAX 64 /* per client: each costs a neighbour lookup every RTS_RETRY_NS */
+
 static int
 rts_wait(struct rdma_client *cl, struct broker_rdma *r, const struct wire_msg *m)
 {
-	struct rdma_rts_wait *w = calloc(1, sizeof(*w));
+	struct rdma_rts_wait *w;
+	unsigned n = 0;
 
-	if (!w)
+	for (w = r->rts_wait; w; w = w->next) {
+		if (w->cl != cl)
+			continue;
+		if (w->m.body.rdma_qp.qpn == m->body.rdma_qp.qpn)
+			return -EBUSY; /* this QP's RTS is already waiting */
+		if (++n >= RTS_WAITS_MAX)
+			return -ENOBUFS;
+	}
+	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
 	if (!r->rts_timer.fn) {
 		r->rts_timer = (struct loop_src){ .fn = rts_timer_fired };
