@@ -87,8 +87,11 @@ loop_run(struct loop *l)
 	int64_t spin_until = 0;
 
 	while (!l->stop) {
-		/* Poll without sleeping while recently busy, then block. */
-		int n = loop_once(l, clock_ns() < spin_until ? 0 : -1);
+		/*
+		 * Poll without sleeping while recently busy, then block; not while
+		 * on_dirty marked the loop dirty again (it wants another round).
+		 */
+		int n = loop_once(l, l->dirty || clock_ns() < spin_until ? 0 : -1);
 
 		if (n < 0)
 			return n;

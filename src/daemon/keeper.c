@@ -679,7 +679,7 @@ keeper_lost(struct keeper *k, const char *why)
 		log_err("fd keeper: cannot start one: %s", strerror(-err));
 		return;
 	}
-	loop_mark_dirty(k->loop); /* the new one gets the state after this round */
+	loop_mark_dirty(k->loop); /* the new one gets the state in the next round, idle or not */
 }
 
 /* The absolute path of @path, or @path itself if it does not fit. */
