@@ -42,6 +42,7 @@
 #include "vmfabric/vmci.h"
 #include "vmfabric/vnic.h"
 #include "vmfabric/vrdma.h"
+#include "../tools/vend.h"
 
 #define STREAM_PORT 5000
 #define DGRAM_PORT  6000
@@ -360,57 +361,21 @@ switch_a(void)
 /* ---------------------------------------------------------------------- */
 /* rdma */
 
-struct rside {
-	struct vrdma_context *ctx;
-	struct vrdma_pd *pd;
-	struct vrdma_cq *cq;
-	struct vrdma_qp *qp;
-	struct vrdma_mr *mr;
-	uint8_t *buf;
-};
-
 struct remote {
 	uint64_t addr;
 	uint32_t rkey, round;
 };
 
+/* This round's end: the buffer readable and writable by the peer. */
 static int
-rside_open(struct rside *s)
+rside_open(struct vend *s)
 {
-	struct vrdma_qp_init_attr ia = { .qp_type = VRDMA_QPT_RC,
-					 .cap = { .max_send_wr = 64, .max_recv_wr = 1 } };
-	int err;
+	const char *what;
 
-	memset(s, 0, sizeof(*s));
-	if ((err = vrdma_open_device("vmrdma0", &s->ctx)) || (err = vrdma_alloc_pd(s->ctx, &s->pd)) ||
-	    (err = vrdma_create_cq(s->ctx, 64, NULL, NULL, &s->cq)))
-		return err;
-	ia.send_cq = ia.recv_cq = s->cq;
-	if ((err = vrdma_create_qp(s->pd, &ia, &s->qp)))
-		return err;
-	if (!s->buf && !(s->buf = malloc(RDMA_LEN)))
-		return -ENOMEM;
-	return vrdma_reg_mr(s->pd, s->buf, RDMA_LEN,
-			    VRDMA_ACCESS_LOCAL_WRITE | VRDMA_ACCESS_REMOTE_WRITE |
-				    VRDMA_ACCESS_REMOTE_READ,
-			    &s->mr);
-}
-
-static void
-rside_close(struct rside *s)
-{
-	if (s->mr)
-		vrdma_dereg_mr(s->mr);
-	if (s->qp)
-		vrdma_destroy_qp(s->qp);
-	if (s->cq)
-		vrdma_destroy_cq(s->cq);
-	if (s->pd)
-		vrdma_dealloc_pd(s->pd);
-	if (s->ctx)
-		vrdma_close_device(s->ctx);
-	free(s->buf);
-	memset(s, 0, sizeof(*s));
+	return vend_open(s, RDMA_LEN,
+			 VRDMA_ACCESS_LOCAL_WRITE | VRDMA_ACCESS_REMOTE_WRITE |
+				 VRDMA_ACCESS_REMOTE_READ,
+			 &what);
 }
 
 /* b: one round per connection; a's byte on @done ends the round. */
@@ -418,7 +383,7 @@ static void
 rdma_b(int done)
 {
 	while (!atomic_load(&st->stop)) {
-		struct rside s;
+		struct vend s;
 		struct vrdma_listener *l = NULL;
 		struct vrdma_conn_req req;
 		struct remote r;
@@ -428,7 +393,7 @@ rdma_b(int done)
 
 		if ((err = rside_open(&s)) || (err = vrdma_listen(s.ctx, RDMA_PORT, &l))) {
 			fail(W_RDMA, "open/listen (b)", err);
-			rside_close(&s);
+			vend_close(&s);
 			continue;
 		}
 		err = vrdma_get_request(l, &req, 1000);
@@ -439,13 +404,13 @@ rdma_b(int done)
 		} else if (err != -ETIMEDOUT)
 			fail(W_RDMA, "accept", err);
 		vrdma_listener_close(l);
-		rside_close(&s);
+		vend_close(&s);
 		atomic_fetch_add(&st->cycles[W_RDMA], 1);
 	}
 }
 
 static int
-rdma_wait(struct rside *s)
+rdma_wait(struct vend *s)
 {
 	struct vrdma_wc wc;
 	int n;
@@ -456,7 +421,7 @@ rdma_wait(struct rside *s)
 }
 
 static int
-rdma_move(struct rside *s, const struct remote *r, enum vrdma_wr_opcode op)
+rdma_move(struct vend *s, const struct remote *r, enum vrdma_wr_opcode op)
 {
 	const uint32_t chunk = 1u << 20;
 
@@ -479,7 +444,7 @@ static void
 rdma_a(int done)
 {
 	for (uint32_t round = 0; !atomic_load(&st->stop); round++) {
-		struct rside s;
+		struct vend s;
 		struct remote r;
 		int err;
 
@@ -487,7 +452,7 @@ rdma_a(int done)
 		    (err = vrdma_connect(s.qp, st->cid_b, RDMA_PORT, NULL, &r, 2000))) {
 			if (err != -ECONNREFUSED)
 				fail(W_RDMA, "connect", err);
-			rside_close(&s);
+			vend_close(&s);
 			usleep(2000);
 			continue;
 		}
@@ -509,7 +474,7 @@ rdma_a(int done)
 			atomic_fetch_add(&st->bytes[W_RDMA], 2ull * RDMA_LEN);
 			atomic_fetch_add(&st->units[W_RDMA], 1);
 		}
-		rside_close(&s);
+		vend_close(&s);
 		if (write(done, "x", 1) != 1)
 			break;
 	}

@@ -18,21 +18,13 @@
 #include <unistd.h>
 
 #include "vmfabric/vmci.h"
+#include "vend.h"
 #include "vmfabric/vrdma.h"
 
 #define LEN   (64u << 20)
 #define CHUNK (1u << 20) /* bytes per WRITE or READ */
 #define ADDS  100000
 #define PORT  18515
-
-struct side {
-	struct vrdma_context *ctx;
-	struct vrdma_pd *pd;
-	struct vrdma_cq *cq;
-	struct vrdma_qp *qp;
-	struct vrdma_mr *mr;
-	uint8_t *buf;
-};
 
 struct remote {
 	uint64_t addr;
@@ -59,31 +51,23 @@ now(void)
 }
 
 static void
-side_open(struct side *s, const char *context)
+side_open(struct vend *s, const char *context)
 {
-	struct vrdma_qp_init_attr ia = { .qp_type = VRDMA_QPT_RC,
-					 .cap = { .max_send_wr = 64, .max_recv_wr = 1 } };
+	const char *what = "";
 
 	check(vmci_set_context(context), "vmci_set_context");
-	check(vrdma_open_device("vmrdma0", &s->ctx), "vrdma_open_device vmrdma0");
-	check(vrdma_alloc_pd(s->ctx, &s->pd), "vrdma_alloc_pd");
-	check(vrdma_create_cq(s->ctx, 64, NULL, NULL, &s->cq), "vrdma_create_cq");
-	ia.send_cq = ia.recv_cq = s->cq;
-	check(vrdma_create_qp(s->pd, &ia, &s->qp), "vrdma_create_qp");
-	if (!(s->buf = calloc(1, LEN)))
-		check(-ENOMEM, "buffer");
-	check(vrdma_reg_mr(s->pd, s->buf, LEN,
-			   VRDMA_ACCESS_LOCAL_WRITE | VRDMA_ACCESS_REMOTE_WRITE |
-				   VRDMA_ACCESS_REMOTE_READ | VRDMA_ACCESS_REMOTE_ATOMIC,
-			   &s->mr),
-	      "vrdma_reg_mr");
+	check(vend_open(s, LEN,
+			VRDMA_ACCESS_LOCAL_WRITE | VRDMA_ACCESS_REMOTE_WRITE |
+				VRDMA_ACCESS_REMOTE_READ | VRDMA_ACCESS_REMOTE_ATOMIC,
+			&what),
+	      what);
 }
 
 /* demo-b: accept, tell where the memory is, then only wait. */
 static int
 target(int ready, int go)
 {
-	struct side s;
+	struct vend s;
 	struct vrdma_listener *l;
 	struct vrdma_conn_req req;
 	struct remote r;
@@ -114,7 +98,7 @@ target(int ready, int go)
 }
 
 static void
-wait_wc(struct side *s, const char *what)
+wait_wc(struct vend *s, const char *what)
 {
 	struct vrdma_wc wc;
 	int n;
@@ -130,7 +114,7 @@ wait_wc(struct side *s, const char *what)
 
 /* Move @LEN bytes with @op in CHUNK pieces, a completion every 16; Gbit/s. */
 static double
-bulk(struct side *s, const struct remote *r, enum vrdma_wr_opcode op, uint8_t *local)
+bulk(struct vend *s, const struct remote *r, enum vrdma_wr_opcode op, uint8_t *local)
 {
 	double t0 = now();
 
@@ -154,7 +138,7 @@ int
 main(void)
 {
 	int ready[2], go[2], st;
-	struct side s;
+	struct vend s;
 	struct remote r;
 	pid_t pid;
 	double t0, wr_gbit, rd_gbit;
